@@ -1,0 +1,2 @@
+//! Warren: an AMQP 0-9-1 broker built as one io_uring shard per core.
+pub mod protocol;

@@ -1,0 +1,101 @@
+//! Queue operations as values, so that a connection on any shard can ask the queue's owner
+//! shard to apply them (directly when local, over the ring otherwise).
+
+use bytes::Bytes;
+
+use super::{ConnRef, QueueRef};
+use crate::protocol::constants::{ACCESS_REFUSED, NOT_FOUND, PRECONDITION_FAILED, RESOURCE_LOCKED};
+use crate::protocol::FieldTable;
+
+/// An AMQP error to report to the peer: `code` decides channel (soft) or connection (hard) close.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AmqpError {
+    pub code: u16,
+    pub text: String,
+}
+
+impl AmqpError {
+    pub fn new(code: u16, text: impl Into<String>) -> Self {
+        AmqpError { code, text: text.into() }
+    }
+    pub fn not_found(text: String) -> Self {
+        AmqpError::new(NOT_FOUND, text)
+    }
+    pub fn precondition(text: String) -> Self {
+        AmqpError::new(PRECONDITION_FAILED, text)
+    }
+    pub fn access_refused(text: String) -> Self {
+        AmqpError::new(ACCESS_REFUSED, text)
+    }
+    pub fn resource_locked(text: String) -> Self {
+        AmqpError::new(RESOURCE_LOCKED, text)
+    }
+}
+
+/// Everything the queue needs to know about a new consumer.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    /// Unique per connection shard; lets acks find the consumer to credit.
+    pub id: u64,
+    pub conn: ConnRef,
+    pub channel: u16,
+    pub tag: Bytes,
+    pub no_ack: bool,
+    pub exclusive: bool,
+    /// basic.qos global=false in force when the consumer was created (0 = unlimited).
+    pub prefetch_count: u16,
+    /// basic.qos global=true of the channel (0 = unlimited).
+    pub channel_prefetch_count: u16,
+}
+
+#[derive(Debug)]
+pub enum QueueOp {
+    Declare {
+        name: Bytes,
+        passive: bool,
+        durable: bool,
+        exclusive: bool,
+        auto_delete: bool,
+        arguments: FieldTable,
+        owner: ConnRef,
+    },
+    Delete {
+        name: Bytes,
+        if_unused: bool,
+        if_empty: bool,
+        owner: ConnRef,
+    },
+    Purge {
+        name: Bytes,
+        owner: ConnRef,
+    },
+    Consume {
+        name: Bytes,
+        spec: ConsumerSpec,
+    },
+    Cancel {
+        queue: QueueRef,
+        consumer_id: u64,
+    },
+    /// Deletes the exclusive queues the connection owned on this shard.
+    ConnectionClosed {
+        conn: ConnRef,
+    },
+}
+
+#[derive(Debug)]
+pub enum OpOk {
+    Declared { queue: QueueRef, name: Bytes, message_count: u32, consumer_count: u32 },
+    Count(u32),
+    Consuming(QueueRef),
+    Done,
+}
+
+/// What an ack, nack, reject or channel close does to unacked messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettleKind {
+    /// Done with: basic.ack, or nack/reject without requeue.
+    Ack,
+    /// Back to the queue in its original position, marked redelivered.
+    Requeue,
+}

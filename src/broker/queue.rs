@@ -1,0 +1,294 @@
+//! One queue: its ready messages, unacked deliveries and consumers, and fair dispatch.
+//!
+//! Invariants:
+//! - `ready` is sorted by `seq`: publishes append increasing seqs and requeues insert in order,
+//!   so a requeued message goes back to its original position relative to the others.
+//! - every seq is in at most one of `ready` and `unacked`.
+//! - a consumer's `in_flight` counts exactly the `unacked` entries that name it.
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::Bytes;
+
+use super::ops::{AmqpError, ConsumerSpec, SettleKind};
+use super::{ConnRef, Message, Outbox, QueueRef};
+use crate::protocol::FieldTable;
+use crate::shard::{Delivery, ShardMsg};
+
+struct Ready {
+    seq: u64,
+    redelivered: bool,
+    msg: Message,
+}
+
+struct Unacked {
+    msg: Message,
+    consumer_id: u64,
+    conn: ConnRef,
+    channel: u16,
+    counts_for_channel: bool,
+}
+
+struct Consumer {
+    spec: ConsumerSpec,
+    in_flight: u32,
+}
+
+pub struct Queue {
+    pub id: QueueRef,
+    pub name: Bytes,
+    pub durable: bool,
+    pub exclusive_owner: Option<ConnRef>,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+    ready: VecDeque<Ready>,
+    unacked: HashMap<u64, Unacked>,
+    consumers: Vec<Consumer>,
+    /// Round-robin position: the consumer after the last one served.
+    next_consumer: usize,
+    next_seq: u64,
+    had_consumer: bool,
+}
+
+impl Queue {
+    pub fn new(
+        id: QueueRef,
+        name: Bytes,
+        durable: bool,
+        exclusive_owner: Option<ConnRef>,
+        auto_delete: bool,
+        arguments: FieldTable,
+    ) -> Self {
+        Queue {
+            id,
+            name,
+            durable,
+            exclusive_owner,
+            auto_delete,
+            arguments,
+            ready: VecDeque::new(),
+            unacked: HashMap::new(),
+            consumers: Vec::new(),
+            next_consumer: 0,
+            next_seq: 1,
+            had_consumer: false,
+        }
+    }
+
+    pub fn display_name(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.name)
+    }
+
+    pub fn ready_count(&self) -> usize {
+        self.ready.len()
+    }
+
+    pub fn consumer_count(&self) -> usize {
+        self.consumers.len()
+    }
+
+    pub fn should_auto_delete(&self) -> bool {
+        self.auto_delete && self.had_consumer && self.consumers.is_empty()
+    }
+
+    /// RabbitMQ's wording, which clients show to users.
+    pub fn check_exclusive(&self, conn: ConnRef) -> Result<(), AmqpError> {
+        match self.exclusive_owner {
+            Some(owner) if owner != conn => Err(AmqpError::resource_locked(format!(
+                "cannot obtain exclusive access to locked queue '{}' in vhost '/'. It could be originally \
+                 declared on another connection or the exclusive property value does not match that of \
+                 the original declaration.",
+                self.display_name()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn check_equivalent(
+        &self,
+        durable: bool,
+        exclusive: bool,
+        auto_delete: bool,
+        arguments: &FieldTable,
+    ) -> Result<(), AmqpError> {
+        let mismatch = |field: &str, received: bool, current: bool| {
+            AmqpError::precondition(format!(
+                "inequivalent arg '{field}' for queue '{}' in vhost '/': received '{received}' but current is '{current}'",
+                self.display_name()
+            ))
+        };
+        if durable != self.durable {
+            return Err(mismatch("durable", durable, self.durable));
+        }
+        if exclusive != self.exclusive_owner.is_some() {
+            return Err(mismatch("exclusive", exclusive, self.exclusive_owner.is_some()));
+        }
+        if auto_delete != self.auto_delete {
+            return Err(mismatch("auto_delete", auto_delete, self.auto_delete));
+        }
+        for key in ["x-queue-type", "x-max-length", "x-message-ttl", "x-dead-letter-exchange", "x-expires"] {
+            let (received, current) = (arguments.get(key), self.arguments.get(key));
+            // RabbitMQ treats a missing x-queue-type as equivalent to the queue's type.
+            if key == "x-queue-type" && received.is_none() {
+                continue;
+            }
+            if received != current {
+                return Err(AmqpError::precondition(format!(
+                    "inequivalent arg '{key}' for queue '{}' in vhost '/': received {} but current is {}",
+                    self.display_name(),
+                    describe(received),
+                    describe(current),
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn push(&mut self, msg: Message) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.ready.push_back(Ready { seq, redelivered: false, msg });
+    }
+
+    pub fn purge(&mut self) -> u32 {
+        let n = self.ready.len() as u32;
+        self.ready.clear();
+        n
+    }
+
+    pub fn add_consumer(&mut self, spec: ConsumerSpec) -> Result<(), AmqpError> {
+        if self.consumers.iter().any(|c| c.spec.exclusive) || (spec.exclusive && !self.consumers.is_empty()) {
+            return Err(AmqpError::access_refused(format!(
+                "queue '{}' in vhost '/' in exclusive use",
+                self.display_name()
+            )));
+        }
+        self.had_consumer = true;
+        self.consumers.push(Consumer { spec, in_flight: 0 });
+        Ok(())
+    }
+
+    pub fn remove_consumer(&mut self, consumer_id: u64) {
+        if let Some(i) = self.consumers.iter().position(|c| c.spec.id == consumer_id) {
+            self.consumers.remove(i);
+            if self.next_consumer > i {
+                self.next_consumer -= 1;
+            }
+        }
+    }
+
+    /// Acks drop unacked messages; requeues put them back in seq order, marked redelivered.
+    /// Unknown seqs (already settled, or from before a purge) are ignored.
+    pub fn settle(&mut self, kind: SettleKind, seqs: &[u64], channel_in_flight: &mut HashMap<(ConnRef, u16), u32>) {
+        for &seq in seqs {
+            let Some(u) = self.unacked.remove(&seq) else { continue };
+            if let Some(c) = self.consumers.iter_mut().find(|c| c.spec.id == u.consumer_id) {
+                c.in_flight = c.in_flight.saturating_sub(1);
+            }
+            if u.counts_for_channel {
+                release_channel_credit(channel_in_flight, u.conn, u.channel);
+            }
+            if kind == SettleKind::Requeue {
+                self.requeue(seq, u.msg);
+            }
+        }
+    }
+
+    fn requeue(&mut self, seq: u64, msg: Message) {
+        let at = self.ready.partition_point(|r| r.seq < seq);
+        self.ready.insert(at, Ready { seq, redelivered: true, msg });
+    }
+
+    /// Hands ready messages to consumers with credit, round-robin, until either runs out.
+    pub fn dispatch(&mut self, channel_in_flight: &mut HashMap<(ConnRef, u16), u32>, out: &mut Outbox) {
+        while !self.ready.is_empty() && !self.consumers.is_empty() {
+            let n = self.consumers.len();
+            let Some(index) = (0..n)
+                .map(|i| (self.next_consumer + i) % n)
+                .find(|&i| has_credit(&self.consumers[i], channel_in_flight))
+            else {
+                break;
+            };
+            self.next_consumer = (index + 1) % n;
+            let Some(ready) = self.ready.pop_front() else { break };
+            let consumer = &mut self.consumers[index];
+            let spec = &consumer.spec;
+            if !spec.no_ack {
+                consumer.in_flight += 1;
+                let counts_for_channel = spec.channel_prefetch_count > 0;
+                if counts_for_channel {
+                    *channel_in_flight.entry((spec.conn, spec.channel)).or_insert(0) += 1;
+                }
+                self.unacked.insert(
+                    ready.seq,
+                    Unacked {
+                        msg: ready.msg.clone(),
+                        consumer_id: spec.id,
+                        conn: spec.conn,
+                        channel: spec.channel,
+                        counts_for_channel,
+                    },
+                );
+            }
+            out.push((
+                spec.conn.shard as usize,
+                ShardMsg::Deliver(Box::new(Delivery {
+                    conn: spec.conn,
+                    channel: spec.channel,
+                    consumer_tag: spec.tag.clone(),
+                    queue: self.id,
+                    seq: ready.seq,
+                    redelivered: ready.redelivered,
+                    no_ack: spec.no_ack,
+                    msg: ready.msg,
+                })),
+            ));
+        }
+    }
+
+    /// The queue is going away: tell every consumer (server-sent basic.cancel) and drop the
+    /// unacked bookkeeping. Returns how many ready messages were dropped with it.
+    pub fn release(self, channel_in_flight: &mut HashMap<(ConnRef, u16), u32>, out: &mut Outbox) -> u32 {
+        for u in self.unacked.values() {
+            if u.counts_for_channel {
+                release_channel_credit(channel_in_flight, u.conn, u.channel);
+            }
+        }
+        for c in &self.consumers {
+            out.push((
+                c.spec.conn.shard as usize,
+                ShardMsg::ConsumerCancelled { conn: c.spec.conn, channel: c.spec.channel, tag: c.spec.tag.clone() },
+            ));
+        }
+        self.ready.len() as u32
+    }
+}
+
+fn has_credit(c: &Consumer, channel_in_flight: &HashMap<(ConnRef, u16), u32>) -> bool {
+    let spec = &c.spec;
+    if spec.no_ack {
+        return true;
+    }
+    if spec.prefetch_count > 0 && c.in_flight >= u32::from(spec.prefetch_count) {
+        return false;
+    }
+    spec.channel_prefetch_count == 0
+        || channel_in_flight.get(&(spec.conn, spec.channel)).copied().unwrap_or(0)
+            < u32::from(spec.channel_prefetch_count)
+}
+
+fn release_channel_credit(channel_in_flight: &mut HashMap<(ConnRef, u16), u32>, conn: ConnRef, channel: u16) {
+    if let Some(n) = channel_in_flight.get_mut(&(conn, channel)) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            channel_in_flight.remove(&(conn, channel));
+        }
+    }
+}
+
+fn describe(value: Option<&crate::protocol::FieldValue>) -> String {
+    match value {
+        None => "none".to_string(),
+        Some(v) => format!("{v:?}"),
+    }
+}

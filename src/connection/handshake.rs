@@ -1,0 +1,173 @@
+//! connection.* methods: start / start-ok, tune / tune-ok, open, close, and the rest of
+//! channel 0.
+
+use bytes::Bytes;
+
+use super::{Conn, HardError, Phase};
+use crate::auth::{authenticate, AuthError, MECHANISMS};
+use crate::protocol::constants::*;
+use crate::protocol::method::*;
+use crate::protocol::{FieldTable, FieldValue, Method};
+use crate::shard::Shard;
+
+fn text(s: &str) -> FieldValue {
+    FieldValue::LongStr(Bytes::copy_from_slice(s.as_bytes()))
+}
+
+/// What RabbitMQ clients look for in connection.start; capabilities are listed only once
+/// they really work.
+fn server_properties() -> FieldTable {
+    let mut capabilities = FieldTable::default();
+    for cap in ["consumer_cancel_notify", "per_consumer_qos", "authentication_failure_close"] {
+        capabilities.insert(cap, FieldValue::Bool(true));
+    }
+    let mut props = FieldTable::default();
+    props.insert("product", text("Warren"));
+    props.insert("version", text(env!("CARGO_PKG_VERSION")));
+    props.insert("platform", text("Rust"));
+    props.insert("copyright", text("Warren contributors"));
+    props.insert("information", text("Licensed under the Apache License 2.0"));
+    props.insert("cluster_name", text("warren"));
+    props.insert("capabilities", FieldValue::Table(capabilities));
+    props
+}
+
+pub fn send_start(conn: &Conn) {
+    conn.send_method(
+        0,
+        &Method::ConnectionStart(ConnectionStart {
+            version_major: 0,
+            version_minor: 9,
+            server_properties: server_properties(),
+            mechanisms: Bytes::from_static(MECHANISMS),
+            locales: Bytes::from_static(b"en_US"),
+        }),
+    );
+}
+
+fn expect(phase: Phase, method: &Method) -> HardError {
+    HardError::new(
+        COMMAND_INVALID,
+        format!("expected {} during the handshake, got {}", phase_method(phase), method.name()),
+    )
+    .on(method)
+}
+
+fn phase_method(phase: Phase) -> &'static str {
+    match phase {
+        Phase::StartOk => "connection.start-ok",
+        Phase::TuneOk => "connection.tune-ok",
+        Phase::Open => "connection.open",
+        _ => "a connection method",
+    }
+}
+
+pub async fn connection_method(shard: &Shard, conn: &Conn, method: Method) -> Result<(), HardError> {
+    let phase = conn.state.borrow().phase;
+    match (phase, method) {
+        (Phase::StartOk, Method::ConnectionStartOk(m)) => start_ok(shard, conn, m),
+        (Phase::TuneOk, Method::ConnectionTuneOk(m)) => tune_ok(shard, conn, m),
+        (Phase::Open, Method::ConnectionOpen(m)) => {
+            if &m.virtual_host[..] != b"/" {
+                return Err(HardError::new(
+                    NOT_ALLOWED,
+                    format!("vhost {} not found", String::from_utf8_lossy(&m.virtual_host)),
+                )
+                .on(&Method::ConnectionOpen(m)));
+            }
+            conn.state.borrow_mut().phase = Phase::Opened;
+            crate::info!(
+                "accepting AMQP connection {} (user '{}', shard {})",
+                conn.peer,
+                conn.state.borrow().user,
+                shard.id
+            );
+            conn.send_method(0, &Method::ConnectionOpenOk(ConnectionOpenOk { known_hosts: Bytes::new() }));
+            Ok(())
+        }
+        (_, Method::ConnectionClose(_)) => {
+            conn.send_method(0, &Method::ConnectionCloseOk(ConnectionCloseOk {}));
+            conn.state.borrow_mut().phase = Phase::Closed;
+            Ok(())
+        }
+        (Phase::Opened, Method::ConnectionUpdateSecret(_)) => {
+            conn.send_method(0, &Method::ConnectionUpdateSecretOk(ConnectionUpdateSecretOk {}));
+            Ok(())
+        }
+        // Clients may tell us they are blocked/unblocked; nothing to do.
+        (Phase::Opened, Method::ConnectionBlocked(_) | Method::ConnectionUnblocked(_)) => Ok(()),
+        (Phase::Opened, method) => Err(HardError::new(
+            COMMAND_INVALID,
+            format!("unexpected method {} on channel 0", method.name()),
+        )
+        .on(&method)),
+        (phase, method) => Err(expect(phase, &method)),
+    }
+}
+
+fn start_ok(shard: &Shard, conn: &Conn, m: ConnectionStartOk) -> Result<(), HardError> {
+    let caps = match m.client_properties.get("capabilities") {
+        Some(FieldValue::Table(t)) => t.clone(),
+        _ => FieldTable::default(),
+    };
+    let flag = |name: &str| caps.get(name).and_then(FieldValue::as_bool).unwrap_or(false);
+    match authenticate(&m.mechanism, &m.response, conn.peer.ip(), shard.config.allow_remote_guest) {
+        Ok(user) => {
+            let mut state = conn.state.borrow_mut();
+            state.user = user;
+            state.capabilities.consumer_cancel_notify = flag("consumer_cancel_notify");
+            state.phase = Phase::TuneOk;
+        }
+        Err(AuthError::UnknownMechanism(mech)) => {
+            return Err(HardError::new(COMMAND_INVALID, format!("unknown authentication mechanism '{mech}'")));
+        }
+        Err(AuthError::Refused { mechanism, reason }) => {
+            crate::warn!("authentication failed for {}: {reason}", conn.peer);
+            // Clients with authentication_failure_close expect connection.close 403; RabbitMQ
+            // sends the same close to the others too, right before dropping the socket.
+            return Err(HardError::new(
+                ACCESS_REFUSED,
+                format!("Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."),
+            ));
+        }
+    }
+    let config = &shard.config;
+    conn.send_method(
+        0,
+        &Method::ConnectionTune(ConnectionTune {
+            channel_max: config.channel_max,
+            frame_max: config.frame_max_bytes,
+            heartbeat: config.heartbeat_secs,
+        }),
+    );
+    Ok(())
+}
+
+fn tune_ok(shard: &Shard, conn: &Conn, m: ConnectionTuneOk) -> Result<(), HardError> {
+    let config = &shard.config;
+    let on = |e: HardError| e.on(&Method::ConnectionTuneOk(m.clone()));
+    if m.frame_max != 0 && m.frame_max < FRAME_MIN_SIZE {
+        return Err(on(HardError::new(
+            NOT_ALLOWED,
+            format!("frame_max={} < {} min size", m.frame_max, FRAME_MIN_SIZE),
+        )));
+    }
+    if m.frame_max > config.frame_max_bytes {
+        return Err(on(HardError::new(
+            NOT_ALLOWED,
+            format!("frame_max={} > {} max size", m.frame_max, config.frame_max_bytes),
+        )));
+    }
+    if m.channel_max > config.channel_max {
+        return Err(on(HardError::new(
+            NOT_ALLOWED,
+            format!("channel_max={} > {} max channels", m.channel_max, config.channel_max),
+        )));
+    }
+    let mut state = conn.state.borrow_mut();
+    state.frame_max = if m.frame_max == 0 { config.frame_max_bytes } else { m.frame_max };
+    state.channel_max = if m.channel_max == 0 { config.channel_max } else { m.channel_max };
+    state.heartbeat_secs = m.heartbeat;
+    state.phase = Phase::Open;
+    Ok(())
+}

@@ -1,0 +1,533 @@
+//! Client connections: accept, handshake, the reader loop, the writer, heartbeats.
+//!
+//! Each connection is two tasks on its shard. The reader reads into a `BytesMut`, splits
+//! complete frames off it without copying, and handles them; frames it produces (replies, and
+//! deliveries that arrive from queues meanwhile) are appended to the connection's output buffer.
+//! The writer swaps that buffer out and writes it with one syscall per turn, so many frames
+//! share one write. The reader stops reading while a ring to another shard is full, which is
+//! how a slow shard pushes back on the sockets feeding it.
+
+mod channel;
+mod handshake;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::sync::Notify;
+use tokio_uring::net::{TcpListener, TcpStream};
+
+use crate::broker::{ConnRef, Message, QueueOp, QueueRef};
+use crate::protocol::constants::*;
+use crate::protocol::frame::{encode_body, encode_header, encode_heartbeat, encode_method};
+use crate::protocol::method::*;
+use crate::protocol::{parse_frame, Frame, Method, MethodError};
+use crate::shard::{Delivery, Shard};
+
+use channel::Channel;
+
+/// Read buffer growth step; a read never asks for less than this much free space.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Frame size allowed before tune-ok (RabbitMQ uses the same floor).
+const PRE_TUNE_FRAME_MAX: u32 = 131_072;
+/// How long a closing connection waits for the peer's close-ok.
+const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
+/// Output above this stops the reader until the writer catches up.
+const OUTPUT_HIGH_WATER_BYTES: usize = 4 * 1024 * 1024;
+
+/// Creates a listening socket with SO_REUSEPORT, so every shard can accept on the same port.
+pub fn listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into()).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e} (is another broker running there?)"))
+    })?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// Accepts forever. Never cancelled: a cancelled io_uring accept can leak the accepted fd.
+pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                tokio_uring::spawn(serve(shard.clone(), stream, peer));
+            }
+            Err(err) => {
+                crate::warn!("shard {}: accept failed: {err}", shard.id);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the 8-byte protocol header.
+    Header,
+    StartOk,
+    TuneOk,
+    Open,
+    Opened,
+    /// We sent connection.close and wait for close-ok.
+    Closing,
+    /// Done: the reader stops.
+    Closed,
+}
+
+/// A connection-level (hard) error: connection.close with this code.
+#[derive(Debug)]
+pub struct HardError {
+    pub code: u16,
+    pub text: String,
+    pub class_id: u16,
+    pub method_id: u16,
+}
+
+impl HardError {
+    pub fn new(code: u16, text: impl Into<String>) -> Self {
+        HardError { code, text: text.into(), class_id: 0, method_id: 0 }
+    }
+    fn on(mut self, method: &Method) -> Self {
+        self.class_id = method.class_id();
+        self.method_id = method.method_id();
+        self
+    }
+}
+
+/// Client capabilities from connection.start-ok that change what we send.
+#[derive(Debug, Default, Clone, Copy)]
+struct ClientCapabilities {
+    consumer_cancel_notify: bool,
+}
+
+struct ConnState {
+    phase: Phase,
+    frame_max: u32,
+    channel_max: u16,
+    heartbeat_secs: u16,
+    capabilities: ClientCapabilities,
+    channels: HashMap<u16, Channel>,
+    user: String,
+}
+
+pub struct Conn {
+    pub cref: ConnRef,
+    peer: SocketAddr,
+    out: RefCell<BytesMut>,
+    writable: Notify,
+    state: RefCell<ConnState>,
+    /// Set when the reader is done; the writer drains what is left and stops.
+    done: Cell<bool>,
+    last_read: Cell<Instant>,
+    last_write: Cell<Instant>,
+    /// Frames parsed since a read; a frame error poisons the rest of the buffer.
+    poisoned: Cell<bool>,
+}
+
+impl Conn {
+    fn new(cref: ConnRef, peer: SocketAddr) -> Self {
+        let now = Instant::now();
+        Conn {
+            cref,
+            peer,
+            out: RefCell::new(BytesMut::with_capacity(16 * 1024)),
+            writable: Notify::new(),
+            state: RefCell::new(ConnState {
+                phase: Phase::Header,
+                frame_max: PRE_TUNE_FRAME_MAX,
+                channel_max: 0,
+                heartbeat_secs: 0,
+                capabilities: ClientCapabilities::default(),
+                channels: HashMap::new(),
+                user: String::new(),
+            }),
+            done: Cell::new(false),
+            last_read: Cell::new(now),
+            last_write: Cell::new(now),
+            poisoned: Cell::new(false),
+        }
+    }
+
+    fn send_method(&self, channel: u16, method: &Method) {
+        encode_method(&mut self.out.borrow_mut(), channel, method);
+        self.writable.notify_one();
+    }
+
+    fn frame_max(&self) -> u32 {
+        self.state.borrow().frame_max
+    }
+
+    /// A message for one of this connection's consumers. Returns the message's queue position
+    /// when it has to go back (its channel closed meanwhile).
+    pub fn deliver(&self, d: Delivery) -> Option<(QueueRef, u64)> {
+        let mut state = self.state.borrow_mut();
+        let frame_max = state.frame_max;
+        let Some(ch) = state.channels.get_mut(&d.channel) else {
+            return (!d.no_ack).then_some((d.queue, d.seq));
+        };
+        if ch.closing {
+            return (!d.no_ack).then_some((d.queue, d.seq));
+        }
+        if ch.is_pending_consumer(&d.consumer_tag) {
+            ch.hold(d);
+            return None;
+        }
+        let tag = ch.track_delivery(&d);
+        drop(state);
+        self.write_delivery(d.channel, &d.consumer_tag, tag, d.redelivered, &d.msg, frame_max);
+        None
+    }
+
+    fn write_delivery(&self, channel: u16, consumer_tag: &bytes::Bytes, delivery_tag: u64, redelivered: bool, msg: &Message, frame_max: u32) {
+        let mut out = self.out.borrow_mut();
+        let method = Method::BasicDeliver(BasicDeliver {
+            consumer_tag: consumer_tag.clone(),
+            delivery_tag,
+            redelivered,
+            exchange: msg.exchange.clone(),
+            routing_key: msg.routing_key.clone(),
+        });
+        encode_method(&mut out, channel, &method);
+        encode_header(&mut out, channel, msg.body.len() as u64, &msg.properties);
+        encode_body(&mut out, channel, &msg.body, frame_max);
+        drop(out);
+        self.writable.notify_one();
+    }
+
+    /// The consumer's queue was deleted: tell the client if it understands basic.cancel.
+    pub fn consumer_cancelled(&self, channel: u16, tag: &bytes::Bytes) {
+        let mut state = self.state.borrow_mut();
+        let notify = state.capabilities.consumer_cancel_notify;
+        let Some(ch) = state.channels.get_mut(&channel) else { return };
+        if ch.closing || !ch.remove_consumer_by_tag(tag) {
+            return;
+        }
+        drop(state);
+        if notify {
+            self.send_method(channel, &Method::BasicCancel(BasicCancel { consumer_tag: tag.clone(), nowait: true }));
+        }
+    }
+
+    /// basic.return 312 NO_ROUTE for a mandatory message nothing took.
+    pub fn basic_return(&self, channel: u16, msg: &Message) {
+        let frame_max = {
+            let state = self.state.borrow();
+            match state.channels.get(&channel) {
+                Some(ch) if !ch.closing => state.frame_max,
+                _ => return,
+            }
+        };
+        let mut out = self.out.borrow_mut();
+        let method = Method::BasicReturn(BasicReturn {
+            reply_code: NO_ROUTE,
+            reply_text: bytes::Bytes::from_static(b"NO_ROUTE"),
+            exchange: msg.exchange.clone(),
+            routing_key: msg.routing_key.clone(),
+        });
+        encode_method(&mut out, channel, &method);
+        encode_header(&mut out, channel, msg.body.len() as u64, &msg.properties);
+        encode_body(&mut out, channel, &msg.body, frame_max);
+        drop(out);
+        self.writable.notify_one();
+    }
+
+    /// Sends connection.close and stops processing anything but close-ok.
+    fn hard_close(&self, err: HardError) {
+        let mut state = self.state.borrow_mut();
+        if matches!(state.phase, Phase::Closing | Phase::Closed) {
+            return;
+        }
+        crate::warn!(
+            "closing AMQP connection {} ({}): {} - {}",
+            self.peer,
+            state.user,
+            err.code,
+            err.text
+        );
+        state.phase = Phase::Closing;
+        drop(state);
+        let text = format!("{} - {}", reply_name(err.code), err.text);
+        self.send_method(
+            0,
+            &Method::ConnectionClose(ConnectionClose {
+                reply_code: err.code,
+                reply_text: short_text(text),
+                class_id: err.class_id,
+                method_id: err.method_id,
+            }),
+        );
+    }
+}
+
+/// RabbitMQ prefixes reply texts with the code's name ("NOT_FOUND - no queue 'x' ...").
+pub fn reply_name(code: u16) -> &'static str {
+    match code {
+        REPLY_SUCCESS => "OK",
+        CONTENT_TOO_LARGE => "CONTENT_TOO_LARGE",
+        NO_ROUTE => "NO_ROUTE",
+        NO_CONSUMERS => "NO_CONSUMERS",
+        CONNECTION_FORCED => "CONNECTION_FORCED",
+        INVALID_PATH => "INVALID_PATH",
+        ACCESS_REFUSED => "ACCESS_REFUSED",
+        NOT_FOUND => "NOT_FOUND",
+        RESOURCE_LOCKED => "RESOURCE_LOCKED",
+        PRECONDITION_FAILED => "PRECONDITION_FAILED",
+        FRAME_ERROR => "FRAME_ERROR",
+        SYNTAX_ERROR => "SYNTAX_ERROR",
+        COMMAND_INVALID => "COMMAND_INVALID",
+        CHANNEL_ERROR => "CHANNEL_ERROR",
+        UNEXPECTED_FRAME => "UNEXPECTED_FRAME",
+        RESOURCE_ERROR => "RESOURCE_ERROR",
+        NOT_ALLOWED => "NOT_ALLOWED",
+        NOT_IMPLEMENTED => "NOT_IMPLEMENTED",
+        _ => "INTERNAL_ERROR",
+    }
+}
+
+/// Short strings are at most 255 bytes; cut on a char boundary.
+pub fn short_text(mut text: String) -> bytes::Bytes {
+    if text.len() > 255 {
+        let mut end = 255;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    bytes::Bytes::from(text)
+}
+
+fn method_error(err: MethodError) -> HardError {
+    match err {
+        MethodError::Unknown { class_id, method_id } => HardError {
+            code: NOT_IMPLEMENTED,
+            text: format!("unknown method {class_id}/{method_id}"),
+            class_id,
+            method_id,
+        },
+        MethodError::Syntax(what) => HardError::new(SYNTAX_ERROR, format!("malformed method frame: {what}")),
+    }
+}
+
+/// Serves one connection until it closes, then releases everything it held.
+async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let stream = Rc::new(stream);
+    let conn = shard.register(|cref| Conn::new(cref, peer));
+    let writer = tokio_uring::spawn(write_loop(conn.clone(), stream.clone()));
+    let heartbeat = tokio_uring::spawn(heartbeat_loop(conn.clone(), stream.clone()));
+    read_loop(&shard, &conn, &stream).await;
+    conn.done.set(true);
+    conn.writable.notify_one();
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    heartbeat.abort();
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    release(&shard, &conn);
+    shard.unregister(conn.cref);
+}
+
+async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &TcpStream) {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    loop {
+        while shard.congested() || conn.out.borrow().len() > OUTPUT_HIGH_WATER_BYTES {
+            if conn.done.get() {
+                return;
+            }
+            shard.flush();
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        }
+        if buf.capacity() - buf.len() < READ_CHUNK_BYTES / 4 {
+            buf.reserve(READ_CHUNK_BYTES);
+        }
+        let closing = conn.state.borrow().phase == Phase::Closing;
+        let read = stream.read(buf);
+        let (result, b) = if closing {
+            match tokio::time::timeout(CLOSE_OK_TIMEOUT, read).await {
+                Ok(r) => r,
+                Err(_) => return,
+            }
+        } else {
+            read.await
+        };
+        buf = b;
+        match result {
+            Ok(0) | Err(_) => return,
+            Ok(_) => conn.last_read.set(Instant::now()),
+        }
+        if !process(shard, conn, &mut buf).await {
+            shard.flush();
+            return;
+        }
+        shard.flush();
+    }
+}
+
+/// Handles every complete frame in `buf`. Returns false when the connection is finished.
+async fn process(shard: &Rc<Shard>, conn: &Rc<Conn>, buf: &mut BytesMut) -> bool {
+    if conn.state.borrow().phase == Phase::Header {
+        if buf.len() < 8 {
+            return true;
+        }
+        let header = buf.split_to(8);
+        if &header[..] != PROTOCOL_HEADER {
+            // Tell the client which protocol we speak, then hang up (AMQP 0-9-1 section 4.2.2).
+            conn.out.borrow_mut().extend_from_slice(PROTOCOL_HEADER);
+            conn.writable.notify_one();
+            return false;
+        }
+        handshake::send_start(conn);
+        conn.state.borrow_mut().phase = Phase::StartOk;
+    }
+    loop {
+        let frame_max = conn.frame_max();
+        let frame = match parse_frame(buf, frame_max) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return true,
+            Err(err) => {
+                // The stream cannot be re-synchronised after a framing error.
+                conn.hard_close(HardError::new(FRAME_ERROR, err.to_string()));
+                conn.poisoned.set(true);
+                return false;
+            }
+        };
+        let phase = conn.state.borrow().phase;
+        match phase {
+            Phase::Closed => return false,
+            Phase::Closing => {
+                if closing_frame(conn, &frame) {
+                    return false;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if let Err(err) = handle_frame(shard, conn, frame).await {
+            conn.hard_close(err);
+        }
+        if conn.state.borrow().phase == Phase::Closed {
+            return false;
+        }
+    }
+}
+
+/// While we wait for close-ok, only connection.close(-ok) matters. Returns true when done.
+fn closing_frame(conn: &Conn, frame: &Frame) -> bool {
+    if frame.kind != FRAME_METHOD || frame.channel != 0 {
+        return false;
+    }
+    match Method::decode(frame.payload.clone()) {
+        Ok(Method::ConnectionCloseOk(_)) => true,
+        Ok(Method::ConnectionClose(_)) => {
+            conn.send_method(0, &Method::ConnectionCloseOk(ConnectionCloseOk {}));
+            true
+        }
+        _ => false,
+    }
+}
+
+async fn handle_frame(shard: &Rc<Shard>, conn: &Rc<Conn>, frame: Frame) -> Result<(), HardError> {
+    match frame.kind {
+        FRAME_HEARTBEAT => {
+            if frame.channel != 0 {
+                return Err(HardError::new(FRAME_ERROR, format!("heartbeat frame on channel {}", frame.channel)));
+            }
+            Ok(())
+        }
+        FRAME_METHOD => {
+            let method = Method::decode(frame.payload).map_err(method_error)?;
+            if frame.channel == 0 {
+                handshake::connection_method(shard, conn, method).await
+            } else {
+                let phase = conn.state.borrow().phase;
+                if phase != Phase::Opened {
+                    return Err(HardError::new(
+                        COMMAND_INVALID,
+                        format!("method {} on channel {} before connection.open", method.name(), frame.channel),
+                    )
+                    .on(&method));
+                }
+                channel::method(shard, conn, frame.channel, method).await
+            }
+        }
+        FRAME_HEADER | FRAME_BODY => {
+            if frame.channel == 0 {
+                return Err(HardError::new(UNEXPECTED_FRAME, "content frame on channel 0"));
+            }
+            channel::content(shard, conn, frame)
+        }
+        other => Err(HardError::new(FRAME_ERROR, format!("unknown frame type {other}"))),
+    }
+}
+
+/// Writes whatever the connection produced, one write per turn.
+async fn write_loop(conn: Rc<Conn>, stream: Rc<TcpStream>) {
+    let mut spare = BytesMut::with_capacity(16 * 1024);
+    loop {
+        if conn.out.borrow().is_empty() {
+            if conn.done.get() {
+                return;
+            }
+            conn.writable.notified().await;
+            continue;
+        }
+        let buf = std::mem::replace(&mut *conn.out.borrow_mut(), spare);
+        let (result, mut buf) = stream.write_all(buf).await;
+        if result.is_err() {
+            conn.done.set(true);
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+        conn.last_write.set(Instant::now());
+        buf.clear();
+        spare = buf;
+    }
+}
+
+/// Sends heartbeats when the link is idle and drops peers silent for two intervals.
+async fn heartbeat_loop(conn: Rc<Conn>, stream: Rc<TcpStream>) {
+    loop {
+        let interval_secs = conn.state.borrow().heartbeat_secs;
+        if interval_secs == 0 {
+            // Not negotiated yet (or disabled): check again later.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if conn.done.get() {
+                return;
+            }
+            continue;
+        }
+        let interval = Duration::from_secs(u64::from(interval_secs));
+        tokio::time::sleep(interval / 2).await;
+        if conn.done.get() {
+            return;
+        }
+        if conn.last_write.get().elapsed() >= interval / 2 {
+            encode_heartbeat(&mut conn.out.borrow_mut());
+            conn.writable.notify_one();
+        }
+        if conn.last_read.get().elapsed() > interval * 2 {
+            crate::warn!("closing AMQP connection {}: missed heartbeats from client, timeout: {}s", conn.peer, interval_secs);
+            conn.done.set(true);
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+    }
+}
+
+/// The connection is gone: requeue its unacked messages, cancel its consumers and delete
+/// its exclusive queues, on whichever shards they live.
+fn release(shard: &Shard, conn: &Conn) {
+    let channels: Vec<Channel> = conn.state.borrow_mut().channels.drain().map(|(_, ch)| ch).collect();
+    for mut ch in channels {
+        ch.release(shard);
+    }
+    for target in 0..shard.count {
+        shard.send(target, crate::shard::ShardMsg::Oneway(QueueOp::ConnectionClosed { conn: conn.cref }));
+    }
+    shard.flush();
+}

@@ -1,0 +1,509 @@
+//! Shards: one thread per core, each with its own tokio-uring runtime, listener, queues and
+//! connections, talking to the others only through the SPSC rings of [`ring`].
+//!
+//! A shard processes messages from three sources, always with no borrow held across an await:
+//! its sockets (connection tasks), its incoming rings (the mailbox task), and its local inbox
+//! (messages one part of the shard sends to another, e.g. a delivery from a local queue to a
+//! local connection). Whoever puts something in the local inbox calls [`Shard::flush`] before
+//! its next await, which runs the inbox dry and sends what piled up for other shards, waking
+//! them only if they are parked.
+//!
+//! Queue operations that need an answer (declare, consume, ...) go through [`Shard::request`]:
+//! applied directly when the queue is local, otherwise sent to the owner and awaited. Because
+//! each ring is FIFO, a connection's publishes and requests reach a queue in the order it sent
+//! them.
+
+pub mod hash;
+pub mod ring;
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use slab::Slab;
+use smallvec::SmallVec;
+use tokio::sync::oneshot;
+
+pub use hash::{queue_shard, queue_shard_bytes};
+
+use crate::broker::topology::{Topology, TopologyChange};
+use crate::broker::{AmqpError, Broker, ConnRef, Message, OpOk, QueueOp, QueueRef, SettleKind};
+use crate::config::Config;
+use crate::connection::Conn;
+
+/// Slots per ring. Bounded: a full ring pushes back on the sockets that feed it.
+pub const RING_CAPACITY: usize = 16 * 1024;
+/// Most messages drained from the rings in one mailbox turn before yielding to sockets.
+const DRAIN_BATCH: usize = 4096;
+
+/// A message handed to a queue or connection on another (or the same) shard.
+#[derive(Debug)]
+pub struct Delivery {
+    pub conn: ConnRef,
+    pub channel: u16,
+    pub consumer_tag: Bytes,
+    pub queue: QueueRef,
+    pub seq: u64,
+    pub redelivered: bool,
+    pub no_ack: bool,
+    pub msg: Message,
+}
+
+#[derive(Debug)]
+pub enum ShardMsg {
+    /// A publish routed to a queue on the target shard.
+    Enqueue { queue: QueueTarget, msg: Message, mandatory: bool, origin: ConnRef, channel: u16 },
+    /// A message for a consumer whose connection lives on the target shard.
+    Deliver(Box<Delivery>),
+    /// Acks or requeues from a channel, for a queue on the target shard.
+    Settle { queue: QueueRef, kind: SettleKind, seqs: SmallVec<[u64; 4]> },
+    /// The queue went away: the consumer is cancelled by the server.
+    ConsumerCancelled { conn: ConnRef, channel: u16, tag: Bytes },
+    /// A mandatory message that no queue took (basic.return 312 NO_ROUTE).
+    Return { conn: ConnRef, channel: u16, msg: Message },
+    Request { from: u16, id: u64, op: QueueOp },
+    /// An operation whose answer nobody waits for (cleanup after a channel or connection).
+    Oneway(QueueOp),
+    Reply { id: u64, result: Result<OpOk, AmqpError> },
+    /// To shard 0, the topology owner: validate, apply everywhere, then answer `id` on `from`
+    /// (id 0: nobody waits).
+    TopologyRequest { from: u16, id: u64, change: TopologyChange },
+    /// From shard 0: apply to the local replica and acknowledge `token`.
+    TopologyApply { change: TopologyChange, token: u64 },
+    TopologyApplied { token: u64 },
+}
+
+/// How a publish names its queue: the default exchange routes by name (the owner shard looks
+/// it up), exchanges route to queue references from the replica.
+#[derive(Debug)]
+pub enum QueueTarget {
+    Name(Bytes),
+    Ref(QueueRef),
+}
+
+/// The shard that serializes topology changes.
+const TOPOLOGY_OWNER: usize = 0;
+
+pub struct Shard {
+    pub id: usize,
+    pub count: usize,
+    pub config: Arc<Config>,
+    pub broker: RefCell<Broker>,
+    pub topology: RefCell<Topology>,
+    /// On the topology owner: changes still being applied elsewhere, by token:
+    /// (shards yet to acknowledge, requesting shard, request id).
+    topology_waiting: RefCell<HashMap<u64, (usize, u16, u64)>>,
+    pub conns: RefCell<Slab<Rc<Conn>>>,
+    endpoint: RefCell<ring::Endpoint<ShardMsg>>,
+    /// Messages for a full ring, per target; non-empty means "stop reading sockets".
+    overflow: RefCell<Vec<VecDeque<ShardMsg>>>,
+    local: RefCell<VecDeque<ShardMsg>>,
+    pending: RefCell<HashMap<u64, oneshot::Sender<Result<OpOk, AmqpError>>>>,
+    next_request_id: Cell<u64>,
+    next_serial: Cell<u32>,
+    next_consumer_id: Cell<u64>,
+    flushing: Cell<bool>,
+}
+
+impl Shard {
+    fn new(id: usize, count: usize, config: Arc<Config>, endpoint: ring::Endpoint<ShardMsg>) -> Self {
+        Shard {
+            id,
+            count,
+            config,
+            broker: RefCell::new(Broker::new(id)),
+            topology: RefCell::new(Topology::new()),
+            topology_waiting: RefCell::new(HashMap::new()),
+            conns: RefCell::new(Slab::new()),
+            endpoint: RefCell::new(endpoint),
+            overflow: RefCell::new((0..count).map(|_| VecDeque::new()).collect()),
+            local: RefCell::new(VecDeque::new()),
+            pending: RefCell::new(HashMap::new()),
+            next_request_id: Cell::new(1),
+            next_serial: Cell::new(1),
+            next_consumer_id: Cell::new(1),
+            flushing: Cell::new(false),
+        }
+    }
+
+    /// Registers a connection and returns its global reference.
+    pub fn register(&self, make: impl FnOnce(ConnRef) -> Conn) -> Rc<Conn> {
+        let serial = self.next_serial.get();
+        self.next_serial.set(serial.wrapping_add(1));
+        let mut conns = self.conns.borrow_mut();
+        let entry = conns.vacant_entry();
+        let cref = ConnRef { shard: self.id as u16, key: entry.key() as u32, serial };
+        let conn = Rc::new(make(cref));
+        entry.insert(conn.clone());
+        conn
+    }
+
+    pub fn unregister(&self, cref: ConnRef) {
+        let mut conns = self.conns.borrow_mut();
+        if conns.get(cref.key as usize).is_some_and(|c| c.cref == cref) {
+            conns.remove(cref.key as usize);
+        }
+    }
+
+    fn conn(&self, cref: ConnRef) -> Option<Rc<Conn>> {
+        self.conns.borrow().get(cref.key as usize).filter(|c| c.cref == cref).cloned()
+    }
+
+    pub fn next_consumer_id(&self) -> u64 {
+        let id = self.next_consumer_id.get();
+        self.next_consumer_id.set(id + 1);
+        ((self.id as u64) << 48) | id
+    }
+
+    /// The shard that owns queue `name` (vhost "/").
+    pub fn queue_owner(&self, name: &[u8]) -> usize {
+        queue_shard_bytes(b"/", name, self.count)
+    }
+
+    /// Queues a message for `target`; nothing is processed until [`Shard::flush`].
+    pub fn send(&self, target: usize, msg: ShardMsg) {
+        if target == self.id {
+            self.local.borrow_mut().push_back(msg);
+            return;
+        }
+        let mut overflow = self.overflow.borrow_mut();
+        if !overflow[target].is_empty() {
+            overflow[target].push_back(msg);
+            return;
+        }
+        if let Err(msg) = self.endpoint.borrow_mut().try_push(target, msg) {
+            overflow[target].push_back(msg);
+        }
+    }
+
+    pub fn send_all(&self, out: crate::broker::Outbox) {
+        for (target, msg) in out {
+            self.send(target, msg);
+        }
+    }
+
+    /// True while some ring is full: connection tasks stop reading until it drains.
+    pub fn congested(&self) -> bool {
+        self.overflow.borrow().iter().any(|q| !q.is_empty())
+    }
+
+    /// Runs the local inbox dry, retries overflowed sends and wakes parked targets.
+    pub fn flush(&self) {
+        if self.flushing.replace(true) {
+            return; // already flushing further up this stack
+        }
+        loop {
+            let next = self.local.borrow_mut().pop_front();
+            match next {
+                Some(msg) => self.handle(msg),
+                None => break,
+            }
+        }
+        self.retry_overflow();
+        self.endpoint.borrow_mut().wake_pending();
+        self.flushing.set(false);
+    }
+
+    fn retry_overflow(&self) {
+        let mut overflow = self.overflow.borrow_mut();
+        let mut endpoint = self.endpoint.borrow_mut();
+        for (target, queue) in overflow.iter_mut().enumerate() {
+            while let Some(msg) = queue.pop_front() {
+                if let Err(msg) = endpoint.try_push(target, msg) {
+                    queue.push_front(msg);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Validates a topology change on the owner shard and returns once every shard applied it.
+    pub async fn change_topology(&self, change: TopologyChange) -> Result<(), AmqpError> {
+        let (id, rx) = self.expect_reply();
+        self.send(TOPOLOGY_OWNER, ShardMsg::TopologyRequest { from: self.id as u16, id, change });
+        self.flush();
+        rx.await.unwrap_or_else(|_| Err(stopped())).map(|_| ())
+    }
+
+    fn expect_reply(&self) -> (u64, oneshot::Receiver<Result<OpOk, AmqpError>>) {
+        let id = self.next_request_id.get();
+        self.next_request_id.set(id + 1);
+        let (tx, rx) = oneshot::channel();
+        self.pending.borrow_mut().insert(id, tx);
+        (id, rx)
+    }
+
+    fn reply(&self, to: u16, id: u64, result: Result<OpOk, AmqpError>) {
+        if id != 0 {
+            self.send(to as usize, ShardMsg::Reply { id, result });
+        }
+    }
+
+    /// Applies `op` on the shard that owns the queue and returns its answer.
+    pub async fn request(&self, target: usize, op: QueueOp) -> Result<OpOk, AmqpError> {
+        if target == self.id {
+            // Everything this shard sent earlier must land before the operation runs.
+            self.flush();
+            let mut out = Vec::new();
+            let result = self.broker.borrow_mut().apply(op, &mut out);
+            // Not flushed here: the caller writes its -ok before the next flush delivers
+            // what the operation released.
+            self.send_all(out);
+            return result;
+        }
+        let (id, rx) = self.expect_reply();
+        self.send(target, ShardMsg::Request { from: self.id as u16, id, op });
+        self.flush();
+        rx.await.unwrap_or_else(|_| Err(stopped()))
+    }
+
+    fn handle(&self, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Enqueue { queue, msg, mandatory, origin, channel } => {
+                let mut out = Vec::new();
+                let routed = self.broker.borrow_mut().enqueue(queue, msg.clone(), &mut out);
+                self.send_all(out);
+                if !routed && mandatory {
+                    self.send(origin.shard as usize, ShardMsg::Return { conn: origin, channel, msg });
+                }
+            }
+            ShardMsg::Deliver(delivery) => match self.conn(delivery.conn) {
+                Some(conn) => {
+                    if let Some((queue, seq)) = conn.deliver(*delivery) {
+                        self.bounce(queue, seq);
+                    }
+                }
+                None if !delivery.no_ack => self.bounce(delivery.queue, delivery.seq),
+                None => {}
+            },
+            ShardMsg::Settle { queue, kind, seqs } => {
+                let mut out = Vec::new();
+                self.broker.borrow_mut().settle(queue, kind, &seqs, &mut out);
+                self.send_all(out);
+            }
+            ShardMsg::ConsumerCancelled { conn, channel, tag } => {
+                if let Some(conn) = self.conn(conn) {
+                    conn.consumer_cancelled(channel, &tag);
+                }
+            }
+            ShardMsg::Return { conn, channel, msg } => {
+                if let Some(conn) = self.conn(conn) {
+                    conn.basic_return(channel, &msg);
+                }
+            }
+            ShardMsg::Request { from, id, op } => {
+                let mut out = Vec::new();
+                let result = self.broker.borrow_mut().apply(op, &mut out);
+                // The answer first: a consumer's consume-ok must precede its deliveries.
+                self.send(from as usize, ShardMsg::Reply { id, result });
+                self.send_all(out);
+            }
+            ShardMsg::Oneway(op) => {
+                let mut out = Vec::new();
+                let _ = self.broker.borrow_mut().apply(op, &mut out);
+                self.send_all(out);
+            }
+            ShardMsg::TopologyRequest { from, id, change } => {
+                let validated = self.topology.borrow().validate(change);
+                match validated {
+                    Err(err) => self.reply(from, id, Err(err)),
+                    Ok(None) => self.reply(from, id, Ok(OpOk::Done)),
+                    Ok(Some(change)) => {
+                        self.topology.borrow_mut().apply(&change);
+                        if self.count == 1 {
+                            self.reply(from, id, Ok(OpOk::Done));
+                            return;
+                        }
+                        let token = self.next_request_id.get();
+                        self.next_request_id.set(token + 1);
+                        self.topology_waiting.borrow_mut().insert(token, (self.count - 1, from, id));
+                        for target in (0..self.count).filter(|&t| t != self.id) {
+                            self.send(target, ShardMsg::TopologyApply { change: change.clone(), token });
+                        }
+                    }
+                }
+            }
+            ShardMsg::TopologyApply { change, token } => {
+                self.topology.borrow_mut().apply(&change);
+                self.send(TOPOLOGY_OWNER, ShardMsg::TopologyApplied { token });
+            }
+            ShardMsg::TopologyApplied { token } => {
+                let done = {
+                    let mut waiting = self.topology_waiting.borrow_mut();
+                    match waiting.get_mut(&token) {
+                        Some(entry) if entry.0 > 1 => {
+                            entry.0 -= 1;
+                            None
+                        }
+                        Some(_) => waiting.remove(&token),
+                        None => None,
+                    }
+                };
+                if let Some((_, from, id)) = done {
+                    self.reply(from, id, Ok(OpOk::Done));
+                }
+            }
+            ShardMsg::Reply { id, result } => {
+                if let Some(tx) = self.pending.borrow_mut().remove(&id) {
+                    let _ = tx.send(result);
+                }
+            }
+        }
+    }
+
+    /// A delivery whose channel is gone goes back to its queue.
+    fn bounce(&self, queue: QueueRef, seq: u64) {
+        let mut seqs = SmallVec::new();
+        seqs.push(seq);
+        self.send(queue.shard as usize, ShardMsg::Settle { queue, kind: SettleKind::Requeue, seqs });
+    }
+
+    /// Drains the incoming rings forever; parks on the eventfd when there is nothing to do.
+    async fn mailbox(self: Rc<Self>) {
+        let fd = self.endpoint.borrow().eventfd();
+        // SAFETY: dup gives this File its own descriptor for the shared eventfd.
+        let file = unsafe {
+            use std::os::fd::FromRawFd;
+            std::fs::File::from_raw_fd(libc::dup(fd))
+        };
+        let eventfd = tokio_uring::fs::File::from_std(file);
+        let mut buf = vec![0u8; 8];
+        loop {
+            let mut batch = Vec::new();
+            let n = self.endpoint.borrow_mut().drain(DRAIN_BATCH, |m| batch.push(m));
+            for msg in batch {
+                self.handle(msg);
+            }
+            self.flush();
+            if n > 0 {
+                tokio::task::yield_now().await;
+                continue;
+            }
+            if self.congested() {
+                tokio::time::sleep(Duration::from_micros(50)).await;
+                continue;
+            }
+            if self.endpoint.borrow().prepare_park() {
+                let (res, b) = eventfd.read_at(buf, 0).await;
+                buf = b;
+                self.endpoint.borrow().unpark();
+                if let Err(err) = res {
+                    crate::error!("shard {}: eventfd read failed: {err}", self.id);
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+    }
+}
+
+fn stopped() -> AmqpError {
+    AmqpError::new(crate::protocol::constants::INTERNAL_ERROR, "shard stopped")
+}
+
+/// Starts every shard and blocks until SIGINT or SIGTERM.
+pub fn run(config: Config) -> std::io::Result<()> {
+    let count = config.shard_count();
+    let config = Arc::new(config);
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot create data directory {}: {e}", config.data_dir.display()))
+    })?;
+    let signals = block_signals()?;
+    let endpoints = ring::mesh::<ShardMsg>(count, RING_CAPACITY)?;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
+    let mut listeners = Vec::new();
+    for _ in 0..count {
+        let mut per_shard = Vec::new();
+        for addr in &config.listen {
+            per_shard.push(crate::connection::listener(*addr)?);
+        }
+        listeners.push(per_shard);
+    }
+    crate::info!(
+        "Warren {} starting: {} shard(s), listening on {}, data in {}",
+        env!("CARGO_PKG_VERSION"),
+        count,
+        config.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
+        config.data_dir.display()
+    );
+    for (id, (endpoint, listeners)) in endpoints.into_iter().zip(listeners).enumerate() {
+        let config = config.clone();
+        let ready_tx = ready_tx.clone();
+        std::thread::Builder::new().name(format!("warren-shard-{id}")).spawn(move || {
+            pin_to_core(id);
+            let mut builder = tokio_uring::builder();
+            builder.entries(1024);
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                builder.start(async move {
+                    let shard = Rc::new(Shard::new(id, count, config, endpoint));
+                    tokio_uring::spawn(shard.clone().mailbox());
+                    for listener in listeners {
+                        let listener = tokio_uring::net::TcpListener::from_std(listener);
+                        tokio_uring::spawn(crate::connection::accept_loop(shard.clone(), listener));
+                    }
+                    let _ = ready_tx.send(Ok(()));
+                    std::future::pending::<()>().await;
+                })
+            }));
+            if result.is_err() {
+                let _ = ready_tx.send(Err(std::io::Error::other(format!("shard {id} failed"))));
+            }
+        })?;
+    }
+    drop(ready_tx);
+    for _ in 0..count {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => return Err(err),
+            Err(_) => return Err(std::io::Error::other("a shard failed to start")),
+        }
+    }
+    crate::info!("Server startup complete; {} shard(s) accepting connections", count);
+    let signal = wait_for_signal(&signals);
+    crate::info!("Received signal {signal}, stopping");
+    Ok(())
+}
+
+fn pin_to_core(id: usize) {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity/setaffinity read and write it in place.
+    unsafe {
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut allowed) != 0 {
+            return;
+        }
+        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &allowed)).collect();
+        if cpus.is_empty() {
+            return;
+        }
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpus[id % cpus.len()], &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Blocks SIGINT/SIGTERM in every thread (shards inherit the mask) so that only the main thread
+/// receives them, synchronously, through sigwait.
+fn block_signals() -> std::io::Result<libc::sigset_t> {
+    // SAFETY: sigset manipulation on a local, then pthread_sigmask on the calling thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(set)
+    }
+}
+
+fn wait_for_signal(set: &libc::sigset_t) -> i32 {
+    let mut sig: libc::c_int = 0;
+    // SAFETY: `set` is a valid, initialized sigset; sig is a valid out pointer.
+    unsafe {
+        libc::sigwait(set, &mut sig);
+    }
+    sig
+}

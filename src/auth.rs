@@ -20,12 +20,22 @@ pub enum AuthError {
 }
 
 /// Checks a connection.start-ok response; returns the user name on success.
-pub fn authenticate(mechanism: &[u8], response: &[u8], peer: IpAddr, allow_remote_guest: bool) -> Result<String, AuthError> {
+pub fn authenticate(
+    mechanism: &[u8],
+    response: &[u8],
+    peer: IpAddr,
+    allow_remote_guest: bool,
+) -> Result<String, AuthError> {
     let mech = String::from_utf8_lossy(mechanism).into_owned();
-    let refused = |reason: &str| AuthError::Refused { mechanism: mech.clone(), reason: reason.to_string() };
+    let refused = |reason: &str| AuthError::Refused {
+        mechanism: mech.clone(),
+        reason: reason.to_string(),
+    };
     let (user, pass) = match mechanism {
         b"PLAIN" => parse_plain(response).ok_or_else(|| refused("malformed PLAIN response"))?,
-        b"AMQPLAIN" => parse_amqplain(response).ok_or_else(|| refused("malformed AMQPLAIN response"))?,
+        b"AMQPLAIN" => {
+            parse_amqplain(response).ok_or_else(|| refused("malformed AMQPLAIN response"))?
+        }
         _ => return Err(AuthError::UnknownMechanism(mech)),
     };
     if user != "guest" || pass != "guest" {
@@ -53,7 +63,10 @@ fn parse_plain(response: &[u8]) -> Option<(String, String)> {
     if parts.next().is_some() {
         return None;
     }
-    Some((String::from_utf8(user.to_vec()).ok()?, String::from_utf8(pass.to_vec()).ok()?))
+    Some((
+        String::from_utf8(user.to_vec()).ok()?,
+        String::from_utf8(pass.to_vec()).ok()?,
+    ))
 }
 
 /// A field table without its length prefix, holding LOGIN and PASSWORD.
@@ -63,7 +76,12 @@ fn parse_amqplain(response: &[u8]) -> Option<(String, String)> {
     prefixed.put_slice(response);
     let mut bytes: Bytes = prefixed.freeze();
     let table = FieldTable::decode(&mut bytes).ok()?;
-    let text = |key: &str| table.get(key)?.as_bytes().map(|b| String::from_utf8_lossy(b).into_owned());
+    let text = |key: &str| {
+        table
+            .get(key)?
+            .as_bytes()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    };
     Some((text("LOGIN")?, text("PASSWORD")?))
 }
 
@@ -76,28 +94,49 @@ mod tests {
 
     #[test]
     fn plain_guest_from_loopback_is_accepted() {
-        assert_eq!(authenticate(b"PLAIN", b"\0guest\0guest", LOOPBACK, false), Ok("guest".into()));
+        assert_eq!(
+            authenticate(b"PLAIN", b"\0guest\0guest", LOOPBACK, false),
+            Ok("guest".into())
+        );
     }
 
     #[test]
     fn guest_from_remote_is_refused() {
-        assert!(matches!(authenticate(b"PLAIN", b"\0guest\0guest", REMOTE, false), Err(AuthError::Refused { .. })));
+        assert!(matches!(
+            authenticate(b"PLAIN", b"\0guest\0guest", REMOTE, false),
+            Err(AuthError::Refused { .. })
+        ));
         assert!(authenticate(b"PLAIN", b"\0guest\0guest", REMOTE, true).is_ok());
     }
 
     #[test]
     fn wrong_password_and_unknown_mechanism() {
-        assert!(matches!(authenticate(b"PLAIN", b"\0guest\0nope", LOOPBACK, false), Err(AuthError::Refused { .. })));
-        assert!(matches!(authenticate(b"EXTERNAL", b"", LOOPBACK, false), Err(AuthError::UnknownMechanism(_))));
+        assert!(matches!(
+            authenticate(b"PLAIN", b"\0guest\0nope", LOOPBACK, false),
+            Err(AuthError::Refused { .. })
+        ));
+        assert!(matches!(
+            authenticate(b"EXTERNAL", b"", LOOPBACK, false),
+            Err(AuthError::UnknownMechanism(_))
+        ));
     }
 
     #[test]
     fn amqplain_table() {
         let mut table = FieldTable::default();
-        table.insert("LOGIN", crate::protocol::FieldValue::LongStr(Bytes::from_static(b"guest")));
-        table.insert("PASSWORD", crate::protocol::FieldValue::LongStr(Bytes::from_static(b"guest")));
+        table.insert(
+            "LOGIN",
+            crate::protocol::FieldValue::LongStr(Bytes::from_static(b"guest")),
+        );
+        table.insert(
+            "PASSWORD",
+            crate::protocol::FieldValue::LongStr(Bytes::from_static(b"guest")),
+        );
         let mut buf = BytesMut::new();
         table.encode(&mut buf);
-        assert_eq!(authenticate(b"AMQPLAIN", &buf[4..], LOOPBACK, false), Ok("guest".into()));
+        assert_eq!(
+            authenticate(b"AMQPLAIN", &buf[4..], LOOPBACK, false),
+            Ok("guest".into())
+        );
     }
 }

@@ -14,7 +14,12 @@ use clap::Parser;
 pub struct Config {
     /// Address to accept AMQP 0-9-1 connections on; repeat the flag for several.
     /// Every shard listens on each address with SO_REUSEPORT.
-    #[arg(long = "listen", env = "WARREN_LISTEN", value_delimiter = ',', default_value = "0.0.0.0:5672")]
+    #[arg(
+        long = "listen",
+        env = "WARREN_LISTEN",
+        value_delimiter = ',',
+        default_value = "0.0.0.0:5672"
+    )]
     pub listen: Vec<SocketAddr>,
 
     /// Directory for definitions and message segments (created if missing).
@@ -30,11 +35,19 @@ pub struct Config {
     pub heartbeat_secs: u16,
 
     /// Largest frame offered to clients in connection.tune, in bytes.
-    #[arg(long = "frame-max", env = "WARREN_FRAME_MAX", default_value_t = 131_072)]
+    #[arg(
+        long = "frame-max",
+        env = "WARREN_FRAME_MAX",
+        default_value_t = 131_072
+    )]
     pub frame_max_bytes: u32,
 
     /// Largest channel number offered to clients in connection.tune.
-    #[arg(long = "channel-max", env = "WARREN_CHANNEL_MAX", default_value_t = 2047)]
+    #[arg(
+        long = "channel-max",
+        env = "WARREN_CHANNEL_MAX",
+        default_value_t = 2047
+    )]
     pub channel_max: u16,
 
     /// Largest message body accepted, in bytes (RabbitMQ's max_message_size).
@@ -49,7 +62,11 @@ pub struct Config {
 impl Config {
     pub fn shard_count(&self) -> usize {
         self.shards
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            })
             .clamp(1, 256)
     }
 }

@@ -89,7 +89,9 @@ impl Broker {
     }
 
     pub fn settle(&mut self, queue: QueueRef, kind: SettleKind, seqs: &[u64], out: &mut Outbox) {
-        let Some(key) = self.lookup(queue) else { return };
+        let Some(key) = self.lookup(queue) else {
+            return;
+        };
         let q = &mut self.queues[key];
         q.settle(kind, seqs, &mut self.channel_in_flight);
         q.dispatch(&mut self.channel_in_flight, out);
@@ -98,7 +100,15 @@ impl Broker {
     /// Applies one queue operation. Side effects (deliveries, cancel notifications) go to `out`.
     pub fn apply(&mut self, op: QueueOp, out: &mut Outbox) -> Result<OpOk, AmqpError> {
         match op {
-            QueueOp::Declare { name, passive, durable, exclusive, auto_delete, arguments, owner } => {
+            QueueOp::Declare {
+                name,
+                passive,
+                durable,
+                exclusive,
+                auto_delete,
+                arguments,
+                owner,
+            } => {
                 if let Some(&key) = self.by_name.get(&name) {
                     let q = &self.queues[key];
                     q.check_exclusive(owner)?;
@@ -123,19 +133,43 @@ impl Broker {
                 let owner = exclusive.then_some(owner);
                 let entry = self.queues.vacant_entry();
                 let key = entry.key();
-                let id = QueueRef { shard: self.shard, key: key as u32, serial };
-                entry.insert(Queue::new(id, name.clone(), durable, owner, auto_delete, arguments));
+                let id = QueueRef {
+                    shard: self.shard,
+                    key: key as u32,
+                    serial,
+                };
+                entry.insert(Queue::new(
+                    id,
+                    name.clone(),
+                    durable,
+                    owner,
+                    auto_delete,
+                    arguments,
+                ));
                 self.by_name.insert(name.clone(), key);
-                Ok(OpOk::Declared { queue: self.queue_ref(key), name, message_count: 0, consumer_count: 0 })
+                Ok(OpOk::Declared {
+                    queue: self.queue_ref(key),
+                    name,
+                    message_count: 0,
+                    consumer_count: 0,
+                })
             }
-            QueueOp::Delete { name, if_unused, if_empty, owner } => {
+            QueueOp::Delete {
+                name,
+                if_unused,
+                if_empty,
+                owner,
+            } => {
                 let Some(&key) = self.by_name.get(&name) else {
                     return Ok(OpOk::Count(0));
                 };
                 let q = &self.queues[key];
                 q.check_exclusive(owner)?;
                 if if_unused && q.consumer_count() > 0 {
-                    return Err(AmqpError::precondition(format!("queue '{}' in vhost '/' in use", q.display_name())));
+                    return Err(AmqpError::precondition(format!(
+                        "queue '{}' in vhost '/' in use",
+                        q.display_name()
+                    )));
                 }
                 if if_empty && q.ready_count() > 0 {
                     return Err(AmqpError::precondition(format!(
@@ -189,7 +223,10 @@ impl Broker {
 
     fn existing(&self, name: &Bytes) -> Result<usize, AmqpError> {
         self.by_name.get(name).copied().ok_or_else(|| {
-            AmqpError::not_found(format!("no queue '{}' in vhost '/'", String::from_utf8_lossy(name)))
+            AmqpError::not_found(format!(
+                "no queue '{}' in vhost '/'",
+                String::from_utf8_lossy(name)
+            ))
         })
     }
 

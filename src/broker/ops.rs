@@ -16,7 +16,10 @@ pub struct AmqpError {
 
 impl AmqpError {
     pub fn new(code: u16, text: impl Into<String>) -> Self {
-        AmqpError { code, text: text.into() }
+        AmqpError {
+            code,
+            text: text.into(),
+        }
     }
     pub fn not_found(text: String) -> Self {
         AmqpError::new(NOT_FOUND, text)
@@ -85,7 +88,12 @@ pub enum QueueOp {
 
 #[derive(Debug)]
 pub enum OpOk {
-    Declared { queue: QueueRef, name: Bytes, message_count: u32, consumer_count: u32 },
+    Declared {
+        queue: QueueRef,
+        name: Bytes,
+        message_count: u32,
+        consumer_count: u32,
+    },
     Count(u32),
     Consuming(QueueRef),
     Done,

@@ -121,12 +121,22 @@ impl Queue {
             return Err(mismatch("durable", durable, self.durable));
         }
         if exclusive != self.exclusive_owner.is_some() {
-            return Err(mismatch("exclusive", exclusive, self.exclusive_owner.is_some()));
+            return Err(mismatch(
+                "exclusive",
+                exclusive,
+                self.exclusive_owner.is_some(),
+            ));
         }
         if auto_delete != self.auto_delete {
             return Err(mismatch("auto_delete", auto_delete, self.auto_delete));
         }
-        for key in ["x-queue-type", "x-max-length", "x-message-ttl", "x-dead-letter-exchange", "x-expires"] {
+        for key in [
+            "x-queue-type",
+            "x-max-length",
+            "x-message-ttl",
+            "x-dead-letter-exchange",
+            "x-expires",
+        ] {
             let (received, current) = (arguments.get(key), self.arguments.get(key));
             // RabbitMQ treats a missing x-queue-type as equivalent to the queue's type.
             if key == "x-queue-type" && received.is_none() {
@@ -147,7 +157,11 @@ impl Queue {
     pub fn push(&mut self, msg: Message) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.ready.push_back(Ready { seq, redelivered: false, msg });
+        self.ready.push_back(Ready {
+            seq,
+            redelivered: false,
+            msg,
+        });
     }
 
     pub fn purge(&mut self) -> u32 {
@@ -157,7 +171,9 @@ impl Queue {
     }
 
     pub fn add_consumer(&mut self, spec: ConsumerSpec) -> Result<(), AmqpError> {
-        if self.consumers.iter().any(|c| c.spec.exclusive) || (spec.exclusive && !self.consumers.is_empty()) {
+        if self.consumers.iter().any(|c| c.spec.exclusive)
+            || (spec.exclusive && !self.consumers.is_empty())
+        {
             return Err(AmqpError::access_refused(format!(
                 "queue '{}' in vhost '/' in exclusive use",
                 self.display_name()
@@ -179,10 +195,21 @@ impl Queue {
 
     /// Acks drop unacked messages; requeues put them back in seq order, marked redelivered.
     /// Unknown seqs (already settled, or from before a purge) are ignored.
-    pub fn settle(&mut self, kind: SettleKind, seqs: &[u64], channel_in_flight: &mut HashMap<(ConnRef, u16), u32>) {
+    pub fn settle(
+        &mut self,
+        kind: SettleKind,
+        seqs: &[u64],
+        channel_in_flight: &mut HashMap<(ConnRef, u16), u32>,
+    ) {
         for &seq in seqs {
-            let Some(u) = self.unacked.remove(&seq) else { continue };
-            if let Some(c) = self.consumers.iter_mut().find(|c| c.spec.id == u.consumer_id) {
+            let Some(u) = self.unacked.remove(&seq) else {
+                continue;
+            };
+            if let Some(c) = self
+                .consumers
+                .iter_mut()
+                .find(|c| c.spec.id == u.consumer_id)
+            {
                 c.in_flight = c.in_flight.saturating_sub(1);
             }
             if u.counts_for_channel {
@@ -196,11 +223,22 @@ impl Queue {
 
     fn requeue(&mut self, seq: u64, msg: Message) {
         let at = self.ready.partition_point(|r| r.seq < seq);
-        self.ready.insert(at, Ready { seq, redelivered: true, msg });
+        self.ready.insert(
+            at,
+            Ready {
+                seq,
+                redelivered: true,
+                msg,
+            },
+        );
     }
 
     /// Hands ready messages to consumers with credit, round-robin, until either runs out.
-    pub fn dispatch(&mut self, channel_in_flight: &mut HashMap<(ConnRef, u16), u32>, out: &mut Outbox) {
+    pub fn dispatch(
+        &mut self,
+        channel_in_flight: &mut HashMap<(ConnRef, u16), u32>,
+        out: &mut Outbox,
+    ) {
         while !self.ready.is_empty() && !self.consumers.is_empty() {
             let n = self.consumers.len();
             let Some(index) = (0..n)
@@ -210,14 +248,18 @@ impl Queue {
                 break;
             };
             self.next_consumer = (index + 1) % n;
-            let Some(ready) = self.ready.pop_front() else { break };
+            let Some(ready) = self.ready.pop_front() else {
+                break;
+            };
             let consumer = &mut self.consumers[index];
             let spec = &consumer.spec;
             if !spec.no_ack {
                 consumer.in_flight += 1;
                 let counts_for_channel = spec.channel_prefetch_count > 0;
                 if counts_for_channel {
-                    *channel_in_flight.entry((spec.conn, spec.channel)).or_insert(0) += 1;
+                    *channel_in_flight
+                        .entry((spec.conn, spec.channel))
+                        .or_insert(0) += 1;
                 }
                 self.unacked.insert(
                     ready.seq,
@@ -248,7 +290,11 @@ impl Queue {
 
     /// The queue is going away: tell every consumer (server-sent basic.cancel) and drop the
     /// unacked bookkeeping. Returns how many ready messages were dropped with it.
-    pub fn release(self, channel_in_flight: &mut HashMap<(ConnRef, u16), u32>, out: &mut Outbox) -> u32 {
+    pub fn release(
+        self,
+        channel_in_flight: &mut HashMap<(ConnRef, u16), u32>,
+        out: &mut Outbox,
+    ) -> u32 {
         for u in self.unacked.values() {
             if u.counts_for_channel {
                 release_channel_credit(channel_in_flight, u.conn, u.channel);
@@ -257,7 +303,11 @@ impl Queue {
         for c in &self.consumers {
             out.push((
                 c.spec.conn.shard as usize,
-                ShardMsg::ConsumerCancelled { conn: c.spec.conn, channel: c.spec.channel, tag: c.spec.tag.clone() },
+                ShardMsg::ConsumerCancelled {
+                    conn: c.spec.conn,
+                    channel: c.spec.channel,
+                    tag: c.spec.tag.clone(),
+                },
             ));
         }
         self.ready.len() as u32
@@ -273,11 +323,18 @@ fn has_credit(c: &Consumer, channel_in_flight: &HashMap<(ConnRef, u16), u32>) ->
         return false;
     }
     spec.channel_prefetch_count == 0
-        || channel_in_flight.get(&(spec.conn, spec.channel)).copied().unwrap_or(0)
+        || channel_in_flight
+            .get(&(spec.conn, spec.channel))
+            .copied()
+            .unwrap_or(0)
             < u32::from(spec.channel_prefetch_count)
 }
 
-fn release_channel_credit(channel_in_flight: &mut HashMap<(ConnRef, u16), u32>, conn: ConnRef, channel: u16) {
+fn release_channel_credit(
+    channel_in_flight: &mut HashMap<(ConnRef, u16), u32>,
+    conn: ConnRef,
+    channel: u16,
+) {
     if let Some(n) = channel_in_flight.get_mut(&(conn, channel)) {
         *n = n.saturating_sub(1);
         if *n == 0 {

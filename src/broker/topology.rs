@@ -105,8 +105,12 @@ pub fn default_exchange_refused() -> AmqpError {
 
 impl Topology {
     pub fn new() -> Self {
-        let mut t =
-            Topology { exchanges: HashMap::new(), by_name: HashMap::new(), next_id: 1, headers_bound: false };
+        let mut t = Topology {
+            exchanges: HashMap::new(),
+            by_name: HashMap::new(),
+            next_id: 1,
+            headers_bound: false,
+        };
         for (name, kind) in PREDECLARED {
             let id = t.next_id;
             t.apply(&TopologyChange::DeclareExchange {
@@ -139,7 +143,15 @@ impl Topology {
     /// Returns None when the change is a no-op (e.g. redeclaring an identical exchange).
     pub fn validate(&self, change: TopologyChange) -> Result<Option<TopologyChange>, AmqpError> {
         match change {
-            TopologyChange::DeclareExchange { name, kind, durable, auto_delete, internal, arguments, .. } => {
+            TopologyChange::DeclareExchange {
+                name,
+                kind,
+                durable,
+                auto_delete,
+                internal,
+                arguments,
+                ..
+            } => {
                 if let Some(existing) = self.exchange(&name) {
                     let mismatch = |field: &str, received: &str, current: &str| {
                         AmqpError::precondition(format!(
@@ -151,13 +163,25 @@ impl Topology {
                         return Err(mismatch("type", kind.as_str(), existing.kind.as_str()));
                     }
                     if existing.durable != durable {
-                        return Err(mismatch("durable", bool_str(durable), bool_str(existing.durable)));
+                        return Err(mismatch(
+                            "durable",
+                            bool_str(durable),
+                            bool_str(existing.durable),
+                        ));
                     }
                     if existing.auto_delete != auto_delete {
-                        return Err(mismatch("auto_delete", bool_str(auto_delete), bool_str(existing.auto_delete)));
+                        return Err(mismatch(
+                            "auto_delete",
+                            bool_str(auto_delete),
+                            bool_str(existing.auto_delete),
+                        ));
                     }
                     if existing.internal != internal {
-                        return Err(mismatch("internal", bool_str(internal), bool_str(existing.internal)));
+                        return Err(mismatch(
+                            "internal",
+                            bool_str(internal),
+                            bool_str(existing.internal),
+                        ));
                     }
                     return Ok(None);
                 }
@@ -176,27 +200,55 @@ impl Topology {
                     return Ok(None);
                 };
                 if if_unused && !ex.bindings.is_empty() {
-                    return Err(AmqpError::precondition(format!("exchange '{}' in vhost '/' in use", lossy(&name))));
+                    return Err(AmqpError::precondition(format!(
+                        "exchange '{}' in vhost '/' in use",
+                        lossy(&name)
+                    )));
                 }
                 Ok(Some(TopologyChange::DeleteExchange { name, if_unused }))
             }
-            TopologyChange::Bind { source, dest, routing_key, arguments } => {
+            TopologyChange::Bind {
+                source,
+                dest,
+                routing_key,
+                arguments,
+            } => {
                 let ex = self.exchange(&source).ok_or_else(|| no_exchange(&source))?;
                 if let Dest::Exchange(id) = dest {
                     if !self.exchanges.contains_key(&id) {
-                        return Err(AmqpError::not_found("no destination exchange in vhost '/'".to_string()));
+                        return Err(AmqpError::not_found(
+                            "no destination exchange in vhost '/'".to_string(),
+                        ));
                     }
                 }
                 if let Some(FieldValueRef::Bad(text)) = check_x_match(ex.kind, &arguments) {
-                    return Err(AmqpError::new(crate::protocol::constants::PRECONDITION_FAILED, text));
+                    return Err(AmqpError::new(
+                        crate::protocol::constants::PRECONDITION_FAILED,
+                        text,
+                    ));
                 }
-                Ok(Some(TopologyChange::Bind { source, dest, routing_key, arguments }))
+                Ok(Some(TopologyChange::Bind {
+                    source,
+                    dest,
+                    routing_key,
+                    arguments,
+                }))
             }
-            TopologyChange::Unbind { source, dest, routing_key, arguments } => {
+            TopologyChange::Unbind {
+                source,
+                dest,
+                routing_key,
+                arguments,
+            } => {
                 if self.exchange(&source).is_none() {
                     return Ok(None);
                 }
-                Ok(Some(TopologyChange::Unbind { source, dest, routing_key, arguments }))
+                Ok(Some(TopologyChange::Unbind {
+                    source,
+                    dest,
+                    routing_key,
+                    arguments,
+                }))
             }
             change @ TopologyChange::RemoveQueue { .. } => Ok(Some(change)),
         }
@@ -205,13 +257,23 @@ impl Topology {
     /// Applies a validated change. Deterministic: every replica ends up identical.
     pub fn apply(&mut self, change: &TopologyChange) {
         self.apply_one(change);
-        self.headers_bound =
-            self.exchanges.values().any(|ex| ex.kind == ExchangeKind::Headers && !ex.bindings.is_empty());
+        self.headers_bound = self
+            .exchanges
+            .values()
+            .any(|ex| ex.kind == ExchangeKind::Headers && !ex.bindings.is_empty());
     }
 
     fn apply_one(&mut self, change: &TopologyChange) {
         match change {
-            TopologyChange::DeclareExchange { id, name, kind, durable, auto_delete, internal, arguments } => {
+            TopologyChange::DeclareExchange {
+                id,
+                name,
+                kind,
+                durable,
+                auto_delete,
+                internal,
+                arguments,
+            } => {
                 if self.by_name.contains_key(name) {
                     return;
                 }
@@ -237,13 +299,29 @@ impl Topology {
                     self.remove_destination(Dest::Exchange(id));
                 }
             }
-            TopologyChange::Bind { source, dest, routing_key, arguments } => {
-                if let Some(ex) = self.by_name.get(source).and_then(|id| self.exchanges.get_mut(id)) {
+            TopologyChange::Bind {
+                source,
+                dest,
+                routing_key,
+                arguments,
+            } => {
+                if let Some(ex) = self
+                    .by_name
+                    .get(source)
+                    .and_then(|id| self.exchanges.get_mut(id))
+                {
                     ex.bindings.bind(*dest, routing_key, arguments);
                 }
             }
-            TopologyChange::Unbind { source, dest, routing_key, arguments } => {
-                let Some(&id) = self.by_name.get(source) else { return };
+            TopologyChange::Unbind {
+                source,
+                dest,
+                routing_key,
+                arguments,
+            } => {
+                let Some(&id) = self.by_name.get(source) else {
+                    return;
+                };
                 if let Some(ex) = self.exchanges.get_mut(&id) {
                     ex.bindings.unbind(*dest, routing_key, arguments);
                 }
@@ -256,7 +334,8 @@ impl Topology {
     fn remove_destination(&mut self, dest: Dest) {
         let mut emptied = Vec::new();
         for ex in self.exchanges.values_mut() {
-            if ex.bindings.remove_destination(dest) > 0 && ex.auto_delete && ex.bindings.is_empty() {
+            if ex.bindings.remove_destination(dest) > 0 && ex.auto_delete && ex.bindings.is_empty()
+            {
                 emptied.push(ex.id);
             }
         }
@@ -268,10 +347,15 @@ impl Topology {
 
     /// An auto-delete exchange goes when its last binding (as source) goes.
     fn auto_delete_if_unused(&mut self, id: u32) {
-        let Some(ex) = self.exchanges.get(&id) else { return };
+        let Some(ex) = self.exchanges.get(&id) else {
+            return;
+        };
         if ex.auto_delete && ex.bindings.is_empty() {
             let name = ex.name.clone();
-            self.apply_one(&TopologyChange::DeleteExchange { name, if_unused: false });
+            self.apply_one(&TopologyChange::DeleteExchange {
+                name,
+                if_unused: false,
+            });
         }
     }
 
@@ -284,7 +368,9 @@ impl Topology {
         headers: Option<&FieldTable>,
         queues: &mut SmallVec<[QueueRef; 8]>,
     ) -> Result<(), AmqpError> {
-        let ex = self.exchange(exchange).ok_or_else(|| no_exchange(exchange))?;
+        let ex = self
+            .exchange(exchange)
+            .ok_or_else(|| no_exchange(exchange))?;
         if ex.internal {
             return Err(AmqpError::access_refused(format!(
                 "cannot publish to internal exchange '{}' in vhost '/'",
@@ -348,5 +434,8 @@ fn check_x_match(kind: ExchangeKind, arguments: &FieldTable) -> Option<FieldValu
 
 /// An unknown exchange type is a connection error in RabbitMQ.
 pub fn unknown_type(kind: &[u8]) -> AmqpError {
-    AmqpError::new(COMMAND_INVALID, format!("invalid exchange type '{}'", lossy(kind)))
+    AmqpError::new(
+        COMMAND_INVALID,
+        format!("invalid exchange type '{}'", lossy(kind)),
+    )
 }

@@ -11,11 +11,13 @@ use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
 use super::{short_text, Conn, HardError};
+use crate::broker::topology::{
+    default_exchange_refused, no_exchange, unknown_type, Dest, TopologyChange,
+};
 use crate::broker::{AmqpError, ConsumerSpec, Message, OpOk, QueueOp, QueueRef, SettleKind};
 use crate::protocol::constants::*;
 use crate::protocol::method::*;
 use crate::protocol::{BasicProperties, ContentHeader, Frame, Method};
-use crate::broker::topology::{default_exchange_refused, no_exchange, unknown_type, Dest, TopologyChange};
 use crate::routing::ExchangeKind;
 use crate::shard::{Delivery, QueueTarget, Shard, ShardMsg};
 
@@ -81,7 +83,9 @@ impl Channel {
     }
 
     pub fn is_pending_consumer(&self, tag: &Bytes) -> bool {
-        self.consumers.iter().any(|c| c.queue.is_none() && c.tag == *tag)
+        self.consumers
+            .iter()
+            .any(|c| c.queue.is_none() && c.tag == *tag)
     }
 
     pub fn hold(&mut self, d: Delivery) {
@@ -93,7 +97,11 @@ impl Channel {
         let tag = self.next_delivery_tag;
         self.next_delivery_tag += 1;
         if !d.no_ack {
-            self.unacked.push_back(Unacked { delivery_tag: tag, queue: d.queue, seq: d.seq });
+            self.unacked.push_back(Unacked {
+                delivery_tag: tag,
+                queue: d.queue,
+                seq: d.seq,
+            });
         }
         tag
     }
@@ -105,7 +113,11 @@ impl Channel {
     }
 
     /// Takes the unacked deliveries an ack/nack/reject names, grouped by queue.
-    fn take_unacked(&mut self, delivery_tag: u64, multiple: bool) -> Result<Vec<(QueueRef, SmallVec<[u64; 4]>)>, AmqpError> {
+    fn take_unacked(
+        &mut self,
+        delivery_tag: u64,
+        multiple: bool,
+    ) -> Result<Vec<(QueueRef, SmallVec<[u64; 4]>)>, AmqpError> {
         let mut taken: Vec<Unacked> = Vec::new();
         if multiple {
             let all = delivery_tag == 0;
@@ -136,18 +148,32 @@ impl Channel {
             if let Some(queue) = c.queue {
                 shard.send(
                     queue.shard as usize,
-                    ShardMsg::Oneway(QueueOp::Cancel { queue, consumer_id: c.id }),
+                    ShardMsg::Oneway(QueueOp::Cancel {
+                        queue,
+                        consumer_id: c.id,
+                    }),
                 );
             }
         }
         for d in self.held.drain(..) {
             if !d.no_ack {
-                self.unacked.push_back(Unacked { delivery_tag: 0, queue: d.queue, seq: d.seq });
+                self.unacked.push_back(Unacked {
+                    delivery_tag: 0,
+                    queue: d.queue,
+                    seq: d.seq,
+                });
             }
         }
         let all: Vec<Unacked> = self.unacked.drain(..).collect();
         for (queue, seqs) in group_by_queue(all) {
-            shard.send(queue.shard as usize, ShardMsg::Settle { queue, kind: SettleKind::Requeue, seqs });
+            shard.send(
+                queue.shard as usize,
+                ShardMsg::Settle {
+                    queue,
+                    kind: SettleKind::Requeue,
+                    seqs,
+                },
+            );
         }
         self.incoming = None;
     }
@@ -195,17 +221,31 @@ impl From<HardError> for Fail {
 }
 
 fn not_implemented(method: &Method) -> Fail {
-    Fail::Hard(HardError::new(NOT_IMPLEMENTED, format!("{} is not implemented yet", method.name())).on(method))
+    Fail::Hard(
+        HardError::new(
+            NOT_IMPLEMENTED,
+            format!("{} is not implemented yet", method.name()),
+        )
+        .on(method),
+    )
 }
 
 /// A method on a non-zero channel.
-pub async fn method(shard: &Shard, conn: &Conn, channel: u16, method: Method) -> Result<(), HardError> {
+pub async fn method(
+    shard: &Shard,
+    conn: &Conn,
+    channel: u16,
+    method: Method,
+) -> Result<(), HardError> {
     {
         let mut state = conn.state.borrow_mut();
         if channel > state.channel_max {
             return Err(HardError::new(
                 CHANNEL_ERROR,
-                format!("channel number {channel} exceeds the negotiated channel_max {}", state.channel_max),
+                format!(
+                    "channel number {channel} exceeds the negotiated channel_max {}",
+                    state.channel_max
+                ),
             )
             .on(&method));
         }
@@ -214,7 +254,12 @@ pub async fn method(shard: &Shard, conn: &Conn, channel: u16, method: Method) ->
                 if let Method::ChannelOpen(_) = method {
                     state.channels.insert(channel, Channel::new());
                     drop(state);
-                    conn.send_method(channel, &Method::ChannelOpenOk(ChannelOpenOk { channel_id: Bytes::new() }));
+                    conn.send_method(
+                        channel,
+                        &Method::ChannelOpenOk(ChannelOpenOk {
+                            channel_id: Bytes::new(),
+                        }),
+                    );
                     return Ok(());
                 }
                 return Err(HardError::new(CHANNEL_ERROR, "expected 'channel.open'").on(&method));
@@ -243,7 +288,9 @@ pub async fn method(shard: &Shard, conn: &Conn, channel: u16, method: Method) ->
             }
             Some(_) => {
                 if let Method::ChannelOpen(_) = method {
-                    return Err(HardError::new(CHANNEL_ERROR, "second 'channel.open' seen").on(&method));
+                    return Err(
+                        HardError::new(CHANNEL_ERROR, "second 'channel.open' seen").on(&method)
+                    );
                 }
             }
         }
@@ -262,7 +309,9 @@ pub async fn method(shard: &Shard, conn: &Conn, channel: u16, method: Method) ->
 /// ignores everything until close-ok.
 fn close_channel(shard: &Shard, conn: &Conn, channel: u16, err: AmqpError, method: &Method) {
     let mut state = conn.state.borrow_mut();
-    let Some(ch) = state.channels.get_mut(&channel) else { return };
+    let Some(ch) = state.channels.get_mut(&channel) else {
+        return;
+    };
     ch.closing = true;
     ch.release(shard);
     drop(state);
@@ -289,7 +338,9 @@ fn queue_name_or_last(conn: &Conn, channel: u16, name: &Bytes) -> Result<Bytes, 
     }
     let last = with_channel(conn, channel, |ch| ch.last_queue.clone()).unwrap_or_default();
     if last.is_empty() {
-        return Err(AmqpError::not_found("no previously declared queue".to_string()));
+        return Err(AmqpError::not_found(
+            "no previously declared queue".to_string(),
+        ));
     }
     Ok(last)
 }
@@ -305,31 +356,53 @@ async fn run(shard: &Shard, conn: &Conn, channel: u16, method: &Method) -> Resul
         }
         Method::ChannelCloseOk(_) => {}
         Method::ChannelFlow(m) => {
-            conn.send_method(channel, &Method::ChannelFlowOk(ChannelFlowOk { active: m.active }));
+            conn.send_method(
+                channel,
+                &Method::ChannelFlowOk(ChannelFlowOk { active: m.active }),
+            );
         }
         Method::ChannelFlowOk(_) => {}
         Method::AccessRequest(_) => {
-            conn.send_method(channel, &Method::AccessRequestOk(AccessRequestOk { ticket: 1 }));
+            conn.send_method(
+                channel,
+                &Method::AccessRequestOk(AccessRequestOk { ticket: 1 }),
+            );
         }
         Method::QueueDeclare(m) => queue_declare(shard, conn, channel, m).await?,
         Method::QueueDelete(m) => {
             let name = queue_name_or_last(conn, channel, &m.queue)?;
-            let op = QueueOp::Delete { name: name.clone(), if_unused: m.if_unused, if_empty: m.if_empty, owner: conn.cref };
-            let OpOk::Count(message_count) = shard.request(shard.queue_owner(&name), op).await? else {
+            let op = QueueOp::Delete {
+                name: name.clone(),
+                if_unused: m.if_unused,
+                if_empty: m.if_empty,
+                owner: conn.cref,
+            };
+            let OpOk::Count(message_count) = shard.request(shard.queue_owner(&name), op).await?
+            else {
                 return Err(internal());
             };
             if !m.nowait {
-                conn.send_method(channel, &Method::QueueDeleteOk(QueueDeleteOk { message_count }));
+                conn.send_method(
+                    channel,
+                    &Method::QueueDeleteOk(QueueDeleteOk { message_count }),
+                );
             }
         }
         Method::QueuePurge(m) => {
             let name = queue_name_or_last(conn, channel, &m.queue)?;
-            let op = QueueOp::Purge { name: name.clone(), owner: conn.cref };
-            let OpOk::Count(message_count) = shard.request(shard.queue_owner(&name), op).await? else {
+            let op = QueueOp::Purge {
+                name: name.clone(),
+                owner: conn.cref,
+            };
+            let OpOk::Count(message_count) = shard.request(shard.queue_owner(&name), op).await?
+            else {
                 return Err(internal());
             };
             if !m.nowait {
-                conn.send_method(channel, &Method::QueuePurgeOk(QueuePurgeOk { message_count }));
+                conn.send_method(
+                    channel,
+                    &Method::QueuePurgeOk(QueuePurgeOk { message_count }),
+                );
             }
         }
         Method::BasicQos(m) => {
@@ -355,16 +428,37 @@ async fn run(shard: &Shard, conn: &Conn, channel: u16, method: &Method) -> Resul
                 Some(ch.consumers.remove(i))
             })
             .flatten();
-            if let Some(ChannelConsumer { queue: Some(queue), id, .. }) = consumer {
-                shard.request(queue.shard as usize, QueueOp::Cancel { queue, consumer_id: id }).await?;
+            if let Some(ChannelConsumer {
+                queue: Some(queue),
+                id,
+                ..
+            }) = consumer
+            {
+                shard
+                    .request(
+                        queue.shard as usize,
+                        QueueOp::Cancel {
+                            queue,
+                            consumer_id: id,
+                        },
+                    )
+                    .await?;
             }
             if !m.nowait {
-                conn.send_method(channel, &Method::BasicCancelOk(BasicCancelOk { consumer_tag: m.consumer_tag.clone() }));
+                conn.send_method(
+                    channel,
+                    &Method::BasicCancelOk(BasicCancelOk {
+                        consumer_tag: m.consumer_tag.clone(),
+                    }),
+                );
             }
         }
         Method::BasicPublish(m) => {
             if m.immediate {
-                return Err(Fail::Hard(HardError::new(NOT_IMPLEMENTED, "immediate=true")));
+                return Err(Fail::Hard(HardError::new(
+                    NOT_IMPLEMENTED,
+                    "immediate=true",
+                )));
             }
             if !is_default_exchange(&m.exchange) {
                 let topology = shard.topology.borrow();
@@ -390,13 +484,28 @@ async fn run(shard: &Shard, conn: &Conn, channel: u16, method: &Method) -> Resul
                 });
             });
         }
-        Method::BasicAck(m) => settle(shard, conn, channel, m.delivery_tag, m.multiple, SettleKind::Ack)?,
+        Method::BasicAck(m) => settle(
+            shard,
+            conn,
+            channel,
+            m.delivery_tag,
+            m.multiple,
+            SettleKind::Ack,
+        )?,
         Method::BasicReject(m) => {
-            let kind = if m.requeue { SettleKind::Requeue } else { SettleKind::Ack };
+            let kind = if m.requeue {
+                SettleKind::Requeue
+            } else {
+                SettleKind::Ack
+            };
             settle(shard, conn, channel, m.delivery_tag, false, kind)?
         }
         Method::BasicNack(m) => {
-            let kind = if m.requeue { SettleKind::Requeue } else { SettleKind::Ack };
+            let kind = if m.requeue {
+                SettleKind::Requeue
+            } else {
+                SettleKind::Ack
+            };
             settle(shard, conn, channel, m.delivery_tag, m.multiple, kind)?
         }
         Method::BasicRecover(m) => {
@@ -409,34 +518,71 @@ async fn run(shard: &Shard, conn: &Conn, channel: u16, method: &Method) -> Resul
             if m.exchange.is_empty() || m.exchange.starts_with(b"amq.") {
                 return Err(Fail::Soft(reserved_exchange(&m.exchange)));
             }
-            let change = TopologyChange::DeleteExchange { name: m.exchange.clone(), if_unused: m.if_unused };
+            let change = TopologyChange::DeleteExchange {
+                name: m.exchange.clone(),
+                if_unused: m.if_unused,
+            };
             shard.change_topology(change).await?;
             if !m.nowait {
                 conn.send_method(channel, &Method::ExchangeDeleteOk(ExchangeDeleteOk {}));
             }
         }
         Method::ExchangeBind(m) => {
-            exchange_bind(shard, &m.source, &m.destination, &m.routing_key, &m.arguments, true).await?;
+            exchange_bind(
+                shard,
+                &m.source,
+                &m.destination,
+                &m.routing_key,
+                &m.arguments,
+                true,
+            )
+            .await?;
             if !m.nowait {
                 conn.send_method(channel, &Method::ExchangeBindOk(ExchangeBindOk {}));
             }
         }
         Method::ExchangeUnbind(m) => {
-            exchange_bind(shard, &m.source, &m.destination, &m.routing_key, &m.arguments, false).await?;
+            exchange_bind(
+                shard,
+                &m.source,
+                &m.destination,
+                &m.routing_key,
+                &m.arguments,
+                false,
+            )
+            .await?;
             if !m.nowait {
                 conn.send_method(channel, &Method::ExchangeUnbindOk(ExchangeUnbindOk {}));
             }
         }
         Method::QueueBind(m) => {
             let name = queue_name_or_last(conn, channel, &m.queue)?;
-            queue_bind(shard, conn, &name, &m.exchange, &m.routing_key, &m.arguments, true).await?;
+            queue_bind(
+                shard,
+                conn,
+                &name,
+                &m.exchange,
+                &m.routing_key,
+                &m.arguments,
+                true,
+            )
+            .await?;
             if !m.nowait {
                 conn.send_method(channel, &Method::QueueBindOk(QueueBindOk {}));
             }
         }
         Method::QueueUnbind(m) => {
             let name = queue_name_or_last(conn, channel, &m.queue)?;
-            queue_bind(shard, conn, &name, &m.exchange, &m.routing_key, &m.arguments, false).await?;
+            queue_bind(
+                shard,
+                conn,
+                &name,
+                &m.exchange,
+                &m.routing_key,
+                &m.arguments,
+                false,
+            )
+            .await?;
             conn.send_method(channel, &Method::QueueUnbindOk(QueueUnbindOk {}));
         }
         _ => return Err(not_implemented(method)),
@@ -459,7 +605,12 @@ fn reserved_exchange(name: &[u8]) -> AmqpError {
     }
 }
 
-async fn exchange_declare(shard: &Shard, conn: &Conn, channel: u16, m: &ExchangeDeclare) -> Result<(), Fail> {
+async fn exchange_declare(
+    shard: &Shard,
+    conn: &Conn,
+    channel: u16,
+    m: &ExchangeDeclare,
+) -> Result<(), Fail> {
     if is_default_exchange(&m.exchange) {
         return Err(Fail::Soft(default_exchange_refused()));
     }
@@ -500,16 +651,38 @@ async fn exchange_bind(
     if is_default_exchange(source) || is_default_exchange(destination) {
         return Err(Fail::Soft(default_exchange_refused()));
     }
-    let dest = shard.topology.borrow().exchange(destination).map(|ex| ex.id);
+    let dest = shard
+        .topology
+        .borrow()
+        .exchange(destination)
+        .map(|ex| ex.id);
     let Some(dest) = dest else {
-        return if bind { Err(Fail::Soft(no_exchange(destination))) } else { Ok(()) };
+        return if bind {
+            Err(Fail::Soft(no_exchange(destination)))
+        } else {
+            Ok(())
+        };
     };
-    let (source, dest, routing_key, arguments) =
-        (source.clone(), Dest::Exchange(dest), routing_key.clone(), arguments.clone());
+    let (source, dest, routing_key, arguments) = (
+        source.clone(),
+        Dest::Exchange(dest),
+        routing_key.clone(),
+        arguments.clone(),
+    );
     let change = if bind {
-        TopologyChange::Bind { source, dest, routing_key, arguments }
+        TopologyChange::Bind {
+            source,
+            dest,
+            routing_key,
+            arguments,
+        }
     } else {
-        TopologyChange::Unbind { source, dest, routing_key, arguments }
+        TopologyChange::Unbind {
+            source,
+            dest,
+            routing_key,
+            arguments,
+        }
     };
     shard.change_topology(change).await?;
     Ok(())
@@ -545,22 +718,44 @@ async fn queue_bind(
     if bind && shard.topology.borrow().exchange(exchange).is_none() {
         return Err(Fail::Soft(no_exchange(exchange)));
     }
-    let (source, dest, routing_key, arguments) =
-        (exchange.clone(), Dest::Queue(queue), routing_key.clone(), arguments.clone());
+    let (source, dest, routing_key, arguments) = (
+        exchange.clone(),
+        Dest::Queue(queue),
+        routing_key.clone(),
+        arguments.clone(),
+    );
     let change = if bind {
-        TopologyChange::Bind { source, dest, routing_key, arguments }
+        TopologyChange::Bind {
+            source,
+            dest,
+            routing_key,
+            arguments,
+        }
     } else {
-        TopologyChange::Unbind { source, dest, routing_key, arguments }
+        TopologyChange::Unbind {
+            source,
+            dest,
+            routing_key,
+            arguments,
+        }
     };
     shard.change_topology(change).await?;
     Ok(())
 }
 
 fn internal() -> Fail {
-    Fail::Hard(HardError::new(INTERNAL_ERROR, "unexpected reply from queue shard"))
+    Fail::Hard(HardError::new(
+        INTERNAL_ERROR,
+        "unexpected reply from queue shard",
+    ))
 }
 
-async fn queue_declare(shard: &Shard, conn: &Conn, channel: u16, m: &QueueDeclare) -> Result<(), Fail> {
+async fn queue_declare(
+    shard: &Shard,
+    conn: &Conn,
+    channel: u16,
+    m: &QueueDeclare,
+) -> Result<(), Fail> {
     let server_named = m.queue.is_empty();
     let name = if server_named {
         server_named_queue(shard)
@@ -591,18 +786,35 @@ async fn queue_declare(shard: &Shard, conn: &Conn, channel: u16, m: &QueueDeclar
         arguments: m.arguments.clone(),
         owner: conn.cref,
     };
-    let OpOk::Declared { name, message_count, consumer_count, .. } = shard.request(shard.queue_owner(&name), op).await?
+    let OpOk::Declared {
+        name,
+        message_count,
+        consumer_count,
+        ..
+    } = shard.request(shard.queue_owner(&name), op).await?
     else {
         return Err(internal());
     };
     with_channel(conn, channel, |ch| ch.last_queue = name.clone());
     if !m.nowait {
-        conn.send_method(channel, &Method::QueueDeclareOk(QueueDeclareOk { queue: name, message_count, consumer_count }));
+        conn.send_method(
+            channel,
+            &Method::QueueDeclareOk(QueueDeclareOk {
+                queue: name,
+                message_count,
+                consumer_count,
+            }),
+        );
     }
     Ok(())
 }
 
-async fn basic_consume(shard: &Shard, conn: &Conn, channel: u16, m: &BasicConsume) -> Result<(), Fail> {
+async fn basic_consume(
+    shard: &Shard,
+    conn: &Conn,
+    channel: u16,
+    m: &BasicConsume,
+) -> Result<(), Fail> {
     let name = queue_name_or_last(conn, channel, &m.queue)?;
     let tag = if m.consumer_tag.is_empty() {
         Bytes::from(format!("amq.ctag-{}", random_suffix()))
@@ -614,10 +826,18 @@ async fn basic_consume(shard: &Shard, conn: &Conn, channel: u16, m: &BasicConsum
         if ch.consumers.iter().any(|c| c.tag == tag) {
             return Err(HardError::new(
                 NOT_ALLOWED,
-                format!("attempt to reuse consumer tag '{}'", String::from_utf8_lossy(&tag)),
+                format!(
+                    "attempt to reuse consumer tag '{}'",
+                    String::from_utf8_lossy(&tag)
+                ),
             ));
         }
-        ch.consumers.push(ChannelConsumer { tag: tag.clone(), id, queue: None, no_ack: m.no_ack });
+        ch.consumers.push(ChannelConsumer {
+            tag: tag.clone(),
+            id,
+            queue: None,
+            no_ack: m.no_ack,
+        });
         Ok((ch.prefetch_count, ch.channel_prefetch_count))
     });
     let (prefetch_count, channel_prefetch_count) = match limits {
@@ -634,7 +854,9 @@ async fn basic_consume(shard: &Shard, conn: &Conn, channel: u16, m: &BasicConsum
         prefetch_count,
         channel_prefetch_count,
     };
-    let result = shard.request(shard.queue_owner(&name), QueueOp::Consume { name, spec }).await;
+    let result = shard
+        .request(shard.queue_owner(&name), QueueOp::Consume { name, spec })
+        .await;
     let queue = match result {
         Ok(OpOk::Consuming(queue)) => queue,
         Ok(_) => return Err(internal()),
@@ -658,15 +880,27 @@ async fn basic_consume(shard: &Shard, conn: &Conn, channel: u16, m: &BasicConsum
     })
     .unwrap_or(false);
     if !active {
-        shard.send(queue.shard as usize, ShardMsg::Oneway(QueueOp::Cancel { queue, consumer_id: id }));
+        shard.send(
+            queue.shard as usize,
+            ShardMsg::Oneway(QueueOp::Cancel {
+                queue,
+                consumer_id: id,
+            }),
+        );
         return Ok(());
     }
     if !m.nowait {
-        conn.send_method(channel, &Method::BasicConsumeOk(BasicConsumeOk { consumer_tag: tag.clone() }));
+        conn.send_method(
+            channel,
+            &Method::BasicConsumeOk(BasicConsumeOk {
+                consumer_tag: tag.clone(),
+            }),
+        );
     }
     // Deliveries that raced ahead of consume-ok go out now, in order.
     let held: Vec<Delivery> = with_channel(conn, channel, |ch| {
-        let (mine, others): (Vec<Delivery>, Vec<Delivery>) = ch.held.drain(..).partition(|d| d.consumer_tag == tag);
+        let (mine, others): (Vec<Delivery>, Vec<Delivery>) =
+            ch.held.drain(..).partition(|d| d.consumer_tag == tag);
         ch.held = others;
         mine
     })
@@ -675,14 +909,29 @@ async fn basic_consume(shard: &Shard, conn: &Conn, channel: u16, m: &BasicConsum
         if let Some((queue, seq)) = conn.deliver(d) {
             let mut seqs = SmallVec::new();
             seqs.push(seq);
-            shard.send(queue.shard as usize, ShardMsg::Settle { queue, kind: SettleKind::Requeue, seqs });
+            shard.send(
+                queue.shard as usize,
+                ShardMsg::Settle {
+                    queue,
+                    kind: SettleKind::Requeue,
+                    seqs,
+                },
+            );
         }
     }
     Ok(())
 }
 
-fn settle(shard: &Shard, conn: &Conn, channel: u16, delivery_tag: u64, multiple: bool, kind: SettleKind) -> Result<(), Fail> {
-    let groups = with_channel(conn, channel, |ch| ch.take_unacked(delivery_tag, multiple)).unwrap_or(Ok(Vec::new()))?;
+fn settle(
+    shard: &Shard,
+    conn: &Conn,
+    channel: u16,
+    delivery_tag: u64,
+    multiple: bool,
+    kind: SettleKind,
+) -> Result<(), Fail> {
+    let groups = with_channel(conn, channel, |ch| ch.take_unacked(delivery_tag, multiple))
+        .unwrap_or(Ok(Vec::new()))?;
     for (queue, seqs) in groups {
         shard.send(queue.shard as usize, ShardMsg::Settle { queue, kind, seqs });
     }
@@ -719,13 +968,19 @@ pub fn content(shard: &Shard, conn: &Conn, frame: Frame) -> Result<(), HardError
     };
     if frame.kind == FRAME_HEADER {
         if incoming.header.is_some() {
-            return Err(HardError::new(UNEXPECTED_FRAME, "expected content body, got content header instead"));
+            return Err(HardError::new(
+                UNEXPECTED_FRAME,
+                "expected content body, got content header instead",
+            ));
         }
         let header = ContentHeader::decode(frame.payload).map_err(super::method_error)?;
         if header.class_id != CLASS_BASIC {
             return Err(HardError::new(
                 UNEXPECTED_FRAME,
-                format!("expected content header for class 60, got class {}", header.class_id),
+                format!(
+                    "expected content header for class 60, got class {}",
+                    header.class_id
+                ),
             ));
         }
         if header.body_size > max_message_size {
@@ -748,7 +1003,10 @@ pub fn content(shard: &Shard, conn: &Conn, frame: Frame) -> Result<(), HardError
         }
     } else {
         let Some((body_size, _)) = incoming.header else {
-            return Err(HardError::new(UNEXPECTED_FRAME, "expected content header, got content body instead"));
+            return Err(HardError::new(
+                UNEXPECTED_FRAME,
+                "expected content header, got content body instead",
+            ));
         };
         incoming.received += frame.payload.len() as u64;
         if incoming.received > body_size {
@@ -774,7 +1032,9 @@ pub fn content(shard: &Shard, conn: &Conn, frame: Frame) -> Result<(), HardError
             return Ok(());
         }
     }
-    let Some(incoming) = ch.incoming.take() else { return Ok(()) };
+    let Some(incoming) = ch.incoming.take() else {
+        return Ok(());
+    };
     drop(state);
     publish(shard, conn, frame.channel, incoming);
     Ok(())
@@ -790,12 +1050,27 @@ fn publish(shard: &Shard, conn: &Conn, channel: u16, incoming: Incoming) {
         Body::Many(b) => b.freeze(),
     };
     let persistent = BasicProperties::peek_delivery_mode(&properties) == Some(2);
-    let msg = Message { exchange: incoming.exchange, routing_key: incoming.routing_key, properties, body, persistent };
+    let msg = Message {
+        exchange: incoming.exchange,
+        routing_key: incoming.routing_key,
+        properties,
+        body,
+        persistent,
+    };
     let mandatory = incoming.mandatory;
     if is_default_exchange(&msg.exchange) {
         let target = shard.queue_owner(&msg.routing_key);
         let queue = QueueTarget::Name(msg.routing_key.clone());
-        shard.send(target, ShardMsg::Enqueue { queue, msg, mandatory, origin: conn.cref, channel });
+        shard.send(
+            target,
+            ShardMsg::Enqueue {
+                queue,
+                msg,
+                mandatory,
+                origin: conn.cref,
+                channel,
+            },
+        );
         return;
     }
     let mut queues: SmallVec<[QueueRef; 8]> = SmallVec::new();
@@ -803,12 +1078,19 @@ fn publish(shard: &Shard, conn: &Conn, channel: u16, incoming: Incoming) {
         let topology = shard.topology.borrow();
         // Headers are parsed only when a headers exchange could look at them.
         let headers = if topology.has_headers_bindings() {
-            BasicProperties::decode(&msg.properties).ok().and_then(|p| p.headers)
+            BasicProperties::decode(&msg.properties)
+                .ok()
+                .and_then(|p| p.headers)
         } else {
             None
         };
         // The exchange was checked at basic.publish; if it went since, the message is dropped.
-        let _ = topology.route(&msg.exchange, &msg.routing_key, headers.as_ref(), &mut queues);
+        let _ = topology.route(
+            &msg.exchange,
+            &msg.routing_key,
+            headers.as_ref(),
+            &mut queues,
+        );
     }
     if queues.is_empty() {
         if mandatory {
@@ -824,7 +1106,13 @@ fn publish(shard: &Shard, conn: &Conn, channel: u16, incoming: Incoming) {
         let Some(msg) = msg else { break };
         shard.send(
             queue.shard as usize,
-            ShardMsg::Enqueue { queue: QueueTarget::Ref(queue), msg, mandatory: false, origin: conn.cref, channel },
+            ShardMsg::Enqueue {
+                queue: QueueTarget::Ref(queue),
+                msg,
+                mandatory: false,
+                origin: conn.cref,
+                channel,
+            },
         );
     }
 }

@@ -18,7 +18,11 @@ fn text(s: &str) -> FieldValue {
 /// they really work.
 fn server_properties() -> FieldTable {
     let mut capabilities = FieldTable::default();
-    for cap in ["consumer_cancel_notify", "per_consumer_qos", "authentication_failure_close"] {
+    for cap in [
+        "consumer_cancel_notify",
+        "per_consumer_qos",
+        "authentication_failure_close",
+    ] {
         capabilities.insert(cap, FieldValue::Bool(true));
     }
     let mut props = FieldTable::default();
@@ -48,7 +52,11 @@ pub fn send_start(conn: &Conn) {
 fn expect(phase: Phase, method: &Method) -> HardError {
     HardError::new(
         COMMAND_INVALID,
-        format!("expected {} during the handshake, got {}", phase_method(phase), method.name()),
+        format!(
+            "expected {} during the handshake, got {}",
+            phase_method(phase),
+            method.name()
+        ),
     )
     .on(method)
 }
@@ -62,7 +70,11 @@ fn phase_method(phase: Phase) -> &'static str {
     }
 }
 
-pub async fn connection_method(shard: &Shard, conn: &Conn, method: Method) -> Result<(), HardError> {
+pub async fn connection_method(
+    shard: &Shard,
+    conn: &Conn,
+    method: Method,
+) -> Result<(), HardError> {
     let phase = conn.state.borrow().phase;
     match (phase, method) {
         (Phase::StartOk, Method::ConnectionStartOk(m)) => start_ok(shard, conn, m),
@@ -71,7 +83,10 @@ pub async fn connection_method(shard: &Shard, conn: &Conn, method: Method) -> Re
             if &m.virtual_host[..] != b"/" {
                 return Err(HardError::new(
                     NOT_ALLOWED,
-                    format!("vhost {} not found", String::from_utf8_lossy(&m.virtual_host)),
+                    format!(
+                        "vhost {} not found",
+                        String::from_utf8_lossy(&m.virtual_host)
+                    ),
                 )
                 .on(&Method::ConnectionOpen(m)));
             }
@@ -82,7 +97,12 @@ pub async fn connection_method(shard: &Shard, conn: &Conn, method: Method) -> Re
                 conn.state.borrow().user,
                 shard.id
             );
-            conn.send_method(0, &Method::ConnectionOpenOk(ConnectionOpenOk { known_hosts: Bytes::new() }));
+            conn.send_method(
+                0,
+                &Method::ConnectionOpenOk(ConnectionOpenOk {
+                    known_hosts: Bytes::new(),
+                }),
+            );
             Ok(())
         }
         (_, Method::ConnectionClose(_)) => {
@@ -91,7 +111,10 @@ pub async fn connection_method(shard: &Shard, conn: &Conn, method: Method) -> Re
             Ok(())
         }
         (Phase::Opened, Method::ConnectionUpdateSecret(_)) => {
-            conn.send_method(0, &Method::ConnectionUpdateSecretOk(ConnectionUpdateSecretOk {}));
+            conn.send_method(
+                0,
+                &Method::ConnectionUpdateSecretOk(ConnectionUpdateSecretOk {}),
+            );
             Ok(())
         }
         // Clients may tell us they are blocked/unblocked; nothing to do.
@@ -110,8 +133,17 @@ fn start_ok(shard: &Shard, conn: &Conn, m: ConnectionStartOk) -> Result<(), Hard
         Some(FieldValue::Table(t)) => t.clone(),
         _ => FieldTable::default(),
     };
-    let flag = |name: &str| caps.get(name).and_then(FieldValue::as_bool).unwrap_or(false);
-    match authenticate(&m.mechanism, &m.response, conn.peer.ip(), shard.config.allow_remote_guest) {
+    let flag = |name: &str| {
+        caps.get(name)
+            .and_then(FieldValue::as_bool)
+            .unwrap_or(false)
+    };
+    match authenticate(
+        &m.mechanism,
+        &m.response,
+        conn.peer.ip(),
+        shard.config.allow_remote_guest,
+    ) {
         Ok(user) => {
             let mut state = conn.state.borrow_mut();
             state.user = user;
@@ -119,7 +151,10 @@ fn start_ok(shard: &Shard, conn: &Conn, m: ConnectionStartOk) -> Result<(), Hard
             state.phase = Phase::TuneOk;
         }
         Err(AuthError::UnknownMechanism(mech)) => {
-            return Err(HardError::new(COMMAND_INVALID, format!("unknown authentication mechanism '{mech}'")));
+            return Err(HardError::new(
+                COMMAND_INVALID,
+                format!("unknown authentication mechanism '{mech}'"),
+            ));
         }
         Err(AuthError::Refused { mechanism, reason }) => {
             crate::warn!("authentication failed for {}: {reason}", conn.peer);
@@ -155,18 +190,32 @@ fn tune_ok(shard: &Shard, conn: &Conn, m: ConnectionTuneOk) -> Result<(), HardEr
     if m.frame_max > config.frame_max_bytes {
         return Err(on(HardError::new(
             NOT_ALLOWED,
-            format!("frame_max={} > {} max size", m.frame_max, config.frame_max_bytes),
+            format!(
+                "frame_max={} > {} max size",
+                m.frame_max, config.frame_max_bytes
+            ),
         )));
     }
     if m.channel_max > config.channel_max {
         return Err(on(HardError::new(
             NOT_ALLOWED,
-            format!("channel_max={} > {} max channels", m.channel_max, config.channel_max),
+            format!(
+                "channel_max={} > {} max channels",
+                m.channel_max, config.channel_max
+            ),
         )));
     }
     let mut state = conn.state.borrow_mut();
-    state.frame_max = if m.frame_max == 0 { config.frame_max_bytes } else { m.frame_max };
-    state.channel_max = if m.channel_max == 0 { config.channel_max } else { m.channel_max };
+    state.frame_max = if m.frame_max == 0 {
+        config.frame_max_bytes
+    } else {
+        m.frame_max
+    };
+    state.channel_max = if m.channel_max == 0 {
+        config.channel_max
+    } else {
+        m.channel_max
+    };
     state.heartbeat_secs = m.heartbeat;
     state.phase = Phase::Open;
     Ok(())

@@ -46,7 +46,10 @@ pub fn listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into()).map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e} (is another broker running there?)"))
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr}: {e} (is another broker running there?)"),
+        )
     })?;
     socket.listen(1024)?;
     Ok(socket.into())
@@ -92,7 +95,12 @@ pub struct HardError {
 
 impl HardError {
     pub fn new(code: u16, text: impl Into<String>) -> Self {
-        HardError { code, text: text.into(), class_id: 0, method_id: 0 }
+        HardError {
+            code,
+            text: text.into(),
+            class_id: 0,
+            method_id: 0,
+        }
     }
     fn on(mut self, method: &Method) -> Self {
         self.class_id = method.class_id();
@@ -181,11 +189,26 @@ impl Conn {
         }
         let tag = ch.track_delivery(&d);
         drop(state);
-        self.write_delivery(d.channel, &d.consumer_tag, tag, d.redelivered, &d.msg, frame_max);
+        self.write_delivery(
+            d.channel,
+            &d.consumer_tag,
+            tag,
+            d.redelivered,
+            &d.msg,
+            frame_max,
+        );
         None
     }
 
-    fn write_delivery(&self, channel: u16, consumer_tag: &bytes::Bytes, delivery_tag: u64, redelivered: bool, msg: &Message, frame_max: u32) {
+    fn write_delivery(
+        &self,
+        channel: u16,
+        consumer_tag: &bytes::Bytes,
+        delivery_tag: u64,
+        redelivered: bool,
+        msg: &Message,
+        frame_max: u32,
+    ) {
         let mut out = self.out.borrow_mut();
         let method = Method::BasicDeliver(BasicDeliver {
             consumer_tag: consumer_tag.clone(),
@@ -205,13 +228,21 @@ impl Conn {
     pub fn consumer_cancelled(&self, channel: u16, tag: &bytes::Bytes) {
         let mut state = self.state.borrow_mut();
         let notify = state.capabilities.consumer_cancel_notify;
-        let Some(ch) = state.channels.get_mut(&channel) else { return };
+        let Some(ch) = state.channels.get_mut(&channel) else {
+            return;
+        };
         if ch.closing || !ch.remove_consumer_by_tag(tag) {
             return;
         }
         drop(state);
         if notify {
-            self.send_method(channel, &Method::BasicCancel(BasicCancel { consumer_tag: tag.clone(), nowait: true }));
+            self.send_method(
+                channel,
+                &Method::BasicCancel(BasicCancel {
+                    consumer_tag: tag.clone(),
+                    nowait: true,
+                }),
+            );
         }
     }
 
@@ -305,13 +336,18 @@ pub fn short_text(mut text: String) -> bytes::Bytes {
 
 fn method_error(err: MethodError) -> HardError {
     match err {
-        MethodError::Unknown { class_id, method_id } => HardError {
+        MethodError::Unknown {
+            class_id,
+            method_id,
+        } => HardError {
             code: NOT_IMPLEMENTED,
             text: format!("unknown method {class_id}/{method_id}"),
             class_id,
             method_id,
         },
-        MethodError::Syntax(what) => HardError::new(SYNTAX_ERROR, format!("malformed method frame: {what}")),
+        MethodError::Syntax(what) => {
+            HardError::new(SYNTAX_ERROR, format!("malformed method frame: {what}"))
+        }
     }
 }
 
@@ -435,7 +471,10 @@ async fn handle_frame(shard: &Rc<Shard>, conn: &Rc<Conn>, frame: Frame) -> Resul
     match frame.kind {
         FRAME_HEARTBEAT => {
             if frame.channel != 0 {
-                return Err(HardError::new(FRAME_ERROR, format!("heartbeat frame on channel {}", frame.channel)));
+                return Err(HardError::new(
+                    FRAME_ERROR,
+                    format!("heartbeat frame on channel {}", frame.channel),
+                ));
             }
             Ok(())
         }
@@ -448,7 +487,11 @@ async fn handle_frame(shard: &Rc<Shard>, conn: &Rc<Conn>, frame: Frame) -> Resul
                 if phase != Phase::Opened {
                     return Err(HardError::new(
                         COMMAND_INVALID,
-                        format!("method {} on channel {} before connection.open", method.name(), frame.channel),
+                        format!(
+                            "method {} on channel {} before connection.open",
+                            method.name(),
+                            frame.channel
+                        ),
                     )
                     .on(&method));
                 }
@@ -457,11 +500,17 @@ async fn handle_frame(shard: &Rc<Shard>, conn: &Rc<Conn>, frame: Frame) -> Resul
         }
         FRAME_HEADER | FRAME_BODY => {
             if frame.channel == 0 {
-                return Err(HardError::new(UNEXPECTED_FRAME, "content frame on channel 0"));
+                return Err(HardError::new(
+                    UNEXPECTED_FRAME,
+                    "content frame on channel 0",
+                ));
             }
             channel::content(shard, conn, frame)
         }
-        other => Err(HardError::new(FRAME_ERROR, format!("unknown frame type {other}"))),
+        other => Err(HardError::new(
+            FRAME_ERROR,
+            format!("unknown frame type {other}"),
+        )),
     }
 }
 
@@ -511,7 +560,11 @@ async fn heartbeat_loop(conn: Rc<Conn>, stream: Rc<TcpStream>) {
             conn.writable.notify_one();
         }
         if conn.last_read.get().elapsed() > interval * 2 {
-            crate::warn!("closing AMQP connection {}: missed heartbeats from client, timeout: {}s", conn.peer, interval_secs);
+            crate::warn!(
+                "closing AMQP connection {}: missed heartbeats from client, timeout: {}s",
+                conn.peer,
+                interval_secs
+            );
             conn.done.set(true);
             let _ = stream.shutdown(std::net::Shutdown::Both);
             return;
@@ -522,12 +575,21 @@ async fn heartbeat_loop(conn: Rc<Conn>, stream: Rc<TcpStream>) {
 /// The connection is gone: requeue its unacked messages, cancel its consumers and delete
 /// its exclusive queues, on whichever shards they live.
 fn release(shard: &Shard, conn: &Conn) {
-    let channels: Vec<Channel> = conn.state.borrow_mut().channels.drain().map(|(_, ch)| ch).collect();
+    let channels: Vec<Channel> = conn
+        .state
+        .borrow_mut()
+        .channels
+        .drain()
+        .map(|(_, ch)| ch)
+        .collect();
     for mut ch in channels {
         ch.release(shard);
     }
     for target in 0..shard.count {
-        shard.send(target, crate::shard::ShardMsg::Oneway(QueueOp::ConnectionClosed { conn: conn.cref }));
+        shard.send(
+            target,
+            crate::shard::ShardMsg::Oneway(QueueOp::ConnectionClosed { conn: conn.cref }),
+        );
     }
     shard.flush();
 }

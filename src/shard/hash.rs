@@ -34,7 +34,9 @@ mod tests {
     fn stable_values() {
         // Pinned: changing these strands durable queues on the wrong shard after an upgrade.
         assert_eq!(queue_shard("/", "hello", 1), 0);
-        let spread: Vec<usize> = (0..64).map(|i| queue_shard("/", &format!("q{i}"), 4)).collect();
+        let spread: Vec<usize> = (0..64)
+            .map(|i| queue_shard("/", &format!("q{i}"), 4))
+            .collect();
         for s in 0..4 {
             assert!(spread.contains(&s), "shard {s} never chosen: {spread:?}");
         }

@@ -55,25 +55,59 @@ pub struct Delivery {
 #[derive(Debug)]
 pub enum ShardMsg {
     /// A publish routed to a queue on the target shard.
-    Enqueue { queue: QueueTarget, msg: Message, mandatory: bool, origin: ConnRef, channel: u16 },
+    Enqueue {
+        queue: QueueTarget,
+        msg: Message,
+        mandatory: bool,
+        origin: ConnRef,
+        channel: u16,
+    },
     /// A message for a consumer whose connection lives on the target shard.
     Deliver(Box<Delivery>),
     /// Acks or requeues from a channel, for a queue on the target shard.
-    Settle { queue: QueueRef, kind: SettleKind, seqs: SmallVec<[u64; 4]> },
+    Settle {
+        queue: QueueRef,
+        kind: SettleKind,
+        seqs: SmallVec<[u64; 4]>,
+    },
     /// The queue went away: the consumer is cancelled by the server.
-    ConsumerCancelled { conn: ConnRef, channel: u16, tag: Bytes },
+    ConsumerCancelled {
+        conn: ConnRef,
+        channel: u16,
+        tag: Bytes,
+    },
     /// A mandatory message that no queue took (basic.return 312 NO_ROUTE).
-    Return { conn: ConnRef, channel: u16, msg: Message },
-    Request { from: u16, id: u64, op: QueueOp },
+    Return {
+        conn: ConnRef,
+        channel: u16,
+        msg: Message,
+    },
+    Request {
+        from: u16,
+        id: u64,
+        op: QueueOp,
+    },
     /// An operation whose answer nobody waits for (cleanup after a channel or connection).
     Oneway(QueueOp),
-    Reply { id: u64, result: Result<OpOk, AmqpError> },
+    Reply {
+        id: u64,
+        result: Result<OpOk, AmqpError>,
+    },
     /// To shard 0, the topology owner: validate, apply everywhere, then answer `id` on `from`
     /// (id 0: nobody waits).
-    TopologyRequest { from: u16, id: u64, change: TopologyChange },
+    TopologyRequest {
+        from: u16,
+        id: u64,
+        change: TopologyChange,
+    },
     /// From shard 0: apply to the local replica and acknowledge `token`.
-    TopologyApply { change: TopologyChange, token: u64 },
-    TopologyApplied { token: u64 },
+    TopologyApply {
+        change: TopologyChange,
+        token: u64,
+    },
+    TopologyApplied {
+        token: u64,
+    },
 }
 
 /// How a publish names its queue: the default exchange routes by name (the owner shard looks
@@ -109,7 +143,12 @@ pub struct Shard {
 }
 
 impl Shard {
-    fn new(id: usize, count: usize, config: Arc<Config>, endpoint: ring::Endpoint<ShardMsg>) -> Self {
+    fn new(
+        id: usize,
+        count: usize,
+        config: Arc<Config>,
+        endpoint: ring::Endpoint<ShardMsg>,
+    ) -> Self {
         Shard {
             id,
             count,
@@ -135,7 +174,11 @@ impl Shard {
         self.next_serial.set(serial.wrapping_add(1));
         let mut conns = self.conns.borrow_mut();
         let entry = conns.vacant_entry();
-        let cref = ConnRef { shard: self.id as u16, key: entry.key() as u32, serial };
+        let cref = ConnRef {
+            shard: self.id as u16,
+            key: entry.key() as u32,
+            serial,
+        };
         let conn = Rc::new(make(cref));
         entry.insert(conn.clone());
         conn
@@ -149,7 +192,11 @@ impl Shard {
     }
 
     fn conn(&self, cref: ConnRef) -> Option<Rc<Conn>> {
-        self.conns.borrow().get(cref.key as usize).filter(|c| c.cref == cref).cloned()
+        self.conns
+            .borrow()
+            .get(cref.key as usize)
+            .filter(|c| c.cref == cref)
+            .cloned()
     }
 
     pub fn next_consumer_id(&self) -> u64 {
@@ -223,7 +270,14 @@ impl Shard {
     /// Validates a topology change on the owner shard and returns once every shard applied it.
     pub async fn change_topology(&self, change: TopologyChange) -> Result<(), AmqpError> {
         let (id, rx) = self.expect_reply();
-        self.send(TOPOLOGY_OWNER, ShardMsg::TopologyRequest { from: self.id as u16, id, change });
+        self.send(
+            TOPOLOGY_OWNER,
+            ShardMsg::TopologyRequest {
+                from: self.id as u16,
+                id,
+                change,
+            },
+        );
         self.flush();
         rx.await.unwrap_or_else(|_| Err(stopped())).map(|_| ())
     }
@@ -255,19 +309,42 @@ impl Shard {
             return result;
         }
         let (id, rx) = self.expect_reply();
-        self.send(target, ShardMsg::Request { from: self.id as u16, id, op });
+        self.send(
+            target,
+            ShardMsg::Request {
+                from: self.id as u16,
+                id,
+                op,
+            },
+        );
         self.flush();
         rx.await.unwrap_or_else(|_| Err(stopped()))
     }
 
     fn handle(&self, msg: ShardMsg) {
         match msg {
-            ShardMsg::Enqueue { queue, msg, mandatory, origin, channel } => {
+            ShardMsg::Enqueue {
+                queue,
+                msg,
+                mandatory,
+                origin,
+                channel,
+            } => {
                 let mut out = Vec::new();
-                let routed = self.broker.borrow_mut().enqueue(queue, msg.clone(), &mut out);
+                let routed = self
+                    .broker
+                    .borrow_mut()
+                    .enqueue(queue, msg.clone(), &mut out);
                 self.send_all(out);
                 if !routed && mandatory {
-                    self.send(origin.shard as usize, ShardMsg::Return { conn: origin, channel, msg });
+                    self.send(
+                        origin.shard as usize,
+                        ShardMsg::Return {
+                            conn: origin,
+                            channel,
+                            msg,
+                        },
+                    );
                 }
             }
             ShardMsg::Deliver(delivery) => match self.conn(delivery.conn) {
@@ -281,7 +358,9 @@ impl Shard {
             },
             ShardMsg::Settle { queue, kind, seqs } => {
                 let mut out = Vec::new();
-                self.broker.borrow_mut().settle(queue, kind, &seqs, &mut out);
+                self.broker
+                    .borrow_mut()
+                    .settle(queue, kind, &seqs, &mut out);
                 self.send_all(out);
             }
             ShardMsg::ConsumerCancelled { conn, channel, tag } => {
@@ -319,9 +398,17 @@ impl Shard {
                         }
                         let token = self.next_request_id.get();
                         self.next_request_id.set(token + 1);
-                        self.topology_waiting.borrow_mut().insert(token, (self.count - 1, from, id));
+                        self.topology_waiting
+                            .borrow_mut()
+                            .insert(token, (self.count - 1, from, id));
                         for target in (0..self.count).filter(|&t| t != self.id) {
-                            self.send(target, ShardMsg::TopologyApply { change: change.clone(), token });
+                            self.send(
+                                target,
+                                ShardMsg::TopologyApply {
+                                    change: change.clone(),
+                                    token,
+                                },
+                            );
                         }
                     }
                 }
@@ -358,7 +445,14 @@ impl Shard {
     fn bounce(&self, queue: QueueRef, seq: u64) {
         let mut seqs = SmallVec::new();
         seqs.push(seq);
-        self.send(queue.shard as usize, ShardMsg::Settle { queue, kind: SettleKind::Requeue, seqs });
+        self.send(
+            queue.shard as usize,
+            ShardMsg::Settle {
+                queue,
+                kind: SettleKind::Requeue,
+                seqs,
+            },
+        );
     }
 
     /// Drains the incoming rings forever; parks on the eventfd when there is nothing to do.
@@ -373,7 +467,10 @@ impl Shard {
         let mut buf = vec![0u8; 8];
         loop {
             let mut batch = Vec::new();
-            let n = self.endpoint.borrow_mut().drain(DRAIN_BATCH, |m| batch.push(m));
+            let n = self
+                .endpoint
+                .borrow_mut()
+                .drain(DRAIN_BATCH, |m| batch.push(m));
             for msg in batch {
                 self.handle(msg);
             }
@@ -408,7 +505,13 @@ pub fn run(config: Config) -> std::io::Result<()> {
     let count = config.shard_count();
     let config = Arc::new(config);
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot create data directory {}: {e}", config.data_dir.display()))
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "cannot create data directory {}: {e}",
+                config.data_dir.display()
+            ),
+        )
     })?;
     let signals = block_signals()?;
     let endpoints = ring::mesh::<ShardMsg>(count, RING_CAPACITY)?;
@@ -425,32 +528,44 @@ pub fn run(config: Config) -> std::io::Result<()> {
         "Warren {} starting: {} shard(s), listening on {}, data in {}",
         env!("CARGO_PKG_VERSION"),
         count,
-        config.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
+        config
+            .listen
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         config.data_dir.display()
     );
     for (id, (endpoint, listeners)) in endpoints.into_iter().zip(listeners).enumerate() {
         let config = config.clone();
         let ready_tx = ready_tx.clone();
-        std::thread::Builder::new().name(format!("warren-shard-{id}")).spawn(move || {
-            pin_to_core(id);
-            let mut builder = tokio_uring::builder();
-            builder.entries(1024);
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                builder.start(async move {
-                    let shard = Rc::new(Shard::new(id, count, config, endpoint));
-                    tokio_uring::spawn(shard.clone().mailbox());
-                    for listener in listeners {
-                        let listener = tokio_uring::net::TcpListener::from_std(listener);
-                        tokio_uring::spawn(crate::connection::accept_loop(shard.clone(), listener));
-                    }
-                    let _ = ready_tx.send(Ok(()));
-                    std::future::pending::<()>().await;
-                })
-            }));
-            if result.is_err() {
-                let _ = ready_tx.send(Err(std::io::Error::other(format!("shard {id} failed"))));
-            }
-        })?;
+        std::thread::Builder::new()
+            .name(format!("warren-shard-{id}"))
+            .spawn(move || {
+                pin_to_core(id);
+                let mut builder = tokio_uring::builder();
+                builder.entries(1024);
+                let failed_tx = ready_tx.clone();
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    builder.start(async move {
+                        let shard = Rc::new(Shard::new(id, count, config, endpoint));
+                        tokio_uring::spawn(shard.clone().mailbox());
+                        for listener in listeners {
+                            let listener = tokio_uring::net::TcpListener::from_std(listener);
+                            tokio_uring::spawn(crate::connection::accept_loop(
+                                shard.clone(),
+                                listener,
+                            ));
+                        }
+                        let _ = ready_tx.send(Ok(()));
+                        std::future::pending::<()>().await;
+                    })
+                }));
+                if result.is_err() {
+                    let _ =
+                        failed_tx.send(Err(std::io::Error::other(format!("shard {id} failed"))));
+                }
+            })?;
     }
     drop(ready_tx);
     for _ in 0..count {
@@ -460,7 +575,10 @@ pub fn run(config: Config) -> std::io::Result<()> {
             Err(_) => return Err(std::io::Error::other("a shard failed to start")),
         }
     }
-    crate::info!("Server startup complete; {} shard(s) accepting connections", count);
+    crate::info!(
+        "Server startup complete; {} shard(s) accepting connections",
+        count
+    );
     let signal = wait_for_signal(&signals);
     crate::info!("Received signal {signal}, stopping");
     Ok(())
@@ -473,7 +591,9 @@ fn pin_to_core(id: usize) {
         if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut allowed) != 0 {
             return;
         }
-        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &allowed)).collect();
+        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &allowed))
+            .collect();
         if cpus.is_empty() {
             return;
         }

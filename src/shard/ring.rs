@@ -58,7 +58,10 @@ pub fn mesh<T>(shards: usize, capacity: usize) -> std::io::Result<Vec<Endpoint<T
         if fd < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        wakers.push(Waker { parked: AtomicBool::new(false), eventfd: fd });
+        wakers.push(Waker {
+            parked: AtomicBool::new(false),
+            eventfd: fd,
+        });
     }
     let wakers: Arc<[Waker]> = wakers.into();
     let mut endpoints: Vec<Endpoint<T>> = (0..shards)
@@ -176,7 +179,11 @@ mod tests {
         for i in 0..4 {
             assert!(a[0].try_push(1, i).is_ok());
         }
-        assert_eq!(a[0].try_push(1, 99), Err(99), "a full ring must hand the message back");
+        assert_eq!(
+            a[0].try_push(1, 99),
+            Err(99),
+            "a full ring must hand the message back"
+        );
         let mut got = Vec::new();
         assert_eq!(b[0].drain(10, |m| got.push(m)), 4);
         assert_eq!(got, vec![0, 1, 2, 3], "ring must keep order");
@@ -189,6 +196,9 @@ mod tests {
         assert!(b[0].prepare_park(), "empty rings may park");
         a[0].try_push(1, 7).expect("space");
         a[0].wake_pending();
-        assert!(!b[0].prepare_park(), "a pending message must prevent parking");
+        assert!(
+            !b[0].prepare_park(),
+            "a pending message must prevent parking"
+        );
     }
 }

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use slab::Slab;
 
 pub use message::Message;
-pub use ops::{AmqpError, ConsumerSpec, OpOk, QueueOp, SettleKind};
+pub use ops::{AmqpError, ConsumerSpec, Got, OpOk, QueueOp, SettleKind};
 use queue::Queue;
 
 use crate::shard::{QueueTarget, ShardMsg};
@@ -72,20 +72,21 @@ impl Broker {
         self.queues[key].id
     }
 
-    /// A publish routed to a queue on this shard. Returns false when the queue does not
-    /// exist (the message is dropped, or returned when mandatory).
-    pub fn enqueue(&mut self, target: QueueTarget, msg: Message, out: &mut Outbox) -> bool {
+    /// A publish routed to a queue on this shard. Hands the message back when the queue does
+    /// not exist (to be dropped, or returned when mandatory).
+    pub fn enqueue(&mut self, target: QueueTarget, msg: Message, out: &mut Outbox) -> Result<(), Message> {
         let key = match target {
             QueueTarget::Name(name) => self.by_name.get(&name).copied(),
             QueueTarget::Ref(queue) => self.lookup(queue),
         };
         let Some(key) = key else {
-            return false;
+            return Err(msg);
         };
         let q = &mut self.queues[key];
         q.push(msg);
         q.dispatch(&mut self.channel_in_flight, out);
-        true
+        q.compact_waiting();
+        Ok(())
     }
 
     pub fn settle(&mut self, queue: QueueRef, kind: SettleKind, seqs: &[u64], out: &mut Outbox) {
@@ -204,6 +205,15 @@ impl Broker {
                     }
                 }
                 Ok(OpOk::Done)
+            }
+            QueueOp::Get { name, no_ack, conn, channel } => {
+                let key = self.existing(&name)?;
+                let q = &mut self.queues[key];
+                q.check_exclusive(conn)?;
+                let got = q.get(no_ack, conn, channel).map(|(seq, redelivered, msg)| {
+                    Box::new(Got { queue: q.id, seq, redelivered, msg, message_count: q.ready_count() as u32 })
+                });
+                Ok(OpOk::Got(got))
             }
             QueueOp::ConnectionClosed { conn } => {
                 let owned: Vec<usize> = self

@@ -80,6 +80,12 @@ pub enum QueueOp {
         queue: QueueRef,
         consumer_id: u64,
     },
+    Get {
+        name: Bytes,
+        no_ack: bool,
+        conn: ConnRef,
+        channel: u16,
+    },
     /// Deletes the exclusive queues the connection owned on this shard.
     ConnectionClosed {
         conn: ConnRef,
@@ -96,6 +102,8 @@ pub enum OpOk {
     },
     Count(u32),
     Consuming(QueueRef),
+    /// basic.get: None when the queue is empty.
+    Got(Option<Box<Got>>),
     Done,
 }
 
@@ -106,4 +114,15 @@ pub enum SettleKind {
     Ack,
     /// Back to the queue in its original position, marked redelivered.
     Requeue,
+}
+
+/// A message taken by basic.get.
+#[derive(Debug)]
+pub struct Got {
+    pub queue: QueueRef,
+    pub seq: u64,
+    pub redelivered: bool,
+    pub msg: super::Message,
+    /// Ready messages left in the queue.
+    pub message_count: u32,
 }

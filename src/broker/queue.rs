@@ -164,6 +164,33 @@ impl Queue {
         });
     }
 
+    /// A message that could not be dispatched at once waits: give it compact storage so it
+    /// does not pin the read buffer it arrived in.
+    pub fn compact_waiting(&mut self) {
+        let newest = self.next_seq - 1;
+        if let Some(last) = self.ready.back_mut() {
+            if last.seq == newest && !last.redelivered {
+                last.msg.compact();
+            }
+        }
+    }
+
+    /// basic.get: the next ready message, tracked as unacked unless no_ack.
+    pub fn get(&mut self, no_ack: bool, conn: ConnRef, channel: u16) -> Option<(u64, bool, Message)> {
+        let ready = self.ready.pop_front()?;
+        if !no_ack {
+            let unacked = Unacked {
+                msg: ready.msg.clone(),
+                consumer_id: 0,
+                conn,
+                channel,
+                counts_for_channel: false,
+            };
+            self.unacked.insert(ready.seq, unacked);
+        }
+        Some((ready.seq, ready.redelivered, ready.msg))
+    }
+
     pub fn purge(&mut self) -> u32 {
         let n = self.ready.len() as u32;
         self.ready.clear();

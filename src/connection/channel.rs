@@ -19,7 +19,7 @@ use crate::protocol::constants::*;
 use crate::protocol::method::*;
 use crate::protocol::{BasicProperties, ContentHeader, Frame, Method};
 use crate::routing::ExchangeKind;
-use crate::shard::{Delivery, QueueTarget, Shard, ShardMsg};
+use crate::shard::{Delivery, Origin, QueueTarget, Shard, ShardMsg};
 
 struct Unacked {
     delivery_tag: u64,
@@ -31,7 +31,6 @@ struct ChannelConsumer {
     tag: Bytes,
     id: u64,
     queue: Option<QueueRef>,
-    no_ack: bool,
 }
 
 enum Body {
@@ -65,6 +64,72 @@ pub struct Channel {
     incoming: Option<Incoming>,
     /// The last queue declared on this channel: "" in queue methods means this one.
     last_queue: Bytes,
+    /// confirm.select was sent: publishes are numbered and confirmed.
+    confirm: Option<Confirms>,
+    /// tx.select was sent: publishes and settlements wait for tx.commit.
+    tx: Option<Tx>,
+    /// Consumer tag of the direct reply-to pseudo-consumer (`amq.rabbitmq.reply-to`).
+    reply_consumer: Option<Bytes>,
+}
+
+/// Publisher confirms of one channel. `pending` is in sequence order; an entry is complete
+/// when every queue the message went to has taken it, and confirms go out only for a complete
+/// prefix, so a `multiple` ack never covers a message still in flight.
+#[derive(Default)]
+pub struct Confirms {
+    next_seq: u64,
+    pending: VecDeque<PendingConfirm>,
+}
+
+struct PendingConfirm {
+    seq: u64,
+    /// Queues yet to take the message.
+    remaining: u32,
+    ok: bool,
+}
+
+impl Confirms {
+    fn register(&mut self, targets: u32) -> u64 {
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        self.pending.push_back(PendingConfirm { seq, remaining: targets, ok: true });
+        seq
+    }
+
+    fn complete(&mut self, seq: u64, ok: bool) {
+        if let Ok(i) = self.pending.binary_search_by_key(&seq, |p| p.seq) {
+            let p = &mut self.pending[i];
+            p.remaining = p.remaining.saturating_sub(1);
+            p.ok &= ok;
+        }
+    }
+
+    /// Pops the complete prefix as acks (runs folded into one `multiple` ack) and nacks.
+    fn take_ready(&mut self, out: &mut Vec<Method>) {
+        let mut run: Option<(u64, u64)> = None;
+        let flush = |run: &mut Option<(u64, u64)>, out: &mut Vec<Method>| {
+            if let Some((first, last)) = run.take() {
+                out.push(Method::BasicAck(BasicAck { delivery_tag: last, multiple: last > first }));
+            }
+        };
+        while self.pending.front().is_some_and(|p| p.remaining == 0) {
+            let Some(p) = self.pending.pop_front() else { break };
+            if p.ok {
+                run = Some(run.map_or((p.seq, p.seq), |(first, _)| (first, p.seq)));
+            } else {
+                flush(&mut run, out);
+                out.push(Method::BasicNack(BasicNack { delivery_tag: p.seq, multiple: false, requeue: false }));
+            }
+        }
+        flush(&mut run, out);
+    }
+}
+
+/// What a transaction holds until commit.
+#[derive(Default)]
+struct Tx {
+    publishes: Vec<Incoming>,
+    settles: Vec<(u64, bool, SettleKind)>,
 }
 
 impl Channel {
@@ -79,7 +144,31 @@ impl Channel {
             channel_prefetch_count: 0,
             incoming: None,
             last_queue: Bytes::new(),
+            confirm: None,
+            tx: None,
+            reply_consumer: None,
         }
+    }
+
+    /// A publisher confirm arrived from a queue: the confirms now due, in order.
+    pub fn confirmed(&mut self, seq: u64, ok: bool) -> Vec<Method> {
+        let mut out = Vec::new();
+        if let Some(confirm) = self.confirm.as_mut() {
+            confirm.complete(seq, ok);
+            confirm.take_ready(&mut out);
+        }
+        out
+    }
+
+    pub fn reply_consumer(&self) -> Option<&Bytes> {
+        self.reply_consumer.as_ref()
+    }
+
+    /// A delivery tag for a message no one will ack (direct reply-to).
+    pub fn next_tag(&mut self) -> u64 {
+        let tag = self.next_delivery_tag;
+        self.next_delivery_tag += 1;
+        tag
     }
 
     pub fn is_pending_consumer(&self, tag: &Bytes) -> bool {
@@ -94,14 +183,13 @@ impl Channel {
 
     /// Assigns the next delivery tag and remembers where an unacked delivery came from.
     pub fn track_delivery(&mut self, d: &Delivery) -> u64 {
-        let tag = self.next_delivery_tag;
-        self.next_delivery_tag += 1;
-        if !d.no_ack {
-            self.unacked.push_back(Unacked {
-                delivery_tag: tag,
-                queue: d.queue,
-                seq: d.seq,
-            });
+        self.track(d.queue, d.seq, d.no_ack)
+    }
+
+    fn track(&mut self, queue: QueueRef, seq: u64, no_ack: bool) -> u64 {
+        let tag = self.next_tag();
+        if !no_ack {
+            self.unacked.push_back(Unacked { delivery_tag: tag, queue, seq });
         }
         tag
     }
@@ -421,8 +509,61 @@ async fn run(shard: &Shard, conn: &Conn, channel: u16, method: &Method) -> Resul
             });
             conn.send_method(channel, &Method::BasicQosOk(BasicQosOk {}));
         }
+        Method::BasicConsume(m) if &m.queue[..] == REPLY_TO_QUEUE => {
+            reply_to_consume(conn, channel, m)?
+        }
         Method::BasicConsume(m) => basic_consume(shard, conn, channel, m).await?,
+        Method::BasicGet(m) => basic_get(shard, conn, channel, m).await?,
+        Method::ConfirmSelect(m) => {
+            with_channel(conn, channel, |ch| {
+                if ch.tx.is_some() {
+                    return Err(AmqpError::precondition(
+                        "cannot switch from tx to confirm mode".to_string(),
+                    ));
+                }
+                ch.confirm.get_or_insert_with(Confirms::default);
+                Ok(())
+            })
+            .unwrap_or(Ok(()))?;
+            if !m.nowait {
+                conn.send_method(channel, &Method::ConfirmSelectOk(ConfirmSelectOk {}));
+            }
+        }
+        Method::TxSelect(_) => {
+            with_channel(conn, channel, |ch| {
+                if ch.confirm.is_some() {
+                    return Err(AmqpError::precondition(
+                        "cannot switch from confirm to tx mode".to_string(),
+                    ));
+                }
+                ch.tx.get_or_insert_with(Tx::default);
+                Ok(())
+            })
+            .unwrap_or(Ok(()))?;
+            conn.send_method(channel, &Method::TxSelectOk(TxSelectOk {}));
+        }
+        Method::TxCommit(_) => {
+            let tx = take_tx(conn, channel)?;
+            for incoming in tx.publishes {
+                publish(shard, conn, channel, incoming)?;
+            }
+            for (delivery_tag, multiple, kind) in tx.settles {
+                settle_now(shard, conn, channel, delivery_tag, multiple, kind)?;
+            }
+            with_channel(conn, channel, |ch| ch.tx = Some(Tx::default()));
+            conn.send_method(channel, &Method::TxCommitOk(TxCommitOk {}));
+        }
+        Method::TxRollback(_) => {
+            take_tx(conn, channel)?;
+            with_channel(conn, channel, |ch| ch.tx = Some(Tx::default()));
+            conn.send_method(channel, &Method::TxRollbackOk(TxRollbackOk {}));
+        }
         Method::BasicCancel(m) => {
+            with_channel(conn, channel, |ch| {
+                if ch.reply_consumer.as_ref() == Some(&m.consumer_tag) {
+                    ch.reply_consumer = None;
+                }
+            });
             let consumer = with_channel(conn, channel, |ch| {
                 let i = ch.consumers.iter().position(|c| c.tag == m.consumer_tag)?;
                 Some(ch.consumers.remove(i))
@@ -809,6 +950,69 @@ async fn queue_declare(
     Ok(())
 }
 
+fn take_tx(conn: &Conn, channel: u16) -> Result<Tx, AmqpError> {
+    with_channel(conn, channel, |ch| ch.tx.take())
+        .flatten()
+        .ok_or_else(|| AmqpError::precondition("channel is not transactional".to_string()))
+}
+
+/// Consuming from `amq.rabbitmq.reply-to`: no queue, replies come straight to this channel.
+fn reply_to_consume(conn: &Conn, channel: u16, m: &BasicConsume) -> Result<(), Fail> {
+    if !m.no_ack {
+        return Err(Fail::Soft(AmqpError::precondition(
+            "reply consumer cannot acknowledge".to_string(),
+        )));
+    }
+    let tag = if m.consumer_tag.is_empty() {
+        Bytes::from(format!("amq.ctag-{}", random_suffix()))
+    } else {
+        m.consumer_tag.clone()
+    };
+    with_channel(conn, channel, |ch| {
+        if ch.reply_consumer.is_some() {
+            return Err(AmqpError::precondition("reply consumer already set".to_string()));
+        }
+        ch.reply_consumer = Some(tag.clone());
+        Ok(())
+    })
+    .unwrap_or(Ok(()))?;
+    if !m.nowait {
+        conn.send_method(channel, &Method::BasicConsumeOk(BasicConsumeOk { consumer_tag: tag }));
+    }
+    Ok(())
+}
+
+async fn basic_get(shard: &Shard, conn: &Conn, channel: u16, m: &BasicGet) -> Result<(), Fail> {
+    let name = queue_name_or_last(conn, channel, &m.queue)?;
+    let op = QueueOp::Get { name: name.clone(), no_ack: m.no_ack, conn: conn.cref, channel };
+    let OpOk::Got(got) = shard.request(shard.queue_owner(&name), op).await? else {
+        return Err(internal());
+    };
+    let Some(got) = got else {
+        conn.send_method(channel, &Method::BasicGetEmpty(BasicGetEmpty { cluster_id: Bytes::new() }));
+        return Ok(());
+    };
+    let tag = with_channel(conn, channel, |ch| (!ch.closing).then(|| ch.track(got.queue, got.seq, m.no_ack))).flatten();
+    let Some(delivery_tag) = tag else {
+        if !m.no_ack {
+            let mut seqs = SmallVec::new();
+            seqs.push(got.seq);
+            let queue = got.queue;
+            shard.send(queue.shard as usize, ShardMsg::Settle { queue, kind: SettleKind::Requeue, seqs });
+        }
+        return Ok(());
+    };
+    let method = Method::BasicGetOk(BasicGetOk {
+        delivery_tag,
+        redelivered: got.redelivered,
+        exchange: got.msg.exchange.clone(),
+        routing_key: got.msg.routing_key.clone(),
+        message_count: got.message_count,
+    });
+    conn.write_content(channel, &method, &got.msg);
+    Ok(())
+}
+
 async fn basic_consume(
     shard: &Shard,
     conn: &Conn,
@@ -836,7 +1040,6 @@ async fn basic_consume(
             tag: tag.clone(),
             id,
             queue: None,
-            no_ack: m.no_ack,
         });
         Ok((ch.prefetch_count, ch.channel_prefetch_count))
     });
@@ -930,6 +1133,27 @@ fn settle(
     multiple: bool,
     kind: SettleKind,
 ) -> Result<(), Fail> {
+    let buffered = with_channel(conn, channel, |ch| match ch.tx.as_mut() {
+        Some(tx) => {
+            tx.settles.push((delivery_tag, multiple, kind));
+            true
+        }
+        None => false,
+    });
+    if buffered == Some(true) {
+        return Ok(());
+    }
+    settle_now(shard, conn, channel, delivery_tag, multiple, kind)
+}
+
+fn settle_now(
+    shard: &Shard,
+    conn: &Conn,
+    channel: u16,
+    delivery_tag: u64,
+    multiple: bool,
+    kind: SettleKind,
+) -> Result<(), Fail> {
     let groups = with_channel(conn, channel, |ch| ch.take_unacked(delivery_tag, multiple))
         .unwrap_or(Ok(Vec::new()))?;
     for (queue, seqs) in groups {
@@ -943,7 +1167,7 @@ fn recover(shard: &Shard, conn: &Conn, channel: u16, requeue: bool) -> Result<()
     if !requeue {
         return Err(Fail::Hard(HardError::new(NOT_IMPLEMENTED, "requeue=false")));
     }
-    settle(shard, conn, channel, 0, true, SettleKind::Requeue)
+    settle_now(shard, conn, channel, 0, true, SettleKind::Requeue)
 }
 
 /// A content header or body frame on a non-zero channel.
@@ -1035,20 +1259,35 @@ pub fn content(shard: &Shard, conn: &Conn, frame: Frame) -> Result<(), HardError
     let Some(incoming) = ch.incoming.take() else {
         return Ok(());
     };
+    if let Some(tx) = ch.tx.as_mut() {
+        tx.publishes.push(incoming);
+        return Ok(());
+    }
     drop(state);
-    publish(shard, conn, frame.channel, incoming);
-    Ok(())
+    publish(shard, conn, frame.channel, incoming)
+        .map_err(|e| HardError::new(e.code, e.text))
+        .or_else(|e| {
+            if e.code < 500 {
+                close_channel(shard, conn, frame.channel, AmqpError::new(e.code, e.text), &publish_method());
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
 }
 
 /// A complete message: route it on this shard's replica and hand it to each queue's shard.
 /// The default exchange routes by name to whichever shard owns that name.
-fn publish(shard: &Shard, conn: &Conn, channel: u16, incoming: Incoming) {
-    let (_, properties) = incoming.header.unwrap_or_default();
+fn publish(shard: &Shard, conn: &Conn, channel: u16, incoming: Incoming) -> Result<(), AmqpError> {
+    let (_, mut properties) = incoming.header.unwrap_or_default();
     let body = match incoming.body {
         Body::Empty => Bytes::new(),
         Body::One(b) => b,
         Body::Many(b) => b.freeze(),
     };
+    if has_reply_to(&properties) {
+        properties = direct_reply_to_request(conn, channel, properties)?;
+    }
     let persistent = BasicProperties::peek_delivery_mode(&properties) == Some(2);
     let msg = Message {
         exchange: incoming.exchange,
@@ -1057,64 +1296,115 @@ fn publish(shard: &Shard, conn: &Conn, channel: u16, incoming: Incoming) {
         body,
         persistent,
     };
-    let mandatory = incoming.mandatory;
+    let origin = |confirm| Origin { conn: conn.cref, channel, mandatory: incoming.mandatory, confirm };
     if is_default_exchange(&msg.exchange) {
+        if let Some(rest) = msg.routing_key.strip_prefix(REPLY_TO_PREFIX) {
+            // A reply to a direct reply-to requester: straight to its channel, no queue.
+            if let Some((requester, requester_channel)) = parse_reply_token(shard, rest) {
+                let target = requester.shard as usize;
+                shard.send(target, ShardMsg::DirectReply { conn: requester, channel: requester_channel, msg });
+            }
+            confirm_now(conn, channel);
+            return Ok(());
+        }
+        let confirm = register_confirm(conn, channel, 1);
         let target = shard.queue_owner(&msg.routing_key);
         let queue = QueueTarget::Name(msg.routing_key.clone());
-        shard.send(
-            target,
-            ShardMsg::Enqueue {
-                queue,
-                msg,
-                mandatory,
-                origin: conn.cref,
-                channel,
-            },
-        );
-        return;
+        shard.send(target, ShardMsg::Enqueue { queue, msg, origin: origin(confirm) });
+        return Ok(());
     }
     let mut queues: SmallVec<[QueueRef; 8]> = SmallVec::new();
     {
         let topology = shard.topology.borrow();
         // Headers are parsed only when a headers exchange could look at them.
         let headers = if topology.has_headers_bindings() {
-            BasicProperties::decode(&msg.properties)
-                .ok()
-                .and_then(|p| p.headers)
+            BasicProperties::decode(&msg.properties).ok().and_then(|p| p.headers)
         } else {
             None
         };
-        // The exchange was checked at basic.publish; if it went since, the message is dropped.
-        let _ = topology.route(
-            &msg.exchange,
-            &msg.routing_key,
-            headers.as_ref(),
-            &mut queues,
-        );
+        // The exchange was checked at basic.publish; if it went since, nothing matches.
+        let _ = topology.route(&msg.exchange, &msg.routing_key, headers.as_ref(), &mut queues);
     }
     if queues.is_empty() {
-        if mandatory {
+        if incoming.mandatory {
             conn.basic_return(channel, &msg);
         }
-        return;
+        confirm_now(conn, channel);
+        return Ok(());
     }
+    let confirm = register_confirm(conn, channel, queues.len() as u32);
     let last = queues.len() - 1;
     let mut msg = Some(msg);
     for (i, queue) in queues.into_iter().enumerate() {
         // The last queue takes the message itself; the others get a handle clone.
         let msg = if i == last { msg.take() } else { msg.clone() };
         let Some(msg) = msg else { break };
-        shard.send(
-            queue.shard as usize,
-            ShardMsg::Enqueue {
-                queue: QueueTarget::Ref(queue),
-                msg,
-                mandatory: false,
-                origin: conn.cref,
-                channel,
-            },
-        );
+        let origin = Origin { mandatory: false, ..origin(confirm) };
+        shard.send(queue.shard as usize, ShardMsg::Enqueue { queue: QueueTarget::Ref(queue), msg, origin });
     }
+    Ok(())
+}
+
+fn publish_method() -> Method {
+    Method::BasicPublish(BasicPublish::default())
+}
+
+/// In confirm mode, numbers the publish and waits for `targets` queues to confirm it.
+fn register_confirm(conn: &Conn, channel: u16, targets: u32) -> Option<u64> {
+    with_channel(conn, channel, |ch| ch.confirm.as_mut().map(|c| c.register(targets))).flatten()
+}
+
+/// A publish that reached no queue is confirmed at once (after its basic.return).
+fn confirm_now(conn: &Conn, channel: u16) {
+    if let Some(seq) = register_confirm(conn, channel, 0) {
+        conn.confirmed(channel, seq, true);
+    }
+}
+
+pub const REPLY_TO_QUEUE: &[u8] = b"amq.rabbitmq.reply-to";
+const REPLY_TO_PREFIX: &[u8] = b"amq.rabbitmq.reply-to.";
+
+/// Property flag bit of reply-to in the first flags word.
+fn has_reply_to(properties: &[u8]) -> bool {
+    properties.len() >= 2 && (u16::from_be_bytes([properties[0], properties[1]]) & (1 << 9)) != 0
+}
+
+/// A request with `reply_to = amq.rabbitmq.reply-to` gets a reply address naming this
+/// connection and channel, which must be consuming from the pseudo-queue.
+fn direct_reply_to_request(conn: &Conn, channel: u16, raw: Bytes) -> Result<Bytes, AmqpError> {
+    let Ok(mut props) = BasicProperties::decode(&raw) else {
+        return Ok(raw);
+    };
+    if props.reply_to.as_deref() != Some(REPLY_TO_QUEUE) {
+        return Ok(raw);
+    }
+    let consuming = with_channel(conn, channel, |ch| ch.reply_consumer.is_some()).unwrap_or(false);
+    if !consuming {
+        return Err(AmqpError::precondition("fast reply consumer does not exist".to_string()));
+    }
+    let c = conn.cref;
+    props.reply_to = Some(Bytes::from(format!(
+        "amq.rabbitmq.reply-to.{:x}.{:x}.{:x}.{:x}",
+        c.shard, c.key, c.serial, channel
+    )));
+    let mut out = BytesMut::with_capacity(raw.len() + 48);
+    props.encode(&mut out);
+    Ok(out.freeze())
+}
+
+fn parse_reply_token(shard: &Shard, token: &[u8]) -> Option<(crate::broker::ConnRef, u16)> {
+    let text = std::str::from_utf8(token).ok()?;
+    let mut parts = text.split('.').map(|p| u64::from_str_radix(p, 16).ok());
+    let (shard_id, key, serial, channel) = (parts.next()??, parts.next()??, parts.next()??, parts.next()??);
+    if parts.next().is_some() || shard_id as usize >= shard.count {
+        return None;
+    }
+    let conn = crate::broker::ConnRef {
+        shard: u16::try_from(shard_id).ok()?,
+        key: u32::try_from(key).ok()?,
+        serial: u32::try_from(serial).ok()?,
+    };
+    Some((conn, u16::try_from(channel).ok()?))
 }
 
 /// `amq.gen-…` names that hash to this shard, so server-named queues stay local.

@@ -176,7 +176,6 @@ impl Conn {
     /// when it has to go back (its channel closed meanwhile).
     pub fn deliver(&self, d: Delivery) -> Option<(QueueRef, u64)> {
         let mut state = self.state.borrow_mut();
-        let frame_max = state.frame_max;
         let Some(ch) = state.channels.get_mut(&d.channel) else {
             return (!d.no_ack).then_some((d.queue, d.seq));
         };
@@ -189,39 +188,15 @@ impl Conn {
         }
         let tag = ch.track_delivery(&d);
         drop(state);
-        self.write_delivery(
-            d.channel,
-            &d.consumer_tag,
-            tag,
-            d.redelivered,
-            &d.msg,
-            frame_max,
-        );
-        None
-    }
-
-    fn write_delivery(
-        &self,
-        channel: u16,
-        consumer_tag: &bytes::Bytes,
-        delivery_tag: u64,
-        redelivered: bool,
-        msg: &Message,
-        frame_max: u32,
-    ) {
-        let mut out = self.out.borrow_mut();
         let method = Method::BasicDeliver(BasicDeliver {
-            consumer_tag: consumer_tag.clone(),
-            delivery_tag,
-            redelivered,
-            exchange: msg.exchange.clone(),
-            routing_key: msg.routing_key.clone(),
+            consumer_tag: d.consumer_tag.clone(),
+            delivery_tag: tag,
+            redelivered: d.redelivered,
+            exchange: d.msg.exchange.clone(),
+            routing_key: d.msg.routing_key.clone(),
         });
-        encode_method(&mut out, channel, &method);
-        encode_header(&mut out, channel, msg.body.len() as u64, &msg.properties);
-        encode_body(&mut out, channel, &msg.body, frame_max);
-        drop(out);
-        self.writable.notify_one();
+        self.write_content(d.channel, &method, &d.msg);
+        None
     }
 
     /// The consumer's queue was deleted: tell the client if it understands basic.cancel.
@@ -248,25 +223,57 @@ impl Conn {
 
     /// basic.return 312 NO_ROUTE for a mandatory message nothing took.
     pub fn basic_return(&self, channel: u16, msg: &Message) {
-        let frame_max = {
-            let state = self.state.borrow();
-            match state.channels.get(&channel) {
-                Some(ch) if !ch.closing => state.frame_max,
-                _ => return,
-            }
-        };
-        let mut out = self.out.borrow_mut();
+        let open = matches!(self.state.borrow().channels.get(&channel), Some(ch) if !ch.closing);
+        if !open {
+            return;
+        }
         let method = Method::BasicReturn(BasicReturn {
             reply_code: NO_ROUTE,
             reply_text: bytes::Bytes::from_static(b"NO_ROUTE"),
             exchange: msg.exchange.clone(),
             routing_key: msg.routing_key.clone(),
         });
-        encode_method(&mut out, channel, &method);
+        self.write_content(channel, &method, msg);
+    }
+
+    /// A content-carrying method (deliver, get-ok, return) with the message's header and body.
+    pub fn write_content(&self, channel: u16, method: &Method, msg: &Message) {
+        let frame_max = self.frame_max();
+        let mut out = self.out.borrow_mut();
+        encode_method(&mut out, channel, method);
         encode_header(&mut out, channel, msg.body.len() as u64, &msg.properties);
         encode_body(&mut out, channel, &msg.body, frame_max);
         drop(out);
         self.writable.notify_one();
+    }
+
+    /// A queue took (or refused) a message this connection published in confirm mode.
+    pub fn confirmed(&self, channel: u16, seq: u64, ok: bool) {
+        let due = match self.state.borrow_mut().channels.get_mut(&channel) {
+            Some(ch) if !ch.closing => ch.confirmed(seq, ok),
+            _ => return,
+        };
+        for method in &due {
+            self.send_method(channel, method);
+        }
+    }
+
+    /// A reply to this channel's direct reply-to consumer.
+    pub fn direct_reply(&self, channel: u16, msg: &Message) {
+        let (tag, delivery_tag) = {
+            let mut state = self.state.borrow_mut();
+            let Some(ch) = state.channels.get_mut(&channel) else { return };
+            let Some(tag) = ch.reply_consumer().cloned() else { return };
+            (tag, ch.next_tag())
+        };
+        let method = Method::BasicDeliver(BasicDeliver {
+            consumer_tag: tag,
+            delivery_tag,
+            redelivered: false,
+            exchange: msg.exchange.clone(),
+            routing_key: msg.routing_key.clone(),
+        });
+        self.write_content(channel, &method, msg);
     }
 
     /// Sends connection.close and stops processing anything but close-ok.

@@ -58,9 +58,20 @@ pub enum ShardMsg {
     Enqueue {
         queue: QueueTarget,
         msg: Message,
-        mandatory: bool,
-        origin: ConnRef,
+        origin: Origin,
+    },
+    /// Publisher confirm for one message from one of its target queues.
+    Confirm {
+        conn: ConnRef,
         channel: u16,
+        seq: u64,
+        ok: bool,
+    },
+    /// A reply published to `amq.rabbitmq.reply-to.…`, for the requester's channel.
+    DirectReply {
+        conn: ConnRef,
+        channel: u16,
+        msg: Message,
     },
     /// A message for a consumer whose connection lives on the target shard.
     Deliver(Box<Delivery>),
@@ -108,6 +119,17 @@ pub enum ShardMsg {
     TopologyApplied {
         token: u64,
     },
+}
+
+/// Who published a message, and what they asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    pub conn: ConnRef,
+    pub channel: u16,
+    /// basic.return when no queue takes it.
+    pub mandatory: bool,
+    /// Publisher-confirm sequence number, in confirm mode.
+    pub confirm: Option<u64>,
 }
 
 /// How a publish names its queue: the default exchange routes by name (the owner shard looks
@@ -323,28 +345,29 @@ impl Shard {
 
     fn handle(&self, msg: ShardMsg) {
         match msg {
-            ShardMsg::Enqueue {
-                queue,
-                msg,
-                mandatory,
-                origin,
-                channel,
-            } => {
+            ShardMsg::Enqueue { queue, msg, origin } => {
                 let mut out = Vec::new();
-                let routed = self
-                    .broker
-                    .borrow_mut()
-                    .enqueue(queue, msg.clone(), &mut out);
+                let result = self.broker.borrow_mut().enqueue(queue, msg, &mut out);
                 self.send_all(out);
-                if !routed && mandatory {
-                    self.send(
-                        origin.shard as usize,
-                        ShardMsg::Return {
-                            conn: origin,
-                            channel,
-                            msg,
-                        },
-                    );
+                let target = origin.conn.shard as usize;
+                if let Err(msg) = result {
+                    if origin.mandatory {
+                        self.send(target, ShardMsg::Return { conn: origin.conn, channel: origin.channel, msg });
+                    }
+                }
+                // Unroutable messages are confirmed too (after their basic.return), as in RabbitMQ.
+                if let Some(seq) = origin.confirm {
+                    self.send(target, ShardMsg::Confirm { conn: origin.conn, channel: origin.channel, seq, ok: true });
+                }
+            }
+            ShardMsg::Confirm { conn, channel, seq, ok } => {
+                if let Some(conn) = self.conn(conn) {
+                    conn.confirmed(channel, seq, ok);
+                }
+            }
+            ShardMsg::DirectReply { conn, channel, msg } => {
+                if let Some(conn) = self.conn(conn) {
+                    conn.direct_reply(channel, &msg);
                 }
             }
             ShardMsg::Deliver(delivery) => match self.conn(delivery.conn) {

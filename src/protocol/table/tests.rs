@@ -123,17 +123,17 @@ fn unknown_type_letter_is_a_syntax_error() {
     );
 }
 
-/// A table nested `levels` deep: F(F(F(...))).
+/// A table nested `levels` deep: F(F(F(...))), built outside-in in linear
+/// time. A table of n levels is 6n - 2 bytes.
 fn nested(levels: usize) -> Bytes {
-    let mut inner = BytesMut::from(&b"\x00\x00\x00\x00"[..]);
-    for _ in 1..levels {
-        let mut outer = BytesMut::new();
-        outer.extend_from_slice(&((inner.len() + 2) as u32).to_be_bytes());
-        outer.extend_from_slice(b"\x00F");
-        outer.extend_from_slice(&inner);
-        inner = outer;
+    let mut out = BytesMut::with_capacity(6 * levels);
+    for level in (1..=levels).rev() {
+        out.extend_from_slice(&((6 * level - 6) as u32).to_be_bytes());
+        if level > 1 {
+            out.extend_from_slice(b"\x00F");
+        }
     }
-    inner.freeze()
+    out.freeze()
 }
 
 #[test]

@@ -19,9 +19,13 @@ fn text(s: &str) -> FieldValue {
 fn server_properties() -> FieldTable {
     let mut capabilities = FieldTable::default();
     for cap in [
+        "publisher_confirms",
+        "exchange_exchange_bindings",
+        "basic.nack",
         "consumer_cancel_notify",
         "per_consumer_qos",
         "authentication_failure_close",
+        "direct_reply_to",
     ] {
         capabilities.insert(cap, FieldValue::Bool(true));
     }

@@ -12,6 +12,7 @@ pub mod topology;
 use std::collections::HashMap;
 
 use bytes::Bytes;
+use rustc_hash::FxHashMap;
 use slab::Slab;
 
 pub use message::Message;
@@ -45,7 +46,7 @@ pub struct Broker {
     by_name: HashMap<Bytes, usize>,
     next_serial: u32,
     /// Unacked deliveries per (connection, channel), for basic.qos global=true.
-    channel_in_flight: HashMap<(ConnRef, u16), u32>,
+    channel_in_flight: FxHashMap<(ConnRef, u16), u32>,
 }
 
 impl Broker {
@@ -55,7 +56,7 @@ impl Broker {
             queues: Slab::new(),
             by_name: HashMap::new(),
             next_serial: 1,
-            channel_in_flight: HashMap::new(),
+            channel_in_flight: FxHashMap::default(),
         }
     }
 
@@ -74,7 +75,13 @@ impl Broker {
 
     /// A publish routed to a queue on this shard. Hands the message back when the queue does
     /// not exist (to be dropped, or returned when mandatory).
-    pub fn enqueue(&mut self, target: QueueTarget, msg: Message, out: &mut Outbox) -> Result<(), Message> {
+    #[allow(clippy::result_large_err)] // handing the message back by value is the point
+    pub fn enqueue(
+        &mut self,
+        target: QueueTarget,
+        msg: Message,
+        out: &mut Outbox,
+    ) -> Result<(), Message> {
         let key = match target {
             QueueTarget::Name(name) => self.by_name.get(&name).copied(),
             QueueTarget::Ref(queue) => self.lookup(queue),
@@ -87,6 +94,15 @@ impl Broker {
         q.dispatch(&mut self.channel_in_flight, out);
         q.compact_waiting();
         Ok(())
+    }
+
+    pub fn credit(&mut self, queue: QueueRef, consumer_id: u64, n: u32, out: &mut Outbox) {
+        let Some(key) = self.lookup(queue) else {
+            return;
+        };
+        let q = &mut self.queues[key];
+        q.credit(consumer_id, n);
+        q.dispatch(&mut self.channel_in_flight, out);
     }
 
     pub fn settle(&mut self, queue: QueueRef, kind: SettleKind, seqs: &[u64], out: &mut Outbox) {
@@ -206,12 +222,23 @@ impl Broker {
                 }
                 Ok(OpOk::Done)
             }
-            QueueOp::Get { name, no_ack, conn, channel } => {
+            QueueOp::Get {
+                name,
+                no_ack,
+                conn,
+                channel,
+            } => {
                 let key = self.existing(&name)?;
                 let q = &mut self.queues[key];
                 q.check_exclusive(conn)?;
                 let got = q.get(no_ack, conn, channel).map(|(seq, redelivered, msg)| {
-                    Box::new(Got { queue: q.id, seq, redelivered, msg, message_count: q.ready_count() as u32 })
+                    Box::new(Got {
+                        queue: q.id,
+                        seq,
+                        redelivered,
+                        msg,
+                        message_count: q.ready_count() as u32,
+                    })
                 });
                 Ok(OpOk::Got(got))
             }

@@ -5,8 +5,13 @@
 //!   so a requeued message goes back to its original position relative to the others.
 //! - every seq is in at most one of `ready` and `unacked`.
 //! - a consumer's `in_flight` counts exactly the `unacked` entries that name it.
+//! - a consumer's `in_transit` counts deliveries not yet written to its socket; dispatch
+//!   stops at `TRANSIT_WINDOW`, which is what bounds a connection's output buffer even for
+//!   no-ack consumers (RabbitMQ's credit flow plays the same role).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 
 use bytes::Bytes;
 
@@ -14,6 +19,9 @@ use super::ops::{AmqpError, ConsumerSpec, SettleKind};
 use super::{ConnRef, Message, Outbox, QueueRef};
 use crate::protocol::FieldTable;
 use crate::shard::{Delivery, ShardMsg};
+
+/// Deliveries per consumer on their way to its socket before dispatch waits for credit.
+pub const TRANSIT_WINDOW: u32 = 512;
 
 struct Ready {
     seq: u64,
@@ -32,6 +40,7 @@ struct Unacked {
 struct Consumer {
     spec: ConsumerSpec,
     in_flight: u32,
+    in_transit: u32,
 }
 
 pub struct Queue {
@@ -42,7 +51,7 @@ pub struct Queue {
     pub auto_delete: bool,
     pub arguments: FieldTable,
     ready: VecDeque<Ready>,
-    unacked: HashMap<u64, Unacked>,
+    unacked: FxHashMap<u64, Unacked>,
     consumers: Vec<Consumer>,
     /// Round-robin position: the consumer after the last one served.
     next_consumer: usize,
@@ -67,7 +76,7 @@ impl Queue {
             auto_delete,
             arguments,
             ready: VecDeque::new(),
-            unacked: HashMap::new(),
+            unacked: FxHashMap::default(),
             consumers: Vec::new(),
             next_consumer: 0,
             next_seq: 1,
@@ -164,6 +173,13 @@ impl Queue {
         });
     }
 
+    /// The consumer's connection wrote `n` deliveries to its socket.
+    pub fn credit(&mut self, consumer_id: u64, n: u32) {
+        if let Some(c) = self.consumers.iter_mut().find(|c| c.spec.id == consumer_id) {
+            c.in_transit = c.in_transit.saturating_sub(n);
+        }
+    }
+
     /// A message that could not be dispatched at once waits: give it compact storage so it
     /// does not pin the read buffer it arrived in.
     pub fn compact_waiting(&mut self) {
@@ -176,7 +192,12 @@ impl Queue {
     }
 
     /// basic.get: the next ready message, tracked as unacked unless no_ack.
-    pub fn get(&mut self, no_ack: bool, conn: ConnRef, channel: u16) -> Option<(u64, bool, Message)> {
+    pub fn get(
+        &mut self,
+        no_ack: bool,
+        conn: ConnRef,
+        channel: u16,
+    ) -> Option<(u64, bool, Message)> {
         let ready = self.ready.pop_front()?;
         if !no_ack {
             let unacked = Unacked {
@@ -207,7 +228,11 @@ impl Queue {
             )));
         }
         self.had_consumer = true;
-        self.consumers.push(Consumer { spec, in_flight: 0 });
+        self.consumers.push(Consumer {
+            spec,
+            in_flight: 0,
+            in_transit: 0,
+        });
         Ok(())
     }
 
@@ -226,7 +251,7 @@ impl Queue {
         &mut self,
         kind: SettleKind,
         seqs: &[u64],
-        channel_in_flight: &mut HashMap<(ConnRef, u16), u32>,
+        channel_in_flight: &mut FxHashMap<(ConnRef, u16), u32>,
     ) {
         for &seq in seqs {
             let Some(u) = self.unacked.remove(&seq) else {
@@ -263,7 +288,7 @@ impl Queue {
     /// Hands ready messages to consumers with credit, round-robin, until either runs out.
     pub fn dispatch(
         &mut self,
-        channel_in_flight: &mut HashMap<(ConnRef, u16), u32>,
+        channel_in_flight: &mut FxHashMap<(ConnRef, u16), u32>,
         out: &mut Outbox,
     ) {
         while !self.ready.is_empty() && !self.consumers.is_empty() {
@@ -279,6 +304,7 @@ impl Queue {
                 break;
             };
             let consumer = &mut self.consumers[index];
+            consumer.in_transit += 1;
             let spec = &consumer.spec;
             if !spec.no_ack {
                 consumer.in_flight += 1;
@@ -301,16 +327,17 @@ impl Queue {
             }
             out.push((
                 spec.conn.shard as usize,
-                ShardMsg::Deliver(Box::new(Delivery {
+                ShardMsg::Deliver(Delivery {
                     conn: spec.conn,
                     channel: spec.channel,
                     consumer_tag: spec.tag.clone(),
+                    consumer_id: spec.id,
                     queue: self.id,
                     seq: ready.seq,
                     redelivered: ready.redelivered,
                     no_ack: spec.no_ack,
                     msg: ready.msg,
-                })),
+                }),
             ));
         }
     }
@@ -319,7 +346,7 @@ impl Queue {
     /// unacked bookkeeping. Returns how many ready messages were dropped with it.
     pub fn release(
         self,
-        channel_in_flight: &mut HashMap<(ConnRef, u16), u32>,
+        channel_in_flight: &mut FxHashMap<(ConnRef, u16), u32>,
         out: &mut Outbox,
     ) -> u32 {
         for u in self.unacked.values() {
@@ -341,8 +368,11 @@ impl Queue {
     }
 }
 
-fn has_credit(c: &Consumer, channel_in_flight: &HashMap<(ConnRef, u16), u32>) -> bool {
+fn has_credit(c: &Consumer, channel_in_flight: &FxHashMap<(ConnRef, u16), u32>) -> bool {
     let spec = &c.spec;
+    if c.in_transit >= TRANSIT_WINDOW {
+        return false;
+    }
     if spec.no_ack {
         return true;
     }
@@ -358,7 +388,7 @@ fn has_credit(c: &Consumer, channel_in_flight: &HashMap<(ConnRef, u16), u32>) ->
 }
 
 fn release_channel_credit(
-    channel_in_flight: &mut HashMap<(ConnRef, u16), u32>,
+    channel_in_flight: &mut FxHashMap<(ConnRef, u16), u32>,
     conn: ConnRef,
     channel: u16,
 ) {

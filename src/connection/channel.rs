@@ -92,7 +92,11 @@ impl Confirms {
     fn register(&mut self, targets: u32) -> u64 {
         self.next_seq += 1;
         let seq = self.next_seq;
-        self.pending.push_back(PendingConfirm { seq, remaining: targets, ok: true });
+        self.pending.push_back(PendingConfirm {
+            seq,
+            remaining: targets,
+            ok: true,
+        });
         seq
     }
 
@@ -109,16 +113,25 @@ impl Confirms {
         let mut run: Option<(u64, u64)> = None;
         let flush = |run: &mut Option<(u64, u64)>, out: &mut Vec<Method>| {
             if let Some((first, last)) = run.take() {
-                out.push(Method::BasicAck(BasicAck { delivery_tag: last, multiple: last > first }));
+                out.push(Method::BasicAck(BasicAck {
+                    delivery_tag: last,
+                    multiple: last > first,
+                }));
             }
         };
         while self.pending.front().is_some_and(|p| p.remaining == 0) {
-            let Some(p) = self.pending.pop_front() else { break };
+            let Some(p) = self.pending.pop_front() else {
+                break;
+            };
             if p.ok {
                 run = Some(run.map_or((p.seq, p.seq), |(first, _)| (first, p.seq)));
             } else {
                 flush(&mut run, out);
-                out.push(Method::BasicNack(BasicNack { delivery_tag: p.seq, multiple: false, requeue: false }));
+                out.push(Method::BasicNack(BasicNack {
+                    delivery_tag: p.seq,
+                    multiple: false,
+                    requeue: false,
+                }));
             }
         }
         flush(&mut run, out);
@@ -189,7 +202,11 @@ impl Channel {
     fn track(&mut self, queue: QueueRef, seq: u64, no_ack: bool) -> u64 {
         let tag = self.next_tag();
         if !no_ack {
-            self.unacked.push_back(Unacked { delivery_tag: tag, queue, seq });
+            self.unacked.push_back(Unacked {
+                delivery_tag: tag,
+                queue,
+                seq,
+            });
         }
         tag
     }
@@ -205,7 +222,7 @@ impl Channel {
         &mut self,
         delivery_tag: u64,
         multiple: bool,
-    ) -> Result<Vec<(QueueRef, SmallVec<[u64; 4]>)>, AmqpError> {
+    ) -> Result<Vec<QueueSeqs>, AmqpError> {
         let mut taken: Vec<Unacked> = Vec::new();
         if multiple {
             let all = delivery_tag == 0;
@@ -271,8 +288,11 @@ fn unknown_tag(delivery_tag: u64) -> AmqpError {
     AmqpError::precondition(format!("unknown delivery tag {delivery_tag}"))
 }
 
-fn group_by_queue(taken: Vec<Unacked>) -> Vec<(QueueRef, SmallVec<[u64; 4]>)> {
-    let mut groups: Vec<(QueueRef, SmallVec<[u64; 4]>)> = Vec::new();
+/// Positions of unacked messages in one queue.
+type QueueSeqs = (QueueRef, SmallVec<[u64; 4]>);
+
+fn group_by_queue(taken: Vec<Unacked>) -> Vec<QueueSeqs> {
+    let mut groups: Vec<QueueSeqs> = Vec::new();
     for u in taken {
         match groups.iter_mut().find(|(q, _)| *q == u.queue) {
             Some((_, seqs)) => seqs.push(u.seq),
@@ -970,35 +990,60 @@ fn reply_to_consume(conn: &Conn, channel: u16, m: &BasicConsume) -> Result<(), F
     };
     with_channel(conn, channel, |ch| {
         if ch.reply_consumer.is_some() {
-            return Err(AmqpError::precondition("reply consumer already set".to_string()));
+            return Err(AmqpError::precondition(
+                "reply consumer already set".to_string(),
+            ));
         }
         ch.reply_consumer = Some(tag.clone());
         Ok(())
     })
     .unwrap_or(Ok(()))?;
     if !m.nowait {
-        conn.send_method(channel, &Method::BasicConsumeOk(BasicConsumeOk { consumer_tag: tag }));
+        conn.send_method(
+            channel,
+            &Method::BasicConsumeOk(BasicConsumeOk { consumer_tag: tag }),
+        );
     }
     Ok(())
 }
 
 async fn basic_get(shard: &Shard, conn: &Conn, channel: u16, m: &BasicGet) -> Result<(), Fail> {
     let name = queue_name_or_last(conn, channel, &m.queue)?;
-    let op = QueueOp::Get { name: name.clone(), no_ack: m.no_ack, conn: conn.cref, channel };
+    let op = QueueOp::Get {
+        name: name.clone(),
+        no_ack: m.no_ack,
+        conn: conn.cref,
+        channel,
+    };
     let OpOk::Got(got) = shard.request(shard.queue_owner(&name), op).await? else {
         return Err(internal());
     };
     let Some(got) = got else {
-        conn.send_method(channel, &Method::BasicGetEmpty(BasicGetEmpty { cluster_id: Bytes::new() }));
+        conn.send_method(
+            channel,
+            &Method::BasicGetEmpty(BasicGetEmpty {
+                cluster_id: Bytes::new(),
+            }),
+        );
         return Ok(());
     };
-    let tag = with_channel(conn, channel, |ch| (!ch.closing).then(|| ch.track(got.queue, got.seq, m.no_ack))).flatten();
+    let tag = with_channel(conn, channel, |ch| {
+        (!ch.closing).then(|| ch.track(got.queue, got.seq, m.no_ack))
+    })
+    .flatten();
     let Some(delivery_tag) = tag else {
         if !m.no_ack {
             let mut seqs = SmallVec::new();
             seqs.push(got.seq);
             let queue = got.queue;
-            shard.send(queue.shard as usize, ShardMsg::Settle { queue, kind: SettleKind::Requeue, seqs });
+            shard.send(
+                queue.shard as usize,
+                ShardMsg::Settle {
+                    queue,
+                    kind: SettleKind::Requeue,
+                    seqs,
+                },
+            );
         }
         return Ok(());
     };
@@ -1268,7 +1313,13 @@ pub fn content(shard: &Shard, conn: &Conn, frame: Frame) -> Result<(), HardError
         .map_err(|e| HardError::new(e.code, e.text))
         .or_else(|e| {
             if e.code < 500 {
-                close_channel(shard, conn, frame.channel, AmqpError::new(e.code, e.text), &publish_method());
+                close_channel(
+                    shard,
+                    conn,
+                    frame.channel,
+                    AmqpError::new(e.code, e.text),
+                    &publish_method(),
+                );
                 Ok(())
             } else {
                 Err(e)
@@ -1296,13 +1347,25 @@ fn publish(shard: &Shard, conn: &Conn, channel: u16, incoming: Incoming) -> Resu
         body,
         persistent,
     };
-    let origin = |confirm| Origin { conn: conn.cref, channel, mandatory: incoming.mandatory, confirm };
+    let origin = |confirm| Origin {
+        conn: conn.cref,
+        channel,
+        mandatory: incoming.mandatory,
+        confirm,
+    };
     if is_default_exchange(&msg.exchange) {
         if let Some(rest) = msg.routing_key.strip_prefix(REPLY_TO_PREFIX) {
             // A reply to a direct reply-to requester: straight to its channel, no queue.
             if let Some((requester, requester_channel)) = parse_reply_token(shard, rest) {
                 let target = requester.shard as usize;
-                shard.send(target, ShardMsg::DirectReply { conn: requester, channel: requester_channel, msg });
+                shard.send(
+                    target,
+                    ShardMsg::DirectReply {
+                        conn: requester,
+                        channel: requester_channel,
+                        msg,
+                    },
+                );
             }
             confirm_now(conn, channel);
             return Ok(());
@@ -1310,7 +1373,14 @@ fn publish(shard: &Shard, conn: &Conn, channel: u16, incoming: Incoming) -> Resu
         let confirm = register_confirm(conn, channel, 1);
         let target = shard.queue_owner(&msg.routing_key);
         let queue = QueueTarget::Name(msg.routing_key.clone());
-        shard.send(target, ShardMsg::Enqueue { queue, msg, origin: origin(confirm) });
+        shard.send(
+            target,
+            ShardMsg::Enqueue {
+                queue,
+                msg,
+                origin: origin(confirm),
+            },
+        );
         return Ok(());
     }
     let mut queues: SmallVec<[QueueRef; 8]> = SmallVec::new();
@@ -1318,12 +1388,19 @@ fn publish(shard: &Shard, conn: &Conn, channel: u16, incoming: Incoming) -> Resu
         let topology = shard.topology.borrow();
         // Headers are parsed only when a headers exchange could look at them.
         let headers = if topology.has_headers_bindings() {
-            BasicProperties::decode(&msg.properties).ok().and_then(|p| p.headers)
+            BasicProperties::decode(&msg.properties)
+                .ok()
+                .and_then(|p| p.headers)
         } else {
             None
         };
         // The exchange was checked at basic.publish; if it went since, nothing matches.
-        let _ = topology.route(&msg.exchange, &msg.routing_key, headers.as_ref(), &mut queues);
+        let _ = topology.route(
+            &msg.exchange,
+            &msg.routing_key,
+            headers.as_ref(),
+            &mut queues,
+        );
     }
     if queues.is_empty() {
         if incoming.mandatory {
@@ -1339,8 +1416,18 @@ fn publish(shard: &Shard, conn: &Conn, channel: u16, incoming: Incoming) -> Resu
         // The last queue takes the message itself; the others get a handle clone.
         let msg = if i == last { msg.take() } else { msg.clone() };
         let Some(msg) = msg else { break };
-        let origin = Origin { mandatory: false, ..origin(confirm) };
-        shard.send(queue.shard as usize, ShardMsg::Enqueue { queue: QueueTarget::Ref(queue), msg, origin });
+        let origin = Origin {
+            mandatory: false,
+            ..origin(confirm)
+        };
+        shard.send(
+            queue.shard as usize,
+            ShardMsg::Enqueue {
+                queue: QueueTarget::Ref(queue),
+                msg,
+                origin,
+            },
+        );
     }
     Ok(())
 }
@@ -1351,7 +1438,10 @@ fn publish_method() -> Method {
 
 /// In confirm mode, numbers the publish and waits for `targets` queues to confirm it.
 fn register_confirm(conn: &Conn, channel: u16, targets: u32) -> Option<u64> {
-    with_channel(conn, channel, |ch| ch.confirm.as_mut().map(|c| c.register(targets))).flatten()
+    with_channel(conn, channel, |ch| {
+        ch.confirm.as_mut().map(|c| c.register(targets))
+    })
+    .flatten()
 }
 
 /// A publish that reached no queue is confirmed at once (after its basic.return).
@@ -1380,7 +1470,9 @@ fn direct_reply_to_request(conn: &Conn, channel: u16, raw: Bytes) -> Result<Byte
     }
     let consuming = with_channel(conn, channel, |ch| ch.reply_consumer.is_some()).unwrap_or(false);
     if !consuming {
-        return Err(AmqpError::precondition("fast reply consumer does not exist".to_string()));
+        return Err(AmqpError::precondition(
+            "fast reply consumer does not exist".to_string(),
+        ));
     }
     let c = conn.cref;
     props.reply_to = Some(Bytes::from(format!(
@@ -1395,7 +1487,12 @@ fn direct_reply_to_request(conn: &Conn, channel: u16, raw: Bytes) -> Result<Byte
 fn parse_reply_token(shard: &Shard, token: &[u8]) -> Option<(crate::broker::ConnRef, u16)> {
     let text = std::str::from_utf8(token).ok()?;
     let mut parts = text.split('.').map(|p| u64::from_str_radix(p, 16).ok());
-    let (shard_id, key, serial, channel) = (parts.next()??, parts.next()??, parts.next()??, parts.next()??);
+    let (shard_id, key, serial, channel) = (
+        parts.next()??,
+        parts.next()??,
+        parts.next()??,
+        parts.next()??,
+    );
     if parts.next().is_some() || shard_id as usize >= shard.count {
         return None;
     }

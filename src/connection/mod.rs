@@ -11,12 +11,12 @@ mod channel;
 mod handshake;
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
 use tokio_uring::net::{TcpListener, TcpStream};
 
@@ -25,7 +25,7 @@ use crate::protocol::constants::*;
 use crate::protocol::frame::{encode_body, encode_header, encode_heartbeat, encode_method};
 use crate::protocol::method::*;
 use crate::protocol::{parse_frame, Frame, Method, MethodError};
-use crate::shard::{Delivery, Shard};
+use crate::shard::{Delivery, Shard, ShardMsg};
 
 use channel::Channel;
 
@@ -121,12 +121,22 @@ struct ConnState {
     channel_max: u16,
     heartbeat_secs: u16,
     capabilities: ClientCapabilities,
-    channels: HashMap<u16, Channel>,
+    channels: FxHashMap<u16, Channel>,
     user: String,
+}
+
+/// Deliveries of one consumer written since the last write.
+#[derive(Debug, Clone, Copy)]
+struct Credit {
+    queue: QueueRef,
+    consumer_id: u64,
+    n: u32,
 }
 
 pub struct Conn {
     pub cref: ConnRef,
+    /// Transit credit owed to queues for deliveries in `out`.
+    credits: RefCell<Vec<Credit>>,
     peer: SocketAddr,
     out: RefCell<BytesMut>,
     writable: Notify,
@@ -146,6 +156,7 @@ impl Conn {
             cref,
             peer,
             out: RefCell::new(BytesMut::with_capacity(16 * 1024)),
+            credits: RefCell::new(Vec::new()),
             writable: Notify::new(),
             state: RefCell::new(ConnState {
                 phase: Phase::Header,
@@ -153,7 +164,7 @@ impl Conn {
                 channel_max: 0,
                 heartbeat_secs: 0,
                 capabilities: ClientCapabilities::default(),
-                channels: HashMap::new(),
+                channels: FxHashMap::default(),
                 user: String::new(),
             }),
             done: Cell::new(false),
@@ -188,6 +199,7 @@ impl Conn {
         }
         let tag = ch.track_delivery(&d);
         drop(state);
+        self.owe_credit(d.queue, d.consumer_id);
         let method = Method::BasicDeliver(BasicDeliver {
             consumer_tag: d.consumer_tag.clone(),
             delivery_tag: tag,
@@ -197,6 +209,21 @@ impl Conn {
         });
         self.write_content(d.channel, &method, &d.msg);
         None
+    }
+
+    fn owe_credit(&self, queue: QueueRef, consumer_id: u64) {
+        let mut credits = self.credits.borrow_mut();
+        match credits
+            .iter_mut()
+            .find(|c| c.consumer_id == consumer_id && c.queue == queue)
+        {
+            Some(c) => c.n += 1,
+            None => credits.push(Credit {
+                queue,
+                consumer_id,
+                n: 1,
+            }),
+        }
     }
 
     /// The consumer's queue was deleted: tell the client if it understands basic.cancel.
@@ -262,8 +289,12 @@ impl Conn {
     pub fn direct_reply(&self, channel: u16, msg: &Message) {
         let (tag, delivery_tag) = {
             let mut state = self.state.borrow_mut();
-            let Some(ch) = state.channels.get_mut(&channel) else { return };
-            let Some(tag) = ch.reply_consumer().cloned() else { return };
+            let Some(ch) = state.channels.get_mut(&channel) else {
+                return;
+            };
+            let Some(tag) = ch.reply_consumer().cloned() else {
+                return;
+            };
             (tag, ch.next_tag())
         };
         let method = Method::BasicDeliver(BasicDeliver {
@@ -363,7 +394,7 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let stream = Rc::new(stream);
     let conn = shard.register(|cref| Conn::new(cref, peer));
-    let writer = tokio_uring::spawn(write_loop(conn.clone(), stream.clone()));
+    let writer = tokio_uring::spawn(write_loop(shard.clone(), conn.clone(), stream.clone()));
     let heartbeat = tokio_uring::spawn(heartbeat_loop(conn.clone(), stream.clone()));
     read_loop(&shard, &conn, &stream).await;
     conn.done.set(true);
@@ -522,8 +553,9 @@ async fn handle_frame(shard: &Rc<Shard>, conn: &Rc<Conn>, frame: Frame) -> Resul
 }
 
 /// Writes whatever the connection produced, one write per turn.
-async fn write_loop(conn: Rc<Conn>, stream: Rc<TcpStream>) {
+async fn write_loop(shard: Rc<Shard>, conn: Rc<Conn>, stream: Rc<TcpStream>) {
     let mut spare = BytesMut::with_capacity(16 * 1024);
+    let mut credits: Vec<Credit> = Vec::new();
     loop {
         if conn.out.borrow().is_empty() {
             if conn.done.get() {
@@ -533,12 +565,23 @@ async fn write_loop(conn: Rc<Conn>, stream: Rc<TcpStream>) {
             continue;
         }
         let buf = std::mem::replace(&mut *conn.out.borrow_mut(), spare);
+        // The deliveries in this buffer: once it is written, their queues may send more.
+        std::mem::swap(&mut credits, &mut *conn.credits.borrow_mut());
         let (result, mut buf) = stream.write_all(buf).await;
         if result.is_err() {
             conn.done.set(true);
             let _ = stream.shutdown(std::net::Shutdown::Both);
             return;
         }
+        for credit in credits.drain(..) {
+            let msg = ShardMsg::Credit {
+                queue: credit.queue,
+                consumer_id: credit.consumer_id,
+                n: credit.n,
+            };
+            shard.send(credit.queue.shard as usize, msg);
+        }
+        shard.flush();
         conn.last_write.set(Instant::now());
         buf.clear();
         spare = buf;

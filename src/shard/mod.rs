@@ -45,6 +45,7 @@ pub struct Delivery {
     pub conn: ConnRef,
     pub channel: u16,
     pub consumer_tag: Bytes,
+    pub consumer_id: u64,
     pub queue: QueueRef,
     pub seq: u64,
     pub redelivered: bool,
@@ -74,12 +75,18 @@ pub enum ShardMsg {
         msg: Message,
     },
     /// A message for a consumer whose connection lives on the target shard.
-    Deliver(Box<Delivery>),
+    Deliver(Delivery),
     /// Acks or requeues from a channel, for a queue on the target shard.
     Settle {
         queue: QueueRef,
         kind: SettleKind,
         seqs: SmallVec<[u64; 4]>,
+    },
+    /// A connection wrote `n` deliveries of the consumer to its socket: more may come.
+    Credit {
+        queue: QueueRef,
+        consumer_id: u64,
+        n: u32,
     },
     /// The queue went away: the consumer is cancelled by the server.
     ConsumerCancelled {
@@ -352,15 +359,35 @@ impl Shard {
                 let target = origin.conn.shard as usize;
                 if let Err(msg) = result {
                     if origin.mandatory {
-                        self.send(target, ShardMsg::Return { conn: origin.conn, channel: origin.channel, msg });
+                        self.send(
+                            target,
+                            ShardMsg::Return {
+                                conn: origin.conn,
+                                channel: origin.channel,
+                                msg,
+                            },
+                        );
                     }
                 }
                 // Unroutable messages are confirmed too (after their basic.return), as in RabbitMQ.
                 if let Some(seq) = origin.confirm {
-                    self.send(target, ShardMsg::Confirm { conn: origin.conn, channel: origin.channel, seq, ok: true });
+                    self.send(
+                        target,
+                        ShardMsg::Confirm {
+                            conn: origin.conn,
+                            channel: origin.channel,
+                            seq,
+                            ok: true,
+                        },
+                    );
                 }
             }
-            ShardMsg::Confirm { conn, channel, seq, ok } => {
+            ShardMsg::Confirm {
+                conn,
+                channel,
+                seq,
+                ok,
+            } => {
                 if let Some(conn) = self.conn(conn) {
                     conn.confirmed(channel, seq, ok);
                 }
@@ -372,7 +399,7 @@ impl Shard {
             }
             ShardMsg::Deliver(delivery) => match self.conn(delivery.conn) {
                 Some(conn) => {
-                    if let Some((queue, seq)) = conn.deliver(*delivery) {
+                    if let Some((queue, seq)) = conn.deliver(delivery) {
                         self.bounce(queue, seq);
                     }
                 }
@@ -384,6 +411,17 @@ impl Shard {
                 self.broker
                     .borrow_mut()
                     .settle(queue, kind, &seqs, &mut out);
+                self.send_all(out);
+            }
+            ShardMsg::Credit {
+                queue,
+                consumer_id,
+                n,
+            } => {
+                let mut out = Vec::new();
+                self.broker
+                    .borrow_mut()
+                    .credit(queue, consumer_id, n, &mut out);
                 self.send_all(out);
             }
             ShardMsg::ConsumerCancelled { conn, channel, tag } => {

@@ -122,6 +122,14 @@ fn tagged_equal(a: &FieldValue, b: &FieldValue) -> bool {
 
 /// Erlang's `==` on the decoded values (the AMQP type is ignored).
 pub(crate) fn erlang_equal(a: &FieldValue, b: &FieldValue) -> bool {
+    // The common header types first, without building terms.
+    match (a, b) {
+        (FieldValue::LongStr(x), FieldValue::LongStr(y)) => return x == y,
+        (FieldValue::I32(x), FieldValue::I32(y)) => return x == y,
+        (FieldValue::I64(x), FieldValue::I64(y)) => return x == y,
+        (FieldValue::Bool(x), FieldValue::Bool(y)) => return x == y,
+        _ => {}
+    }
     match (term(a), term(b)) {
         (Term::Bool(x), Term::Bool(y)) => x == y,
         (Term::Integer(x), Term::Integer(y)) => x == y,

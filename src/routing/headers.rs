@@ -142,6 +142,16 @@ pub(crate) fn sort_headers(headers: Option<&FieldTable>) -> SortedHeaders<'_> {
     sorted
 }
 
+/// Whether an argument is compared with the headers: `x-match` never is,
+/// other `x-` keys only under the `-with-x` rules.
+fn takes_part(rule: XMatch, key: &[u8]) -> bool {
+    if key.starts_with(b"x-") {
+        rule.with_x() && key != b"x-match"
+    } else {
+        true
+    }
+}
+
 /// Whether `headers` (sorted) satisfy `arguments` (sorted) under `rule`.
 pub(crate) fn headers_match(rule: XMatch, arguments: &[Entry], headers: &[&Entry]) -> bool {
     let mut all_matched = true;
@@ -155,7 +165,7 @@ pub(crate) fn headers_match(rule: XMatch, arguments: &[Entry], headers: &[&Entry
         if !rule.requires_all() && any_matched {
             return true;
         }
-        if key.as_ref() == b"x-match" || (key.starts_with(b"x-") && !rule.with_x()) {
+        if !takes_part(rule, key) {
             arguments.next();
             continue;
         }
@@ -193,8 +203,11 @@ pub(crate) fn headers_match(rule: XMatch, arguments: &[Entry], headers: &[&Entry
 struct HeadersBinding<D> {
     dest: D,
     rule: XMatch,
-    /// Sorted by key.
+    /// Sorted by key; identifies the binding on removal.
     arguments: FieldTable,
+    /// The entries that take part in matching under `rule`, sorted by key,
+    /// so routing does not re-skip `x-` keys for every message.
+    pattern: Vec<Entry>,
 }
 
 /// Every headers binding, scanned in full for each message.
@@ -219,10 +232,18 @@ impl<D: Copy + Eq + Ord> HeadersIndex<D> {
         if self.bindings.iter().any(|binding| binding.dest == dest) {
             self.dest_repeats = true;
         }
+        let rule = XMatch::of(&arguments);
+        let pattern = arguments
+            .0
+            .iter()
+            .filter(|(key, _)| takes_part(rule, key))
+            .cloned()
+            .collect();
         self.bindings.push(HeadersBinding {
             dest,
-            rule: XMatch::of(&arguments),
+            rule,
             arguments,
+            pattern,
         });
     }
 
@@ -255,7 +276,7 @@ impl<D: Copy + Eq + Ord> HeadersIndex<D> {
         let headers = sort_headers(headers);
         let start = out.len();
         for binding in &self.bindings {
-            if headers_match(binding.rule, &binding.arguments.0, &headers) {
+            if headers_match(binding.rule, &binding.pattern, &headers) {
                 out.push(binding.dest);
             }
         }

@@ -151,9 +151,31 @@ fn expect_method(stream: &mut TcpStream, class_id: u16, method_id: u16, what: &s
     assert_eq!(
         frame.class_method(),
         Some((class_id, method_id)),
-        "expected {what} ({class_id}.{method_id}), got {frame:?}"
+        "expected {what} ({class_id}.{method_id}), got {}",
+        describe(&frame)
     );
     frame
+}
+
+/// A readable account of a frame for failure messages.
+fn describe(frame: &Frame) -> String {
+    let p = &frame.payload;
+    match frame.class_method() {
+        Some((10, 50)) | Some((20, 40)) if p.len() >= 7 => {
+            let text_len = usize::from(p[6]);
+            format!(
+                "{}.close {} ({}) on channel {}",
+                if p[1] == 10 { "connection" } else { "channel" },
+                u16::from_be_bytes([p[4], p[5]]),
+                String::from_utf8_lossy(&p[7..(7 + text_len).min(p.len())]),
+                frame.channel
+            )
+        }
+        Some((class_id, method_id)) => {
+            format!("method {class_id}.{method_id} on channel {}", frame.channel)
+        }
+        None => format!("{frame:?}"),
+    }
 }
 
 /// How a misbehaving connection ended.
@@ -299,7 +321,8 @@ fn assert_fresh_handshake(port: u16, case: &str) {
     assert_eq!(
         frame.class_method(),
         Some((20, 11)),
-        "{case}: expected channel.open-ok on a fresh connection, got {frame:?}"
+        "{case}: expected channel.open-ok on a fresh connection, got {}",
+        describe(&frame)
     );
     let mut close = 200u16.to_be_bytes().to_vec();
     close.extend(short_str("bye"));

@@ -116,11 +116,14 @@ async fn consumer(
     queue: &str,
     tag: &str,
 ) -> (Channel, UnboundedReceiver<Delivery>) {
-    let channel = connection.create_channel().await.expect("channel.open-ok");
+    let channel = connection
+        .create_channel()
+        .await
+        .unwrap_or_else(|e| panic!("expected channel.open-ok, got {e}"));
     channel
         .basic_qos(PREFETCH_COUNT, BasicQosOptions::default())
         .await
-        .expect("basic.qos-ok");
+        .unwrap_or_else(|e| panic!("expected basic.qos-ok, got {e}"));
     let consumer = channel
         .basic_consume(
             queue,
@@ -225,7 +228,10 @@ fn thousand_messages_keep_publish_order_on_local_and_remote_queues() {
         let broker = Broker::start(&["--shards", "2"]);
         let queues = queue_per_shard(&broker.queue_name("cross-shard-order"));
         let connection = connect(&broker).await;
-        let publisher = connection.create_channel().await.expect("channel.open-ok");
+        let publisher = connection
+            .create_channel()
+            .await
+            .unwrap_or_else(|e| panic!("expected channel.open-ok, got {e}"));
         for queue in &queues {
             declare(&publisher, queue).await;
         }
@@ -237,7 +243,10 @@ fn thousand_messages_keep_publish_order_on_local_and_remote_queues() {
             let (channel, mut rx) = consumer(&connection, queue, "order").await;
             expect_in_order(&mut rx, queue, 0..MESSAGE_COUNT, false, true).await;
             assert_no_delivery(&mut rx, "all messages were consumed").await;
-            channel.close(200, "bye").await.expect("channel.close-ok");
+            channel
+                .close(200, "bye")
+                .await
+                .unwrap_or_else(|e| panic!("expected channel.close-ok, got {e}"));
             assert_eq!(
                 declare(&publisher, queue).await,
                 0,
@@ -247,7 +256,7 @@ fn thousand_messages_keep_publish_order_on_local_and_remote_queues() {
         connection
             .close(200, "bye")
             .await
-            .expect("connection.close-ok");
+            .unwrap_or_else(|e| panic!("expected connection.close-ok, got {e}"));
     });
 }
 
@@ -257,7 +266,10 @@ fn unacked_messages_on_local_and_remote_queues_return_redelivered_in_order() {
         let broker = Broker::start(&["--shards", "2"]);
         let queues = queue_per_shard(&broker.queue_name("cross-shard-redeliver"));
         let connection = connect(&broker).await;
-        let publisher = connection.create_channel().await.expect("channel.open-ok");
+        let publisher = connection
+            .create_channel()
+            .await
+            .unwrap_or_else(|e| panic!("expected channel.open-ok, got {e}"));
         let total = 3 * usize::from(PREFETCH_COUNT);
         let held = usize::from(PREFETCH_COUNT);
         for queue in &queues {
@@ -270,13 +282,19 @@ fn unacked_messages_on_local_and_remote_queues_return_redelivered_in_order() {
             let (channel, mut rx) = consumer(&connection, queue, "holder").await;
             expect_in_order(&mut rx, queue, 0..held, false, false).await;
             assert_no_delivery(&mut rx, "prefetch 10 is used up by unacked messages").await;
-            channel.close(200, "bye").await.expect("channel.close-ok");
+            channel
+                .close(200, "bye")
+                .await
+                .unwrap_or_else(|e| panic!("expected channel.close-ok, got {e}"));
 
             let (channel, mut rx) = consumer(&connection, queue, "again").await;
             expect_in_order(&mut rx, queue, 0..held, true, true).await;
             expect_in_order(&mut rx, queue, held..total, false, true).await;
             assert_no_delivery(&mut rx, "all messages were consumed").await;
-            channel.close(200, "bye").await.expect("channel.close-ok");
+            channel
+                .close(200, "bye")
+                .await
+                .unwrap_or_else(|e| panic!("expected channel.close-ok, got {e}"));
             assert_eq!(
                 declare(&publisher, queue).await,
                 0,
@@ -286,6 +304,6 @@ fn unacked_messages_on_local_and_remote_queues_return_redelivered_in_order() {
         connection
             .close(200, "bye")
             .await
-            .expect("connection.close-ok");
+            .unwrap_or_else(|e| panic!("expected connection.close-ok, got {e}"));
     });
 }

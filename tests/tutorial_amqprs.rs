@@ -173,7 +173,10 @@ fn hello_world_consumer_receives_the_published_body() {
         ack(&channel, &message).await;
         assert_no_message(&mut messages, "only one message was published").await;
 
-        connection.close().await.expect("connection.close-ok");
+        connection
+            .close()
+            .await
+            .unwrap_or_else(|e| panic!("expected connection.close-ok, got {e}"));
     });
 }
 
@@ -237,9 +240,16 @@ fn work_queue_prefetch_one_sends_no_task_to_a_busy_worker() {
         assert_eq!(messages, 0, "expected all 11 tasks acked and gone");
         assert_eq!(consumers, 2, "expected both workers still consuming");
 
-        slow_connection.close().await.expect("close slow");
-        fast_connection.close().await.expect("close fast");
-        producer.close().await.expect("close producer");
+        slow_connection.close().await.unwrap_or_else(|e| {
+            panic!("expected connection.close-ok for the slow worker, got {e}")
+        });
+        fast_connection.close().await.unwrap_or_else(|e| {
+            panic!("expected connection.close-ok for the fast worker, got {e}")
+        });
+        producer
+            .close()
+            .await
+            .unwrap_or_else(|e| panic!("expected connection.close-ok for the producer, got {e}"));
     });
 }
 
@@ -266,7 +276,10 @@ fn unacked_messages_are_redelivered_in_order_after_the_channel_closes() {
                 "expected redelivered=false on first delivery"
             );
         }
-        first_channel.close().await.expect("channel.close-ok");
+        first_channel
+            .close()
+            .await
+            .unwrap_or_else(|e| panic!("expected channel.close-ok, got {e}"));
 
         let second_channel = open_channel(&connection).await;
         let mut second = consume(&second_channel, &queue, "second", true).await;
@@ -286,6 +299,9 @@ fn unacked_messages_are_redelivered_in_order_after_the_channel_closes() {
 
         let (messages, _) = declare(&channel, &queue, true).await;
         assert_eq!(messages, 0, "expected the acked messages gone");
-        connection.close().await.expect("connection.close-ok");
+        connection
+            .close()
+            .await
+            .unwrap_or_else(|e| panic!("expected connection.close-ok, got {e}"));
     });
 }

@@ -136,7 +136,10 @@ fn hello_world_consumer_receives_the_published_body() {
         let broker = Broker::start(&[]);
         let queue = broker.queue_name("hello");
         let connection = connect(&broker).await;
-        let channel = connection.create_channel().await.expect("channel.open-ok");
+        let channel = connection
+            .create_channel()
+            .await
+            .unwrap_or_else(|e| panic!("expected channel.open-ok, got {e}"));
         declare(&channel, &queue, false).await;
 
         publish(&channel, &queue, "Hello World!", false).await;
@@ -167,7 +170,7 @@ fn hello_world_consumer_receives_the_published_body() {
         connection
             .close(200, "bye")
             .await
-            .expect("connection.close-ok");
+            .unwrap_or_else(|e| panic!("expected connection.close-ok, got {e}"));
     });
 }
 
@@ -178,7 +181,10 @@ fn work_queue_prefetch_one_sends_no_task_to_a_busy_worker() {
         let queue = broker.queue_name("task_queue");
 
         let producer = connect(&broker).await;
-        let publish_channel = producer.create_channel().await.expect("channel.open-ok");
+        let publish_channel = producer
+            .create_channel()
+            .await
+            .unwrap_or_else(|e| panic!("expected channel.open-ok, got {e}"));
         declare(&publish_channel, &queue, true).await;
 
         // Slow worker: takes the first task and holds it unacked.
@@ -186,12 +192,12 @@ fn work_queue_prefetch_one_sends_no_task_to_a_busy_worker() {
         let slow_channel = slow_connection
             .create_channel()
             .await
-            .expect("channel.open-ok");
+            .unwrap_or_else(|e| panic!("expected channel.open-ok, got {e}"));
         declare(&slow_channel, &queue, true).await;
         slow_channel
             .basic_qos(1, BasicQosOptions::default())
             .await
-            .expect("basic.qos-ok");
+            .unwrap_or_else(|e| panic!("expected basic.qos-ok, got {e}"));
         let mut slow = consume(&slow_channel, &queue, "slow-worker", false).await;
         publish(&publish_channel, &queue, "slow task", true).await;
         let held = next_delivery(&mut slow, "the slow task").await;
@@ -206,11 +212,11 @@ fn work_queue_prefetch_one_sends_no_task_to_a_busy_worker() {
         let fast_channel = fast_connection
             .create_channel()
             .await
-            .expect("channel.open-ok");
+            .unwrap_or_else(|e| panic!("expected channel.open-ok, got {e}"));
         fast_channel
             .basic_qos(1, BasicQosOptions::default())
             .await
-            .expect("basic.qos-ok");
+            .unwrap_or_else(|e| panic!("expected basic.qos-ok, got {e}"));
         let mut fast = consume(&fast_channel, &queue, "fast-worker", false).await;
         for i in 1..=10 {
             publish(&publish_channel, &queue, &format!("fast task {i}"), true).await;
@@ -252,9 +258,16 @@ fn work_queue_prefetch_one_sends_no_task_to_a_busy_worker() {
             "expected both workers still consuming"
         );
 
-        slow_connection.close(200, "bye").await.expect("close slow");
-        fast_connection.close(200, "bye").await.expect("close fast");
-        producer.close(200, "bye").await.expect("close producer");
+        slow_connection.close(200, "bye").await.unwrap_or_else(|e| {
+            panic!("expected connection.close-ok for the slow worker, got {e}")
+        });
+        fast_connection.close(200, "bye").await.unwrap_or_else(|e| {
+            panic!("expected connection.close-ok for the fast worker, got {e}")
+        });
+        producer
+            .close(200, "bye")
+            .await
+            .unwrap_or_else(|e| panic!("expected connection.close-ok for the producer, got {e}"));
     });
 }
 
@@ -264,14 +277,20 @@ fn unacked_messages_are_redelivered_in_order_after_the_channel_closes() {
         let broker = Broker::start(&[]);
         let queue = broker.queue_name("task_queue");
         let connection = connect(&broker).await;
-        let channel = connection.create_channel().await.expect("channel.open-ok");
+        let channel = connection
+            .create_channel()
+            .await
+            .unwrap_or_else(|e| panic!("expected channel.open-ok, got {e}"));
         declare(&channel, &queue, true).await;
         let bodies: Vec<String> = (1..=3).map(|i| format!("task {i}")).collect();
         for b in &bodies {
             publish(&channel, &queue, b, true).await;
         }
 
-        let first_channel = connection.create_channel().await.expect("channel.open-ok");
+        let first_channel = connection
+            .create_channel()
+            .await
+            .unwrap_or_else(|e| panic!("expected channel.open-ok, got {e}"));
         let mut first = consume(&first_channel, &queue, "first", false).await;
         for b in &bodies {
             let delivery = next_delivery(&mut first, b).await;
@@ -284,9 +303,12 @@ fn unacked_messages_are_redelivered_in_order_after_the_channel_closes() {
         first_channel
             .close(200, "bye")
             .await
-            .expect("channel.close-ok");
+            .unwrap_or_else(|e| panic!("expected channel.close-ok, got {e}"));
 
-        let second_channel = connection.create_channel().await.expect("channel.open-ok");
+        let second_channel = connection
+            .create_channel()
+            .await
+            .unwrap_or_else(|e| panic!("expected channel.open-ok, got {e}"));
         let mut second = consume(&second_channel, &queue, "second", false).await;
         for b in &bodies {
             let delivery = next_delivery(&mut second, &format!("redelivered {b}")).await;
@@ -308,6 +330,6 @@ fn unacked_messages_are_redelivered_in_order_after_the_channel_closes() {
         connection
             .close(200, "bye")
             .await
-            .expect("connection.close-ok");
+            .unwrap_or_else(|e| panic!("expected connection.close-ok, got {e}"));
     });
 }

@@ -150,6 +150,13 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            if thread::panicking() {
+                eprintln!(
+                    "--- broker output (port {}) ---\n{}",
+                    self.port,
+                    self.output()
+                );
+            }
             // By PID, through the handle: never by name.
             let _ = child.kill();
             let _ = child.wait();

@@ -255,7 +255,7 @@ fn run(args: &Args) -> Result<bool, Error> {
     // Wind down: producers first (they wait for their confirms), then let
     // consumers drain what is in flight, then delete the topology.
     shared.stop_producers.store(true, Ordering::Relaxed);
-    join_all(producers, Duration::from_secs(5), "producer", &shared);
+    join_all(producers, Duration::from_secs(8), "producer", &shared);
     let drain_started = Instant::now();
     let mut seen = shared.counters().consumed;
     let mut idle_since = Instant::now();
@@ -295,6 +295,7 @@ fn run(args: &Args) -> Result<bool, Error> {
         latency_ns: &latency_ns,
         returned: shared.returned.load(Ordering::Relaxed),
         blocked: shared.blocked.load(Ordering::Relaxed),
+        blocked_at_stop: shared.blocked_at_stop.load(Ordering::Relaxed),
         errors: shared.errors.lock().map(|e| e.clone()).unwrap_or_default(),
     };
     if !args.json {
@@ -461,6 +462,7 @@ struct Report<'a> {
     latency_ns: &'a Histogram<u64>,
     returned: u64,
     blocked: u64,
+    blocked_at_stop: u64,
     errors: Vec<String>,
 }
 
@@ -570,10 +572,10 @@ impl Report<'_> {
             json_num(self.per_msg_us(self.self_cpu_ns)),
             self.cores(self.self_cpu_ns)
         );
-        if self.returned > 0 || self.blocked > 0 {
+        if self.returned > 0 || self.blocked > 0 || self.blocked_at_stop > 0 {
             s += &format!(
-                "\n  returned    {}  connection.blocked {}",
-                self.returned, self.blocked
+                "\n  returned    {}  connection.blocked {}  producers still blocked at the end {}",
+                self.returned, self.blocked, self.blocked_at_stop
             );
         }
         for e in &self.errors {
@@ -594,7 +596,7 @@ impl Report<'_> {
                 "\"exchange\":{},\"exchange_type\":{},\"persistent\":{},\"confirm\":{},",
                 "\"autoack\":{},\"multi_ack_every\":{},\"prefetch\":{},\"rate\":{},",
                 "\"window_s\":{:.3},\"published\":{},\"confirmed\":{},\"nacked\":{},",
-                "\"consumed\":{},\"returned\":{},\"blocked\":{},",
+                "\"consumed\":{},\"returned\":{},\"blocked\":{},\"blocked_at_stop\":{},",
                 "\"publish_rate\":{:.1},\"confirm_rate\":{:.1},\"consume_rate\":{:.1},",
                 "\"latency_us\":{{\"samples\":{},\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{}}},",
                 "\"cpu_basis_msgs\":{},\"client_cpu_us_per_msg\":{},\"client_cpu_cores\":{:.3},",
@@ -622,6 +624,7 @@ impl Report<'_> {
             c.consumed,
             self.returned,
             self.blocked,
+            self.blocked_at_stop,
             self.rate(c.published),
             self.rate(c.confirmed),
             self.rate(c.consumed),

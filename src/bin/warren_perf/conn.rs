@@ -312,8 +312,23 @@ impl Conn {
 
 /// Writes all of `buf` to `sock`, retrying after write timeouts (a broker
 /// pushing back through TCP) until the run aborts.
-pub fn write_all(mut sock: &Socket, mut buf: &[u8]) -> Result<(), Error> {
+pub fn write_all(sock: &Socket, buf: &[u8]) -> Result<(), Error> {
+    write_all_unless(sock, buf, None)
+}
+
+/// Once `stop` is set, a write the broker keeps blocking (a memory alarm,
+/// credit flow) is given up after this long, so a run always ends.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// As `write_all`, but gives up `STOP_GRACE` after `stop` is seen set while
+/// the broker is not taking bytes: the error then says "stopped".
+pub fn write_all_unless(
+    mut sock: &Socket,
+    mut buf: &[u8],
+    stop: Option<&AtomicBool>,
+) -> Result<(), Error> {
     use std::io::Write;
+    let mut stop_seen: Option<Instant> = None;
     while !buf.is_empty() {
         match sock.write(buf) {
             Ok(0) => return Err("the broker closed the connection".into()),
@@ -322,12 +337,21 @@ pub fn write_all(mut sock: &Socket, mut buf: &[u8]) -> Result<(), Error> {
                 if ABORT.load(Ordering::Relaxed) {
                     return Err("aborted".into());
                 }
+                if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                    let seen = *stop_seen.get_or_insert_with(Instant::now);
+                    if seen.elapsed() > STOP_GRACE {
+                        return Err(STOPPED.into());
+                    }
+                }
             }
             Err(e) => return Err(format!("writing to the broker: {e}")),
         }
     }
     Ok(())
 }
+
+/// The error `write_all_unless` gives when the run's end cut a blocked write.
+pub const STOPPED: &str = "stopped while the broker was not reading";
 
 pub fn is_timeout(e: &io::Error) -> bool {
     matches!(

@@ -23,7 +23,7 @@ use warren::protocol::method::{
 };
 use warren::protocol::Method;
 
-use super::conn::{close_error, is_timeout, write_all, Conn, Error, ABORT};
+use super::conn::{close_error, is_timeout, write_all_unless, Conn, Error, ABORT, STOPPED};
 use super::stats::{clock_ns, Shared};
 
 /// A batch is flushed once it holds this many bytes.
@@ -70,9 +70,15 @@ pub fn run(mut conn: Conn, spec: ProducerSpec, shared: Arc<Shared>) -> Result<()
             .map_err(|e| format!("spawning a reader thread: {e}"))?
     };
     let result = write_loop(&sock, &spec, &shared, &confirmed);
-    // Whatever happened, close politely so the broker logs no error, and
-    // let the reader see close-ok (or give up after its deadline).
     closing.store(true, Ordering::Release);
+    if let Ok(false) = result {
+        // A batch was cut short: the stream ends mid-frame, so no close.
+        let _ = sock.shutdown(std::net::Shutdown::Both);
+        let _ = reader.join();
+        return Ok(());
+    }
+    // Close politely so the broker logs no error, and let the reader see
+    // close-ok (or give up after its deadline).
     let mut out = BytesMut::with_capacity(64);
     encode_method(
         &mut out,
@@ -84,20 +90,22 @@ pub fn run(mut conn: Conn, spec: ProducerSpec, shared: Arc<Shared>) -> Result<()
         }
         .into(),
     );
-    let _ = write_all(&sock, &out);
+    let _ = write_all_unless(&sock, &out, Some(&shared.stop_producers));
     let _ = reader.join();
-    result
+    result.map(|_| ())
 }
 
+/// Publishes until `stop_producers`; `Ok(false)` when the broker stopped
+/// taking bytes mid-batch at the end, leaving a partial frame on the wire.
 fn write_loop(
     sock: &Socket,
     spec: &ProducerSpec,
     shared: &Shared,
     confirmed: &AtomicU64,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     while !shared.go.load(Ordering::Acquire) {
         if ABORT.load(Ordering::Relaxed) || shared.stop_producers.load(Ordering::Relaxed) {
-            return Ok(());
+            return Ok(true);
         }
         thread::sleep(Duration::from_millis(1));
     }
@@ -145,7 +153,15 @@ fn write_loop(
             put_body(&mut out, spec.body_size, chunk_max, now_ns);
             count += 1;
         }
-        write_all(sock, &out)?;
+        match write_all_unless(sock, &out, Some(&shared.stop_producers)) {
+            Ok(()) => {}
+            Err(e) if e == STOPPED => {
+                // Not counted as published: the broker never took it all.
+                shared.blocked_at_stop.fetch_add(1, Ordering::Relaxed);
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        }
         sent += count;
         shared.published.fetch_add(count, Ordering::Relaxed);
     }
@@ -158,7 +174,7 @@ fn write_loop(
             thread::park_timeout(Duration::from_millis(5));
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Appends the body frames of one message: its first 8 bytes are the send

@@ -24,6 +24,8 @@ pub struct Shared {
     pub returned: AtomicU64,
     pub consumed: AtomicU64,
     pub blocked: AtomicU64,
+    /// Producers whose last batch the broker would not take by the end.
+    pub blocked_at_stop: AtomicU64,
     pub errors: Mutex<Vec<String>>,
 }
 

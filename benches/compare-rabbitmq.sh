@@ -237,6 +237,7 @@ for entry in scenarios:
                 notes.append(f"{label} {broker}: {r['note']}")
         cells[broker] = {
             "rate": med([r.get(metric) for r in good]),
+            "consumed": med([r.get("consume_rate") for r in good]),
             "p50": med([r["latency_us"]["p50"] for r in good]),
             "p99": med([r["latency_us"]["p99"] for r in good]),
             "cpu": med([r.get("broker_cpu_us_per_msg") for r in good]),
@@ -248,6 +249,8 @@ for entry in scenarios:
     ratio = f"{w['rate']/r['rate']:.1f}x" if w["rate"] and r["rate"] else "n/a"
     def rate_cell(c):
         s = fmt_rate(c["rate"])
+        if metric == "confirm_rate" and c["consumed"] is not None:
+            s += f" ({fmt_rate(c['consumed'])} consumed/s)"
         return s + (f" ({c['ok']} runs ok)" if c["failed"] else "")
     what = {"consume_rate": "consumed/s", "confirm_rate": "confirmed/s", "publish_rate": "published/s"}[metric]
     print(f"| {name} | {what} | {rate_cell(w)} | {rate_cell(r)} | {ratio} | "

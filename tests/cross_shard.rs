@@ -27,27 +27,7 @@ const QUIET_PERIOD: Duration = Duration::from_millis(500);
 const MESSAGE_COUNT: usize = 1000;
 const PREFETCH_COUNT: u16 = 10;
 
-// Copy of `warren::shard::queue_shard` (FNV-1a 64-bit over the vhost bytes,
-// one 0xFF byte, then the queue-name bytes, modulo the shard count).
-// TODO: use `warren::shard::queue_shard` once the library exports it.
-fn queue_shard(vhost: &str, queue: &str, shards: usize) -> usize {
-    let bytes = vhost
-        .bytes()
-        .chain(std::iter::once(0xFF))
-        .chain(queue.bytes());
-    (fnv1a_64(bytes) % shards as u64) as usize
-}
-
-fn fnv1a_64(bytes: impl IntoIterator<Item = u8>) -> u64 {
-    const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
-    const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut hash = FNV_OFFSET_BASIS;
-    for byte in bytes {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(FNV_PRIME);
-    }
-    hash
-}
+use warren::shard::queue_shard;
 
 /// One queue name per shard, all starting with `prefix`.
 fn queue_per_shard(prefix: &str) -> Vec<String> {
@@ -190,25 +170,6 @@ async fn expect_in_order(
                 .unwrap_or_else(|e| panic!("expected basic.ack to be sent, got {e}"));
         }
     }
-}
-
-#[test]
-fn fnv1a_64_matches_the_reference_vectors() {
-    assert_eq!(
-        fnv1a_64(*b""),
-        0xcbf2_9ce4_8422_2325,
-        "expected FNV-1a 64 of \"\""
-    );
-    assert_eq!(
-        fnv1a_64(*b"a"),
-        0xaf63_dc4c_8601_ec8c,
-        "expected FNV-1a 64 of \"a\""
-    );
-    assert_eq!(
-        fnv1a_64(*b"foobar"),
-        0x8594_4171_f739_67e8,
-        "expected FNV-1a 64 of \"foobar\""
-    );
 }
 
 #[test]

@@ -347,19 +347,19 @@ pub async fn method(
 ) -> Result<(), HardError> {
     {
         let mut state = conn.state.borrow_mut();
-        if channel > state.channel_max {
-            return Err(HardError::new(
-                CHANNEL_ERROR,
-                format!(
-                    "channel number {channel} exceeds the negotiated channel_max {}",
-                    state.channel_max
-                ),
-            )
-            .on(&method));
-        }
         match state.channels.get_mut(&channel) {
             None => {
                 if let Method::ChannelOpen(_) = method {
+                    // Like RabbitMQ, channel_max limits how many channels are open at once,
+                    // not the channel number.
+                    if state.channels.len() >= usize::from(state.channel_max) {
+                        let text = format!(
+                            "number of channels opened ({}) has reached the negotiated channel_max ({})",
+                            state.channels.len(),
+                            state.channel_max
+                        );
+                        return Err(HardError::new(NOT_ALLOWED, text).on(&method));
+                    }
                     state.channels.insert(channel, Channel::new());
                     drop(state);
                     conn.send_method(

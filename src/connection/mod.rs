@@ -35,6 +35,8 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 const PRE_TUNE_FRAME_MAX: u32 = 131_072;
 /// How long a closing connection waits for the peer's close-ok.
 const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a finished connection waits for the peer to close the socket.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Output above this stops the reader until the writer catches up.
 const OUTPUT_HIGH_WATER_BYTES: usize = 4 * 1024 * 1024;
 
@@ -145,8 +147,8 @@ pub struct Conn {
     done: Cell<bool>,
     last_read: Cell<Instant>,
     last_write: Cell<Instant>,
-    /// Frames parsed since a read; a frame error poisons the rest of the buffer.
-    poisoned: Cell<bool>,
+    /// Close the socket at once instead of waiting for the peer (wrong protocol header).
+    hang_up: Cell<bool>,
 }
 
 impl Conn {
@@ -170,7 +172,7 @@ impl Conn {
             done: Cell::new(false),
             last_read: Cell::new(now),
             last_write: Cell::new(now),
-            poisoned: Cell::new(false),
+            hang_up: Cell::new(false),
         }
     }
 
@@ -383,8 +385,9 @@ fn method_error(err: MethodError) -> HardError {
             class_id,
             method_id,
         },
+        // RabbitMQ reports undecodable arguments as a frame error, and clients match on it.
         MethodError::Syntax(what) => {
-            HardError::new(SYNTAX_ERROR, format!("malformed method frame: {what}"))
+            HardError::new(FRAME_ERROR, format!("cannot decode method frame: {what}"))
         }
     }
 }
@@ -401,9 +404,25 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     conn.writable.notify_one();
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
     heartbeat.abort();
-    let _ = stream.shutdown(std::net::Shutdown::Both);
     release(&shard, &conn);
     shard.unregister(conn.cref);
+    if !conn.hang_up.get() {
+        linger(&stream).await;
+    }
+}
+
+/// Waits (bounded) for the peer to close first, as RabbitMQ does after close-ok: a client may
+/// still be reading our last frames, and an early FIN or a reset (closing with unread input)
+/// makes some clients report the close as an aborted connection.
+async fn linger(stream: &TcpStream) {
+    let deadline = Instant::now() + LINGER_TIMEOUT;
+    let mut buf = vec![0u8; 4096];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match tokio::time::timeout(left, stream.read(buf)).await {
+            Ok((Ok(n), b)) if n > 0 => buf = b,
+            _ => break,
+        }
+    }
 }
 
 async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &TcpStream) {
@@ -452,6 +471,7 @@ async fn process(shard: &Rc<Shard>, conn: &Rc<Conn>, buf: &mut BytesMut) -> bool
         if &header[..] != PROTOCOL_HEADER {
             // Tell the client which protocol we speak, then hang up (AMQP 0-9-1 section 4.2.2).
             conn.out.borrow_mut().extend_from_slice(PROTOCOL_HEADER);
+            conn.hang_up.set(true);
             conn.writable.notify_one();
             return false;
         }
@@ -466,7 +486,6 @@ async fn process(shard: &Rc<Shard>, conn: &Rc<Conn>, buf: &mut BytesMut) -> bool
             Err(err) => {
                 // The stream cannot be re-synchronised after a framing error.
                 conn.hard_close(HardError::new(FRAME_ERROR, err.to_string()));
-                conn.poisoned.set(true);
                 return false;
             }
         };
@@ -510,7 +529,7 @@ async fn handle_frame(shard: &Rc<Shard>, conn: &Rc<Conn>, frame: Frame) -> Resul
         FRAME_HEARTBEAT => {
             if frame.channel != 0 {
                 return Err(HardError::new(
-                    FRAME_ERROR,
+                    UNEXPECTED_FRAME,
                     format!("heartbeat frame on channel {}", frame.channel),
                 ));
             }

@@ -31,6 +31,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn fnv1a_matches_the_reference_vectors() {
+        assert_eq!(fnv1a(FNV_OFFSET, b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(FNV_OFFSET, b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(FNV_OFFSET, b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
     fn stable_values() {
         // Pinned: changing these strands durable queues on the wrong shard after an upgrade.
         assert_eq!(queue_shard("/", "hello", 1), 0);

@@ -82,7 +82,7 @@ fn provision() -> PathBuf {
 
 /// Reads a child's stdout and stderr to strings on their own threads.
 fn drain(child: &mut Child) -> (Receiver<String>, Receiver<String>) {
-    let mut spawn_reader = |pipe: Box<dyn Read + Send>| {
+    let spawn_reader = |pipe: Box<dyn Read + Send>| {
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
             let mut buf = String::new();

@@ -379,6 +379,7 @@ impl Client {
 
     /// basic.publish with a content header carrying only `headers` (if
     /// any) and one body frame.
+    #[allow(clippy::too_many_arguments)]
     pub fn publish_with(
         &mut self,
         channel: u16,

@@ -1,0 +1,274 @@
+#!/usr/bin/env bash
+# Warren and RabbitMQ side by side on scenarios S1-S8 of issue 4, driven by
+# warren-perf with the same flags against both, brokers alternating.
+#
+#   benches/compare-rabbitmq.sh               # 1 run per broker and scenario
+#   RUNS=5 benches/compare-rabbitmq.sh        # medians of 5
+#   DURATION=6 SHARDS=2 WARREN_PORT=35672 RABBIT_PORT=35673 BUDGET_S=540 ...
+#
+# RabbitMQ is installed from apt if missing and run as a private node by
+# tests/rabbitmq-node.sh (own port, data dir, epmd); Warren is the release
+# build on its own port and data dir. Both are stopped by PID on exit, never
+# by name. The run is bounded: DURATION shrinks (to 2 s at least) when
+# RUNS x 16 runs would not fit in BUDGET_S seconds. The table goes to stdout
+# and to target/compare-rabbitmq.md; logs and raw JSON lines stay in
+# target/compare-rabbitmq/.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+RUNS=${RUNS:-1}
+DURATION=${DURATION:-6}
+SHARDS=${SHARDS:-$(nproc)}
+WARREN_PORT=${WARREN_PORT:-35672}
+RABBIT_PORT=${RABBIT_PORT:-35673}
+BUDGET_S=${BUDGET_S:-540}
+# Setup, drain and teardown around each run's window, seconds (measured).
+OVERHEAD_S=4
+
+out_dir="$root/target/compare-rabbitmq"
+work=$(mktemp -d /tmp/warren-compare.XXXXXX)
+rabbit_dir="$work/rabbit"
+warren_dir="$work/warren-data"
+results="$out_dir/results.jsonl"
+warren_pid=""
+rabbit_started=0
+
+log() { echo "compare: $*" >&2; }
+
+stop_warren() {
+    if [ -n "$warren_pid" ] && kill -0 "$warren_pid" 2>/dev/null; then
+        kill -TERM "$warren_pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            kill -0 "$warren_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$warren_pid" 2>/dev/null || true
+        wait "$warren_pid" 2>/dev/null || true
+    fi
+    warren_pid=""
+}
+
+cleanup() {
+    local status=$?
+    stop_warren
+    if [ "$rabbit_started" -eq 1 ]; then
+        tests/rabbitmq-node.sh stop "$RABBIT_PORT" "$rabbit_dir" >&2 || true
+    fi
+    if [ -d "$work" ]; then
+        cp -f "$work"/*.log "$out_dir"/ 2>/dev/null || true
+        cp -f "$rabbit_dir"/log/*.log "$out_dir"/ 2>/dev/null || true
+        rm -rf "$work"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_free() {
+    ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+for port in "$WARREN_PORT" "$RABBIT_PORT"; do
+    if ! port_free "$port"; then
+        log "port $port on 127.0.0.1 is in use; set WARREN_PORT / RABBIT_PORT"
+        exit 1
+    fi
+done
+
+mkdir -p "$out_dir"
+: >"$results"
+
+log "building (release)"
+cargo build --release --bin warren-perf --bin warren >&2
+perf_bin="$root/target/release/warren-perf"
+warren_bin="$root/target/release/warren"
+
+start_warren() {
+    rm -rf "$warren_dir"
+    "$warren_bin" --listen "127.0.0.1:$WARREN_PORT" --data-dir "$warren_dir" \
+        --shards "$SHARDS" >>"$work/warren.log" 2>&1 &
+    warren_pid=$!
+    for _ in $(seq 1 100); do
+        if grep -q "Server startup complete" "$work/warren.log" 2>/dev/null; then
+            return 0
+        fi
+        kill -0 "$warren_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    log "Warren did not start; log:"
+    tail -n 20 "$work/warren.log" >&2
+    exit 1
+}
+
+log "starting RabbitMQ on 127.0.0.1:$RABBIT_PORT"
+rabbit_started=1
+tests/rabbitmq-node.sh start "$RABBIT_PORT" "$rabbit_dir" >&2
+for _ in $(seq 1 50); do
+    [ -s "$rabbit_dir/rabbit.pid" ] && break
+    sleep 0.2
+done
+rabbit_pid=$(cat "$rabbit_dir/rabbit.pid")
+rabbit_version=$(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null || echo unknown)
+
+log "starting Warren on 127.0.0.1:$WARREN_PORT with $SHARDS shard(s)"
+start_warren
+
+runs_total=$((RUNS * 16))
+if [ $((runs_total * (DURATION + OVERHEAD_S))) -gt "$BUDGET_S" ]; then
+    fitted=$((BUDGET_S / runs_total - OVERHEAD_S))
+    [ "$fitted" -lt 2 ] && fitted=2
+    log "DURATION $DURATION s x $runs_total runs does not fit in $BUDGET_S s: using $fitted s"
+    DURATION=$fitted
+fi
+
+# name | flags | headline metric (a warren-perf JSON field)
+scenarios=(
+    "S1 1p-1q-1c 16 B autoack|--producers 1 --consumers 1 --queues 1 --size 16 --autoack|consume_rate"
+    "S2 as S1, ack every 50, prefetch 100|--producers 1 --consumers 1 --queues 1 --size 16 --multi-ack-every 50 --prefetch 100|consume_rate"
+    "S3 as S2, 4 KiB|--producers 1 --consumers 1 --queues 1 --size 4096 --multi-ack-every 50 --prefetch 100|consume_rate"
+    "S4 durable, persistent, confirm 256, ack 50|--producers 1 --consumers 1 --queues 1 --size 16 --persistent --confirm 256 --multi-ack-every 50 --prefetch 100|confirm_rate"
+    "S5 fanout to 8 queues, 8 consumers|--producers 1 --consumers 8 --queues 8 --size 16 --exchange perf.fanout --exchange-type fanout --autoack|consume_rate"
+    "S6 topic, 100 bindings, 1% match|--producers 1 --consumers 1 --queues 1 --size 16 --exchange perf.topic --exchange-type topic --bindings 100 --match-ratio 0.01 --autoack|publish_rate"
+    "S7 fixed 5000 msg/s, ack each|--producers 1 --consumers 1 --queues 1 --size 16 --rate 5000 --multi-ack-every 1 --prefetch 100|consume_rate"
+    "S8 4p-4q-4c|--producers 4 --consumers 4 --queues 4 --size 16 --autoack|consume_rate"
+)
+
+run_one() { # broker label flags...
+    local broker=$1 label=$2
+    shift 2
+    local port pid line status=0
+    if [ "$broker" = warren ]; then
+        if [ -z "$warren_pid" ] || ! kill -0 "$warren_pid" 2>/dev/null; then
+            log "Warren is not running (crashed earlier?): restarting it"
+            echo "{\"label\":\"$label\",\"broker\":\"warren\",\"note\":\"Warren was down before this run and was restarted\"}" >>"$results"
+            start_warren
+        fi
+        port=$WARREN_PORT pid=$warren_pid
+    else
+        port=$RABBIT_PORT pid=$rabbit_pid
+    fi
+    # shellcheck disable=SC2068 # flags are meant to split
+    line=$(timeout $((DURATION + 90)) "$perf_bin" --port "$port" --duration "$DURATION" \
+        --broker-pid "$pid" --json --quiet --label "$label" $@ 2>>"$work/perf-stderr.log") || status=$?
+    if [ -z "$line" ]; then
+        line="{\"label\":\"$label\",\"errors\":[\"warren-perf exited with status $status and no result\"]}"
+    fi
+    echo "$line" | python3 -c '
+import json, sys
+r = json.loads(sys.stdin.readline())
+r["broker"] = sys.argv[1]
+print(json.dumps(r))' "$broker" >>"$results"
+    if [ "$broker" = warren ] && ! kill -0 "$warren_pid" 2>/dev/null; then
+        log "Warren died during $label"
+        echo "{\"label\":\"$label\",\"broker\":\"warren\",\"note\":\"Warren process exited during this run\"}" >>"$results"
+    fi
+    log "$label $broker: $(echo "$line" | python3 -c '
+import json, sys
+r = json.loads(sys.stdin.readline())
+print("pub %.0f conf %.0f cons %.0f msg/s, errors %s" % (r.get("publish_rate", 0), r.get("confirm_rate", 0), r.get("consume_rate", 0), r.get("errors")))' 2>/dev/null || echo "$line")"
+    sleep 0.5
+}
+
+started_at=$(date -u '+%Y-%m-%d %H:%M UTC')
+i=0
+for entry in "${scenarios[@]}"; do
+    IFS='|' read -r name flags _metric <<<"$entry"
+    label=${name%% *}
+    for run in $(seq 1 "$RUNS"); do
+        # Alternate which broker goes first, per scenario and per run.
+        if [ $(((i + run) % 2)) -eq 0 ]; then order="warren rabbitmq"; else order="rabbitmq warren"; fi
+        for broker in $order; do
+            # shellcheck disable=SC2086
+            run_one "$broker" "$label" $flags
+        done
+    done
+    i=$((i + 1))
+done
+
+command="benches/compare-rabbitmq.sh"
+[ "$RUNS" != 1 ] && command="RUNS=$RUNS $command"
+meta="$started_at; $(nproc) cores, $(uname -r); Warren $(git rev-parse --short HEAD 2>/dev/null || echo '?') with $SHARDS shard(s); RabbitMQ $rabbit_version; $RUNS run(s) of $DURATION s per broker and scenario, median shown"
+
+python3 - "$results" "$command" "$meta" "${scenarios[@]}" <<'EOF' | tee "$root/target/compare-rabbitmq.md"
+import json, statistics, sys
+
+path, command, meta, *scenarios = sys.argv[1:]
+rows = [json.loads(l) for l in open(path) if l.strip()]
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+def fmt_rate(v):
+    if v is None:
+        return "n/a"
+    return f"{v/1000:.1f}k" if v >= 1000 else f"{v:.0f}"
+
+def fmt_us(v):
+    if v is None:
+        return "n/a"
+    if v >= 10000:
+        return f"{v/1000:.0f} ms"
+    if v >= 1000:
+        return f"{v/1000:.1f} ms"
+    return f"{v:.0f} µs"
+
+def fmt_cpu(v):
+    return "n/a" if v is None else f"{v:.2f}"
+
+print(f"Warren vs RabbitMQ, `{command}`, {meta}.")
+print()
+print("| scenario | metric | Warren | RabbitMQ | Warren/RabbitMQ | latency p50 / p99 Warren | latency p50 / p99 RabbitMQ | broker CPU µs/msg Warren | broker CPU µs/msg RabbitMQ | warren-perf CPU µs/msg (W / R) |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+notes = []
+for entry in scenarios:
+    name, _flags, metric = entry.split("|")
+    label = name.split()[0]
+    cells = {}
+    for broker in ("warren", "rabbitmq"):
+        rs = [r for r in rows if r.get("label") == label and r.get("broker") == broker]
+        good = [r for r in rs if "window_s" in r and not r.get("errors")]
+        for r in rs:
+            for e in r.get("errors", []) or []:
+                notes.append(f"{label} {broker}: {e}")
+            if r.get("note"):
+                notes.append(f"{label} {broker}: {r['note']}")
+        cells[broker] = {
+            "rate": med([r.get(metric) for r in good]),
+            "consumed": med([r.get("consume_rate") for r in good]),
+            "p50": med([r["latency_us"]["p50"] for r in good]),
+            "p99": med([r["latency_us"]["p99"] for r in good]),
+            "cpu": med([r.get("broker_cpu_us_per_msg") for r in good]),
+            "own": med([r.get("client_cpu_us_per_msg") for r in good]),
+            "ok": f"{len(good)}/{len(rs)}",
+            "failed": len(good) < len([r for r in rs if "note" not in r]),
+        }
+    w, r = cells["warren"], cells["rabbitmq"]
+    ratio = f"{w['rate']/r['rate']:.1f}x" if w["rate"] and r["rate"] else "n/a"
+    def rate_cell(c):
+        s = fmt_rate(c["rate"])
+        if metric == "confirm_rate" and c["consumed"] is not None:
+            s += f" ({fmt_rate(c['consumed'])} consumed/s)"
+        return s + (f" ({c['ok']} runs ok)" if c["failed"] else "")
+    what = {"consume_rate": "consumed/s", "confirm_rate": "confirmed/s", "publish_rate": "published/s"}[metric]
+    print(f"| {name} | {what} | {rate_cell(w)} | {rate_cell(r)} | {ratio} | "
+          f"{fmt_us(w['p50'])} / {fmt_us(w['p99'])} | {fmt_us(r['p50'])} / {fmt_us(r['p99'])} | "
+          f"{fmt_cpu(w['cpu'])} | {fmt_cpu(r['cpu'])} | {fmt_cpu(w['own'])} / {fmt_cpu(r['own'])} |")
+print()
+print("Throughput is the median over runs with no error; CPU per message divides the broker's "
+      "(or warren-perf's) utime+stime in the window by max(published, delivered). Latency is "
+      "publish-to-delivery from a CLOCK_MONOTONIC stamp in the body: meaningful for S4 "
+      "(confirm window), S7 (fixed rate) and S2/S3 (prefetch); in unthrottled autoack runs it "
+      "measures the backlog a broker lets grow. S4 on Warren: this build has no message store "
+      "yet, so nothing is fsynced (RabbitMQ's classic queue confirms before fsync too).")
+if notes:
+    print()
+    print("Problems seen:")
+    seen = set()
+    for n in notes:
+        if n not in seen:
+            seen.add(n)
+            print(f"- {n}")
+EOF

@@ -1,0 +1,645 @@
+//! warren-perf: a load generator for AMQP 0-9-1 brokers, in the spirit of
+//! RabbitMQ's PerfTest, built to cost far less CPU per message than the
+//! broker it measures.
+//!
+//! ```text
+//! warren-perf --port 5672 --producers 1 --consumers 1 --size 16 --autoack --duration 6
+//! warren-perf --port 5672 --persistent --confirm 256 --multi-ack-every 50 --prefetch 100
+//! warren-perf --port 5672 --exchange perf.topic --exchange-type topic --bindings 100 \
+//!             --match-ratio 0.01 --autoack --broker-pid $(pidof ...) --json
+//! ```
+//!
+//! How it stays cheap: publish and content-header frames are encoded once
+//! per routing key with `warren::protocol` and copied into a 128 KiB batch
+//! that goes out in one `write`; consumers read 256 KiB at a time, split
+//! frames without copying, and ack with `multiple`. Threads are plain OS
+//! threads on blocking sockets (one writer and one reader per producer, one
+//! per consumer).
+//!
+//! What it reports, over a window of `--duration` seconds that starts once
+//! every consumer is subscribed and every producer connected: publish,
+//! confirm and consume rates; latency (send time written as CLOCK_MONOTONIC
+//! ns into the first 8 body bytes, read back on delivery) p50/p99/p99.9/max
+//! from an HDR histogram; its own CPU (getrusage) and the broker's
+//! (/proc/PID/stat utime+stime, with `--broker-pid`) per message, where a
+//! "message" is max(published, delivered) in the window, so a fanout counts
+//! deliveries and a mostly unroutable topic run counts publishes. The run
+//! ends by itself: after the window, producers stop, consumers drain for at
+//! most 2 s, the topology is deleted, and a watchdog exits the process if
+//! any of that hangs.
+
+mod warren_perf;
+
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use hdrhistogram::Histogram;
+use warren_perf::conn::{Conn, Error, Target, ABORT, RPC_TIMEOUT};
+use warren_perf::consumer::{self, ConsumerResult, ConsumerSpec};
+use warren_perf::producer::{self, ProducerSpec};
+use warren_perf::stats::{self, json_num, json_str, Counters, Shared};
+use warren_perf::topology::{ExchangeType, Plan, RoutingArgs};
+
+/// Load generator for AMQP 0-9-1 brokers (Warren, RabbitMQ).
+#[derive(Parser, Debug, Clone)]
+#[command(name = "warren-perf", version)]
+struct Args {
+    /// amqp://user:pass@host:port/vhost; overrides --host and --port.
+    #[arg(long)]
+    uri: Option<String>,
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, default_value_t = 5672)]
+    port: u16,
+    /// Producer connections.
+    #[arg(long, short = 'x', default_value_t = 1)]
+    producers: usize,
+    /// Consumer connections; consumer i reads queue i % queues.
+    #[arg(long, short = 'y', default_value_t = 1)]
+    consumers: usize,
+    /// Message body size in bytes (latency needs at least 8).
+    #[arg(long, short = 's', default_value_t = 16)]
+    size: usize,
+    /// Length of the measurement window, seconds.
+    #[arg(long, short = 'z', default_value_t = 10.0)]
+    duration: f64,
+    /// Number of queues to declare.
+    #[arg(long, default_value_t = 1)]
+    queues: usize,
+    /// Queue names; `%d` is replaced by the queue's index.
+    #[arg(long, default_value = "warren-perf-%d")]
+    queue_pattern: String,
+    /// Exchange to publish to; "" is the default exchange (routing key =
+    /// queue name). Names not starting with "amq." are declared and deleted.
+    #[arg(long, short = 'e', default_value = "")]
+    exchange: String,
+    #[arg(long, short = 't', value_enum, default_value = "direct")]
+    exchange_type: ExchangeType,
+    /// Routing keys producers cycle through (comma-separated); replaces the
+    /// generated --bindings/--match-ratio scheme.
+    #[arg(
+        long = "routing-key",
+        alias = "routing-keys",
+        short = 'k',
+        value_delimiter = ','
+    )]
+    routing_keys: Vec<String>,
+    /// Binding keys when they differ from --routing-key (key j binds queue
+    /// j % queues).
+    #[arg(long = "binding-key", alias = "binding-keys", value_delimiter = ',')]
+    binding_keys: Vec<String>,
+    /// Generated bindings (default: one per queue), spread over the queues.
+    #[arg(long)]
+    bindings: Option<usize>,
+    /// Fraction of publishes whose key matches a binding.
+    #[arg(long, default_value_t = 1.0)]
+    match_ratio: f64,
+    /// delivery-mode 2 and durable queues and exchange.
+    #[arg(long)]
+    persistent: bool,
+    /// Publisher confirms with at most WINDOW unconfirmed messages per producer.
+    #[arg(long, value_name = "WINDOW")]
+    confirm: Option<u64>,
+    /// Consume with no-ack.
+    #[arg(long, short = 'a')]
+    autoack: bool,
+    /// Manual ack with multiple=true every N deliveries (1 = ack each).
+    #[arg(long, default_value_t = 1)]
+    multi_ack_every: u64,
+    /// basic.qos prefetch-count per consumer (default: none, unlimited).
+    #[arg(long, short = 'q')]
+    prefetch: Option<u16>,
+    /// Fixed total publish rate, msg/s, split evenly over producers.
+    #[arg(long, short = 'r')]
+    rate: Option<f64>,
+    /// Broker process whose CPU time per message is reported.
+    #[arg(long)]
+    broker_pid: Option<u32>,
+    /// Print only the JSON line on stdout.
+    #[arg(long)]
+    json: bool,
+    /// No per-second progress on stderr.
+    #[arg(long)]
+    quiet: bool,
+    /// Free text copied into the JSON line (e.g. a scenario name).
+    #[arg(long)]
+    label: Option<String>,
+    /// Leave queues and exchange in place after the run.
+    #[arg(long)]
+    keep_topology: bool,
+}
+
+/// How long consumers may keep draining after the window.
+const DRAIN_MAX: Duration = Duration::from_secs(2);
+/// Consumers are done draining once nothing arrived for this long.
+const DRAIN_IDLE: Duration = Duration::from_millis(300);
+/// Slack beyond the window before the watchdog ends the process.
+const WATCHDOG_SLACK: Duration = Duration::from_secs(60);
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("warren-perf: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn validate(args: &Args) -> Result<(), Error> {
+    if !(args.duration > 0.0 && args.duration <= 3600.0) {
+        return Err("--duration must be within (0, 3600] seconds".into());
+    }
+    if args.producers > 1000 || args.consumers > 1000 || args.queues > 100_000 {
+        return Err("at most 1000 producers, 1000 consumers and 100000 queues".into());
+    }
+    if args.size > 64 << 20 {
+        return Err("--size is limited to 64 MiB".into());
+    }
+    if args.confirm == Some(0) {
+        return Err("--confirm needs a window of at least 1".into());
+    }
+    if args.multi_ack_every == 0 {
+        return Err("--multi-ack-every must be at least 1".into());
+    }
+    if let Some(rate) = args.rate {
+        if !(rate > 0.0 && rate.is_finite()) {
+            return Err("--rate must be a positive number".into());
+        }
+    }
+    if args.consumers > 0 && args.queues == 0 {
+        return Err("consumers need at least one queue".into());
+    }
+    if let (false, Some(p)) = (args.autoack, args.prefetch) {
+        if p > 0 && args.multi_ack_every > u64::from(p) {
+            return Err(format!(
+                "--multi-ack-every {} exceeds --prefetch {p}: consumers would stall",
+                args.multi_ack_every
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn run(args: &Args) -> Result<bool, Error> {
+    validate(args)?;
+    let target = match &args.uri {
+        Some(uri) => Target::from_uri(uri)?,
+        None => Target {
+            host: args.host.clone(),
+            port: args.port,
+            user: "guest".into(),
+            password: "guest".into(),
+            vhost: "/".into(),
+        },
+    };
+    spawn_watchdog(Duration::from_secs_f64(args.duration) + WATCHDOG_SLACK);
+
+    let plan = Plan::new(&RoutingArgs {
+        exchange: args.exchange.clone(),
+        exchange_type: args.exchange_type,
+        queues: args.queues,
+        queue_pattern: args.queue_pattern.clone(),
+        routing_keys: args.routing_keys.clone(),
+        binding_keys: args.binding_keys.clone(),
+        bindings: args.bindings,
+        match_ratio: args.match_ratio,
+        persistent: args.persistent,
+    })?;
+    let mut control = Conn::open(&target, "warren-perf control")?;
+    plan.declare(&mut control)?;
+    let shared = Arc::new(Shared::default());
+
+    let consumers = start_consumers(args, &target, &plan, &shared)?;
+    let producers = start_producers(args, &target, &plan, &shared)?;
+
+    // The window.
+    let broker_cpu = |pid: Option<u32>| pid.map(stats::proc_cpu_ns).transpose();
+    let before = shared.counters();
+    let self_before = stats::self_cpu_ns();
+    let broker_before = broker_cpu(args.broker_pid)?;
+    let started = Instant::now();
+    shared.measuring.store(true, Ordering::Relaxed);
+    shared.go.store(true, Ordering::Release);
+    let window = Duration::from_secs_f64(args.duration);
+    let mut last = before;
+    let mut next_tick = Duration::from_secs(1);
+    while started.elapsed() < window && !ABORT.load(Ordering::Relaxed) {
+        thread::sleep(Duration::from_millis(20).min(window.saturating_sub(started.elapsed())));
+        if started.elapsed() >= next_tick && !args.quiet {
+            let now = shared.counters();
+            let d = now.since(&last);
+            eprintln!(
+                "warren-perf: {:>3} s  sent {:>8} msg/s  confirmed {:>8} msg/s  received {:>8} msg/s",
+                next_tick.as_secs(),
+                d.published,
+                d.confirmed,
+                d.consumed
+            );
+            last = now;
+            next_tick += Duration::from_secs(1);
+        }
+    }
+    let elapsed = started.elapsed();
+    let after = shared.counters();
+    let self_after = stats::self_cpu_ns();
+    let broker_after = broker_cpu(args.broker_pid).ok().flatten();
+    shared.measuring.store(false, Ordering::Relaxed);
+
+    // Wind down: producers first (they wait for their confirms), then let
+    // consumers drain what is in flight, then delete the topology.
+    shared.stop_producers.store(true, Ordering::Relaxed);
+    join_all(producers, Duration::from_secs(8), "producer", &shared);
+    let drain_started = Instant::now();
+    let mut seen = shared.counters().consumed;
+    let mut idle_since = Instant::now();
+    while drain_started.elapsed() < DRAIN_MAX && !ABORT.load(Ordering::Relaxed) {
+        thread::sleep(Duration::from_millis(20));
+        let now = shared.counters().consumed;
+        if now != seen {
+            seen = now;
+            idle_since = Instant::now();
+        } else if idle_since.elapsed() >= DRAIN_IDLE {
+            break;
+        }
+    }
+    shared.stop_consumers.store(true, Ordering::Relaxed);
+    let mut latency_ns = consumer::new_histogram();
+    for result in join_all(consumers, Duration::from_secs(5), "consumer", &shared) {
+        if let Err(e) = latency_ns.add(&result.latency_ns) {
+            shared.fail("report", format!("merging histograms: {e}"));
+        }
+    }
+    if !args.keep_topology {
+        if let Err(e) = plan.delete(&mut control) {
+            shared.fail("teardown", e);
+        }
+    }
+
+    let report = Report {
+        args,
+        target: &target,
+        window: elapsed,
+        counts: after.since(&before),
+        self_cpu_ns: self_after.saturating_sub(self_before),
+        broker_cpu_ns: match (broker_before, broker_after) {
+            (Some(b), Some(a)) => Some(a.saturating_sub(b)),
+            _ => None,
+        },
+        latency_ns: &latency_ns,
+        returned: shared.returned.load(Ordering::Relaxed),
+        blocked: shared.blocked.load(Ordering::Relaxed),
+        blocked_at_stop: shared.blocked_at_stop.load(Ordering::Relaxed),
+        errors: shared.errors.lock().map(|e| e.clone()).unwrap_or_default(),
+    };
+    if !args.json {
+        println!("{}", report.summary());
+    }
+    println!("{}", report.json());
+    Ok(report.errors.is_empty())
+}
+
+fn spawn_watchdog(after: Duration) {
+    thread::spawn(move || {
+        thread::sleep(after);
+        eprintln!(
+            "warren-perf: still running {} s after start; the broker is not answering. Exiting.",
+            after.as_secs()
+        );
+        std::process::exit(3);
+    });
+}
+
+fn start_consumers(
+    args: &Args,
+    target: &Target,
+    plan: &Plan,
+    shared: &Arc<Shared>,
+) -> Result<Vec<JoinHandle<Option<ConsumerResult>>>, Error> {
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), Error>>();
+    let mut handles = Vec::with_capacity(args.consumers);
+    for index in 0..args.consumers {
+        let spec = ConsumerSpec {
+            index,
+            queue: plan.queues[index % plan.queues.len()].clone(),
+            autoack: args.autoack,
+            ack_every: args.multi_ack_every,
+            prefetch: args.prefetch,
+        };
+        let (target, shared, ready) = (target.clone(), shared.clone(), ready_tx.clone());
+        let name = format!("consumer-{index}");
+        let handle = thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                let opened = Conn::open(&target, &name)
+                    .and_then(|mut conn| consumer::subscribe(&mut conn, &spec).map(|()| conn));
+                let conn = match opened {
+                    Ok(conn) => {
+                        let _ = ready.send(Ok(()));
+                        conn
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(format!("{name}: {e}")));
+                        return None;
+                    }
+                };
+                let (result, err) = consumer::run(conn, spec, shared.clone());
+                if let Some(e) = err {
+                    shared.fail(&name, e);
+                }
+                Some(result)
+            })
+            .map_err(|e| format!("spawning a consumer thread: {e}"))?;
+        handles.push(handle);
+    }
+    wait_ready(&ready_rx, args.consumers)?;
+    Ok(handles)
+}
+
+fn start_producers(
+    args: &Args,
+    target: &Target,
+    plan: &Plan,
+    shared: &Arc<Shared>,
+) -> Result<Vec<JoinHandle<Option<()>>>, Error> {
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), Error>>();
+    let mut handles = Vec::with_capacity(args.producers);
+    for index in 0..args.producers {
+        let keys = plan.keys_for_producer(index);
+        let spec = ProducerSpec {
+            index,
+            templates: plan.templates(&keys, args.size, args.persistent)?,
+            body_size: args.size,
+            confirm_window: args.confirm,
+            rate_per_sec: args.rate.map(|r| r / args.producers as f64),
+        };
+        let (target, shared, ready) = (target.clone(), shared.clone(), ready_tx.clone());
+        let name = format!("producer-{index}");
+        let handle = thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                let conn = match Conn::open(&target, &name) {
+                    Ok(conn) => {
+                        let _ = ready.send(Ok(()));
+                        conn
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(format!("{name}: {e}")));
+                        return None;
+                    }
+                };
+                if let Err(e) = producer::run(conn, spec, shared.clone()) {
+                    shared.fail(&name, e);
+                }
+                Some(())
+            })
+            .map_err(|e| format!("spawning a producer thread: {e}"))?;
+        handles.push(handle);
+    }
+    wait_ready(&ready_rx, args.producers)?;
+    Ok(handles)
+}
+
+fn wait_ready(ready: &mpsc::Receiver<Result<(), Error>>, count: usize) -> Result<(), Error> {
+    let deadline = Instant::now() + RPC_TIMEOUT + Duration::from_secs(5);
+    for _ in 0..count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match ready.recv_timeout(left) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                ABORT.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+            Err(_) => {
+                ABORT.store(true, Ordering::Relaxed);
+                return Err("connections did not open in time".into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Joins every thread that finishes before `limit`; a thread still running
+/// then is reported (and left to the watchdog).
+fn join_all<T>(
+    handles: Vec<JoinHandle<Option<T>>>,
+    limit: Duration,
+    kind: &str,
+    shared: &Shared,
+) -> Vec<T> {
+    let deadline = Instant::now() + limit;
+    let mut results = Vec::with_capacity(handles.len());
+    for (i, handle) in handles.into_iter().enumerate() {
+        while !handle.is_finished() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        if !handle.is_finished() {
+            shared.fail(&format!("{kind}-{i}"), "did not stop in time".into());
+            continue;
+        }
+        match handle.join() {
+            Ok(Some(result)) => results.push(result),
+            Ok(None) => {}
+            Err(_) => shared.fail(&format!("{kind}-{i}"), "panicked".into()),
+        }
+    }
+    results
+}
+
+struct Report<'a> {
+    args: &'a Args,
+    target: &'a Target,
+    window: Duration,
+    counts: Counters,
+    self_cpu_ns: u64,
+    broker_cpu_ns: Option<u64>,
+    latency_ns: &'a Histogram<u64>,
+    returned: u64,
+    blocked: u64,
+    blocked_at_stop: u64,
+    errors: Vec<String>,
+}
+
+impl Report<'_> {
+    fn secs(&self) -> f64 {
+        self.window.as_secs_f64().max(1e-9)
+    }
+
+    fn rate(&self, n: u64) -> f64 {
+        n as f64 / self.secs()
+    }
+
+    /// Messages the CPU figures are divided by: deliveries for fanouts,
+    /// publishes for mostly unroutable runs.
+    fn basis(&self) -> u64 {
+        self.counts.published.max(self.counts.consumed)
+    }
+
+    fn per_msg_us(&self, cpu_ns: u64) -> Option<f64> {
+        match self.basis() {
+            0 => None,
+            n => Some(cpu_ns as f64 / 1000.0 / n as f64),
+        }
+    }
+
+    fn cores(&self, cpu_ns: u64) -> f64 {
+        cpu_ns as f64 / 1e9 / self.secs()
+    }
+
+    /// Latency quantile in µs, `None` without samples.
+    fn lat_us(&self, q: f64) -> Option<f64> {
+        (!self.latency_ns.is_empty()).then(|| self.latency_ns.value_at_quantile(q) as f64 / 1000.0)
+    }
+
+    fn lat_max_us(&self) -> Option<f64> {
+        (!self.latency_ns.is_empty()).then(|| self.latency_ns.max() as f64 / 1000.0)
+    }
+
+    fn summary(&self) -> String {
+        let a = self.args;
+        let c = &self.counts;
+        let exchange = if a.exchange.is_empty() {
+            "default exchange".to_string()
+        } else {
+            format!("{} exchange {:?}", a.exchange_type.as_str(), a.exchange)
+        };
+        let ack = if a.autoack {
+            "autoack".to_string()
+        } else {
+            format!("ack every {}", a.multi_ack_every)
+        };
+        let mut s = format!(
+            "warren-perf against {}:{}: {} producer(s), {} consumer(s), {} queue(s), {} B{}, {exchange}, {ack}{}{}{}\n",
+            self.target.host,
+            self.target.port,
+            a.producers,
+            a.consumers,
+            a.queues,
+            a.size,
+            if a.persistent { " persistent" } else { "" },
+            a.prefetch.map(|p| format!(", prefetch {p}")).unwrap_or_default(),
+            a.confirm.map(|w| format!(", confirms window {w}")).unwrap_or_default(),
+            a.rate.map(|r| format!(", rate {r} msg/s")).unwrap_or_default(),
+        );
+        s += &format!("  window      {:.2} s\n", self.secs());
+        s += &format!(
+            "  published   {:>10.0} msg/s  ({} msgs)\n",
+            self.rate(c.published),
+            c.published
+        );
+        if a.confirm.is_some() {
+            s += &format!(
+                "  confirmed   {:>10.0} msg/s  ({} msgs, {} nacked)\n",
+                self.rate(c.confirmed),
+                c.confirmed,
+                c.nacked
+            );
+        }
+        s += &format!(
+            "  consumed    {:>10.0} msg/s  ({} msgs)\n",
+            self.rate(c.consumed),
+            c.consumed
+        );
+        match (
+            self.lat_us(0.5),
+            self.lat_us(0.99),
+            self.lat_us(0.999),
+            self.lat_max_us(),
+        ) {
+            (Some(p50), Some(p99), Some(p999), Some(max)) => {
+                s += &format!(
+                    "  latency     p50 {p50:.0} µs  p99 {p99:.0} µs  p99.9 {p999:.0} µs  max {max:.0} µs  ({} samples)\n",
+                    self.latency_ns.len()
+                );
+            }
+            _ => s += "  latency     no samples\n",
+        }
+        if let Some(cpu) = self.broker_cpu_ns {
+            s += &format!(
+                "  broker CPU  {} µs/msg  ({:.2} cores)\n",
+                json_num(self.per_msg_us(cpu)),
+                self.cores(cpu)
+            );
+        }
+        s += &format!(
+            "  own CPU     {} µs/msg  ({:.2} cores)",
+            json_num(self.per_msg_us(self.self_cpu_ns)),
+            self.cores(self.self_cpu_ns)
+        );
+        if self.returned > 0 || self.blocked > 0 || self.blocked_at_stop > 0 {
+            s += &format!(
+                "\n  returned    {}  connection.blocked {}  producers still blocked at the end {}",
+                self.returned, self.blocked, self.blocked_at_stop
+            );
+        }
+        for e in &self.errors {
+            s += &format!("\n  ERROR       {e}");
+        }
+        s
+    }
+
+    fn json(&self) -> String {
+        let a = self.args;
+        let c = &self.counts;
+        let opt_u = |v: Option<u64>| v.map_or("null".to_string(), |v| v.to_string());
+        let errors: Vec<String> = self.errors.iter().map(|e| json_str(e)).collect();
+        format!(
+            concat!(
+                "{{\"tool\":\"warren-perf\",\"label\":{},\"target\":{},",
+                "\"producers\":{},\"consumers\":{},\"queues\":{},\"size\":{},",
+                "\"exchange\":{},\"exchange_type\":{},\"persistent\":{},\"confirm\":{},",
+                "\"autoack\":{},\"multi_ack_every\":{},\"prefetch\":{},\"rate\":{},",
+                "\"window_s\":{:.3},\"published\":{},\"confirmed\":{},\"nacked\":{},",
+                "\"consumed\":{},\"returned\":{},\"blocked\":{},\"blocked_at_stop\":{},",
+                "\"publish_rate\":{:.1},\"confirm_rate\":{:.1},\"consume_rate\":{:.1},",
+                "\"latency_us\":{{\"samples\":{},\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{}}},",
+                "\"cpu_basis_msgs\":{},\"client_cpu_us_per_msg\":{},\"client_cpu_cores\":{:.3},",
+                "\"broker_pid\":{},\"broker_cpu_us_per_msg\":{},\"broker_cpu_cores\":{},",
+                "\"errors\":[{}]}}"
+            ),
+            a.label.as_deref().map_or("null".to_string(), json_str),
+            json_str(&format!("{}:{}", self.target.host, self.target.port)),
+            a.producers,
+            a.consumers,
+            a.queues,
+            a.size,
+            json_str(&a.exchange),
+            json_str(a.exchange_type.as_str()),
+            a.persistent,
+            opt_u(a.confirm),
+            a.autoack,
+            a.multi_ack_every,
+            opt_u(a.prefetch.map(u64::from)),
+            json_num(a.rate),
+            self.secs(),
+            c.published,
+            c.confirmed,
+            c.nacked,
+            c.consumed,
+            self.returned,
+            self.blocked,
+            self.blocked_at_stop,
+            self.rate(c.published),
+            self.rate(c.confirmed),
+            self.rate(c.consumed),
+            self.latency_ns.len(),
+            json_num(self.lat_us(0.5)),
+            json_num(self.lat_us(0.99)),
+            json_num(self.lat_us(0.999)),
+            json_num(self.lat_max_us()),
+            self.basis(),
+            json_num(self.per_msg_us(self.self_cpu_ns)),
+            self.cores(self.self_cpu_ns),
+            opt_u(a.broker_pid.map(u64::from)),
+            json_num(self.broker_cpu_ns.and_then(|n| self.per_msg_us(n))),
+            json_num(self.broker_cpu_ns.map(|n| self.cores(n))),
+            errors.join(","),
+        )
+    }
+}

@@ -1,0 +1,9 @@
+//! warren-perf's parts: one blocking connection type (`conn`), the run's
+//! topology and pre-encoded publish frames (`topology`), the two worker
+//! kinds (`producer`, `consumer`) and shared counters and clocks (`stats`).
+
+pub mod conn;
+pub mod consumer;
+pub mod producer;
+pub mod stats;
+pub mod topology;

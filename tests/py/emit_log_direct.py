@@ -1,0 +1,31 @@
+#!/usr/bin/env python
+"""RabbitMQ tutorial 4, "Routing": the producer.
+
+Adjusted for Warren's tests: the broker port and the exchange name come
+from the command line, each further argument is published as one message
+with routing key SEVERITY, and an alarm bounds the run.
+
+usage: emit_log_direct.py PORT EXCHANGE SEVERITY MESSAGE [MESSAGE...]
+"""
+import signal
+import sys
+
+import pika
+
+signal.alarm(30)  # never hang a test run
+
+port = int(sys.argv[1])
+exchange = sys.argv[2]
+severity = sys.argv[3]
+messages = sys.argv[4:] or ['Hello World!']
+
+connection = pika.BlockingConnection(
+    pika.ConnectionParameters(host='127.0.0.1', port=port))
+channel = connection.channel()
+
+channel.exchange_declare(exchange=exchange, exchange_type='direct')
+
+for message in messages:
+    channel.basic_publish(exchange=exchange, routing_key=severity, body=message)
+    print(f" [x] Sent {severity}:{message}")
+connection.close()

@@ -1,0 +1,672 @@
+//! RabbitMQ tutorials 3 to 6 (publish/subscribe, routing, topics, RPC)
+//! written with lapin 2.x. Each test asserts exactly what every queue got.
+
+mod common;
+
+use common::Broker;
+use lapin::message::{Delivery, DeliveryResult};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+const TEST_TIMEOUT: Duration = Duration::from_secs(60);
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long "nothing more arrives" is watched for.
+const QUIET_PERIOD: Duration = Duration::from_millis(300);
+
+/// Runs an async test body on a fresh runtime, bounded by TEST_TIMEOUT.
+fn run<F: Future<Output = ()>>(body: F) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        tokio::time::timeout(TEST_TIMEOUT, body)
+            .await
+            .unwrap_or_else(|_| {
+                panic!("expected the test to finish within {TEST_TIMEOUT:?}, got a timeout")
+            });
+    });
+}
+
+async fn connect(broker: &Broker) -> Connection {
+    let url = broker.amqp_url();
+    let connect = Connection::connect(&url, ConnectionProperties::default());
+    tokio::time::timeout(DELIVERY_TIMEOUT, connect)
+        .await
+        .unwrap_or_else(|_| {
+            panic!("expected a connection within {DELIVERY_TIMEOUT:?}, got a timeout")
+        })
+        .unwrap_or_else(|e| panic!("expected a connection, got {e}"))
+}
+
+async fn open_channel(connection: &Connection) -> Channel {
+    connection
+        .create_channel()
+        .await
+        .unwrap_or_else(|e| panic!("expected channel.open-ok, got {e}"))
+}
+
+async fn declare_exchange(channel: &Channel, exchange: &str, kind: ExchangeKind) {
+    channel
+        .exchange_declare(
+            exchange,
+            kind,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("expected exchange.declare-ok for {exchange}, got {e}"));
+}
+
+/// queue.declare with an empty name and exclusive: the tutorials' queue.
+async fn declare_server_named(channel: &Channel) -> String {
+    let options = QueueDeclareOptions {
+        exclusive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let queue = channel
+        .queue_declare("", options, FieldTable::default())
+        .await
+        .unwrap_or_else(|e| panic!("expected queue.declare-ok for a server-named queue, got {e}"));
+    let name = queue.name().as_str().to_string();
+    assert!(
+        name.starts_with("amq.gen-"),
+        "expected a server-generated name amq.gen-..., got {name:?}"
+    );
+    name
+}
+
+async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str) {
+    channel
+        .queue_bind(
+            queue,
+            exchange,
+            key,
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_or_else(|e| {
+            panic!("expected queue.bind-ok {queue} <- {exchange} ({key}), got {e}")
+        });
+}
+
+async fn publish(
+    channel: &Channel,
+    exchange: &str,
+    key: &str,
+    body: &str,
+    properties: BasicProperties,
+) {
+    channel
+        .basic_publish(
+            exchange,
+            key,
+            BasicPublishOptions::default(),
+            body.as_bytes(),
+            properties,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("expected basic.publish to be sent, got {e}"));
+}
+
+/// Starts a consumer and forwards its deliveries, in arrival order, to a
+/// channel.
+async fn consume(channel: &Channel, queue: &str, no_ack: bool) -> UnboundedReceiver<Delivery> {
+    let options = BasicConsumeOptions {
+        no_ack,
+        ..BasicConsumeOptions::default()
+    };
+    let consumer = channel
+        .basic_consume(queue, "", options, FieldTable::default())
+        .await
+        .unwrap_or_else(|e| panic!("expected basic.consume-ok on {queue}, got {e}"));
+    let (tx, rx) = unbounded_channel();
+    consumer.set_delegate(move |delivery: DeliveryResult| {
+        if let Ok(Some(delivery)) = delivery {
+            let _ = tx.send(delivery);
+        }
+        async {}
+    });
+    rx
+}
+
+async fn next_delivery(rx: &mut UnboundedReceiver<Delivery>, what: &str) -> Delivery {
+    match tokio::time::timeout(DELIVERY_TIMEOUT, rx.recv()).await {
+        Ok(Some(delivery)) => delivery,
+        Ok(None) => panic!("expected {what}, got the consumer closed"),
+        Err(_) => panic!("expected {what} within {DELIVERY_TIMEOUT:?}, got nothing"),
+    }
+}
+
+fn body(delivery: &Delivery) -> String {
+    String::from_utf8_lossy(&delivery.data).into_owned()
+}
+
+/// Takes `count` deliveries as `routing_key:body`, then checks that
+/// nothing more arrives.
+async fn drain(rx: &mut UnboundedReceiver<Delivery>, count: usize, what: &str) -> Vec<String> {
+    let mut got = Vec::new();
+    for i in 0..count {
+        let delivery = next_delivery(
+            rx,
+            &format!("message {} of {count} at {what} (got {got:?})", i + 1),
+        )
+        .await;
+        got.push(format!("{}:{}", delivery.routing_key, body(&delivery)));
+    }
+    if let Ok(Some(extra)) = tokio::time::timeout(QUIET_PERIOD, rx.recv()).await {
+        panic!(
+            "expected only {got:?} at {what}, got also {}:{}",
+            extra.routing_key,
+            body(&extra)
+        );
+    }
+    got
+}
+
+fn owned(lines: &[&str]) -> Vec<String> {
+    lines.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn publish_subscribe_every_exclusive_queue_gets_every_log() {
+    run(async {
+        let broker = Broker::start(&[]);
+        let exchange = broker.queue_name("logs");
+        let connection = connect(&broker).await;
+        let channel = open_channel(&connection).await;
+        declare_exchange(&channel, &exchange, ExchangeKind::Fanout).await;
+        publish(
+            &channel,
+            &exchange,
+            "",
+            "nobody listens",
+            BasicProperties::default(),
+        )
+        .await;
+
+        let mut subscribers = Vec::new();
+        let mut names = Vec::new();
+        for _ in 0..2 {
+            let subscriber = connect(&broker).await;
+            let sub_channel = open_channel(&subscriber).await;
+            declare_exchange(&sub_channel, &exchange, ExchangeKind::Fanout).await;
+            let queue = declare_server_named(&sub_channel).await;
+            bind(&sub_channel, &queue, &exchange, "").await;
+            let rx = consume(&sub_channel, &queue, true).await;
+            names.push(queue);
+            subscribers.push((subscriber, sub_channel, rx));
+        }
+        assert_ne!(
+            names[0], names[1],
+            "expected two distinct server-named queues"
+        );
+
+        let logs = ["info: first", "warning: second", "error: third"];
+        for (i, log) in logs.iter().enumerate() {
+            // The routing key is ignored by fanout.
+            publish(
+                &channel,
+                &exchange,
+                &format!("key{i}"),
+                log,
+                BasicProperties::default(),
+            )
+            .await;
+        }
+        for (i, (_, _, rx)) in subscribers.iter_mut().enumerate() {
+            let got = drain(rx, logs.len(), &format!("subscriber {i}")).await;
+            let expected: Vec<String> = logs
+                .iter()
+                .enumerate()
+                .map(|(k, l)| format!("key{k}:{l}"))
+                .collect();
+            assert_eq!(
+                got, expected,
+                "expected subscriber {i} to get every log after it bound, in order"
+            );
+        }
+        for (subscriber, _, _) in subscribers {
+            subscriber
+                .close(200, "bye")
+                .await
+                .unwrap_or_else(|e| panic!("expected connection.close-ok, got {e}"));
+        }
+        connection
+            .close(200, "bye")
+            .await
+            .unwrap_or_else(|e| panic!("expected connection.close-ok, got {e}"));
+    });
+}
+
+#[test]
+fn routing_each_queue_gets_only_its_severities() {
+    run(async {
+        let broker = Broker::start(&[]);
+        let exchange = broker.queue_name("direct_logs");
+        let connection = connect(&broker).await;
+        let channel = open_channel(&connection).await;
+        declare_exchange(&channel, &exchange, ExchangeKind::Direct).await;
+
+        let errors = declare_server_named(&channel).await;
+        bind(&channel, &errors, &exchange, "error").await;
+        let all = declare_server_named(&channel).await;
+        for severity in ["info", "warning", "error"] {
+            bind(&channel, &all, &exchange, severity).await;
+        }
+        let mut errors_rx = consume(&channel, &errors, true).await;
+        let mut all_rx = consume(&channel, &all, true).await;
+
+        for (severity, message) in [
+            ("info", "info one"),
+            ("debug", "debug one"),
+            ("error", "disk full"),
+            ("warning", "disk almost full"),
+            ("error", "disk still full"),
+        ] {
+            publish(
+                &channel,
+                &exchange,
+                severity,
+                message,
+                BasicProperties::default(),
+            )
+            .await;
+        }
+
+        assert_eq!(
+            drain(&mut errors_rx, 2, "the error queue").await,
+            owned(&["error:disk full", "error:disk still full"]),
+            "expected the error queue to get only errors"
+        );
+        assert_eq!(
+            drain(&mut all_rx, 4, "the info+warning+error queue").await,
+            owned(&[
+                "info:info one",
+                "error:disk full",
+                "warning:disk almost full",
+                "error:disk still full"
+            ]),
+            "expected the info+warning+error queue to get everything but debug, in order"
+        );
+        connection
+            .close(200, "bye")
+            .await
+            .unwrap_or_else(|e| panic!("expected connection.close-ok, got {e}"));
+    });
+}
+
+#[test]
+fn topics_star_matches_one_word_and_hash_matches_zero_or_more() {
+    run(async {
+        let broker = Broker::start(&[]);
+        let exchange = broker.queue_name("topic_logs");
+        let connection = connect(&broker).await;
+        let channel = open_channel(&connection).await;
+        declare_exchange(&channel, &exchange, ExchangeKind::Topic).await;
+
+        let q1 = declare_server_named(&channel).await;
+        bind(&channel, &q1, &exchange, "*.orange.*").await;
+        let q2 = declare_server_named(&channel).await;
+        bind(&channel, &q2, &exchange, "*.*.rabbit").await;
+        bind(&channel, &q2, &exchange, "lazy.#").await;
+        let q3 = declare_server_named(&channel).await;
+        bind(&channel, &q3, &exchange, "#").await;
+        let q4 = declare_server_named(&channel).await;
+        bind(&channel, &q4, &exchange, "#.fox.#").await;
+        let mut rx1 = consume(&channel, &q1, true).await;
+        let mut rx2 = consume(&channel, &q2, true).await;
+        let mut rx3 = consume(&channel, &q3, true).await;
+        let mut rx4 = consume(&channel, &q4, true).await;
+
+        let keys = [
+            "quick.orange.rabbit",
+            "lazy.orange.elephant",
+            "quick.orange.fox",
+            "lazy.brown.fox",
+            "lazy.pink.rabbit",
+            "quick.brown.fox",
+            "orange",
+            "quick.orange.male.rabbit",
+            "lazy.orange.male.rabbit",
+            "lazy",
+            "fox",
+            "",
+        ];
+        for (i, key) in keys.iter().enumerate() {
+            publish(
+                &channel,
+                &exchange,
+                key,
+                &format!("m{i}"),
+                BasicProperties::default(),
+            )
+            .await;
+        }
+
+        assert_eq!(
+            drain(&mut rx1, 3, "*.orange.*").await,
+            owned(&[
+                "quick.orange.rabbit:m0",
+                "lazy.orange.elephant:m1",
+                "quick.orange.fox:m2"
+            ]),
+            "expected *.orange.* to match three-word keys with orange in the middle"
+        );
+        assert_eq!(
+            drain(&mut rx2, 6, "*.*.rabbit + lazy.#").await,
+            owned(&[
+                "quick.orange.rabbit:m0",
+                "lazy.orange.elephant:m1",
+                "lazy.brown.fox:m3",
+                "lazy.pink.rabbit:m4",
+                "lazy.orange.male.rabbit:m8",
+                "lazy:m9"
+            ]),
+            "expected *.*.rabbit and lazy.# (matching plain `lazy`), lazy.pink.rabbit once"
+        );
+        let everything: Vec<String> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("{k}:m{i}"))
+            .collect();
+        assert_eq!(
+            drain(&mut rx3, keys.len(), "#").await,
+            everything,
+            "expected # to match every key, the empty key included"
+        );
+        assert_eq!(
+            drain(&mut rx4, 4, "#.fox.#").await,
+            owned(&[
+                "quick.orange.fox:m2",
+                "lazy.brown.fox:m3",
+                "quick.brown.fox:m5",
+                "fox:m10"
+            ]),
+            "expected #.fox.# to match fox anywhere, with zero words around it"
+        );
+        connection
+            .close(200, "bye")
+            .await
+            .unwrap_or_else(|e| panic!("expected connection.close-ok, got {e}"));
+    });
+}
+
+fn fib(n: u64) -> u64 {
+    match n {
+        0 => 0,
+        1 => 1,
+        _ => fib(n - 1) + fib(n - 2),
+    }
+}
+
+const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
+
+/// The tutorial's Fibonacci server: answers `count` requests on `queue`,
+/// one at a time (prefetch 1), and returns them as (n, reply_to).
+async fn rpc_server(channel: Channel, queue: String, count: usize) -> Vec<(u64, String)> {
+    let mut requests = consume(&channel, &queue, false).await;
+    let mut served = Vec::new();
+    for _ in 0..count {
+        let request = next_delivery(&mut requests, "an RPC request").await;
+        let n: u64 = body(&request).parse().unwrap_or_else(|e| {
+            panic!(
+                "expected a number in the request, got {:?} ({e})",
+                body(&request)
+            )
+        });
+        let reply_to =
+            request.properties.reply_to().clone().unwrap_or_else(|| {
+                panic!("expected reply_to on the request for fib({n}), got none")
+            });
+        let mut properties = BasicProperties::default();
+        if let Some(corr) = request.properties.correlation_id() {
+            properties = properties.with_correlation_id(corr.clone());
+        }
+        publish(
+            &channel,
+            "",
+            reply_to.as_str(),
+            &fib(n).to_string(),
+            properties,
+        )
+        .await;
+        request
+            .ack(BasicAckOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("expected basic.ack to be sent, got {e}"));
+        served.push((n, reply_to.as_str().to_string()));
+    }
+    served
+}
+
+/// A client that sends every request before awaiting any answer, so the
+/// answers are matched by correlation_id alone. Returns its reply queue
+/// and (n, correlation_id, answer) in request order.
+async fn rpc_client(
+    url: String,
+    queue: String,
+    name: String,
+    numbers: Vec<u64>,
+    direct_reply_to: bool,
+) -> (String, Vec<(u64, String, u64)>) {
+    let connection = tokio::time::timeout(
+        DELIVERY_TIMEOUT,
+        Connection::connect(&url, ConnectionProperties::default()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("expected a connection for {name}, got a timeout"))
+    .unwrap_or_else(|e| panic!("expected a connection for {name}, got {e}"));
+    let channel = open_channel(&connection).await;
+    let reply_queue = if direct_reply_to {
+        DIRECT_REPLY_TO.to_string()
+    } else {
+        declare_server_named(&channel).await
+    };
+    let mut replies = consume(&channel, &reply_queue, true).await;
+
+    let requests: Vec<(u64, String)> = numbers
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (*n, format!("{name}-request-{i}")))
+        .collect();
+    for (n, corr) in &requests {
+        let properties = BasicProperties::default()
+            .with_reply_to(ShortString::from(reply_queue.clone()))
+            .with_correlation_id(ShortString::from(corr.clone()));
+        publish(&channel, "", &queue, &n.to_string(), properties).await;
+    }
+    let mut answers: HashMap<String, u64> = HashMap::new();
+    while answers.len() < requests.len() {
+        let reply = next_delivery(&mut replies, &format!("an RPC answer for {name}")).await;
+        let corr = reply
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|c| c.as_str().to_string())
+            .unwrap_or_else(|| {
+                panic!("expected a correlation_id on the answer to {name}, got none")
+            });
+        assert!(
+            requests.iter().any(|(_, c)| *c == corr),
+            "expected {name} to get answers only to its own requests, got correlation_id {corr:?}"
+        );
+        let value = body(&reply).parse().unwrap_or_else(|e| {
+            panic!("expected a number as answer, got {:?} ({e})", body(&reply))
+        });
+        assert!(
+            answers.insert(corr.clone(), value).is_none(),
+            "expected one answer per request, got a second for {corr}"
+        );
+    }
+    connection
+        .close(200, "bye")
+        .await
+        .unwrap_or_else(|e| panic!("expected connection.close-ok for {name}, got {e}"));
+    let answered = requests
+        .into_iter()
+        .map(|(n, corr)| {
+            let value = answers[&corr];
+            (n, corr, value)
+        })
+        .collect();
+    (reply_queue, answered)
+}
+
+fn expected_answers(name: &str, numbers: &[u64]) -> Vec<(u64, String, u64)> {
+    numbers
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (*n, format!("{name}-request-{i}"), fib(*n)))
+        .collect()
+}
+
+async fn start_rpc_server(
+    broker: &Broker,
+    queue: &str,
+    count: usize,
+) -> (Connection, tokio::task::JoinHandle<Vec<(u64, String)>>) {
+    let connection = connect(broker).await;
+    let channel = open_channel(&connection).await;
+    channel
+        .queue_declare(queue, QueueDeclareOptions::default(), FieldTable::default())
+        .await
+        .unwrap_or_else(|e| panic!("expected queue.declare-ok for {queue}, got {e}"));
+    channel
+        .basic_qos(1, BasicQosOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("expected basic.qos-ok, got {e}"));
+    let server = tokio::spawn(rpc_server(channel, queue.to_string(), count));
+    (connection, server)
+}
+
+#[test]
+fn rpc_concurrent_clients_each_get_their_answers_on_their_exclusive_queue() {
+    run(async {
+        let broker = Broker::start(&[]);
+        let queue = broker.queue_name("rpc_queue");
+        let calls: [(&str, &[u64]); 3] = [
+            ("alice", &[10, 1, 2, 3]),
+            ("bob", &[0, 5, 8]),
+            ("carol", &[13, 4, 4, 7, 6]),
+        ];
+        let total = calls.iter().map(|(_, n)| n.len()).sum();
+        let (server_connection, server) = start_rpc_server(&broker, &queue, total).await;
+
+        let clients: Vec<_> = calls
+            .iter()
+            .map(|(name, numbers)| {
+                tokio::spawn(rpc_client(
+                    broker.amqp_url(),
+                    queue.clone(),
+                    name.to_string(),
+                    numbers.to_vec(),
+                    false,
+                ))
+            })
+            .collect();
+        let mut expected_served: HashMap<String, Vec<u64>> = HashMap::new();
+        for (client, (name, numbers)) in clients.into_iter().zip(calls) {
+            let (reply_queue, answers) = client
+                .await
+                .unwrap_or_else(|e| panic!("expected client {name} to finish, got {e}"));
+            assert_eq!(
+                answers,
+                expected_answers(name, numbers),
+                "expected {name} to get fib(n) for each request, matched by correlation_id"
+            );
+            expected_served.insert(reply_queue, numbers.to_vec());
+        }
+
+        let served = server
+            .await
+            .unwrap_or_else(|e| panic!("expected the RPC server to finish, got {e}"));
+        let mut served_by_queue: HashMap<String, Vec<u64>> = HashMap::new();
+        for (n, reply_to) in served {
+            served_by_queue.entry(reply_to).or_default().push(n);
+        }
+        assert_eq!(
+            served_by_queue, expected_served,
+            "expected the server to answer each client's requests, in order, to its own reply queue"
+        );
+        server_connection
+            .close(200, "bye")
+            .await
+            .unwrap_or_else(|e| panic!("expected connection.close-ok, got {e}"));
+    });
+}
+
+#[test]
+fn rpc_direct_reply_to_answers_reach_the_client_without_a_reply_queue() {
+    run(async {
+        let broker = Broker::start(&[]);
+        let queue = broker.queue_name("rpc_queue");
+        let (server_connection, server) = start_rpc_server(&broker, &queue, 5).await;
+
+        let direct = tokio::spawn(rpc_client(
+            broker.amqp_url(),
+            queue.clone(),
+            "direct".to_string(),
+            vec![3, 10, 1],
+            true,
+        ));
+        let classic = tokio::spawn(rpc_client(
+            broker.amqp_url(),
+            queue.clone(),
+            "classic".to_string(),
+            vec![9, 2],
+            false,
+        ));
+        let (direct_queue, direct_answers) = direct
+            .await
+            .unwrap_or_else(|e| panic!("expected the direct reply-to client to finish, got {e}"));
+        assert_eq!(
+            direct_queue, DIRECT_REPLY_TO,
+            "expected the pseudo-queue as reply queue"
+        );
+        assert_eq!(
+            direct_answers,
+            expected_answers("direct", &[3, 10, 1]),
+            "expected the direct reply-to client to get fib(n) for each request"
+        );
+        let (classic_queue, classic_answers) = classic
+            .await
+            .unwrap_or_else(|e| panic!("expected the classic client to finish, got {e}"));
+        assert_eq!(
+            classic_answers,
+            expected_answers("classic", &[9, 2]),
+            "expected the exclusive-queue client to get fib(n) for each request"
+        );
+
+        let served = server
+            .await
+            .unwrap_or_else(|e| panic!("expected the RPC server to finish, got {e}"));
+        let direct_served: Vec<&(u64, String)> =
+            served.iter().filter(|(_, r)| *r != classic_queue).collect();
+        assert_eq!(
+            direct_served.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            vec![3, 10, 1],
+            "expected the server to serve the direct reply-to requests in order"
+        );
+        for (n, reply_to) in direct_served {
+            assert!(
+                reply_to.starts_with("amq.rabbitmq.reply-to.") && reply_to.len() > 22,
+                "expected the server to see reply_to rewritten to amq.rabbitmq.reply-to.<token> for fib({n}), got {reply_to:?}"
+            );
+        }
+        server_connection
+            .close(200, "bye")
+            .await
+            .unwrap_or_else(|e| panic!("expected connection.close-ok, got {e}"));
+    });
+}

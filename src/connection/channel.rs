@@ -222,19 +222,21 @@ impl Channel {
         &mut self,
         delivery_tag: u64,
         multiple: bool,
-    ) -> Result<Vec<QueueSeqs>, AmqpError> {
-        let mut taken: Vec<Unacked> = Vec::new();
+    ) -> Result<SmallVec<[QueueSeqs; 1]>, AmqpError> {
+        let mut groups = SmallVec::new();
         if multiple {
             let all = delivery_tag == 0;
             while let Some(front) = self.unacked.front() {
                 if !all && front.delivery_tag > delivery_tag {
                     break;
                 }
-                taken.extend(self.unacked.pop_front());
+                if let Some(u) = self.unacked.pop_front() {
+                    add_to_group(&mut groups, u);
+                }
             }
             // RabbitMQ accepts multiple=true for a tag that was already acked, as long as
             // the tag was issued on this channel.
-            if taken.is_empty() && !all && delivery_tag >= self.next_delivery_tag {
+            if groups.is_empty() && !all && delivery_tag >= self.next_delivery_tag {
                 return Err(unknown_tag(delivery_tag));
             }
         } else {
@@ -242,9 +244,11 @@ impl Channel {
                 .unacked
                 .binary_search_by_key(&delivery_tag, |u| u.delivery_tag)
                 .map_err(|_| unknown_tag(delivery_tag))?;
-            taken.extend(self.unacked.remove(index));
+            if let Some(u) = self.unacked.remove(index) {
+                add_to_group(&mut groups, u);
+            }
         }
-        Ok(group_by_queue(taken))
+        Ok(groups)
     }
 
     /// Everything the channel holds goes back: consumers cancelled, unacked requeued.
@@ -269,8 +273,11 @@ impl Channel {
                 });
             }
         }
-        let all: Vec<Unacked> = self.unacked.drain(..).collect();
-        for (queue, seqs) in group_by_queue(all) {
+        let mut groups = SmallVec::new();
+        for u in self.unacked.drain(..) {
+            add_to_group(&mut groups, u);
+        }
+        for (queue, seqs) in groups {
             shard.send(
                 queue.shard as usize,
                 ShardMsg::Settle {
@@ -291,19 +298,15 @@ fn unknown_tag(delivery_tag: u64) -> AmqpError {
 /// Positions of unacked messages in one queue.
 type QueueSeqs = (QueueRef, SmallVec<[u64; 4]>);
 
-fn group_by_queue(taken: Vec<Unacked>) -> Vec<QueueSeqs> {
-    let mut groups: Vec<QueueSeqs> = Vec::new();
-    for u in taken {
-        match groups.iter_mut().find(|(q, _)| *q == u.queue) {
-            Some((_, seqs)) => seqs.push(u.seq),
-            None => {
-                let mut seqs = SmallVec::new();
-                seqs.push(u.seq);
-                groups.push((u.queue, seqs));
-            }
+fn add_to_group(groups: &mut SmallVec<[QueueSeqs; 1]>, u: Unacked) {
+    match groups.iter_mut().find(|(q, _)| *q == u.queue) {
+        Some((_, seqs)) => seqs.push(u.seq),
+        None => {
+            let mut seqs = SmallVec::new();
+            seqs.push(u.seq);
+            groups.push((u.queue, seqs));
         }
     }
-    groups
 }
 
 /// Errors a channel method can raise: soft ones close the channel, hard ones the connection.
@@ -1200,7 +1203,7 @@ fn settle_now(
     kind: SettleKind,
 ) -> Result<(), Fail> {
     let groups = with_channel(conn, channel, |ch| ch.take_unacked(delivery_tag, multiple))
-        .unwrap_or(Ok(Vec::new()))?;
+        .unwrap_or(Ok(SmallVec::new()))?;
     for (queue, seqs) in groups {
         shard.send(queue.shard as usize, ShardMsg::Settle { queue, kind, seqs });
     }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
+use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::{TcpListener, TcpStream};
 
 use crate::broker::{ConnRef, Message, QueueOp, QueueRef};
@@ -439,7 +440,10 @@ async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &TcpStream) {
             buf.reserve(READ_CHUNK_BYTES);
         }
         let closing = conn.state.borrow().phase == Phase::Closing;
-        let read = stream.read(buf);
+        // tokio-uring reads at the start of the buffer it is given, so hand it only the spare
+        // capacity: a partial frame from the previous read stays in front, untouched.
+        let start = buf.len();
+        let read = stream.read(buf.slice(start..));
         let (result, b) = if closing {
             match tokio::time::timeout(CLOSE_OK_TIMEOUT, read).await {
                 Ok(r) => r,
@@ -448,7 +452,7 @@ async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &TcpStream) {
         } else {
             read.await
         };
-        buf = b;
+        buf = b.into_inner();
         match result {
             Ok(0) | Err(_) => return,
             Ok(_) => conn.last_read.set(Instant::now()),

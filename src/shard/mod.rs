@@ -164,6 +164,8 @@ pub struct Shard {
     /// Messages for a full ring, per target; non-empty means "stop reading sockets".
     overflow: RefCell<Vec<VecDeque<ShardMsg>>>,
     local: RefCell<VecDeque<ShardMsg>>,
+    /// Spare outbox for broker operations (see `send_all`).
+    outbox: RefCell<crate::broker::Outbox>,
     pending: RefCell<HashMap<u64, oneshot::Sender<Result<OpOk, AmqpError>>>>,
     next_request_id: Cell<u64>,
     next_serial: Cell<u32>,
@@ -189,6 +191,7 @@ impl Shard {
             endpoint: RefCell::new(endpoint),
             overflow: RefCell::new((0..count).map(|_| VecDeque::new()).collect()),
             local: RefCell::new(VecDeque::new()),
+            outbox: RefCell::new(Vec::new()),
             pending: RefCell::new(HashMap::new()),
             next_request_id: Cell::new(1),
             next_serial: Cell::new(1),
@@ -255,10 +258,17 @@ impl Shard {
         }
     }
 
-    pub fn send_all(&self, out: crate::broker::Outbox) {
-        for (target, msg) in out {
+    /// Sends everything in `out` and keeps the emptied vector for reuse, so routing a message
+    /// allocates nothing here.
+    pub fn send_all(&self, mut out: crate::broker::Outbox) {
+        for (target, msg) in out.drain(..) {
             self.send(target, msg);
         }
+        *self.outbox.borrow_mut() = out;
+    }
+
+    fn take_outbox(&self) -> crate::broker::Outbox {
+        std::mem::take(&mut *self.outbox.borrow_mut())
     }
 
     /// True while some ring is full: connection tasks stop reading until it drains.
@@ -330,7 +340,7 @@ impl Shard {
         if target == self.id {
             // Everything this shard sent earlier must land before the operation runs.
             self.flush();
-            let mut out = Vec::new();
+            let mut out = self.take_outbox();
             let result = self.broker.borrow_mut().apply(op, &mut out);
             // Not flushed here: the caller writes its -ok before the next flush delivers
             // what the operation released.
@@ -353,7 +363,7 @@ impl Shard {
     fn handle(&self, msg: ShardMsg) {
         match msg {
             ShardMsg::Enqueue { queue, msg, origin } => {
-                let mut out = Vec::new();
+                let mut out = self.take_outbox();
                 let result = self.broker.borrow_mut().enqueue(queue, msg, &mut out);
                 self.send_all(out);
                 let target = origin.conn.shard as usize;
@@ -407,7 +417,7 @@ impl Shard {
                 None => {}
             },
             ShardMsg::Settle { queue, kind, seqs } => {
-                let mut out = Vec::new();
+                let mut out = self.take_outbox();
                 self.broker
                     .borrow_mut()
                     .settle(queue, kind, &seqs, &mut out);
@@ -418,7 +428,7 @@ impl Shard {
                 consumer_id,
                 n,
             } => {
-                let mut out = Vec::new();
+                let mut out = self.take_outbox();
                 self.broker
                     .borrow_mut()
                     .credit(queue, consumer_id, n, &mut out);
@@ -435,14 +445,14 @@ impl Shard {
                 }
             }
             ShardMsg::Request { from, id, op } => {
-                let mut out = Vec::new();
+                let mut out = self.take_outbox();
                 let result = self.broker.borrow_mut().apply(op, &mut out);
                 // The answer first: a consumer's consume-ok must precede its deliveries.
                 self.send(from as usize, ShardMsg::Reply { id, result });
                 self.send_all(out);
             }
             ShardMsg::Oneway(op) => {
-                let mut out = Vec::new();
+                let mut out = self.take_outbox();
                 let _ = self.broker.borrow_mut().apply(op, &mut out);
                 self.send_all(out);
             }
@@ -526,13 +536,13 @@ impl Shard {
         };
         let eventfd = tokio_uring::fs::File::from_std(file);
         let mut buf = vec![0u8; 8];
+        let mut batch = Vec::with_capacity(DRAIN_BATCH);
         loop {
-            let mut batch = Vec::new();
             let n = self
                 .endpoint
                 .borrow_mut()
                 .drain(DRAIN_BATCH, |m| batch.push(m));
-            for msg in batch {
+            for msg in batch.drain(..) {
                 self.handle(msg);
             }
             self.flush();

@@ -422,6 +422,44 @@ impl Client {
         self.write(&bytes);
     }
 
+    /// The frames of a plain basic.publish (no properties), without sending them.
+    pub fn publish_bytes(channel: u16, exchange: &str, routing_key: &str, body: &[u8]) -> Vec<u8> {
+        let method = Args::new()
+            .u16(0)
+            .short(exchange)
+            .short(routing_key)
+            .bits(&[false, false]);
+        let mut header = Vec::new();
+        header.extend_from_slice(&60u16.to_be_bytes());
+        header.extend_from_slice(&0u16.to_be_bytes());
+        header.extend_from_slice(&(body.len() as u64).to_be_bytes());
+        header.extend_from_slice(&0u16.to_be_bytes());
+        let mut payload = Vec::new();
+        payload.extend_from_slice(&BASIC_PUBLISH.0.to_be_bytes());
+        payload.extend_from_slice(&BASIC_PUBLISH.1.to_be_bytes());
+        payload.extend_from_slice(&method.0);
+        let mut bytes = frame(FRAME_METHOD, channel, &payload);
+        bytes.extend(frame(FRAME_HEADER, channel, &header));
+        if !body.is_empty() {
+            bytes.extend(frame(FRAME_BODY, channel, body));
+        }
+        bytes
+    }
+
+    /// Writes `bytes` in pieces of `chunk` bytes with a pause after each, so the broker
+    /// sees frames split across many reads.
+    pub fn write_in_chunks(&mut self, bytes: &[u8], chunk: usize, pause: Duration) {
+        for piece in bytes.chunks(chunk) {
+            self.write(piece);
+            std::thread::sleep(pause);
+        }
+    }
+
+    /// Writes raw bytes as they are.
+    pub fn write_all(&mut self, bytes: &[u8]) {
+        self.write(bytes);
+    }
+
     pub fn publish(&mut self, channel: u16, exchange: &str, routing_key: &str, body: &str) {
         self.publish_with(channel, exchange, routing_key, false, false, None, body);
     }

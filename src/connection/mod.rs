@@ -36,6 +36,8 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 const PRE_TUNE_FRAME_MAX: u32 = 131_072;
 /// How long a closing connection waits for the peer's close-ok.
 const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
+/// Frames handled before a connection yields to the rest of its shard.
+const FRAMES_PER_TURN: u32 = 384;
 /// How long a finished connection waits for the peer to close the socket.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Output above this stops the reader until the writer catches up.
@@ -482,7 +484,16 @@ async fn process(shard: &Rc<Shard>, conn: &Rc<Conn>, buf: &mut BytesMut) -> bool
         handshake::send_start(conn);
         conn.state.borrow_mut().phase = Phase::StartOk;
     }
+    let mut budget = FRAMES_PER_TURN;
     loop {
+        budget -= 1;
+        if budget == 0 {
+            // Let the shard's other connections and its mailbox (acks, credit) run: a
+            // publisher with a full read buffer must not delay everyone's round trips.
+            budget = FRAMES_PER_TURN;
+            shard.flush();
+            tokio::task::yield_now().await;
+        }
         let frame_max = conn.frame_max();
         let frame = match parse_frame(buf, frame_max) {
             Ok(Some(frame)) => frame,

@@ -573,6 +573,18 @@ fn stopped() -> AmqpError {
 
 /// Starts every shard and blocks until SIGINT or SIGTERM.
 pub fn run(config: Config) -> std::io::Result<()> {
+    // Before any shard thread exists, so that they all inherit the mask.
+    let signals = block_signals()?;
+    start(config)?;
+    let signal = wait_for_signal(&signals);
+    crate::info!("Received signal {signal}, stopping");
+    Ok(())
+}
+
+/// Starts every shard on its own thread and returns once all of them accept connections.
+/// The shards run until the process exits.
+pub fn start(config: Config) -> std::io::Result<()> {
+    probe_io_uring()?;
     let count = config.shard_count();
     let config = Arc::new(config);
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
@@ -584,7 +596,6 @@ pub fn run(config: Config) -> std::io::Result<()> {
             ),
         )
     })?;
-    let signals = block_signals()?;
     let endpoints = ring::mesh::<ShardMsg>(count, RING_CAPACITY)?;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
     let mut listeners = Vec::new();
@@ -646,13 +657,32 @@ pub fn run(config: Config) -> std::io::Result<()> {
             Err(_) => return Err(std::io::Error::other("a shard failed to start")),
         }
     }
-    crate::info!(
-        "Server startup complete; {} shard(s) accepting connections",
-        count
-    );
-    let signal = wait_for_signal(&signals);
-    crate::info!("Received signal {signal}, stopping");
+    crate::info!("Server startup complete; {count} shard(s) accepting connections");
     Ok(())
+}
+
+/// Says in one line, with the fix, when io_uring cannot be used (old kernel, the sysctl, or a
+/// container's seccomp profile), instead of failing later inside a shard.
+fn probe_io_uring() -> std::io::Result<()> {
+    // SAFETY: io_uring_setup with one entry and zeroed params; the returned fd is closed.
+    let fd = unsafe {
+        let mut params = [0u8; 120];
+        libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr())
+    };
+    if fd >= 0 {
+        // SAFETY: fd was just returned by io_uring_setup and is owned here.
+        unsafe { libc::close(fd as i32) };
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    Err(std::io::Error::other(format!(
+        "io_uring is unavailable ({err}; kernel.io_uring_disabled={disabled}): run \
+         `sysctl -w kernel.io_uring_disabled=0`, or in a container allow the io_uring_setup, \
+         io_uring_enter and io_uring_register syscalls in its seccomp profile (see tuning/README.md)"
+    )))
 }
 
 fn pin_to_core(id: usize) {

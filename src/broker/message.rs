@@ -2,7 +2,7 @@
 //!
 //! Cloning a `Message` (fanout to N queues) bumps reference counts; the body is never copied.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 #[derive(Debug, Clone)]
 pub struct Message {
@@ -20,13 +20,46 @@ pub struct Message {
 pub const COMPACT_BELOW_BYTES: usize = 512;
 
 impl Message {
-    /// Copies the small parts into their own allocations (see `COMPACT_BELOW_BYTES`).
+    /// Copies the message into one allocation of its own (see `COMPACT_BELOW_BYTES`); a
+    /// large body keeps its own buffer, which it fills on its own anyway.
     pub fn compact(&mut self) {
-        if self.body.len() < COMPACT_BELOW_BYTES {
-            self.body = Bytes::copy_from_slice(&self.body);
+        let small_body = self.body.len() < COMPACT_BELOW_BYTES;
+        let total = self.exchange.len()
+            + self.routing_key.len()
+            + self.properties.len()
+            + if small_body { self.body.len() } else { 0 };
+        let mut all = BytesMut::with_capacity(total);
+        let mut take = |part: &mut Bytes| {
+            all.extend_from_slice(part);
+            *part = all.split().freeze();
+        };
+        take(&mut self.exchange);
+        take(&mut self.routing_key);
+        take(&mut self.properties);
+        if small_body {
+            take(&mut self.body);
         }
-        self.exchange = Bytes::copy_from_slice(&self.exchange);
-        self.routing_key = Bytes::copy_from_slice(&self.routing_key);
-        self.properties = Bytes::copy_from_slice(&self.properties);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_keeps_every_part_intact() {
+        let frame = Bytes::from_static(b"exchange-key-props-body");
+        let mut msg = Message {
+            exchange: frame.slice(0..8),
+            routing_key: frame.slice(9..12),
+            properties: frame.slice(13..18),
+            body: frame.slice(19..23),
+            persistent: false,
+        };
+        msg.compact();
+        assert_eq!(&msg.exchange[..], b"exchange");
+        assert_eq!(&msg.routing_key[..], b"key");
+        assert_eq!(&msg.properties[..], b"props");
+        assert_eq!(&msg.body[..], b"body");
     }
 }

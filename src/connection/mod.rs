@@ -30,8 +30,12 @@ use crate::shard::{Delivery, Shard, ShardMsg};
 
 use channel::Channel;
 
-/// Read buffer growth step; a read never asks for less than this much free space.
-const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Free space offered to a read: it starts small so an idle connection costs little memory,
+/// doubles while reads fill it, and shrinks back when they do not.
+const READ_MIN_BYTES: usize = 2 * 1024;
+const READ_MAX_BYTES: usize = 64 * 1024;
+/// A writer keeps its spare buffer for reuse only below this size.
+const SPARE_KEEP_BYTES: usize = 256 * 1024;
 /// Frame size allowed before tune-ok (RabbitMQ uses the same floor).
 const PRE_TUNE_FRAME_MAX: u32 = 131_072;
 /// How long a closing connection waits for the peer's close-ok.
@@ -160,7 +164,7 @@ impl Conn {
         Conn {
             cref,
             peer,
-            out: RefCell::new(BytesMut::with_capacity(16 * 1024)),
+            out: RefCell::new(BytesMut::new()),
             credits: RefCell::new(Vec::new()),
             writable: Notify::new(),
             state: RefCell::new(ConnState {
@@ -429,7 +433,8 @@ async fn linger(stream: &TcpStream) {
 }
 
 async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &TcpStream) {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut buf = BytesMut::new();
+    let mut want = READ_MIN_BYTES;
     loop {
         while shard.congested() || conn.out.borrow().len() > OUTPUT_HIGH_WATER_BYTES {
             if conn.done.get() {
@@ -438,13 +443,14 @@ async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &TcpStream) {
             shard.flush();
             tokio::time::sleep(Duration::from_micros(100)).await;
         }
-        if buf.capacity() - buf.len() < READ_CHUNK_BYTES / 4 {
-            buf.reserve(READ_CHUNK_BYTES);
+        if buf.capacity() - buf.len() < want {
+            buf.reserve(want);
         }
         let closing = conn.state.borrow().phase == Phase::Closing;
         // tokio-uring reads at the start of the buffer it is given, so hand it only the spare
         // capacity: a partial frame from the previous read stays in front, untouched.
         let start = buf.len();
+        let offered = buf.capacity() - start;
         let read = stream.read(buf.slice(start..));
         let (result, b) = if closing {
             match tokio::time::timeout(CLOSE_OK_TIMEOUT, read).await {
@@ -457,7 +463,16 @@ async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &TcpStream) {
         buf = b.into_inner();
         match result {
             Ok(0) | Err(_) => return,
-            Ok(_) => conn.last_read.set(Instant::now()),
+            Ok(n) => {
+                conn.last_read.set(Instant::now());
+                want = if n == offered {
+                    (want * 2).min(READ_MAX_BYTES)
+                } else if n < want / 4 {
+                    (want / 2).max(READ_MIN_BYTES)
+                } else {
+                    want
+                };
+            }
         }
         if !process(shard, conn, &mut buf).await {
             shard.flush();
@@ -588,7 +603,7 @@ async fn handle_frame(shard: &Rc<Shard>, conn: &Rc<Conn>, frame: Frame) -> Resul
 
 /// Writes whatever the connection produced, one write per turn.
 async fn write_loop(shard: Rc<Shard>, conn: Rc<Conn>, stream: Rc<TcpStream>) {
-    let mut spare = BytesMut::with_capacity(16 * 1024);
+    let mut spare = BytesMut::new();
     let mut credits: Vec<Credit> = Vec::new();
     loop {
         if conn.out.borrow().is_empty() {
@@ -618,7 +633,11 @@ async fn write_loop(shard: Rc<Shard>, conn: Rc<Conn>, stream: Rc<TcpStream>) {
         shard.flush();
         conn.last_write.set(Instant::now());
         buf.clear();
-        spare = buf;
+        spare = if buf.capacity() <= SPARE_KEEP_BYTES {
+            buf
+        } else {
+            BytesMut::new()
+        };
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod message;
 pub mod ops;
 pub mod queue;
+pub mod ready;
 pub mod topology;
 
 use std::collections::HashMap;
@@ -127,6 +128,7 @@ impl Broker {
                 owner,
             } => {
                 if let Some(&key) = self.by_name.get(&name) {
+                    self.queues[key].expire();
                     let q = &self.queues[key];
                     q.check_exclusive(owner)?;
                     if !passive {

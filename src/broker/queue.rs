@@ -1,36 +1,32 @@
 //! One queue: its ready messages, unacked deliveries and consumers, and fair dispatch.
 //!
 //! Invariants:
-//! - `ready` is sorted by `seq`: publishes append increasing seqs and requeues insert in order,
-//!   so a requeued message goes back to its original position relative to the others.
+//! - each priority level of `ready` is sorted by `seq`: publishes append increasing seqs and
+//!   requeues insert in order, so a requeued message goes back to its original position.
 //! - every seq is in at most one of `ready` and `unacked`.
 //! - a consumer's `in_flight` counts exactly the `unacked` entries that name it.
 //! - a consumer's `in_transit` counts deliveries not yet written to its socket; dispatch
 //!   stops at `TRANSIT_WINDOW`, which is what bounds a connection's output buffer even for
 //!   no-ack consumers (RabbitMQ's credit flow plays the same role).
 
-use std::collections::VecDeque;
-
 use rustc_hash::FxHashMap;
 
 use bytes::Bytes;
 
 use super::ops::{AmqpError, ConsumerSpec, SettleKind};
+use super::ready::{now_ms, Ready, ReadyList};
 use super::{ConnRef, Message, Outbox, QueueRef};
+use crate::protocol::BasicProperties;
 use crate::protocol::FieldTable;
 use crate::shard::{Delivery, ShardMsg};
 
 /// Deliveries per consumer on their way to its socket before dispatch waits for credit.
 pub const TRANSIT_WINDOW: u32 = 512;
 
-struct Ready {
-    seq: u64,
-    redelivered: bool,
-    msg: Message,
-}
-
 struct Unacked {
     msg: Message,
+    expires_ms: u64,
+    priority: u8,
     consumer_id: u64,
     conn: ConnRef,
     channel: u16,
@@ -50,13 +46,19 @@ pub struct Queue {
     pub exclusive_owner: Option<ConnRef>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
-    ready: VecDeque<Ready>,
+    ready: ReadyList,
+    /// x-message-ttl in milliseconds.
+    message_ttl_ms: Option<u64>,
+    /// x-max-priority: 0 for a plain queue.
+    max_priority: u8,
     unacked: FxHashMap<u64, Unacked>,
     consumers: Vec<Consumer>,
     /// Round-robin position: the consumer after the last one served.
     next_consumer: usize,
     next_seq: u64,
     had_consumer: bool,
+    /// Priority level of the newest message (where `compact_waiting` finds it).
+    last_priority: u8,
 }
 
 impl Queue {
@@ -68,6 +70,15 @@ impl Queue {
         auto_delete: bool,
         arguments: FieldTable,
     ) -> Self {
+        // RabbitMQ caps x-max-priority at 255; non-positive or non-integer values mean none.
+        let max_priority = arguments
+            .get("x-max-priority")
+            .and_then(|v| v.as_i64())
+            .map_or(0, |p| p.clamp(0, 255) as u8);
+        let message_ttl_ms = arguments
+            .get("x-message-ttl")
+            .and_then(|v| v.as_i64())
+            .and_then(|ttl| u64::try_from(ttl).ok());
         Queue {
             id,
             name,
@@ -75,12 +86,15 @@ impl Queue {
             exclusive_owner,
             auto_delete,
             arguments,
-            ready: VecDeque::new(),
+            ready: ReadyList::new(max_priority),
+            message_ttl_ms,
+            max_priority,
             unacked: FxHashMap::default(),
             consumers: Vec::new(),
             next_consumer: 0,
             next_seq: 1,
             had_consumer: false,
+            last_priority: 0,
         }
     }
 
@@ -141,6 +155,7 @@ impl Queue {
         }
         for key in [
             "x-queue-type",
+            "x-max-priority",
             "x-max-length",
             "x-message-ttl",
             "x-dead-letter-exchange",
@@ -166,11 +181,53 @@ impl Queue {
     pub fn push(&mut self, msg: Message) {
         let seq = self.next_seq;
         self.next_seq += 1;
+        let (priority, expires_ms) = self.priority_and_expiry(&msg);
+        self.last_priority = priority;
         self.ready.push_back(Ready {
             seq,
             redelivered: false,
+            expires_ms,
+            priority,
             msg,
         });
+    }
+
+    /// The message's priority (capped at x-max-priority) and expiry: the earlier of the
+    /// queue's x-message-ttl and the message's `expiration`. Properties are decoded only when
+    /// a flag says they matter.
+    fn priority_and_expiry(&self, msg: &Message) -> (u8, u64) {
+        const PRIORITY_FLAG: u16 = 1 << 11;
+        const EXPIRATION_FLAG: u16 = 1 << 8;
+        let flags = match msg.properties.get(..2) {
+            Some(b) => u16::from_be_bytes([b[0], b[1]]),
+            None => 0,
+        };
+        let wanted =
+            (self.max_priority > 0 && flags & PRIORITY_FLAG != 0) || flags & EXPIRATION_FLAG != 0;
+        let props = if wanted {
+            BasicProperties::decode_bytes(msg.properties.clone()).ok()
+        } else {
+            None
+        };
+        let priority = props
+            .as_ref()
+            .and_then(|p| p.priority)
+            .unwrap_or(0)
+            .min(self.max_priority);
+        let per_message_ttl = props
+            .as_ref()
+            .and_then(|p| p.expiration.as_ref())
+            .and_then(|e| std::str::from_utf8(e).ok()?.trim().parse::<u64>().ok());
+        let ttl = match (self.message_ttl_ms, per_message_ttl) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        (priority, ttl.map_or(0, |ttl| now_ms() + ttl))
+    }
+
+    /// Drops expired messages at the head (dead-lettering is not implemented: they go).
+    pub fn expire(&mut self) {
+        self.ready.drop_expired();
     }
 
     /// The consumer's connection wrote `n` deliveries to its socket.
@@ -184,8 +241,9 @@ impl Queue {
     /// does not pin the read buffer it arrived in.
     pub fn compact_waiting(&mut self) {
         let newest = self.next_seq - 1;
-        if let Some(last) = self.ready.back_mut() {
-            if last.seq == newest && !last.redelivered {
+        let priority = self.last_priority;
+        if let Some(last) = self.ready.newest_mut(newest, priority) {
+            if !last.redelivered {
                 last.msg.compact();
             }
         }
@@ -198,10 +256,13 @@ impl Queue {
         conn: ConnRef,
         channel: u16,
     ) -> Option<(u64, bool, Message)> {
+        self.ready.drop_expired();
         let ready = self.ready.pop_front()?;
         if !no_ack {
             let unacked = Unacked {
                 msg: ready.msg.clone(),
+                expires_ms: ready.expires_ms,
+                priority: ready.priority,
                 consumer_id: 0,
                 conn,
                 channel,
@@ -213,9 +274,7 @@ impl Queue {
     }
 
     pub fn purge(&mut self) -> u32 {
-        let n = self.ready.len() as u32;
-        self.ready.clear();
-        n
+        self.ready.clear() as u32
     }
 
     pub fn add_consumer(&mut self, spec: ConsumerSpec) -> Result<(), AmqpError> {
@@ -268,21 +327,16 @@ impl Queue {
                 release_channel_credit(channel_in_flight, u.conn, u.channel);
             }
             if kind == SettleKind::Requeue {
-                self.requeue(seq, u.msg);
+                let ready = Ready {
+                    seq,
+                    redelivered: true,
+                    expires_ms: u.expires_ms,
+                    priority: u.priority,
+                    msg: u.msg,
+                };
+                self.ready.insert_in_order(ready);
             }
         }
-    }
-
-    fn requeue(&mut self, seq: u64, msg: Message) {
-        let at = self.ready.partition_point(|r| r.seq < seq);
-        self.ready.insert(
-            at,
-            Ready {
-                seq,
-                redelivered: true,
-                msg,
-            },
-        );
     }
 
     /// Hands ready messages to consumers with credit, round-robin, until either runs out.
@@ -291,6 +345,7 @@ impl Queue {
         channel_in_flight: &mut FxHashMap<(ConnRef, u16), u32>,
         out: &mut Outbox,
     ) {
+        self.ready.drop_expired();
         while !self.ready.is_empty() && !self.consumers.is_empty() {
             let n = self.consumers.len();
             let Some(index) = (0..n)
@@ -318,6 +373,8 @@ impl Queue {
                     ready.seq,
                     Unacked {
                         msg: ready.msg.clone(),
+                        expires_ms: ready.expires_ms,
+                        priority: ready.priority,
                         consumer_id: spec.id,
                         conn: spec.conn,
                         channel: spec.channel,

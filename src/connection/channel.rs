@@ -70,6 +70,10 @@ pub struct Channel {
     tx: Option<Tx>,
     /// Consumer tag of the direct reply-to pseudo-consumer (`amq.rabbitmq.reply-to`).
     reply_consumer: Option<Bytes>,
+    /// A method of this channel is in progress (possibly awaiting another shard).
+    pub busy: bool,
+    /// Server-sent basic.cancel notices held until the method in progress has answered.
+    pub deferred_cancels: Vec<Bytes>,
 }
 
 /// Publisher confirms of one channel. `pending` is in sequence order; an entry is complete
@@ -160,17 +164,23 @@ impl Channel {
             confirm: None,
             tx: None,
             reply_consumer: None,
+            busy: false,
+            deferred_cancels: Vec::new(),
         }
     }
 
-    /// A publisher confirm arrived from a queue: the confirms now due, in order.
-    pub fn confirmed(&mut self, seq: u64, ok: bool) -> Vec<Method> {
-        let mut out = Vec::new();
+    /// A publisher confirm arrived from a queue.
+    pub fn confirmed(&mut self, seq: u64, ok: bool) {
         if let Some(confirm) = self.confirm.as_mut() {
             confirm.complete(seq, ok);
-            confirm.take_ready(&mut out);
         }
-        out
+    }
+
+    /// The confirms now due, in order, folded into `multiple` acks where possible.
+    pub fn take_confirms(&mut self, out: &mut Vec<Method>) {
+        if let Some(confirm) = self.confirm.as_mut() {
+            confirm.take_ready(out);
+        }
     }
 
     pub fn reply_consumer(&self) -> Option<&Bytes> {
@@ -406,7 +416,21 @@ pub async fn method(
             }
         }
     }
-    match run(shard, conn, channel, &method).await {
+    with_channel(conn, channel, |ch| ch.busy = true);
+    let result = run(shard, conn, channel, &method).await;
+    let cancels = with_channel(conn, channel, |ch| {
+        ch.busy = false;
+        std::mem::take(&mut ch.deferred_cancels)
+    })
+    .unwrap_or_default();
+    for consumer_tag in cancels {
+        let notice = Method::BasicCancel(BasicCancel {
+            consumer_tag,
+            nowait: true,
+        });
+        conn.send_method(channel, &notice);
+    }
+    match result {
         Ok(()) => Ok(()),
         Err(Fail::Hard(e)) => Err(if e.class_id == 0 { e.on(&method) } else { e }),
         Err(Fail::Soft(e)) => {

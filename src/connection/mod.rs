@@ -151,6 +151,8 @@ pub struct Conn {
     pub cref: ConnRef,
     /// Transit credit owed to queues for deliveries in `out`.
     credits: RefCell<Vec<Credit>>,
+    /// Channels with publisher confirms waiting to be encoded.
+    confirms_due: RefCell<Vec<u16>>,
     peer: SocketAddr,
     out: RefCell<BytesMut>,
     writable: Notify,
@@ -171,6 +173,7 @@ impl Conn {
             peer,
             out: RefCell::new(BytesMut::new()),
             credits: RefCell::new(Vec::new()),
+            confirms_due: RefCell::new(Vec::new()),
             writable: Notify::new(),
             state: RefCell::new(ConnState {
                 phase: Phase::Header,
@@ -250,6 +253,14 @@ impl Conn {
         if ch.closing || !ch.remove_consumer_by_tag(tag) {
             return;
         }
+        if ch.busy {
+            // A method of this channel is waiting for its -ok: the notice follows it, as
+            // RabbitMQ's does (a client deleting the queue it consumes expects delete-ok first).
+            if notify {
+                ch.deferred_cancels.push(tag.clone());
+            }
+            return;
+        }
         drop(state);
         if notify {
             self.send_method(
@@ -289,13 +300,36 @@ impl Conn {
     }
 
     /// A queue took (or refused) a message this connection published in confirm mode.
+    ///
+    /// The acks themselves go out when the writer next runs (see `emit_confirms`), so that
+    /// confirms arriving together leave as one `multiple` ack, as RabbitMQ's do.
     pub fn confirmed(&self, channel: u16, seq: u64, ok: bool) {
-        let due = match self.state.borrow_mut().channels.get_mut(&channel) {
+        match self.state.borrow_mut().channels.get_mut(&channel) {
             Some(ch) if !ch.closing => ch.confirmed(seq, ok),
             _ => return,
-        };
-        for method in &due {
-            self.send_method(channel, method);
+        }
+        let mut dirty = self.confirms_due.borrow_mut();
+        if !dirty.contains(&channel) {
+            dirty.push(channel);
+        }
+        drop(dirty);
+        self.writable.notify_one();
+    }
+
+    /// Encodes the confirms that became due since the last write.
+    fn emit_confirms(&self) {
+        let channels = std::mem::take(&mut *self.confirms_due.borrow_mut());
+        for channel in channels {
+            let mut due = Vec::new();
+            if let Some(ch) = self.state.borrow_mut().channels.get_mut(&channel) {
+                if !ch.closing {
+                    ch.take_confirms(&mut due);
+                }
+            }
+            let mut out = self.out.borrow_mut();
+            for method in &due {
+                encode_method(&mut out, channel, method);
+            }
         }
     }
 
@@ -611,6 +645,7 @@ async fn write_loop(shard: Rc<Shard>, conn: Rc<Conn>, stream: Rc<TcpStream>) {
     let mut spare = BytesMut::new();
     let mut credits: Vec<Credit> = Vec::new();
     loop {
+        conn.emit_confirms();
         if conn.out.borrow().is_empty() {
             if conn.done.get() {
                 return;

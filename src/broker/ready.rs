@@ -1,0 +1,182 @@
+//! The ready messages of one queue: one FIFO per priority level (one level unless the queue
+//! was declared with `x-max-priority`), each sorted by `seq`, plus message expiry.
+//!
+//! Expiry is checked at the head of each level, as RabbitMQ does: with a queue-wide TTL the
+//! head is always the oldest message, and a per-message TTL takes effect when the message
+//! reaches the head.
+
+use std::collections::VecDeque;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use super::Message;
+
+pub struct Ready {
+    pub seq: u64,
+    pub redelivered: bool,
+    /// Milliseconds on `now_ms`'s clock after which the message is dropped; 0 = never.
+    pub expires_ms: u64,
+    pub priority: u8,
+    pub msg: Message,
+}
+
+impl Ready {
+    fn expired(&self, now_ms: u64) -> bool {
+        self.expires_ms != 0 && self.expires_ms < now_ms
+    }
+}
+
+/// Milliseconds since the first call, never 0 (0 means "no expiry").
+pub fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+pub struct ReadyList {
+    levels: Vec<VecDeque<Ready>>,
+    len: usize,
+    /// Whether any message ever had an expiry (saves a clock read per dispatch otherwise).
+    may_expire: bool,
+}
+
+impl ReadyList {
+    pub fn new(max_priority: u8) -> Self {
+        ReadyList {
+            levels: (0..=max_priority).map(|_| VecDeque::new()).collect(),
+            len: 0,
+            may_expire: false,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn level(&self, priority: u8) -> usize {
+        usize::from(priority).min(self.levels.len() - 1)
+    }
+
+    /// Appends a new message (its seq is the highest so far).
+    pub fn push_back(&mut self, ready: Ready) {
+        self.may_expire |= ready.expires_ms != 0;
+        let level = self.level(ready.priority);
+        self.levels[level].push_back(ready);
+        self.len += 1;
+    }
+
+    /// Puts a requeued message back in its original position.
+    pub fn insert_in_order(&mut self, ready: Ready) {
+        self.may_expire |= ready.expires_ms != 0;
+        let index = self.level(ready.priority);
+        let level = &mut self.levels[index];
+        let at = level.partition_point(|r| r.seq < ready.seq);
+        level.insert(at, ready);
+        self.len += 1;
+    }
+
+    /// The next message to deliver: highest priority first, oldest first within it.
+    pub fn pop_front(&mut self) -> Option<Ready> {
+        let ready = self
+            .levels
+            .iter_mut()
+            .rev()
+            .find_map(|level| level.pop_front())?;
+        self.len -= 1;
+        Some(ready)
+    }
+
+    /// The message with sequence number `seq` if it is the newest of its level.
+    pub fn newest_mut(&mut self, seq: u64, priority: u8) -> Option<&mut Ready> {
+        let level = self.level(priority);
+        self.levels[level].back_mut().filter(|r| r.seq == seq)
+    }
+
+    pub fn clear(&mut self) -> usize {
+        let n = self.len;
+        for level in &mut self.levels {
+            level.clear();
+        }
+        self.len = 0;
+        n
+    }
+
+    /// Drops expired messages at the head of every level; returns how many.
+    pub fn drop_expired(&mut self) -> usize {
+        if !self.may_expire {
+            return 0;
+        }
+        let now = now_ms();
+        let mut dropped = 0;
+        for level in &mut self.levels {
+            while level.front().is_some_and(|r| r.expired(now)) {
+                level.pop_front();
+                dropped += 1;
+            }
+        }
+        self.len -= dropped;
+        dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn ready(seq: u64, priority: u8, expires_ms: u64) -> Ready {
+        let msg = Message {
+            exchange: Bytes::new(),
+            routing_key: Bytes::new(),
+            properties: Bytes::new(),
+            body: Bytes::from(seq.to_string()),
+            persistent: false,
+        };
+        Ready {
+            seq,
+            redelivered: false,
+            expires_ms,
+            priority,
+            msg,
+        }
+    }
+
+    #[test]
+    fn higher_priority_first_then_fifo() {
+        let mut list = ReadyList::new(5);
+        for (seq, priority) in [(1, 0), (2, 5), (3, 3), (4, 5), (5, 9)] {
+            list.push_back(ready(seq, priority, 0));
+        }
+        let order: Vec<u64> = std::iter::from_fn(|| list.pop_front())
+            .map(|r| r.seq)
+            .collect();
+        // Priority 9 is capped at the queue's maximum, 5.
+        assert_eq!(order, vec![2, 4, 5, 3, 1]);
+    }
+
+    #[test]
+    fn requeue_goes_back_in_seq_order() {
+        let mut list = ReadyList::new(0);
+        list.push_back(ready(3, 0, 0));
+        list.insert_in_order(ready(1, 0, 0));
+        list.insert_in_order(ready(2, 0, 0));
+        let order: Vec<u64> = std::iter::from_fn(|| list.pop_front())
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(order, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn expired_heads_are_dropped() {
+        let mut list = ReadyList::new(0);
+        let now = now_ms();
+        list.push_back(ready(1, 0, now.saturating_sub(1).max(1)));
+        list.push_back(ready(2, 0, 0));
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        assert_eq!(list.drop_expired(), 1);
+        assert_eq!(list.len(), 1);
+    }
+}

@@ -48,13 +48,13 @@ fn template(queue: &str) -> Message {
     let body_at = buf.len();
     buf.extend_from_slice(BODY);
     let frame = buf.freeze();
-    Message {
-        exchange: Bytes::new(),
-        routing_key: frame.slice(..properties_at),
-        properties: frame.slice(properties_at..body_at),
-        body: frame.slice(body_at..),
-        persistent: false,
-    }
+    Message::new(
+        Bytes::new(),
+        frame.slice(..properties_at),
+        frame.slice(properties_at..body_at),
+        frame.slice(body_at..),
+        false,
+    )
 }
 
 fn declare(broker: &mut Broker, name: &str) -> QueueRef {

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::store::SyncPolicy;
+
 /// Warren: an AMQP 0-9-1 broker with one io_uring shard per core.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "warren", version, about, long_about = None)]
@@ -57,9 +59,146 @@ pub struct Config {
     /// Let the guest user log in from non-loopback addresses (RabbitMQ's loopback_users = none).
     #[arg(long = "allow-remote-guest", env = "WARREN_ALLOW_REMOTE_GUEST")]
     pub allow_remote_guest: bool,
+
+    /// Largest size of one message segment file (e.g. 64MiB).
+    #[arg(long = "segment-size", env = "WARREN_SEGMENT_SIZE", default_value = "64MiB", value_parser = parse_bytes)]
+    pub segment_size: u64,
+
+    /// When persistent messages on durable queues are confirmed: `always` after fdatasync (group
+    /// commit), `never` once written to the kernel (survives a broker crash, not a power loss).
+    #[arg(long = "sync", env = "WARREN_SYNC", value_enum, default_value = "always")]
+    pub sync: SyncPolicy,
+
+    /// Message bodies held in memory by all queues together before those of waiting messages
+    /// are paged out to the store (e.g. 2GiB); 0 means half the memory high watermark.
+    #[arg(long = "memory-budget", env = "WARREN_MEMORY_BUDGET", default_value = "0", value_parser = parse_bytes)]
+    pub memory_budget: u64,
+
+    /// Resident memory above which publishers are blocked (connection.blocked): a fraction of
+    /// physical memory (0.4) or an absolute size (4GiB).
+    #[arg(long = "memory-high-watermark", env = "WARREN_MEMORY_HIGH_WATERMARK", default_value = "0.4", value_parser = parse_watermark)]
+    pub memory_high_watermark: Watermark,
+
+    /// Free disk space under the data directory below which publishers are blocked.
+    #[arg(long = "disk-free-limit", env = "WARREN_DISK_FREE_LIMIT", default_value = "50MB", value_parser = parse_bytes)]
+    pub disk_free_limit: u64,
+
+    /// A file of `key = value` lines, keys named like the flags without `--` (for example
+    /// `data-dir = /var/lib/warren`); flags and environment variables override it.
+    #[arg(long = "config", env = "WARREN_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// The memory high watermark: a fraction of physical memory or an absolute size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Watermark {
+    Relative(f64),
+    Absolute(u64),
+}
+
+impl Watermark {
+    pub fn bytes(&self) -> u64 {
+        match *self {
+            Watermark::Relative(f) => (physical_memory() as f64 * f) as u64,
+            Watermark::Absolute(b) => b,
+        }
+    }
+}
+
+/// Physical memory in bytes (from sysconf; 1 GiB if unknown).
+pub fn physical_memory() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    if pages > 0 && page > 0 {
+        pages as u64 * page as u64
+    } else {
+        1 << 30
+    }
+}
+
+/// `1234`, `64MiB`, `2GiB`, `50MB`, `512kB`: bytes.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("expected a size such as 512MiB, got {s:?}"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "k" => 1000,
+        "kib" => 1 << 10,
+        "mb" | "m" => 1_000_000,
+        "mib" => 1 << 20,
+        "gb" | "g" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        other => return Err(format!("unknown size unit {other:?} in {s:?}")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+fn parse_watermark(s: &str) -> Result<Watermark, String> {
+    if let Ok(f) = s.trim().parse::<f64>() {
+        if f > 0.0 && f <= 1.0 {
+            return Ok(Watermark::Relative(f));
+        }
+    }
+    parse_bytes(s).map(Watermark::Absolute)
+}
+
+/// Reads the config file named by `--config FILE` / `--config=FILE` in `args` or by
+/// `WARREN_CONFIG`, and exports each `key = value` as the environment variable of that flag
+/// unless it is already set, so that flags, then the environment, then the file decide.
+pub fn load_config_file(args: &[String]) -> Result<(), String> {
+    let from_args = args.iter().enumerate().find_map(|(i, a)| {
+        a.strip_prefix("--config=")
+            .map(str::to_string)
+            .or_else(|| (a == "--config").then(|| args.get(i + 1).cloned()).flatten())
+    });
+    let Some(path) = from_args.or_else(|| std::env::var("WARREN_CONFIG").ok()) else {
+        return Ok(());
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read config file {path}: {e}"))?;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(format!("{path}:{}: expected `key = value`, got {line:?}", n + 1));
+        };
+        let key = key.trim();
+        const KEYS: &[&str] = &[
+            "listen", "data-dir", "shards", "heartbeat", "frame-max", "channel-max",
+            "max-message-size", "allow-remote-guest", "segment-size", "sync", "memory-budget",
+            "memory-high-watermark", "disk-free-limit",
+        ];
+        if !KEYS.contains(&key) {
+            return Err(format!("{path}:{}: unknown setting {key:?}", n + 1));
+        }
+        let var = format!("WARREN_{}", key.to_ascii_uppercase().replace('-', "_"));
+        if std::env::var_os(&var).is_none() {
+            // Called from main before any other thread exists.
+            std::env::set_var(var, value.trim());
+        }
+    }
+    Ok(())
 }
 
 impl Config {
+    /// The memory budget for message bodies, in bytes.
+    pub fn memory_budget_bytes(&self) -> u64 {
+        if self.memory_budget > 0 {
+            self.memory_budget
+        } else {
+            self.memory_high_watermark.bytes() / 2
+        }
+    }
+
     pub fn shard_count(&self) -> usize {
         self.shards
             .unwrap_or_else(|| {
@@ -74,5 +213,22 @@ impl Config {
 impl Default for Config {
     fn default() -> Self {
         Config::parse_from(["warren"])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_bytes("1234"), Ok(1234));
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("50MB"), Ok(50_000_000));
+        assert_eq!(parse_bytes("2 GiB"), Ok(2 << 30));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("5XB").is_err());
+        assert_eq!(parse_watermark("0.4"), Ok(Watermark::Relative(0.4)));
+        assert_eq!(parse_watermark("4GiB"), Ok(Watermark::Absolute(4 << 30)));
     }
 }

@@ -14,3 +14,4 @@ pub mod connection;
 pub mod protocol;
 pub mod routing;
 pub mod shard;
+pub mod store;

@@ -5,6 +5,11 @@ use mimalloc::MiMalloc;
 static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Err(err) = warren::config::load_config_file(&args) {
+        eprintln!("warren: {err}");
+        std::process::exit(2);
+    }
     let config = warren::config::Config::parse();
     if let Err(err) = warren::shard::run(config) {
         eprintln!("warren: {err}");

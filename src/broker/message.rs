@@ -13,6 +13,24 @@ pub struct Message {
     pub body: Bytes,
     /// delivery-mode 2.
     pub persistent: bool,
+    /// Where the queue holding this message wrote it in the shard's store, if it did.
+    pub loc: Loc,
+}
+
+/// A record in a shard's segment store: segment id (0: not stored), offset and framed length.
+/// `paged` says the body was dropped from memory and must be read back before delivery.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Loc {
+    pub seg: u32,
+    pub off: u32,
+    pub len: u32,
+    pub paged: bool,
+}
+
+impl Loc {
+    pub fn is_stored(&self) -> bool {
+        self.seg != 0
+    }
 }
 
 /// Bodies this small are copied out of the read buffer when they wait in a queue, so that a
@@ -20,6 +38,23 @@ pub struct Message {
 pub const COMPACT_BELOW_BYTES: usize = 512;
 
 impl Message {
+    pub fn new(
+        exchange: Bytes,
+        routing_key: Bytes,
+        properties: Bytes,
+        body: Bytes,
+        persistent: bool,
+    ) -> Self {
+        Message {
+            exchange,
+            routing_key,
+            properties,
+            body,
+            persistent,
+            loc: Loc::default(),
+        }
+    }
+
     /// Copies the message into one allocation of its own (see `COMPACT_BELOW_BYTES`); a
     /// large body keeps its own buffer, which it fills on its own anyway.
     pub fn compact(&mut self) {
@@ -49,13 +84,13 @@ mod tests {
     #[test]
     fn compact_keeps_every_part_intact() {
         let frame = Bytes::from_static(b"exchange-key-props-body");
-        let mut msg = Message {
-            exchange: frame.slice(0..8),
-            routing_key: frame.slice(9..12),
-            properties: frame.slice(13..18),
-            body: frame.slice(19..23),
-            persistent: false,
-        };
+        let mut msg = Message::new(
+            frame.slice(0..8),
+            frame.slice(9..12),
+            frame.slice(13..18),
+            frame.slice(19..23),
+            false,
+        );
         msg.compact();
         assert_eq!(&msg.exchange[..], b"exchange");
         assert_eq!(&msg.routing_key[..], b"key");

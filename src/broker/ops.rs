@@ -97,6 +97,7 @@ pub enum OpOk {
     Declared {
         queue: QueueRef,
         name: Bytes,
+        durable: bool,
         message_count: u32,
         consumer_count: u32,
     },

@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use super::ops::{AmqpError, ConsumerSpec, SettleKind};
 use super::ready::{now_ms, Ready, ReadyList};
-use super::{ConnRef, Message, Outbox, QueueRef};
+use super::{ConnRef, Loc, Message, Outbox, QueueRef, Shared};
 use crate::protocol::BasicProperties;
 use crate::protocol::FieldTable;
 use crate::shard::{Delivery, ShardMsg};
@@ -41,6 +41,8 @@ struct Consumer {
 
 pub struct Queue {
     pub id: QueueRef,
+    /// Names the queue in the store; kept across restarts.
+    pub queue_id: u64,
     pub name: Bytes,
     pub durable: bool,
     pub exclusive_owner: Option<ConnRef>,
@@ -59,11 +61,15 @@ pub struct Queue {
     had_consumer: bool,
     /// Priority level of the newest message (where `compact_waiting` finds it).
     last_priority: u8,
+    /// A page-in of bodies at the head is outstanding.
+    paging_in: bool,
 }
 
 impl Queue {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: QueueRef,
+        queue_id: u64,
         name: Bytes,
         durable: bool,
         exclusive_owner: Option<ConnRef>,
@@ -81,6 +87,7 @@ impl Queue {
             .and_then(|ttl| u64::try_from(ttl).ok());
         Queue {
             id,
+            queue_id,
             name,
             durable,
             exclusive_owner,
@@ -95,6 +102,7 @@ impl Queue {
             next_seq: 1,
             had_consumer: false,
             last_priority: 0,
+            paging_in: false,
         }
     }
 
@@ -178,11 +186,18 @@ impl Queue {
         Ok(())
     }
 
-    pub fn push(&mut self, msg: Message) {
+    /// Adds a published message; returns true when it was written to the store (a persistent
+    /// message in a durable queue), so that its confirm waits for the sync.
+    pub fn push(&mut self, mut msg: Message, sh: &mut Shared) -> bool {
         let seq = self.next_seq;
         self.next_seq += 1;
         let (priority, expires_ms) = self.priority_and_expiry(&msg);
         self.last_priority = priority;
+        let stored = self.durable && msg.persistent && sh.store.is_some();
+        if let (true, Some(store)) = (stored, sh.store.as_mut()) {
+            msg.loc = store.append_publish(self.queue_id, seq, false, false, &msg);
+        }
+        sh.resident += msg.body.len() as u64;
         self.ready.push_back(Ready {
             seq,
             redelivered: false,
@@ -190,6 +205,28 @@ impl Queue {
             priority,
             msg,
         });
+        stored
+    }
+
+    /// A recovered message, in seq order.
+    pub fn push_recovered(&mut self, seq: u64, msg: Message) {
+        let (priority, expires_ms) = self.priority_and_expiry(&msg);
+        self.ready.push_back(Ready {
+            seq,
+            redelivered: true,
+            expires_ms,
+            priority,
+            msg,
+        });
+    }
+
+    pub fn set_next_seq(&mut self, next: u64) {
+        self.next_seq = self.next_seq.max(next);
+    }
+
+    /// The message left the queue for good; see [`leave`].
+    fn leave(&self, seq: u64, msg: &Message, sh: &mut Shared) {
+        leave(self.durable, self.queue_id, seq, msg, sh);
     }
 
     /// The message's priority (capped at x-max-priority) and expiry: the earlier of the
@@ -226,8 +263,13 @@ impl Queue {
     }
 
     /// Drops expired messages at the head (dead-lettering is not implemented: they go).
-    pub fn expire(&mut self) {
-        self.ready.drop_expired();
+    pub fn expire(&mut self, sh: &mut Shared) {
+        let mut gone = std::mem::take(&mut sh.scratch);
+        self.ready.drop_expired(&mut gone);
+        for r in gone.drain(..) {
+            self.leave(r.seq, &r.msg, sh);
+        }
+        sh.scratch = gone;
     }
 
     /// The consumer's connection wrote `n` deliveries to its socket.
@@ -238,27 +280,102 @@ impl Queue {
     }
 
     /// A message that could not be dispatched at once waits: give it compact storage so it
-    /// does not pin the read buffer it arrived in.
-    pub fn compact_waiting(&mut self) {
+    /// does not pin the read buffer it arrived in, or, past the shard's memory budget, drop its
+    /// body from memory (writing it to the store first if it is not there yet).
+    pub fn compact_waiting(&mut self, sh: &mut Shared) {
         let newest = self.next_seq - 1;
         let priority = self.last_priority;
-        if let Some(last) = self.ready.newest_mut(newest, priority) {
-            if !last.redelivered {
-                last.msg.compact();
+        let durable = self.durable;
+        let queue_id = self.queue_id;
+        let Some(last) = self.ready.newest_mut(newest, priority) else {
+            return;
+        };
+        if last.redelivered || last.msg.loc.paged {
+            return;
+        }
+        let over_budget = sh.resident > sh.budget;
+        match sh.store.as_mut() {
+            Some(store) if over_budget && !last.msg.body.is_empty() => {
+                let msg = &mut last.msg;
+                if !msg.loc.is_stored() {
+                    let transient = !(durable && msg.persistent);
+                    msg.loc = store.append_publish(queue_id, newest, false, transient, msg);
+                }
+                sh.resident = sh.resident.saturating_sub(msg.body.len() as u64);
+                msg.body = Bytes::new();
+                msg.loc.paged = true;
+                msg.compact();
+            }
+            _ => last.msg.compact(),
+        }
+    }
+
+    /// Bodies read back from the store for messages at the head.
+    pub fn paged_in(&mut self, bodies: &mut Vec<(u64, Bytes)>, sh: &mut Shared) {
+        self.paging_in = false;
+        for (seq, body) in bodies.drain(..) {
+            if let Some(r) = self.ready.find_mut(seq) {
+                if r.msg.loc.paged {
+                    sh.resident += body.len() as u64;
+                    r.msg.body = body;
+                    r.msg.loc.paged = false;
+                }
             }
         }
     }
 
-    /// basic.get: the next ready message, tracked as unacked unless no_ack.
+    /// Asks the shard's pager for the bodies of the paged messages at the head.
+    fn request_page_in(&mut self, sh: &mut Shared) {
+        if self.paging_in {
+            return;
+        }
+        let mut want: Vec<(u64, Loc)> = Vec::new();
+        let mut bytes = 0u64;
+        for r in self.ready.iter_front() {
+            if want.len() >= 256 || bytes >= 4 << 20 {
+                break;
+            }
+            if r.msg.loc.paged {
+                want.push((r.seq, r.msg.loc));
+                bytes += u64::from(r.msg.loc.len);
+            }
+        }
+        if !want.is_empty() {
+            self.paging_in = true;
+            sh.page_in.push((self.id, want));
+        }
+    }
+
+    /// basic.get: the next ready message, tracked as unacked unless no_ack. A body paged out
+    /// to the store is read back here, synchronously (basic.get is not the fast path).
     pub fn get(
         &mut self,
         no_ack: bool,
         conn: ConnRef,
         channel: u16,
+        sh: &mut Shared,
     ) -> Option<(u64, bool, Message)> {
-        self.ready.drop_expired();
-        let ready = self.ready.pop_front()?;
-        if !no_ack {
+        self.expire(sh);
+        let mut ready = self.ready.pop_front()?;
+        if ready.msg.loc.paged {
+            if let Some(store) = sh.store.as_ref() {
+                match store.read_body(ready.msg.loc) {
+                    Ok(body) => {
+                        sh.resident += body.len() as u64;
+                        ready.msg.body = body;
+                        ready.msg.loc.paged = false;
+                    }
+                    Err(err) => {
+                        crate::error!("basic.get: cannot read a paged message back: {err}");
+                        self.ready.insert_in_order(ready);
+                        return None;
+                    }
+                }
+            }
+        }
+        if no_ack {
+            self.leave(ready.seq, &ready.msg, sh);
+        } else {
             let unacked = Unacked {
                 msg: ready.msg.clone(),
                 expires_ms: ready.expires_ms,
@@ -273,8 +390,15 @@ impl Queue {
         Some((ready.seq, ready.redelivered, ready.msg))
     }
 
-    pub fn purge(&mut self) -> u32 {
-        self.ready.clear() as u32
+    pub fn purge(&mut self, sh: &mut Shared) -> u32 {
+        let mut gone = std::mem::take(&mut sh.scratch);
+        self.ready.drain_into(&mut gone);
+        let n = gone.len() as u32;
+        for r in gone.drain(..) {
+            self.leave(r.seq, &r.msg, sh);
+        }
+        sh.scratch = gone;
+        n
     }
 
     pub fn add_consumer(&mut self, spec: ConsumerSpec) -> Result<(), AmqpError> {
@@ -306,12 +430,7 @@ impl Queue {
 
     /// Acks drop unacked messages; requeues put them back in seq order, marked redelivered.
     /// Unknown seqs (already settled, or from before a purge) are ignored.
-    pub fn settle(
-        &mut self,
-        kind: SettleKind,
-        seqs: &[u64],
-        channel_in_flight: &mut FxHashMap<(ConnRef, u16), u32>,
-    ) {
+    pub fn settle(&mut self, kind: SettleKind, seqs: &[u64], sh: &mut Shared) {
         for &seq in seqs {
             let Some(u) = self.unacked.remove(&seq) else {
                 continue;
@@ -324,9 +443,11 @@ impl Queue {
                 c.in_flight = c.in_flight.saturating_sub(1);
             }
             if u.counts_for_channel {
-                release_channel_credit(channel_in_flight, u.conn, u.channel);
+                release_channel_credit(&mut sh.channel_in_flight, u.conn, u.channel);
             }
-            if kind == SettleKind::Requeue {
+            if kind == SettleKind::Ack {
+                self.leave(seq, &u.msg, sh);
+            } else {
                 let ready = Ready {
                     seq,
                     redelivered: true,
@@ -340,24 +461,25 @@ impl Queue {
     }
 
     /// Hands ready messages to consumers with credit, round-robin, until either runs out.
-    pub fn dispatch(
-        &mut self,
-        channel_in_flight: &mut FxHashMap<(ConnRef, u16), u32>,
-        out: &mut Outbox,
-    ) {
-        self.ready.drop_expired();
+    pub fn dispatch(&mut self, sh: &mut Shared, out: &mut Outbox) {
+        self.expire(sh);
         while !self.ready.is_empty() && !self.consumers.is_empty() {
             let n = self.consumers.len();
             let Some(index) = (0..n)
                 .map(|i| (self.next_consumer + i) % n)
-                .find(|&i| has_credit(&self.consumers[i], channel_in_flight))
+                .find(|&i| has_credit(&self.consumers[i], &sh.channel_in_flight))
             else {
                 break;
             };
+            if self.ready.front().is_some_and(|r| r.msg.loc.paged) {
+                self.request_page_in(sh);
+                break;
+            }
             self.next_consumer = (index + 1) % n;
             let Some(ready) = self.ready.pop_front() else {
                 break;
             };
+            let channel_in_flight = &mut sh.channel_in_flight;
             let consumer = &mut self.consumers[index];
             consumer.in_transit += 1;
             let spec = &consumer.spec;
@@ -382,6 +504,9 @@ impl Queue {
                     },
                 );
             }
+            if spec.no_ack {
+                leave(self.durable, self.queue_id, ready.seq, &ready.msg, sh);
+            }
             out.push((
                 spec.conn.shard as usize,
                 ShardMsg::Deliver(Delivery {
@@ -401,16 +526,20 @@ impl Queue {
 
     /// The queue is going away: tell every consumer (server-sent basic.cancel) and drop the
     /// unacked bookkeeping. Returns how many ready messages were dropped with it.
-    pub fn release(
-        self,
-        channel_in_flight: &mut FxHashMap<(ConnRef, u16), u32>,
-        out: &mut Outbox,
-    ) -> u32 {
+    pub fn release(mut self, sh: &mut Shared, out: &mut Outbox) -> u32 {
         for u in self.unacked.values() {
             if u.counts_for_channel {
-                release_channel_credit(channel_in_flight, u.conn, u.channel);
+                release_channel_credit(&mut sh.channel_in_flight, u.conn, u.channel);
             }
+            forget(&u.msg, sh);
         }
+        let mut gone = std::mem::take(&mut sh.scratch);
+        self.ready.drain_into(&mut gone);
+        let n = gone.len() as u32;
+        for r in gone.drain(..) {
+            forget(&r.msg, sh);
+        }
+        sh.scratch = gone;
         for c in &self.consumers {
             out.push((
                 c.spec.conn.shard as usize,
@@ -421,7 +550,34 @@ impl Queue {
                 },
             ));
         }
-        self.ready.len() as u32
+        n
+    }
+}
+
+/// A deleted queue's message: its memory and store space go (the deletion itself is recorded
+/// in the definitions, so no ack record is needed).
+fn forget(msg: &Message, sh: &mut Shared) {
+    if !msg.loc.paged {
+        sh.resident = sh.resident.saturating_sub(msg.body.len() as u64);
+    }
+    if let Some(store) = sh.store.as_mut() {
+        store.release(msg.loc);
+    }
+}
+
+/// A message left its queue for good: its memory is released and the store records it, so
+/// that recovery does not bring it back.
+fn leave(durable: bool, queue_id: u64, seq: u64, msg: &Message, sh: &mut Shared) {
+    if !msg.loc.paged {
+        sh.resident = sh.resident.saturating_sub(msg.body.len() as u64);
+    }
+    if let Some(store) = sh.store.as_mut() {
+        if durable && msg.persistent {
+            store.append_ack(queue_id, seq, msg.loc);
+        } else {
+            // A paged transient body: recovery ignores its record anyway.
+            store.release(msg.loc);
+        }
     }
 }
 

@@ -95,30 +95,49 @@ impl ReadyList {
         self.levels[level].back_mut().filter(|r| r.seq == seq)
     }
 
-    pub fn clear(&mut self) -> usize {
-        let n = self.len;
-        for level in &mut self.levels {
-            level.clear();
-        }
-        self.len = 0;
-        n
-    }
-
-    /// Drops expired messages at the head of every level; returns how many.
-    pub fn drop_expired(&mut self) -> usize {
+    /// Moves expired messages at the head of every level into `gone`.
+    pub fn drop_expired(&mut self, gone: &mut Vec<Ready>) {
         if !self.may_expire {
-            return 0;
+            return;
         }
         let now = now_ms();
-        let mut dropped = 0;
         for level in &mut self.levels {
             while level.front().is_some_and(|r| r.expired(now)) {
-                level.pop_front();
-                dropped += 1;
+                if let Some(r) = level.pop_front() {
+                    gone.push(r);
+                    self.len -= 1;
+                }
             }
         }
-        self.len -= dropped;
-        dropped
+    }
+
+    /// Moves every message into `gone`.
+    pub fn drain_into(&mut self, gone: &mut Vec<Ready>) {
+        for level in &mut self.levels {
+            gone.extend(level.drain(..));
+        }
+        self.len = 0;
+    }
+
+    /// The message `pop_front` would return.
+    pub fn front(&self) -> Option<&Ready> {
+        self.levels.iter().rev().find_map(|level| level.front())
+    }
+
+    /// Messages in delivery order, as far as `pop_front` would go without requeues.
+    pub fn iter_front(&self) -> impl Iterator<Item = &Ready> {
+        self.levels.iter().rev().flat_map(|level| level.iter())
+    }
+
+    /// The message with sequence number `seq`, wherever it is.
+    pub fn find_mut(&mut self, seq: u64) -> Option<&mut Ready> {
+        for level in &mut self.levels {
+            let at = level.partition_point(|r| r.seq < seq);
+            if level.get(at).is_some_and(|r| r.seq == seq) {
+                return level.get_mut(at);
+            }
+        }
+        None
     }
 }
 
@@ -128,13 +147,13 @@ mod tests {
     use bytes::Bytes;
 
     fn ready(seq: u64, priority: u8, expires_ms: u64) -> Ready {
-        let msg = Message {
-            exchange: Bytes::new(),
-            routing_key: Bytes::new(),
-            properties: Bytes::new(),
-            body: Bytes::from(seq.to_string()),
-            persistent: false,
-        };
+        let msg = Message::new(
+            Bytes::new(),
+            Bytes::new(),
+            Bytes::new(),
+            Bytes::from(seq.to_string()),
+            false,
+        );
         Ready {
             seq,
             redelivered: false,
@@ -176,7 +195,9 @@ mod tests {
         list.push_back(ready(1, 0, now.saturating_sub(1).max(1)));
         list.push_back(ready(2, 0, 0));
         std::thread::sleep(std::time::Duration::from_millis(3));
-        assert_eq!(list.drop_expired(), 1);
+        let mut gone = Vec::new();
+        list.drop_expired(&mut gone);
+        assert_eq!(gone.len(), 1);
         assert_eq!(list.len(), 1);
     }
 }

@@ -16,6 +16,7 @@ use super::QueueRef;
 use crate::protocol::constants::COMMAND_INVALID;
 use crate::protocol::FieldTable;
 use crate::routing::{Bindings, ExchangeKind};
+use crate::store::record::{BindingDef, DestName, Record};
 
 /// Where a binding leads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -50,22 +51,25 @@ pub enum TopologyChange {
         name: Bytes,
         if_unused: bool,
     },
-    Bind {
-        source: Bytes,
-        dest: Dest,
-        routing_key: Bytes,
-        arguments: FieldTable,
-    },
-    Unbind {
-        source: Bytes,
-        dest: Dest,
-        routing_key: Bytes,
-        arguments: FieldTable,
-    },
+    Bind(BindingChange),
+    Unbind(BindingChange),
     /// The queue is gone: every binding to it goes (and auto-delete exchanges left empty).
     RemoveQueue {
         queue: QueueRef,
+        name: Bytes,
+        durable: bool,
     },
+}
+
+#[derive(Debug, Clone)]
+pub struct BindingChange {
+    pub source: Bytes,
+    pub dest: Dest,
+    /// The destination's name and durability: a binding is stored when both ends are durable.
+    pub dest_name: Bytes,
+    pub dest_durable: bool,
+    pub routing_key: Bytes,
+    pub arguments: FieldTable,
 }
 
 /// Exchanges every vhost starts with, as in RabbitMQ.
@@ -207,48 +211,28 @@ impl Topology {
                 }
                 Ok(Some(TopologyChange::DeleteExchange { name, if_unused }))
             }
-            TopologyChange::Bind {
-                source,
-                dest,
-                routing_key,
-                arguments,
-            } => {
-                let ex = self.exchange(&source).ok_or_else(|| no_exchange(&source))?;
-                if let Dest::Exchange(id) = dest {
+            TopologyChange::Bind(b) => {
+                let ex = self.exchange(&b.source).ok_or_else(|| no_exchange(&b.source))?;
+                if let Dest::Exchange(id) = b.dest {
                     if !self.exchanges.contains_key(&id) {
                         return Err(AmqpError::not_found(
                             "no destination exchange in vhost '/'".to_string(),
                         ));
                     }
                 }
-                if let Some(FieldValueRef::Bad(text)) = check_x_match(ex.kind, &arguments) {
+                if let Some(FieldValueRef::Bad(text)) = check_x_match(ex.kind, &b.arguments) {
                     return Err(AmqpError::new(
                         crate::protocol::constants::PRECONDITION_FAILED,
                         text,
                     ));
                 }
-                Ok(Some(TopologyChange::Bind {
-                    source,
-                    dest,
-                    routing_key,
-                    arguments,
-                }))
+                Ok(Some(TopologyChange::Bind(b)))
             }
-            TopologyChange::Unbind {
-                source,
-                dest,
-                routing_key,
-                arguments,
-            } => {
-                if self.exchange(&source).is_none() {
+            TopologyChange::Unbind(b) => {
+                if self.exchange(&b.source).is_none() {
                     return Ok(None);
                 }
-                Ok(Some(TopologyChange::Unbind {
-                    source,
-                    dest,
-                    routing_key,
-                    arguments,
-                }))
+                Ok(Some(TopologyChange::Unbind(b)))
             }
             change @ TopologyChange::RemoveQueue { .. } => Ok(Some(change)),
         }
@@ -299,36 +283,149 @@ impl Topology {
                     self.remove_destination(Dest::Exchange(id));
                 }
             }
-            TopologyChange::Bind {
-                source,
-                dest,
-                routing_key,
-                arguments,
-            } => {
+            TopologyChange::Bind(b) => {
                 if let Some(ex) = self
                     .by_name
-                    .get(source)
+                    .get(&b.source)
                     .and_then(|id| self.exchanges.get_mut(id))
                 {
-                    ex.bindings.bind(*dest, routing_key, arguments);
+                    ex.bindings.bind(b.dest, &b.routing_key, &b.arguments);
                 }
             }
-            TopologyChange::Unbind {
-                source,
-                dest,
-                routing_key,
-                arguments,
-            } => {
-                let Some(&id) = self.by_name.get(source) else {
+            TopologyChange::Unbind(b) => {
+                let Some(&id) = self.by_name.get(&b.source) else {
                     return;
                 };
                 if let Some(ex) = self.exchanges.get_mut(&id) {
-                    ex.bindings.unbind(*dest, routing_key, arguments);
+                    ex.bindings.unbind(b.dest, &b.routing_key, &b.arguments);
                 }
                 self.auto_delete_if_unused(id);
             }
-            TopologyChange::RemoveQueue { queue } => self.remove_destination(Dest::Queue(*queue)),
+            TopologyChange::RemoveQueue { queue, .. } => {
+                self.remove_destination(Dest::Queue(*queue))
+            }
         }
+    }
+
+    /// The record that makes a validated change durable, if it touches durable entities
+    /// (an exchange, or a binding whose source and destination are both durable). Called on
+    /// the owner shard before the change is applied.
+    pub fn persisted(&self, change: &TopologyChange) -> Option<Record> {
+        match change {
+            TopologyChange::DeclareExchange {
+                name,
+                kind,
+                durable: true,
+                auto_delete,
+                internal,
+                arguments,
+                ..
+            } => Some(Record::Exchange {
+                name: name.clone(),
+                kind: *kind,
+                auto_delete: *auto_delete,
+                internal: *internal,
+                arguments: arguments.clone(),
+            }),
+            TopologyChange::DeclareExchange { .. } => None,
+            TopologyChange::DeleteExchange { name, .. } => self
+                .exchange(name)
+                .filter(|ex| ex.durable)
+                .map(|_| Record::ExchangeGone { name: name.clone() }),
+            TopologyChange::Bind(b) | TopologyChange::Unbind(b) => {
+                let source_durable = self.exchange(&b.source).is_some_and(|ex| ex.durable);
+                if !(source_durable && b.dest_durable) {
+                    return None;
+                }
+                let def = BindingDef {
+                    source: b.source.clone(),
+                    dest: match b.dest {
+                        Dest::Queue(_) => DestName::Queue(b.dest_name.clone()),
+                        Dest::Exchange(_) => DestName::Exchange(b.dest_name.clone()),
+                    },
+                    routing_key: b.routing_key.clone(),
+                    arguments: b.arguments.clone(),
+                };
+                Some(if matches!(change, TopologyChange::Bind(_)) {
+                    Record::Bind(def)
+                } else {
+                    Record::Unbind(def)
+                })
+            }
+            TopologyChange::RemoveQueue {
+                name,
+                durable: true,
+                ..
+            } => Some(Record::QueueUnbound { name: name.clone() }),
+            TopologyChange::RemoveQueue { .. } => None,
+        }
+    }
+
+    /// The replica as the stored changes leave it. `queues` maps recovered queue names to
+    /// their references; bindings to other queues are dropped.
+    pub fn replay(records: &[Record], queues: &HashMap<Bytes, QueueRef>) -> Topology {
+        let mut t = Topology::new();
+        for record in records {
+            let change = match record {
+                Record::Exchange {
+                    name,
+                    kind,
+                    auto_delete,
+                    internal,
+                    arguments,
+                } => TopologyChange::DeclareExchange {
+                    id: 0,
+                    name: name.clone(),
+                    kind: *kind,
+                    durable: true,
+                    auto_delete: *auto_delete,
+                    internal: *internal,
+                    arguments: arguments.clone(),
+                },
+                Record::ExchangeGone { name } => TopologyChange::DeleteExchange {
+                    name: name.clone(),
+                    if_unused: false,
+                },
+                Record::Bind(def) | Record::Unbind(def) => {
+                    let (dest, dest_name) = match &def.dest {
+                        DestName::Queue(name) => match queues.get(name) {
+                            Some(q) => (Dest::Queue(*q), name.clone()),
+                            None => continue,
+                        },
+                        DestName::Exchange(name) => match t.exchange(name) {
+                            Some(ex) => (Dest::Exchange(ex.id), name.clone()),
+                            None => continue,
+                        },
+                    };
+                    let b = BindingChange {
+                        source: def.source.clone(),
+                        dest,
+                        dest_name,
+                        dest_durable: true,
+                        routing_key: def.routing_key.clone(),
+                        arguments: def.arguments.clone(),
+                    };
+                    if matches!(record, Record::Bind(_)) {
+                        TopologyChange::Bind(b)
+                    } else {
+                        TopologyChange::Unbind(b)
+                    }
+                }
+                Record::QueueUnbound { name } => match queues.get(name) {
+                    Some(q) => TopologyChange::RemoveQueue {
+                        queue: *q,
+                        name: name.clone(),
+                        durable: true,
+                    },
+                    None => continue,
+                },
+                _ => continue,
+            };
+            if let Ok(Some(change)) = t.validate(change) {
+                t.apply(&change);
+            }
+        }
+        t
     }
 
     fn remove_destination(&mut self, dest: Dest) {

@@ -12,7 +12,7 @@ use smallvec::SmallVec;
 
 use super::{short_text, Conn, HardError};
 use crate::broker::topology::{
-    default_exchange_refused, no_exchange, unknown_type, Dest, TopologyChange,
+    default_exchange_refused, no_exchange, unknown_type, BindingChange, Dest, TopologyChange,
 };
 use crate::broker::{AmqpError, ConsumerSpec, Message, OpOk, QueueOp, QueueRef, SettleKind};
 use crate::protocol::constants::*;
@@ -843,34 +843,31 @@ async fn exchange_bind(
         .topology
         .borrow()
         .exchange(destination)
-        .map(|ex| ex.id);
-    let Some(dest) = dest else {
+        .map(|ex| (ex.id, ex.durable));
+    let Some((dest, dest_durable)) = dest else {
         return if bind {
             Err(Fail::Soft(no_exchange(destination)))
         } else {
             Ok(())
         };
     };
-    let (source, dest, routing_key, arguments) = (
-        source.clone(),
-        Dest::Exchange(dest),
-        routing_key.clone(),
-        arguments.clone(),
-    );
+    let change = BindingChange {
+        source: source.clone(),
+        dest: Dest::Exchange(dest),
+        dest_name: destination.clone(),
+        dest_durable,
+        routing_key: routing_key.clone(),
+        arguments: arguments.clone(),
+    };
+    change_binding(shard, bind, change).await
+}
+
+/// Applies a bind or unbind everywhere.
+async fn change_binding(shard: &Shard, bind: bool, change: BindingChange) -> Result<(), Fail> {
     let change = if bind {
-        TopologyChange::Bind {
-            source,
-            dest,
-            routing_key,
-            arguments,
-        }
+        TopologyChange::Bind(change)
     } else {
-        TopologyChange::Unbind {
-            source,
-            dest,
-            routing_key,
-            arguments,
-        }
+        TopologyChange::Unbind(change)
     };
     shard.change_topology(change).await?;
     Ok(())
@@ -888,6 +885,7 @@ async fn queue_bind(
     if is_default_exchange(exchange) {
         return Err(Fail::Soft(default_exchange_refused()));
     }
+    let name = queue;
     let lookup = QueueOp::Declare {
         name: queue.clone(),
         passive: true,
@@ -897,8 +895,8 @@ async fn queue_bind(
         arguments: crate::protocol::FieldTable::default(),
         owner: conn.cref,
     };
-    let queue = match shard.request(shard.queue_owner(queue), lookup).await {
-        Ok(OpOk::Declared { queue, .. }) => queue,
+    let (queue, durable) = match shard.request(shard.queue_owner(queue), lookup).await {
+        Ok(OpOk::Declared { queue, durable, .. }) => (queue, durable),
         Ok(_) => return Err(internal()),
         Err(e) if !bind && e.code == NOT_FOUND => return Ok(()),
         Err(e) => return Err(e.into()),
@@ -906,29 +904,15 @@ async fn queue_bind(
     if bind && shard.topology.borrow().exchange(exchange).is_none() {
         return Err(Fail::Soft(no_exchange(exchange)));
     }
-    let (source, dest, routing_key, arguments) = (
-        exchange.clone(),
-        Dest::Queue(queue),
-        routing_key.clone(),
-        arguments.clone(),
-    );
-    let change = if bind {
-        TopologyChange::Bind {
-            source,
-            dest,
-            routing_key,
-            arguments,
-        }
-    } else {
-        TopologyChange::Unbind {
-            source,
-            dest,
-            routing_key,
-            arguments,
-        }
+    let change = BindingChange {
+        source: exchange.clone(),
+        dest: Dest::Queue(queue),
+        dest_name: name.clone(),
+        dest_durable: durable,
+        routing_key: routing_key.clone(),
+        arguments: arguments.clone(),
     };
-    shard.change_topology(change).await?;
-    Ok(())
+    change_binding(shard, bind, change).await
 }
 
 fn internal() -> Fail {
@@ -1367,13 +1351,13 @@ fn publish(shard: &Shard, conn: &Conn, channel: u16, incoming: Incoming) -> Resu
         properties = direct_reply_to_request(conn, channel, properties)?;
     }
     let persistent = BasicProperties::peek_delivery_mode(&properties) == Some(2);
-    let msg = Message {
-        exchange: incoming.exchange,
-        routing_key: incoming.routing_key,
+    let msg = Message::new(
+        incoming.exchange,
+        incoming.routing_key,
         properties,
         body,
         persistent,
-    };
+    );
     let origin = |confirm| Origin {
         conn: conn.cref,
         channel,

@@ -45,4 +45,4 @@ pub use frame::{parse_frame, Frame, FrameError};
 pub use method::{Method, MethodError};
 pub use properties::{BasicProperties, ContentHeader};
 pub use table::{FieldTable, FieldValue};
-pub use wire::SHORTSTR_MAX;
+pub use wire::{Reader, SHORTSTR_MAX};

@@ -126,6 +126,12 @@ pub enum ShardMsg {
     TopologyApplied {
         token: u64,
     },
+    /// Answer `id` on `from` once everything this shard's store holds so far is durable
+    /// (tx.commit waits for it).
+    SyncBarrier {
+        from: u16,
+        id: u64,
+    },
 }
 
 /// Who published a message, and what they asked for.
@@ -157,8 +163,10 @@ pub struct Shard {
     pub broker: RefCell<Broker>,
     pub topology: RefCell<Topology>,
     /// On the topology owner: changes still being applied elsewhere, by token:
-    /// (shards yet to acknowledge, requesting shard, request id).
-    topology_waiting: RefCell<HashMap<u64, (usize, u16, u64)>>,
+    /// (shards yet to acknowledge, requesting shard, request id, stored in the definitions).
+    topology_waiting: RefCell<HashMap<u64, (usize, u16, u64, bool)>>,
+    /// Wakes the pager task (bodies to read back from the store).
+    page_wake: tokio::sync::Notify,
     pub conns: RefCell<Slab<Rc<Conn>>>,
     endpoint: RefCell<ring::Endpoint<ShardMsg>>,
     /// Messages for a full ring, per target; non-empty means "stop reading sockets".
@@ -179,14 +187,17 @@ impl Shard {
         count: usize,
         config: Arc<Config>,
         endpoint: ring::Endpoint<ShardMsg>,
+        broker: Broker,
+        topology: Topology,
     ) -> Self {
         Shard {
             id,
             count,
             config,
-            broker: RefCell::new(Broker::new(id)),
-            topology: RefCell::new(Topology::new()),
+            broker: RefCell::new(broker),
+            topology: RefCell::new(topology),
             topology_waiting: RefCell::new(HashMap::new()),
+            page_wake: tokio::sync::Notify::new(),
             conns: RefCell::new(Slab::new()),
             endpoint: RefCell::new(endpoint),
             overflow: RefCell::new((0..count).map(|_| VecDeque::new()).collect()),
@@ -290,6 +301,9 @@ impl Shard {
         }
         self.retry_overflow();
         self.endpoint.borrow_mut().wake_pending();
+        if self.broker.borrow().has_page_requests() {
+            self.page_wake.notify_one();
+        }
         self.flushing.set(false);
     }
 
@@ -335,17 +349,83 @@ impl Shard {
         }
     }
 
+    /// Sends `msg` to `target` once everything this shard's store holds so far is durable.
+    fn send_after_sync(&self, target: usize, msg: ShardMsg) {
+        let now = match self.broker.borrow_mut().store_mut() {
+            Some(store) => store.after_sync(target, msg),
+            None => Some((target, msg)),
+        };
+        if let Some((target, msg)) = now {
+            self.send(target, msg);
+        }
+    }
+
+    fn reply_after_sync(&self, to: u16, id: u64, result: Result<OpOk, AmqpError>) {
+        if id != 0 {
+            self.send_after_sync(to as usize, ShardMsg::Reply { id, result });
+        }
+    }
+
+    /// Applies a queue operation on this shard; the reply to `id` on `to` waits for the
+    /// store when the operation wrote a durable definition.
+    fn apply_and_reply(&self, to: u16, id: u64, op: QueueOp) {
+        let mut out = self.take_outbox();
+        let (result, wait) = {
+            let mut broker = self.broker.borrow_mut();
+            let result = broker.apply(op, &mut out);
+            (result, broker.take_sync_wanted())
+        };
+        // The answer first: a consumer's consume-ok must precede its deliveries.
+        if wait {
+            self.reply_after_sync(to, id, result);
+        } else {
+            self.reply(to, id, result);
+        }
+        self.send_all(out);
+    }
+
+    /// Returns once everything every shard's store held when this was called is durable.
+    pub async fn sync_barrier(&self) -> Result<(), AmqpError> {
+        let mut waits = Vec::with_capacity(self.count);
+        for target in 0..self.count {
+            let (id, rx) = self.expect_reply();
+            self.send(
+                target,
+                ShardMsg::SyncBarrier {
+                    from: self.id as u16,
+                    id,
+                },
+            );
+            waits.push(rx);
+        }
+        self.flush();
+        for rx in waits {
+            rx.await.unwrap_or_else(|_| Err(stopped()))?;
+        }
+        Ok(())
+    }
+
     /// Applies `op` on the shard that owns the queue and returns its answer.
     pub async fn request(&self, target: usize, op: QueueOp) -> Result<OpOk, AmqpError> {
         if target == self.id {
             // Everything this shard sent earlier must land before the operation runs.
             self.flush();
             let mut out = self.take_outbox();
-            let result = self.broker.borrow_mut().apply(op, &mut out);
+            let (result, wait) = {
+                let mut broker = self.broker.borrow_mut();
+                let result = broker.apply(op, &mut out);
+                (result, broker.take_sync_wanted())
+            };
             // Not flushed here: the caller writes its -ok before the next flush delivers
             // what the operation released.
             self.send_all(out);
-            return result;
+            if !wait {
+                return result;
+            }
+            let (id, rx) = self.expect_reply();
+            self.reply_after_sync(self.id as u16, id, result);
+            self.flush();
+            return rx.await.unwrap_or_else(|_| Err(stopped()));
         }
         let (id, rx) = self.expect_reply();
         self.send(
@@ -367,6 +447,19 @@ impl Shard {
                 let result = self.broker.borrow_mut().enqueue(queue, msg, &mut out);
                 self.send_all(out);
                 let target = origin.conn.shard as usize;
+                if let Ok(true) = result {
+                    // Written to the store: confirmed once it is on disk.
+                    if let Some(seq) = origin.confirm {
+                        let confirm = ShardMsg::Confirm {
+                            conn: origin.conn,
+                            channel: origin.channel,
+                            seq,
+                            ok: true,
+                        };
+                        self.send_after_sync(target, confirm);
+                    }
+                    return;
+                }
                 if let Err(msg) = result {
                     if origin.mandatory {
                         self.send(
@@ -444,13 +537,7 @@ impl Shard {
                     conn.basic_return(channel, &msg);
                 }
             }
-            ShardMsg::Request { from, id, op } => {
-                let mut out = self.take_outbox();
-                let result = self.broker.borrow_mut().apply(op, &mut out);
-                // The answer first: a consumer's consume-ok must precede its deliveries.
-                self.send(from as usize, ShardMsg::Reply { id, result });
-                self.send_all(out);
-            }
+            ShardMsg::Request { from, id, op } => self.apply_and_reply(from, id, op),
             ShardMsg::Oneway(op) => {
                 let mut out = self.take_outbox();
                 let _ = self.broker.borrow_mut().apply(op, &mut out);
@@ -462,16 +549,24 @@ impl Shard {
                     Err(err) => self.reply(from, id, Err(err)),
                     Ok(None) => self.reply(from, id, Ok(OpOk::Done)),
                     Ok(Some(change)) => {
+                        let record = self.topology.borrow().persisted(&change);
+                        let stored = match (record, self.broker.borrow_mut().store_mut()) {
+                            (Some(record), Some(store)) => {
+                                store.append_def(&record);
+                                true
+                            }
+                            _ => false,
+                        };
                         self.topology.borrow_mut().apply(&change);
                         if self.count == 1 {
-                            self.reply(from, id, Ok(OpOk::Done));
+                            self.topology_reply(from, id, stored);
                             return;
                         }
                         let token = self.next_request_id.get();
                         self.next_request_id.set(token + 1);
                         self.topology_waiting
                             .borrow_mut()
-                            .insert(token, (self.count - 1, from, id));
+                            .insert(token, (self.count - 1, from, id, stored));
                         for target in (0..self.count).filter(|&t| t != self.id) {
                             self.send(
                                 target,
@@ -500,14 +595,71 @@ impl Shard {
                         None => None,
                     }
                 };
-                if let Some((_, from, id)) = done {
-                    self.reply(from, id, Ok(OpOk::Done));
+                if let Some((_, from, id, stored)) = done {
+                    self.topology_reply(from, id, stored);
                 }
             }
+            ShardMsg::SyncBarrier { from, id } => self.reply_after_sync(from, id, Ok(OpOk::Done)),
             ShardMsg::Reply { id, result } => {
                 if let Some(tx) = self.pending.borrow_mut().remove(&id) {
                     let _ = tx.send(result);
                 }
+            }
+        }
+    }
+
+    /// A topology change is done everywhere; a stored one answers once it is on disk.
+    fn topology_reply(&self, from: u16, id: u64, stored: bool) {
+        if stored {
+            self.reply_after_sync(from, id, Ok(OpOk::Done));
+        } else {
+            self.reply(from, id, Ok(OpOk::Done));
+        }
+    }
+
+    /// Reads bodies of paged-out messages back from the store (io_uring), when a queue is
+    /// about to deliver them.
+    async fn pager(self: Rc<Self>) {
+        let mut files: HashMap<u32, Rc<tokio_uring::fs::File>> = HashMap::new();
+        let mut bodies = Vec::new();
+        loop {
+            let requests = self.broker.borrow_mut().take_page_requests();
+            if requests.is_empty() {
+                self.page_wake.notified().await;
+                continue;
+            }
+            let Some(dir) = self.broker.borrow().store().map(|s| s.dir().to_path_buf()) else {
+                continue;
+            };
+            for (queue, items) in requests {
+                for (seq, loc) in items {
+                    let pending = self
+                        .broker
+                        .borrow()
+                        .store()
+                        .and_then(|s| s.pending_frame(loc));
+                    let frame = match pending {
+                        Some(frame) => Ok(frame),
+                        None => read_frame(&mut files, &dir, loc).await,
+                    };
+                    match frame.and_then(|f| crate::store::body_of(&f)) {
+                        Ok(body) => bodies.push((seq, body)),
+                        Err(err) => crate::error!(
+                            "shard {}: cannot read a paged message back from segment {}: {err}",
+                            self.id,
+                            loc.seg
+                        ),
+                    }
+                }
+                let mut out = self.take_outbox();
+                self.broker
+                    .borrow_mut()
+                    .paged_in(queue, &mut bodies, &mut out);
+                self.send_all(out);
+                self.flush();
+            }
+            if files.len() > 64 {
+                files.clear();
             }
         }
     }
@@ -567,6 +719,27 @@ impl Shard {
     }
 }
 
+/// Reads the framed record at `loc` from its segment file.
+async fn read_frame(
+    files: &mut HashMap<u32, Rc<tokio_uring::fs::File>>,
+    dir: &std::path::Path,
+    loc: crate::broker::Loc,
+) -> std::io::Result<Bytes> {
+    let file = match files.get(&loc.seg) {
+        Some(f) => f.clone(),
+        None => {
+            let f = Rc::new(tokio_uring::fs::File::open(crate::store::segment_path(dir, loc.seg)).await?);
+            files.insert(loc.seg, f.clone());
+            f
+        }
+    };
+    let (res, buf) = file
+        .read_exact_at(vec![0u8; loc.len as usize], u64::from(loc.off))
+        .await;
+    res?;
+    Ok(Bytes::from(buf))
+}
+
 fn stopped() -> AmqpError {
     AmqpError::new(crate::protocol::constants::INTERNAL_ERROR, "shard stopped")
 }
@@ -596,6 +769,37 @@ pub fn start(config: Config) -> std::io::Result<()> {
             ),
         )
     })?;
+    let budget = config.memory_budget_bytes() / count as u64;
+    let started = std::time::Instant::now();
+    let recovered = crate::store::recover::recover(
+        &config.data_dir,
+        count,
+        config.segment_size,
+        budget,
+    )
+    .map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot recover {}: {e}", config.data_dir.display()),
+        )
+    })?;
+    let queue_count: usize = recovered.shards.iter().map(|s| s.queues.len()).sum();
+    crate::info!(
+        "Recovered {} durable queue(s) and {} message(s) in {} ms",
+        queue_count,
+        recovered.messages,
+        started.elapsed().as_millis()
+    );
+    // Recovered queues get deterministic references, so every shard can rebuild the same
+    // routing replica from the stored topology changes.
+    let mut queue_refs = HashMap::new();
+    for (shard, start) in recovered.shards.iter().enumerate() {
+        for (index, q) in start.queues.iter().enumerate() {
+            queue_refs.insert(q.name.clone(), Broker::recovered_ref(shard, index));
+        }
+    }
+    let topology_records = Arc::new(recovered.topology);
+    let queue_refs = Arc::new(queue_refs);
     let endpoints = ring::mesh::<ShardMsg>(count, RING_CAPACITY)?;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
     let mut listeners = Vec::new();
@@ -618,9 +822,20 @@ pub fn start(config: Config) -> std::io::Result<()> {
             .join(", "),
         config.data_dir.display()
     );
-    for (id, (endpoint, listeners)) in endpoints.into_iter().zip(listeners).enumerate() {
+    for (id, ((endpoint, listeners), start)) in endpoints
+        .into_iter()
+        .zip(listeners)
+        .zip(recovered.shards)
+        .enumerate()
+    {
         let config = config.clone();
         let ready_tx = ready_tx.clone();
+        let topology_records = topology_records.clone();
+        let queue_refs = queue_refs.clone();
+        let mut broker = Broker::new(id);
+        let live = start.live;
+        let (first_segment, defs_len) = (start.first_segment, start.defs_len);
+        broker.recovered(start.queues, start.resident_bytes);
         std::thread::Builder::new()
             .name(format!("warren-shard-{id}"))
             .spawn(move || {
@@ -630,8 +845,21 @@ pub fn start(config: Config) -> std::io::Result<()> {
                 let failed_tx = ready_tx.clone();
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     builder.start(async move {
-                        let shard = Rc::new(Shard::new(id, count, config, endpoint));
+                        let store = crate::store::Store::new(
+                            crate::store::shard_dir(&config.data_dir, id),
+                            config.segment_size,
+                            config.sync,
+                            first_segment,
+                            defs_len,
+                            live,
+                        );
+                        broker.attach_store(store, budget);
+                        let topology = Topology::replay(&topology_records, &queue_refs);
+                        drop((topology_records, queue_refs));
+                        let shard = Rc::new(Shard::new(id, count, config, endpoint, broker, topology));
                         tokio_uring::spawn(shard.clone().mailbox());
+                        tokio_uring::spawn(crate::store::writer::run(shard.clone()));
+                        tokio_uring::spawn(shard.clone().pager());
                         for listener in listeners {
                             let listener = tokio_uring::net::TcpListener::from_std(listener);
                             tokio_uring::spawn(crate::connection::accept_loop(

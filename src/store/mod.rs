@@ -1,0 +1,549 @@
+//! The per-shard store: append-only segments for messages, an append-only log for definitions,
+//! and group commit.
+//!
+//! The broker appends records synchronously into memory ([`Store::append_publish`] and
+//! friends); the shard's writer task ([`writer`]) takes everything appended so far, writes it
+//! with io_uring, syncs once (fdatasync) for the whole batch, and only then releases what waited
+//! for it: publisher confirms, declare-ok and bind-ok of durable entities, tx.commit-ok. While
+//! one batch is being written and synced, the next one gathers, so one sync covers every record
+//! appended since the previous one.
+//!
+//! Layout under the data directory: `shard-N/seg-XXXXXXXXXX.log` (message records, fixed
+//! maximum size, numbered upward), `shard-N/defs.log` (this shard's durable queues; on shard 0
+//! also durable exchanges and bindings, in the order they changed), and `meta` (the shard count
+//! the files were written for). A segment is deleted once no message in it is live and no ack
+//! in it still cancels a message in a segment that exists.
+//!
+//! Acks are written but never waited for: after a crash an unsynced ack only means a
+//! redelivery, flagged `redelivered`, which AMQP allows.
+
+pub mod recover;
+pub mod record;
+pub mod writer;
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use rustc_hash::{FxHashMap, FxHashSet};
+use tokio::sync::Notify;
+
+use crate::broker::{Loc, Message};
+use crate::shard::ShardMsg;
+use record::Record;
+
+/// When confirms of persistent messages go out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncPolicy {
+    /// After fdatasync: confirmed means on disk (the default).
+    Always,
+    /// After the write reaches the kernel: survives a broker crash, not a power loss.
+    Never,
+}
+
+/// Bookkeeping of one segment.
+#[derive(Debug, Default)]
+struct Segment {
+    /// Publish records in it whose message is still in a queue.
+    live: u64,
+    /// Segments holding messages that acks in this one cancel (with counts): while any of
+    /// them exists, this one must stay, or those messages would come back on recovery.
+    cancels: FxHashMap<u32, u32>,
+}
+
+/// Bytes waiting for the writer, for one file.
+pub struct Chunk {
+    pub file: FileId,
+    pub offset: u64,
+    pub bytes: Bytes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileId {
+    Segment(u32),
+    Defs,
+}
+
+/// What the writer takes in one go.
+#[derive(Default)]
+pub struct Batch {
+    pub chunks: Vec<Chunk>,
+    /// Every record appended up to here is in `chunks` (or written before).
+    pub ticket: u64,
+    /// Something waits for these records to be durable.
+    pub sync: bool,
+    /// Segments to unlink once `chunks` are written.
+    pub delete: Vec<u32>,
+}
+
+pub struct Store {
+    dir: PathBuf,
+    segment_size: u64,
+    policy: SyncPolicy,
+    /// Current segment: id, bytes appended to it so far (written or not).
+    current: u32,
+    current_len: u64,
+    /// Appended, not yet handed to the writer.
+    seg_buf: BytesMut,
+    seg_buf_offset: u64,
+    defs_buf: BytesMut,
+    defs_len: u64,
+    defs_buf_offset: u64,
+    /// Finished parts of earlier segments, not yet handed to the writer.
+    sealed: Vec<Chunk>,
+    /// Handed to the writer, not yet written: still read from here.
+    unwritten: Vec<Chunk>,
+    /// Records appended so far; a ticket names a prefix of them.
+    appended: u64,
+    /// Records known to be durable (or written, under `SyncPolicy::Never`).
+    synced: u64,
+    /// Someone waits for records after `synced`.
+    wanted: bool,
+    waiters: VecDeque<(u64, usize, ShardMsg)>,
+    segments: FxHashMap<u32, Segment>,
+    /// For each segment, the segments whose acks cancel messages in it.
+    cancelled_by: FxHashMap<u32, FxHashSet<u32>>,
+    deletable: Vec<u32>,
+    /// Wakes the writer task.
+    pub wake: Arc<Notify>,
+    /// The last write or sync failed: new confirms are negative until one succeeds.
+    pub failing: bool,
+}
+
+impl Store {
+    /// A store that appends to segment `first_segment` (a fresh id) and to `defs_len` bytes of
+    /// an existing definitions log. `live` gives the live count of recovered segments.
+    pub fn new(
+        dir: PathBuf,
+        segment_size: u64,
+        policy: SyncPolicy,
+        first_segment: u32,
+        defs_len: u64,
+        live: FxHashMap<u32, u64>,
+    ) -> Store {
+        let mut segments: FxHashMap<u32, Segment> = live
+            .into_iter()
+            .map(|(id, live)| {
+                (
+                    id,
+                    Segment {
+                        live,
+                        ..Segment::default()
+                    },
+                )
+            })
+            .collect();
+        segments.insert(first_segment, Segment::default());
+        Store {
+            dir,
+            segment_size: segment_size.max(4096),
+            policy,
+            current: first_segment,
+            current_len: 0,
+            seg_buf: BytesMut::with_capacity(64 * 1024),
+            seg_buf_offset: 0,
+            defs_buf: BytesMut::new(),
+            defs_len,
+            defs_buf_offset: defs_len,
+            sealed: Vec::new(),
+            unwritten: Vec::new(),
+            appended: 0,
+            synced: 0,
+            wanted: false,
+            waiters: VecDeque::new(),
+            segments,
+            cancelled_by: FxHashMap::default(),
+            deletable: Vec::new(),
+            wake: Arc::new(Notify::new()),
+            failing: false,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn policy(&self) -> SyncPolicy {
+        self.policy
+    }
+
+    /// Starts a new segment if `len` more bytes would not fit in the current one.
+    fn make_room(&mut self, len: usize) {
+        if self.current_len == 0 || self.current_len + len as u64 <= self.segment_size {
+            return;
+        }
+        self.roll();
+    }
+
+    /// Seals the current segment and starts the next one.
+    fn roll(&mut self) {
+        self.seal_current();
+        let old = self.current;
+        self.current += 1;
+        self.current_len = 0;
+        self.seg_buf_offset = 0;
+        self.segments.insert(self.current, Segment::default());
+        self.check_deletable(old);
+    }
+
+    fn seal_current(&mut self) {
+        if !self.seg_buf.is_empty() {
+            let bytes = self.seg_buf.split().freeze();
+            self.sealed.push(Chunk {
+                file: FileId::Segment(self.current),
+                offset: self.seg_buf_offset,
+                bytes,
+            });
+            self.seg_buf_offset = self.current_len;
+        }
+    }
+
+    fn appended_one(&mut self) {
+        self.appended += 1;
+        self.wake.notify_one();
+    }
+
+    /// Appends a publish record; returns where it went.
+    pub fn append_publish(
+        &mut self,
+        queue_id: u64,
+        seq: u64,
+        redelivered: bool,
+        transient: bool,
+        msg: &Message,
+    ) -> Loc {
+        let estimate = msg.body.len() + msg.properties.len() + 64 + 2 * 255;
+        self.make_room(estimate);
+        let off = self.current_len;
+        let len = record::put_publish(
+            &mut self.seg_buf,
+            queue_id,
+            seq,
+            redelivered,
+            transient,
+            msg,
+        );
+        self.current_len += len as u64;
+        if let Some(s) = self.segments.get_mut(&self.current) {
+            s.live += 1;
+        }
+        self.appended_one();
+        Loc {
+            seg: self.current,
+            off: off as u32,
+            len: len as u32,
+            paged: false,
+        }
+    }
+
+    /// The message at `loc` left its queue: record that, so recovery does not bring it back.
+    pub fn append_ack(&mut self, queue_id: u64, seq: u64, loc: Loc) {
+        if !loc.is_stored() {
+            return;
+        }
+        self.make_room(32);
+        let len = record::put_ack(&mut self.seg_buf, queue_id, seq);
+        self.current_len += len as u64;
+        if loc.seg != self.current {
+            let current = self.current;
+            if let Some(s) = self.segments.get_mut(&current) {
+                *s.cancels.entry(loc.seg).or_insert(0) += 1;
+            }
+            self.cancelled_by.entry(loc.seg).or_default().insert(current);
+        }
+        self.appended_one();
+        self.release(loc);
+    }
+
+    /// The message at `loc` is gone with no ack record needed (its queue's deletion is
+    /// recorded in the definitions).
+    pub fn release(&mut self, loc: Loc) {
+        if !loc.is_stored() {
+            return;
+        }
+        if let Some(s) = self.segments.get_mut(&loc.seg) {
+            s.live = s.live.saturating_sub(1);
+        }
+        self.check_deletable(loc.seg);
+    }
+
+    fn check_deletable(&mut self, id: u32) {
+        if id == self.current {
+            return;
+        }
+        let Some(s) = self.segments.get(&id) else {
+            return;
+        };
+        if s.live > 0 || !s.cancels.is_empty() {
+            return;
+        }
+        self.segments.remove(&id);
+        self.deletable.push(id);
+        // Acks elsewhere that cancelled messages in `id` are no longer needed.
+        if let Some(by) = self.cancelled_by.remove(&id) {
+            for other in by {
+                if let Some(s) = self.segments.get_mut(&other) {
+                    s.cancels.remove(&id);
+                }
+                self.check_deletable(other);
+            }
+        }
+    }
+
+    /// Appends a definition record; whoever needs it durable registers with `after_sync`.
+    pub fn append_def(&mut self, record: &Record) {
+        let len = record::put_def(&mut self.defs_buf, record);
+        self.defs_len += len as u64;
+        self.appended_one();
+    }
+
+    /// Sends `msg` to shard `target` once everything appended so far is durable; hands it
+    /// back at once when that is already so.
+    pub fn after_sync(&mut self, target: usize, msg: ShardMsg) -> Option<(usize, ShardMsg)> {
+        if self.synced >= self.appended {
+            return Some((target, msg));
+        }
+        self.wanted = true;
+        self.waiters.push_back((self.appended, target, msg));
+        self.wake.notify_one();
+        None
+    }
+
+    /// Everything appended since the last batch, for the writer.
+    pub fn take_batch(&mut self) -> Batch {
+        self.seal_current();
+        let mut chunks = std::mem::take(&mut self.sealed);
+        if !self.defs_buf.is_empty() {
+            chunks.push(Chunk {
+                file: FileId::Defs,
+                offset: self.defs_buf_offset,
+                bytes: self.defs_buf.split().freeze(),
+            });
+            self.defs_buf_offset = self.defs_len;
+        }
+        let sync = std::mem::take(&mut self.wanted);
+        self.unwritten = chunks
+            .iter()
+            .map(|c| Chunk {
+                file: c.file,
+                offset: c.offset,
+                bytes: c.bytes.clone(),
+            })
+            .collect();
+        Batch {
+            chunks,
+            ticket: self.appended,
+            sync: sync && self.policy == SyncPolicy::Always,
+            delete: std::mem::take(&mut self.deletable),
+        }
+    }
+
+    /// True when the writer has nothing to do.
+    pub fn idle(&self) -> bool {
+        self.seg_buf.is_empty()
+            && self.defs_buf.is_empty()
+            && self.sealed.is_empty()
+            && self.deletable.is_empty()
+            && self.waiters.is_empty()
+    }
+
+    /// The writer wrote everything up to `ticket` (`ok`: without error), and synced it when
+    /// `batch_synced`: returns the messages that waited for it, confirms turned negative when
+    /// a write failed.
+    pub fn written(
+        &mut self,
+        ticket: u64,
+        batch_synced: bool,
+        ok: bool,
+        out: &mut Vec<(usize, ShardMsg)>,
+    ) {
+        self.failing = !ok;
+        self.unwritten.clear();
+        if !ok {
+            // Later records must not land after a hole: start a clean segment.
+            if self.current_len > 0 {
+                self.roll();
+            }
+        }
+        let durable = ok && (batch_synced || self.policy == SyncPolicy::Never);
+        if durable || !ok {
+            self.synced = self.synced.max(ticket);
+            while self.waiters.front().is_some_and(|(t, _, _)| *t <= ticket) {
+                let Some((_, target, mut msg)) = self.waiters.pop_front() else {
+                    break;
+                };
+                if !ok {
+                    if let ShardMsg::Confirm { ok, .. } = &mut msg {
+                        *ok = false;
+                    }
+                }
+                out.push((target, msg));
+            }
+        }
+        if !self.waiters.is_empty() {
+            self.wanted = true;
+        }
+    }
+
+    /// The framed record at `loc` if it is still in memory, waiting to be written.
+    pub fn pending_frame(&self, loc: Loc) -> Option<Bytes> {
+        let (off, len) = (u64::from(loc.off), loc.len as usize);
+        if loc.seg == self.current && off >= self.seg_buf_offset {
+            let at = (off - self.seg_buf_offset) as usize;
+            return self
+                .seg_buf
+                .get(at..at + len)
+                .map(Bytes::copy_from_slice);
+        }
+        self.sealed
+            .iter()
+            .chain(self.unwritten.iter())
+            .filter(|c| c.file == FileId::Segment(loc.seg))
+            .find(|c| c.offset <= off && off + len as u64 <= c.offset + c.bytes.len() as u64)
+            .map(|c| {
+                let at = (off - c.offset) as usize;
+                c.bytes.slice(at..at + len)
+            })
+    }
+
+    /// The body of the message at `loc`, read back with a blocking read (basic.get only; the
+    /// dispatch path reads through io_uring in the pager).
+    pub fn read_body(&self, loc: Loc) -> std::io::Result<Bytes> {
+        let frame = match self.pending_frame(loc) {
+            Some(frame) => frame,
+            None => {
+                use std::os::unix::fs::FileExt;
+                let file = std::fs::File::open(self.segment_path(loc.seg))?;
+                let mut buf = vec![0; loc.len as usize];
+                file.read_exact_at(&mut buf, u64::from(loc.off))?;
+                Bytes::from(buf)
+            }
+        };
+        body_of(&frame)
+    }
+
+    pub fn segment_path(&self, id: u32) -> PathBuf {
+        segment_path(&self.dir, id)
+    }
+
+    pub fn defs_path(&self) -> PathBuf {
+        self.dir.join(DEFS_FILE)
+    }
+}
+
+/// The body of a framed publish record.
+pub fn body_of(frame: &Bytes) -> std::io::Result<Bytes> {
+    match record::next(frame) {
+        record::Next::Record(Record::Publish { msg, .. }, _) => Ok(msg.body),
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "store: no intact publish record where a paged message should be",
+        )),
+    }
+}
+
+pub const DEFS_FILE: &str = "defs.log";
+pub const META_FILE: &str = "meta";
+
+pub fn shard_dir(data_dir: &Path, shard: usize) -> PathBuf {
+    data_dir.join(format!("shard-{shard}"))
+}
+
+pub fn segment_path(dir: &Path, id: u32) -> PathBuf {
+    dir.join(format!("seg-{id:010}.log"))
+}
+
+/// The segment id in a file name made by [`segment_path`].
+pub fn segment_id(name: &str) -> Option<u32> {
+    name.strip_prefix("seg-")?.strip_suffix(".log")?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(body: &'static [u8]) -> Message {
+        Message::new(
+            Bytes::new(),
+            Bytes::from_static(b"q"),
+            Bytes::from_static(b"\0\0"),
+            Bytes::from_static(body),
+            true,
+        )
+    }
+
+    fn store(segment_size: u64) -> Store {
+        Store::new(
+            PathBuf::from("/nonexistent"),
+            segment_size,
+            SyncPolicy::Always,
+            1,
+            0,
+            FxHashMap::default(),
+        )
+    }
+
+    #[test]
+    fn a_segment_goes_once_nothing_in_it_is_live() {
+        let mut s = store(4096);
+        let a = s.append_publish(1, 1, false, false, &msg(&[0; 3000]));
+        let b = s.append_publish(1, 2, false, false, &msg(&[0; 3000]));
+        assert_eq!((a.seg, b.seg), (1, 2), "the second record starts segment 2");
+        s.append_ack(1, 1, a);
+        // The ack lives in segment 2, segment 1 has nothing live: it goes.
+        assert_eq!(s.take_batch().delete, vec![1]);
+        let c = s.append_publish(1, 3, false, false, &msg(&[0; 3000]));
+        assert_eq!(c.seg, 3);
+        s.append_ack(1, 2, b);
+        // Segment 2 is empty now, and what its ack cancelled (segment 1) is gone.
+        assert_eq!(s.take_batch().delete, vec![2]);
+    }
+
+    #[test]
+    fn a_segment_whose_acks_still_matter_stays() {
+        let mut s = store(4096);
+        let a1 = s.append_publish(1, 1, false, false, &msg(&[0; 1000]));
+        let a2 = s.append_publish(1, 2, false, false, &msg(&[0; 1000]));
+        let b = s.append_publish(1, 3, false, false, &msg(&[0; 3000]));
+        assert_eq!((a1.seg, a2.seg, b.seg), (1, 1, 2));
+        s.append_ack(1, 1, a1); // into segment 2, cancelling a message of segment 1
+        let c = s.append_publish(1, 4, false, false, &msg(&[0; 3000]));
+        assert_eq!(c.seg, 3);
+        s.append_ack(1, 3, b);
+        // Segment 2 has nothing live, but its ack still cancels a1 while segment 1 exists.
+        assert!(s.take_batch().delete.is_empty());
+        s.append_ack(1, 2, a2);
+        let mut deleted = s.take_batch().delete;
+        deleted.sort_unstable();
+        assert_eq!(deleted, vec![1, 2]);
+    }
+
+    #[test]
+    fn waiters_are_released_in_order_after_sync() {
+        let mut s = store(1 << 20);
+        let confirm = |seq| ShardMsg::Confirm {
+            conn: crate::broker::ConnRef {
+                shard: 0,
+                key: 0,
+                serial: 0,
+            },
+            channel: 1,
+            seq,
+            ok: true,
+        };
+        assert!(s.after_sync(0, confirm(0)).is_some(), "nothing pending");
+        s.append_publish(1, 1, false, false, &msg(b"a"));
+        assert!(s.after_sync(0, confirm(1)).is_none());
+        let batch = s.take_batch();
+        assert!(batch.sync);
+        s.append_publish(1, 2, false, false, &msg(b"b"));
+        assert!(s.after_sync(0, confirm(2)).is_none());
+        let mut out = Vec::new();
+        s.written(batch.ticket, batch.sync, true, &mut out);
+        assert_eq!(out.len(), 1, "only the first batch is durable");
+        let batch = s.take_batch();
+        s.written(batch.ticket, batch.sync, false, &mut out);
+        assert!(matches!(out[1].1, ShardMsg::Confirm { seq: 2, ok: false, .. }));
+    }
+}

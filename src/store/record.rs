@@ -1,0 +1,408 @@
+//! The on-disk record format shared by segments and definition logs.
+//!
+//! Every record is framed as `len: u32 | crc32: u32 | kind: u8 | fields`, where `len` counts
+//! `kind` and the fields and the CRC covers them. A reader stops at the first frame that is
+//! short or fails its CRC: that is a torn tail, left by a crash in the middle of a write.
+//! Integers are big-endian; strings are AMQP short strings (u8 length) or long strings (u32
+//! length); tables use the AMQP field-table encoding.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::broker::Message;
+use crate::protocol::Reader;
+use crate::protocol::FieldTable;
+use crate::routing::ExchangeKind;
+
+pub const HEADER_BYTES: usize = 8;
+/// No record is larger than this (a body is capped well below it by max-message-size); a
+/// claimed length above it is treated as a torn tail, never allocated.
+pub const MAX_RECORD_BYTES: usize = 1 << 30;
+
+const PUBLISH: u8 = 1;
+const ACK: u8 = 2;
+const QUEUE: u8 = 10;
+const QUEUE_GONE: u8 = 11;
+const EXCHANGE: u8 = 20;
+const EXCHANGE_GONE: u8 = 21;
+const BIND: u8 = 22;
+const UNBIND: u8 = 23;
+const QUEUE_UNBOUND: u8 = 24;
+
+/// Where a binding leads, by name (queue references do not survive a restart).
+#[derive(Debug, Clone, PartialEq)]
+pub enum DestName {
+    Queue(Bytes),
+    Exchange(Bytes),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BindingDef {
+    pub source: Bytes,
+    pub dest: DestName,
+    pub routing_key: Bytes,
+    pub arguments: FieldTable,
+}
+
+/// A record as read back.
+#[derive(Debug, Clone)]
+pub enum Record {
+    /// A message of a queue: persistent in a durable queue, or any message whose body was
+    /// paged out of memory (`transient`: not to be recovered).
+    Publish {
+        queue_id: u64,
+        seq: u64,
+        redelivered: bool,
+        transient: bool,
+        msg: Message,
+    },
+    /// The message is gone from its queue (acked, dropped, purged, expired).
+    Ack { queue_id: u64, seq: u64 },
+    Queue {
+        queue_id: u64,
+        name: Bytes,
+        auto_delete: bool,
+        arguments: FieldTable,
+    },
+    QueueGone { queue_id: u64 },
+    Exchange {
+        name: Bytes,
+        kind: ExchangeKind,
+        auto_delete: bool,
+        internal: bool,
+        arguments: FieldTable,
+    },
+    ExchangeGone { name: Bytes },
+    Bind(BindingDef),
+    Unbind(BindingDef),
+    /// Every binding to the queue went with it.
+    QueueUnbound { name: Bytes },
+}
+
+/// Appends one framed record to `out`; `fields` writes the kind byte and the fields.
+fn frame(out: &mut BytesMut, fields: impl FnOnce(&mut BytesMut)) -> usize {
+    let at = out.len();
+    out.put_u64(0); // len + crc, patched below
+    fields(out);
+    let len = out.len() - at - HEADER_BYTES;
+    let crc = crc32fast::hash(&out[at + HEADER_BYTES..]);
+    out[at..at + 4].copy_from_slice(&(len as u32).to_be_bytes());
+    out[at + 4..at + 8].copy_from_slice(&crc.to_be_bytes());
+    out.len() - at
+}
+
+fn put_shortstr(out: &mut BytesMut, s: &[u8]) {
+    let s = &s[..s.len().min(255)];
+    out.put_u8(s.len() as u8);
+    out.put_slice(s);
+}
+
+fn put_longstr(out: &mut BytesMut, s: &[u8]) {
+    out.put_u32(s.len() as u32);
+    out.put_slice(s);
+}
+
+/// Appends a publish record and returns its framed length.
+pub fn put_publish(
+    out: &mut BytesMut,
+    queue_id: u64,
+    seq: u64,
+    redelivered: bool,
+    transient: bool,
+    msg: &Message,
+) -> usize {
+    frame(out, |out| {
+        out.put_u8(PUBLISH);
+        out.put_u64(queue_id);
+        out.put_u64(seq);
+        out.put_u8(u8::from(redelivered) | u8::from(transient) << 1);
+        put_shortstr(out, &msg.exchange);
+        put_shortstr(out, &msg.routing_key);
+        put_longstr(out, &msg.properties);
+        put_longstr(out, &msg.body);
+    })
+}
+
+pub fn put_ack(out: &mut BytesMut, queue_id: u64, seq: u64) -> usize {
+    frame(out, |out| {
+        out.put_u8(ACK);
+        out.put_u64(queue_id);
+        out.put_u64(seq);
+    })
+}
+
+/// Appends a definition record (anything but publish and ack).
+pub fn put_def(out: &mut BytesMut, record: &Record) -> usize {
+    frame(out, |out| match record {
+        Record::Publish { .. } | Record::Ack { .. } => {
+            unreachable!("messages are written with put_publish / put_ack")
+        }
+        Record::Queue {
+            queue_id,
+            name,
+            auto_delete,
+            arguments,
+        } => {
+            out.put_u8(QUEUE);
+            out.put_u64(*queue_id);
+            put_shortstr(out, name);
+            out.put_u8(u8::from(*auto_delete));
+            arguments.encode(out);
+        }
+        Record::QueueGone { queue_id } => {
+            out.put_u8(QUEUE_GONE);
+            out.put_u64(*queue_id);
+        }
+        Record::Exchange {
+            name,
+            kind,
+            auto_delete,
+            internal,
+            arguments,
+        } => {
+            out.put_u8(EXCHANGE);
+            put_shortstr(out, name);
+            put_shortstr(out, kind.as_str().as_bytes());
+            out.put_u8(u8::from(*auto_delete) | u8::from(*internal) << 1);
+            arguments.encode(out);
+        }
+        Record::ExchangeGone { name } => {
+            out.put_u8(EXCHANGE_GONE);
+            put_shortstr(out, name);
+        }
+        Record::Bind(b) | Record::Unbind(b) => {
+            out.put_u8(if matches!(record, Record::Bind(_)) {
+                BIND
+            } else {
+                UNBIND
+            });
+            put_shortstr(out, &b.source);
+            match &b.dest {
+                DestName::Queue(name) => {
+                    out.put_u8(0);
+                    put_shortstr(out, name);
+                }
+                DestName::Exchange(name) => {
+                    out.put_u8(1);
+                    put_shortstr(out, name);
+                }
+            }
+            put_shortstr(out, &b.routing_key);
+            b.arguments.encode(out);
+        }
+        Record::QueueUnbound { name } => {
+            out.put_u8(QUEUE_UNBOUND);
+            put_shortstr(out, name);
+        }
+    })
+}
+
+/// What [`next`] found at the front of a buffer.
+pub enum Next {
+    /// A whole, intact record and its framed length.
+    Record(Record, usize),
+    /// Nothing left.
+    End,
+    /// A short, oversized, corrupt or undecodable frame: a torn tail.
+    Torn,
+}
+
+/// Reads the record at the front of `buf` (a slice of a whole file).
+pub fn next(buf: &Bytes) -> Next {
+    if buf.is_empty() {
+        return Next::End;
+    }
+    if buf.len() < HEADER_BYTES {
+        return Next::Torn;
+    }
+    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    let crc = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    if len == 0 || len > MAX_RECORD_BYTES || buf.len() - HEADER_BYTES < len {
+        return Next::Torn;
+    }
+    let body = buf.slice(HEADER_BYTES..HEADER_BYTES + len);
+    if crc32fast::hash(&body) != crc {
+        return Next::Torn;
+    }
+    match decode(body) {
+        Some(record) => Next::Record(record, HEADER_BYTES + len),
+        None => Next::Torn,
+    }
+}
+
+fn decode(body: Bytes) -> Option<Record> {
+    let mut r = Reader::new(body);
+    let kind = r.octet().ok()?;
+    let record = match kind {
+        PUBLISH => {
+            let queue_id = r.longlong().ok()?;
+            let seq = r.longlong().ok()?;
+            let flags = r.octet().ok()?;
+            let exchange = r.shortstr().ok()?;
+            let routing_key = r.shortstr().ok()?;
+            let properties = r.longstr().ok()?;
+            let body = r.longstr().ok()?;
+            Record::Publish {
+                queue_id,
+                seq,
+                redelivered: flags & 1 != 0,
+                transient: flags & 2 != 0,
+                msg: Message::new(exchange, routing_key, properties, body, flags & 2 == 0),
+            }
+        }
+        ACK => Record::Ack {
+            queue_id: r.longlong().ok()?,
+            seq: r.longlong().ok()?,
+        },
+        QUEUE => Record::Queue {
+            queue_id: r.longlong().ok()?,
+            name: r.shortstr().ok()?,
+            auto_delete: r.octet().ok()? & 1 != 0,
+            arguments: r.table().ok()?,
+        },
+        QUEUE_GONE => Record::QueueGone {
+            queue_id: r.longlong().ok()?,
+        },
+        EXCHANGE => {
+            let name = r.shortstr().ok()?;
+            let kind = ExchangeKind::parse(&r.shortstr().ok()?)?;
+            let flags = r.octet().ok()?;
+            Record::Exchange {
+                name,
+                kind,
+                auto_delete: flags & 1 != 0,
+                internal: flags & 2 != 0,
+                arguments: r.table().ok()?,
+            }
+        }
+        EXCHANGE_GONE => Record::ExchangeGone {
+            name: r.shortstr().ok()?,
+        },
+        BIND | UNBIND => {
+            let source = r.shortstr().ok()?;
+            let dest = match r.octet().ok()? {
+                0 => DestName::Queue(r.shortstr().ok()?),
+                1 => DestName::Exchange(r.shortstr().ok()?),
+                _ => return None,
+            };
+            let def = BindingDef {
+                source,
+                dest,
+                routing_key: r.shortstr().ok()?,
+                arguments: r.table().ok()?,
+            };
+            if kind == BIND {
+                Record::Bind(def)
+            } else {
+                Record::Unbind(def)
+            }
+        }
+        QUEUE_UNBOUND => Record::QueueUnbound {
+            name: r.shortstr().ok()?,
+        },
+        _ => return None,
+    };
+    Some(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::FieldValue;
+
+    fn message() -> Message {
+        Message::new(
+            Bytes::from_static(b"ex"),
+            Bytes::from_static(b"key"),
+            Bytes::from_static(b"\x10\x00\x02"),
+            Bytes::from_static(b"hello"),
+            true,
+        )
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let mut args = FieldTable::default();
+        args.insert("x-max-priority", FieldValue::I32(5));
+        let defs = [
+            Record::Queue {
+                queue_id: 7,
+                name: Bytes::from_static(b"q"),
+                auto_delete: true,
+                arguments: args.clone(),
+            },
+            Record::Exchange {
+                name: Bytes::from_static(b"logs"),
+                kind: ExchangeKind::Topic,
+                auto_delete: false,
+                internal: true,
+                arguments: args,
+            },
+            Record::Bind(BindingDef {
+                source: Bytes::from_static(b"logs"),
+                dest: DestName::Queue(Bytes::from_static(b"q")),
+                routing_key: Bytes::from_static(b"a.*"),
+                arguments: FieldTable::default(),
+            }),
+        ];
+        let mut out = BytesMut::new();
+        let n = put_publish(&mut out, 7, 42, true, false, &message());
+        assert_eq!(n, out.len());
+        put_ack(&mut out, 7, 42);
+        for d in &defs {
+            put_def(&mut out, d);
+        }
+        let mut buf = out.freeze();
+        let mut seen = Vec::new();
+        loop {
+            match next(&buf) {
+                Next::Record(r, len) => {
+                    seen.push(r);
+                    buf = buf.slice(len..);
+                }
+                Next::End => break,
+                Next::Torn => panic!("expected intact records"),
+            }
+        }
+        assert_eq!(seen.len(), 5);
+        match &seen[0] {
+            Record::Publish {
+                queue_id: 7,
+                seq: 42,
+                redelivered: true,
+                transient: false,
+                msg,
+            } => {
+                assert_eq!(&msg.body[..], b"hello");
+                assert_eq!(&msg.routing_key[..], b"key");
+                assert_eq!(&msg.properties[..], b"\x10\x00\x02");
+            }
+            other => panic!("expected the publish, got {other:?}"),
+        }
+        assert!(matches!(seen[1], Record::Ack { queue_id: 7, seq: 42 }));
+        assert!(matches!(&seen[4], Record::Bind(b) if b == match &defs[2] { Record::Bind(b) => b, _ => unreachable!() }));
+    }
+
+    #[test]
+    fn a_torn_or_corrupt_tail_is_detected() {
+        let mut out = BytesMut::new();
+        put_publish(&mut out, 1, 1, false, false, &message());
+        let whole = out.len();
+        put_publish(&mut out, 1, 2, false, false, &message());
+        let bytes = out.freeze();
+        // Cut in the middle of the second record.
+        let torn = bytes.slice(..whole + 5);
+        let Next::Record(_, len) = next(&torn) else {
+            panic!("expected the first record intact");
+        };
+        assert!(matches!(next(&torn.slice(len..)), Next::Torn));
+        // Flip a byte of the second record's body.
+        let mut corrupt = BytesMut::from(&bytes[..]);
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 0xFF;
+        let corrupt = corrupt.freeze();
+        assert!(matches!(next(&corrupt.slice(whole..)), Next::Torn));
+        // A claimed length of 4 GiB is a torn tail, not an allocation.
+        let huge = Bytes::from_static(b"\xff\xff\xff\xff\0\0\0\0\x01");
+        assert!(matches!(next(&huge), Next::Torn));
+    }
+}

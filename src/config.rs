@@ -66,7 +66,12 @@ pub struct Config {
 
     /// When persistent messages on durable queues are confirmed: `always` after fdatasync (group
     /// commit), `never` once written to the kernel (survives a broker crash, not a power loss).
-    #[arg(long = "sync", env = "WARREN_SYNC", value_enum, default_value = "always")]
+    #[arg(
+        long = "sync",
+        env = "WARREN_SYNC",
+        value_enum,
+        default_value = "always"
+    )]
     pub sync: SyncPolicy,
 
     /// Message bodies held in memory by all queues together before those of waiting messages
@@ -108,7 +113,12 @@ impl Watermark {
 /// Physical memory in bytes (from sysconf; 1 GiB if unknown).
 pub fn physical_memory() -> u64 {
     // SAFETY: sysconf has no preconditions.
-    let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
     if pages > 0 && page > 0 {
         pages as u64 * page as u64
     } else {
@@ -154,9 +164,11 @@ fn parse_watermark(s: &str) -> Result<Watermark, String> {
 /// unless it is already set, so that flags, then the environment, then the file decide.
 pub fn load_config_file(args: &[String]) -> Result<(), String> {
     let from_args = args.iter().enumerate().find_map(|(i, a)| {
-        a.strip_prefix("--config=")
-            .map(str::to_string)
-            .or_else(|| (a == "--config").then(|| args.get(i + 1).cloned()).flatten())
+        a.strip_prefix("--config=").map(str::to_string).or_else(|| {
+            (a == "--config")
+                .then(|| args.get(i + 1).cloned())
+                .flatten()
+        })
     });
     let Some(path) = from_args.or_else(|| std::env::var("WARREN_CONFIG").ok()) else {
         return Ok(());
@@ -169,13 +181,26 @@ pub fn load_config_file(args: &[String]) -> Result<(), String> {
             continue;
         }
         let Some((key, value)) = line.split_once('=') else {
-            return Err(format!("{path}:{}: expected `key = value`, got {line:?}", n + 1));
+            return Err(format!(
+                "{path}:{}: expected `key = value`, got {line:?}",
+                n + 1
+            ));
         };
         let key = key.trim();
         const KEYS: &[&str] = &[
-            "listen", "data-dir", "shards", "heartbeat", "frame-max", "channel-max",
-            "max-message-size", "allow-remote-guest", "segment-size", "sync", "memory-budget",
-            "memory-high-watermark", "disk-free-limit",
+            "listen",
+            "data-dir",
+            "shards",
+            "heartbeat",
+            "frame-max",
+            "channel-max",
+            "max-message-size",
+            "allow-remote-guest",
+            "segment-size",
+            "sync",
+            "memory-budget",
+            "memory-high-watermark",
+            "disk-free-limit",
         ];
         if !KEYS.contains(&key) {
             return Err(format!("{path}:{}: unknown setting {key:?}", n + 1));

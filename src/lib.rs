@@ -7,6 +7,7 @@
 
 #[macro_use]
 pub mod log;
+pub mod alarm;
 pub mod auth;
 pub mod broker;
 pub mod config;

@@ -308,8 +308,14 @@ impl Broker {
                         self.sync_wanted = true;
                     }
                 }
-                let key =
-                    self.insert_queue(queue_id, name.clone(), durable, owner, auto_delete, arguments);
+                let key = self.insert_queue(
+                    queue_id,
+                    name.clone(),
+                    durable,
+                    owner,
+                    auto_delete,
+                    arguments,
+                );
                 Ok(OpOk::Declared {
                     queue: self.queue_ref(key),
                     name,
@@ -378,15 +384,17 @@ impl Broker {
                 let key = self.existing(&name)?;
                 let q = &mut self.queues[key];
                 q.check_exclusive(conn)?;
-                let got = q.get(no_ack, conn, channel, &mut self.sh).map(|(seq, redelivered, msg)| {
-                    Box::new(Got {
-                        queue: q.id,
-                        seq,
-                        redelivered,
-                        msg,
-                        message_count: q.ready_count() as u32,
-                    })
-                });
+                let got =
+                    q.get(no_ack, conn, channel, &mut self.sh)
+                        .map(|(seq, redelivered, msg)| {
+                            Box::new(Got {
+                                queue: q.id,
+                                seq,
+                                redelivered,
+                                msg,
+                                message_count: q.ready_count() as u32,
+                            })
+                        });
                 Ok(OpOk::Got(got))
             }
             QueueOp::ConnectionClosed { conn } => {

@@ -212,7 +212,9 @@ impl Topology {
                 Ok(Some(TopologyChange::DeleteExchange { name, if_unused }))
             }
             TopologyChange::Bind(b) => {
-                let ex = self.exchange(&b.source).ok_or_else(|| no_exchange(&b.source))?;
+                let ex = self
+                    .exchange(&b.source)
+                    .ok_or_else(|| no_exchange(&b.source))?;
                 if let Dest::Exchange(id) = b.dest {
                     if !self.exchanges.contains_key(&id) {
                         return Err(AmqpError::not_found(

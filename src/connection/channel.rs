@@ -591,6 +591,7 @@ async fn run(shard: &Shard, conn: &Conn, channel: u16, method: &Method) -> Resul
         }
         Method::TxCommit(_) => {
             let tx = take_tx(conn, channel)?;
+            let published = !tx.publishes.is_empty();
             for incoming in tx.publishes {
                 publish(shard, conn, channel, incoming)?;
             }
@@ -598,6 +599,10 @@ async fn run(shard: &Shard, conn: &Conn, channel: u16, method: &Method) -> Resul
                 settle_now(shard, conn, channel, delivery_tag, multiple, kind)?;
             }
             with_channel(conn, channel, |ch| ch.tx = Some(Tx::default()));
+            if published {
+                // commit-ok once the transaction's persistent messages are on disk.
+                shard.sync_barrier().await?;
+            }
             conn.send_method(channel, &Method::TxCommitOk(TxCommitOk {}));
         }
         Method::TxRollback(_) => {
@@ -642,6 +647,7 @@ async fn run(shard: &Shard, conn: &Conn, channel: u16, method: &Method) -> Resul
             }
         }
         Method::BasicPublish(m) => {
+            conn.published.set(true);
             if m.immediate {
                 return Err(Fail::Hard(HardError::new(
                     NOT_IMPLEMENTED,

@@ -23,6 +23,7 @@ fn server_properties() -> FieldTable {
         "exchange_exchange_bindings",
         "basic.nack",
         "consumer_cancel_notify",
+        "connection.blocked",
         "per_consumer_qos",
         "authentication_failure_close",
         "direct_reply_to",
@@ -152,6 +153,7 @@ fn start_ok(shard: &Shard, conn: &Conn, m: ConnectionStartOk) -> Result<(), Hard
             let mut state = conn.state.borrow_mut();
             state.user = user;
             state.capabilities.consumer_cancel_notify = flag("consumer_cancel_notify");
+            state.capabilities.connection_blocked = flag("connection.blocked");
             state.phase = Phase::TuneOk;
         }
         Err(AuthError::UnknownMechanism(mech)) => {

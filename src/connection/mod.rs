@@ -127,6 +127,7 @@ impl HardError {
 #[derive(Debug, Default, Clone, Copy)]
 struct ClientCapabilities {
     consumer_cancel_notify: bool,
+    connection_blocked: bool,
 }
 
 struct ConnState {
@@ -163,6 +164,10 @@ pub struct Conn {
     last_write: Cell<Instant>,
     /// Close the socket at once instead of waiting for the peer (wrong protocol header).
     hang_up: Cell<bool>,
+    /// The peer published at least once: it is blocked while a resource alarm is in force.
+    pub published: Cell<bool>,
+    /// connection.blocked was sent and connection.unblocked is owed.
+    told_blocked: Cell<bool>,
 }
 
 impl Conn {
@@ -188,6 +193,28 @@ impl Conn {
             last_read: Cell::new(now),
             last_write: Cell::new(now),
             hang_up: Cell::new(false),
+            published: Cell::new(false),
+            told_blocked: Cell::new(false),
+        }
+    }
+
+    /// A resource alarm changed (`state` 0: cleared). A publishing connection is told, if its
+    /// client asked for connection.blocked notifications.
+    pub fn alarm(&self, state: u8) {
+        if state != 0 {
+            if self.published.get() {
+                self.tell_blocked(state);
+            }
+        } else if self.told_blocked.replace(false) {
+            self.send_method(0, &Method::ConnectionUnblocked(ConnectionUnblocked {}));
+        }
+    }
+
+    fn tell_blocked(&self, state: u8) {
+        let wanted = self.state.borrow().capabilities.connection_blocked;
+        if wanted && !self.told_blocked.replace(true) {
+            let reason = bytes::Bytes::from_static(crate::alarm::Alarms::reason(state).as_bytes());
+            self.send_method(0, &Method::ConnectionBlocked(ConnectionBlocked { reason }));
         }
     }
 
@@ -475,6 +502,21 @@ async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &TcpStream) {
     let mut buf = BytesMut::new();
     let mut want = READ_MIN_BYTES;
     loop {
+        // A resource alarm: a publishing connection is not read until it clears (its
+        // heartbeats are not expected meanwhile, as in RabbitMQ).
+        loop {
+            let alarm = shard.alarms.state();
+            if alarm == 0 || !conn.published.get() {
+                break;
+            }
+            conn.tell_blocked(alarm);
+            if conn.done.get() {
+                return;
+            }
+            shard.flush();
+            tokio::time::sleep(crate::alarm::CHECK_EVERY / 2).await;
+            conn.last_read.set(Instant::now());
+        }
         while shard.congested() || conn.out.borrow().len() > OUTPUT_HIGH_WATER_BYTES {
             if conn.done.get() {
                 return;

@@ -160,6 +160,7 @@ pub struct Shard {
     pub id: usize,
     pub count: usize,
     pub config: Arc<Config>,
+    pub alarms: Arc<crate::alarm::Alarms>,
     pub broker: RefCell<Broker>,
     pub topology: RefCell<Topology>,
     /// On the topology owner: changes still being applied elsewhere, by token:
@@ -186,6 +187,7 @@ impl Shard {
         id: usize,
         count: usize,
         config: Arc<Config>,
+        alarms: Arc<crate::alarm::Alarms>,
         endpoint: ring::Endpoint<ShardMsg>,
         broker: Broker,
         topology: Topology,
@@ -194,6 +196,7 @@ impl Shard {
             id,
             count,
             config,
+            alarms,
             broker: RefCell::new(broker),
             topology: RefCell::new(topology),
             topology_waiting: RefCell::new(HashMap::new()),
@@ -664,6 +667,23 @@ impl Shard {
         }
     }
 
+    /// Tells this shard's connections when a resource alarm is raised or cleared.
+    async fn watch_alarms(self: Rc<Self>) {
+        let mut last = 0;
+        loop {
+            tokio::time::sleep(crate::alarm::CHECK_EVERY / 2).await;
+            let now = self.alarms.state();
+            if (now == 0) != (last == 0) {
+                let conns: Vec<Rc<Conn>> =
+                    self.conns.borrow().iter().map(|(_, c)| c.clone()).collect();
+                for conn in conns {
+                    conn.alarm(now);
+                }
+            }
+            last = now;
+        }
+    }
+
     /// A delivery whose channel is gone goes back to its queue.
     fn bounce(&self, queue: QueueRef, seq: u64) {
         let mut seqs = SmallVec::new();
@@ -728,7 +748,9 @@ async fn read_frame(
     let file = match files.get(&loc.seg) {
         Some(f) => f.clone(),
         None => {
-            let f = Rc::new(tokio_uring::fs::File::open(crate::store::segment_path(dir, loc.seg)).await?);
+            let f = Rc::new(
+                tokio_uring::fs::File::open(crate::store::segment_path(dir, loc.seg)).await?,
+            );
             files.insert(loc.seg, f.clone());
             f
         }
@@ -771,18 +793,14 @@ pub fn start(config: Config) -> std::io::Result<()> {
     })?;
     let budget = config.memory_budget_bytes() / count as u64;
     let started = std::time::Instant::now();
-    let recovered = crate::store::recover::recover(
-        &config.data_dir,
-        count,
-        config.segment_size,
-        budget,
-    )
-    .map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("cannot recover {}: {e}", config.data_dir.display()),
-        )
-    })?;
+    let recovered =
+        crate::store::recover::recover(&config.data_dir, count, config.segment_size, budget)
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot recover {}: {e}", config.data_dir.display()),
+                )
+            })?;
     let queue_count: usize = recovered.shards.iter().map(|s| s.queues.len()).sum();
     crate::info!(
         "Recovered {} durable queue(s) and {} message(s) in {} ms",
@@ -800,6 +818,11 @@ pub fn start(config: Config) -> std::io::Result<()> {
     }
     let topology_records = Arc::new(recovered.topology);
     let queue_refs = Arc::new(queue_refs);
+    let alarms = crate::alarm::start_monitor(
+        config.data_dir.clone(),
+        config.memory_high_watermark.bytes(),
+        config.disk_free_limit,
+    )?;
     let endpoints = ring::mesh::<ShardMsg>(count, RING_CAPACITY)?;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
     let mut listeners = Vec::new();
@@ -832,6 +855,7 @@ pub fn start(config: Config) -> std::io::Result<()> {
         let ready_tx = ready_tx.clone();
         let topology_records = topology_records.clone();
         let queue_refs = queue_refs.clone();
+        let alarms = alarms.clone();
         let mut broker = Broker::new(id);
         let live = start.live;
         let (first_segment, defs_len) = (start.first_segment, start.defs_len);
@@ -856,10 +880,13 @@ pub fn start(config: Config) -> std::io::Result<()> {
                         broker.attach_store(store, budget);
                         let topology = Topology::replay(&topology_records, &queue_refs);
                         drop((topology_records, queue_refs));
-                        let shard = Rc::new(Shard::new(id, count, config, endpoint, broker, topology));
+                        let shard = Rc::new(Shard::new(
+                            id, count, config, alarms, endpoint, broker, topology,
+                        ));
                         tokio_uring::spawn(shard.clone().mailbox());
                         tokio_uring::spawn(crate::store::writer::run(shard.clone()));
                         tokio_uring::spawn(shard.clone().pager());
+                        tokio_uring::spawn(shard.clone().watch_alarms());
                         for listener in listeners {
                             let listener = tokio_uring::net::TcpListener::from_std(listener);
                             tokio_uring::spawn(crate::connection::accept_loop(

@@ -17,8 +17,8 @@
 //! Acks are written but never waited for: after a crash an unsynced ack only means a
 //! redelivery, flagged `redelivered`, which AMQP allows.
 
-pub mod recover;
 pub mod record;
+pub mod recover;
 pub mod writer;
 
 use std::collections::VecDeque;
@@ -250,7 +250,10 @@ impl Store {
             if let Some(s) = self.segments.get_mut(&current) {
                 *s.cancels.entry(loc.seg).or_insert(0) += 1;
             }
-            self.cancelled_by.entry(loc.seg).or_default().insert(current);
+            self.cancelled_by
+                .entry(loc.seg)
+                .or_default()
+                .insert(current);
         }
         self.appended_one();
         self.release(loc);
@@ -391,10 +394,7 @@ impl Store {
         let (off, len) = (u64::from(loc.off), loc.len as usize);
         if loc.seg == self.current && off >= self.seg_buf_offset {
             let at = (off - self.seg_buf_offset) as usize;
-            return self
-                .seg_buf
-                .get(at..at + len)
-                .map(Bytes::copy_from_slice);
+            return self.seg_buf.get(at..at + len).map(Bytes::copy_from_slice);
         }
         self.sealed
             .iter()
@@ -456,7 +456,10 @@ pub fn segment_path(dir: &Path, id: u32) -> PathBuf {
 
 /// The segment id in a file name made by [`segment_path`].
 pub fn segment_id(name: &str) -> Option<u32> {
-    name.strip_prefix("seg-")?.strip_suffix(".log")?.parse().ok()
+    name.strip_prefix("seg-")?
+        .strip_suffix(".log")?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
@@ -544,6 +547,13 @@ mod tests {
         assert_eq!(out.len(), 1, "only the first batch is durable");
         let batch = s.take_batch();
         s.written(batch.ticket, batch.sync, false, &mut out);
-        assert!(matches!(out[1].1, ShardMsg::Confirm { seq: 2, ok: false, .. }));
+        assert!(matches!(
+            out[1].1,
+            ShardMsg::Confirm {
+                seq: 2,
+                ok: false,
+                ..
+            }
+        ));
     }
 }

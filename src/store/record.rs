@@ -9,8 +9,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::broker::Message;
-use crate::protocol::Reader;
 use crate::protocol::FieldTable;
+use crate::protocol::Reader;
 use crate::routing::ExchangeKind;
 
 pub const HEADER_BYTES: usize = 8;
@@ -56,14 +56,19 @@ pub enum Record {
         msg: Message,
     },
     /// The message is gone from its queue (acked, dropped, purged, expired).
-    Ack { queue_id: u64, seq: u64 },
+    Ack {
+        queue_id: u64,
+        seq: u64,
+    },
     Queue {
         queue_id: u64,
         name: Bytes,
         auto_delete: bool,
         arguments: FieldTable,
     },
-    QueueGone { queue_id: u64 },
+    QueueGone {
+        queue_id: u64,
+    },
     Exchange {
         name: Bytes,
         kind: ExchangeKind,
@@ -71,11 +76,15 @@ pub enum Record {
         internal: bool,
         arguments: FieldTable,
     },
-    ExchangeGone { name: Bytes },
+    ExchangeGone {
+        name: Bytes,
+    },
     Bind(BindingDef),
     Unbind(BindingDef),
     /// Every binding to the queue went with it.
-    QueueUnbound { name: Bytes },
+    QueueUnbound {
+        name: Bytes,
+    },
 }
 
 /// Appends one framed record to `out`; `fields` writes the kind byte and the fields.
@@ -378,8 +387,16 @@ mod tests {
             }
             other => panic!("expected the publish, got {other:?}"),
         }
-        assert!(matches!(seen[1], Record::Ack { queue_id: 7, seq: 42 }));
-        assert!(matches!(&seen[4], Record::Bind(b) if b == match &defs[2] { Record::Bind(b) => b, _ => unreachable!() }));
+        assert!(matches!(
+            seen[1],
+            Record::Ack {
+                queue_id: 7,
+                seq: 42
+            }
+        ));
+        assert!(
+            matches!(&seen[4], Record::Bind(b) if b == match &defs[2] { Record::Bind(b) => b, _ => unreachable!() })
+        );
     }
 
     #[test]

@@ -52,7 +52,11 @@ pub async fn run(shard: Rc<Shard>) {
                         f
                     }
                     Err(err) => {
-                        crate::error!("store {}: cannot open {:?}: {err}", dir.display(), chunk.file);
+                        crate::error!(
+                            "store {}: cannot open {:?}: {err}",
+                            dir.display(),
+                            chunk.file
+                        );
                         ok = false;
                         continue;
                     }
@@ -60,7 +64,11 @@ pub async fn run(shard: Rc<Shard>) {
             };
             let (res, _) = file.write_all_at(chunk.bytes, chunk.offset).await;
             if let Err(err) = res {
-                crate::error!("store {}: write to {:?} failed: {err}", dir.display(), chunk.file);
+                crate::error!(
+                    "store {}: write to {:?} failed: {err}",
+                    dir.display(),
+                    chunk.file
+                );
                 ok = false;
             }
             dirty.insert(chunk.file);
@@ -69,7 +77,11 @@ pub async fn run(shard: Rc<Shard>) {
             for id in dirty.drain() {
                 if let Some(file) = files.get(&id) {
                     if let Err(err) = file.sync_data().await {
-                        crate::error!("store {}: fdatasync of {:?} failed: {err}", dir.display(), id);
+                        crate::error!(
+                            "store {}: fdatasync of {:?} failed: {err}",
+                            dir.display(),
+                            id
+                        );
                         ok = false;
                     }
                 }

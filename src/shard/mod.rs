@@ -791,6 +791,7 @@ pub fn start(config: Config) -> std::io::Result<()> {
             ),
         )
     })?;
+    lock_data_dir(&config.data_dir)?;
     let budget = config.memory_budget_bytes() / count as u64;
     let started = std::time::Instant::now();
     let recovered =
@@ -913,6 +914,29 @@ pub fn start(config: Config) -> std::io::Result<()> {
         }
     }
     crate::info!("Server startup complete; {count} shard(s) accepting connections");
+    Ok(())
+}
+
+/// Takes an exclusive lock on the data directory for the life of the process, so that two
+/// brokers never write the same files. The kernel drops it when the process dies, even by
+/// SIGKILL.
+fn lock_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::fd::IntoRawFd;
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    let fd = file.into_raw_fd(); // kept open until exit: the lock lives as long as the fd
+                                 // SAFETY: fd is a valid descriptor owned by this process.
+    if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(std::io::Error::other(format!(
+            "data directory {} is in use by another Warren process (lock {} is held)",
+            dir.display(),
+            path.display()
+        )));
+    }
     Ok(())
 }
 

@@ -107,6 +107,8 @@ pub struct Store {
     deletable: Vec<u32>,
     /// Wakes the writer task.
     pub wake: Arc<Notify>,
+    /// The writer was woken since it last took a batch.
+    woken: bool,
     /// The last write or sync failed: new confirms are negative until one succeeds.
     pub failing: bool,
 }
@@ -156,6 +158,7 @@ impl Store {
             cancelled_by: FxHashMap::default(),
             deletable: Vec::new(),
             wake: Arc::new(Notify::new()),
+            woken: false,
             failing: false,
         }
     }
@@ -201,7 +204,15 @@ impl Store {
 
     fn appended_one(&mut self) {
         self.appended += 1;
-        self.wake.notify_one();
+        self.wake_writer();
+    }
+
+    /// One wake-up per batch: the writer takes everything there is when it looks.
+    fn wake_writer(&mut self) {
+        if !self.woken {
+            self.woken = true;
+            self.wake.notify_one();
+        }
     }
 
     /// Appends a publish record; returns where it went.
@@ -283,6 +294,7 @@ impl Store {
         }
         self.segments.remove(&id);
         self.deletable.push(id);
+        self.wake_writer();
         // Acks elsewhere that cancelled messages in `id` are no longer needed.
         if let Some(by) = self.cancelled_by.remove(&id) {
             for other in by {
@@ -309,12 +321,13 @@ impl Store {
         }
         self.wanted = true;
         self.waiters.push_back((self.appended, target, msg));
-        self.wake.notify_one();
+        self.wake_writer();
         None
     }
 
     /// Everything appended since the last batch, for the writer.
     pub fn take_batch(&mut self) -> Batch {
+        self.woken = false;
         self.seal_current();
         let mut chunks = std::mem::take(&mut self.sealed);
         if !self.defs_buf.is_empty() {

@@ -7,9 +7,10 @@
 //!    exchange and binding changes in order.
 //! 2. A first pass over every segment finds the live messages: publish records of a durable
 //!    queue with no ack record anywhere. A record found twice (see step 4) counts once.
-//! 3. A second pass copies each live record, unchanged, into fresh segments of the shard that
-//!    owns its queue now, and fresh definition logs are written (write, fsync, rename).
-//! 4. Only then are the old segments deleted. A crash in between leaves both copies, which
+//! 3. A segment whose records are all live and belong to its own shard stays as it is. From
+//!    the others, a second pass copies each live record, unchanged, into fresh segments of the
+//!    shard that owns its queue now; fresh definition logs are written (write, fsync, rename).
+//! 4. Only then are the copied segments deleted. A crash in between leaves both copies, which
 //!    step 2 of the next start treats as one.
 //!
 //! A record that is short or fails its CRC is a torn tail: the file is truncated there, with a
@@ -142,6 +143,8 @@ pub fn recover(
     let mut found: FxHashMap<(u64, u64), Found> = FxHashMap::default();
     let mut acked: FxHashSet<(u64, u64)> = FxHashSet::default();
     let mut max_seq: FxHashMap<u64, u64> = FxHashMap::default();
+    // Publish records per segment, live or not.
+    let mut publishes: FxHashMap<(u16, u32), u64> = FxHashMap::default();
     for (dir, seg, path) in &segments {
         scan(path, |rec, off, _| match rec {
             Record::Publish {
@@ -151,6 +154,7 @@ pub fn recover(
                 ..
             } => {
                 note_seq(&mut max_seq, queue_id, seq);
+                *publishes.entry((*dir, *seg)).or_insert(0) += 1;
                 if !transient && queues.contains_key(&queue_id) {
                     found.entry((queue_id, seq)).or_insert(Found {
                         dir: *dir,
@@ -170,9 +174,30 @@ pub fn recover(
     drop(acked);
     let live_at: FxHashSet<(u16, u32, u32)> =
         found.values().map(|f| (f.dir, f.seg, f.off)).collect();
+    let owner_of = |queue_id: u64| queue_shard_bytes(b"/", &queues[&queue_id].name, shards);
+
+    // A segment whose every publish record is live and owned by its directory's shard stays
+    // where it is (the usual case for a backlog when the shard count did not change); the
+    // others are copied. Keeping one with a dead record would need the acks that cancel it.
+    let mut live_in: FxHashMap<(u16, u32), u64> = FxHashMap::default();
+    let mut misplaced: FxHashSet<(u16, u32)> = FxHashSet::default();
+    for (&(queue_id, _), f) in &found {
+        *live_in.entry((f.dir, f.seg)).or_insert(0) += 1;
+        if owner_of(queue_id) != usize::from(f.dir) {
+            misplaced.insert((f.dir, f.seg));
+        }
+    }
+    let kept: FxHashSet<(u16, u32)> = live_in
+        .iter()
+        .filter(|(key, live)| {
+            publishes.get(key) == Some(live)
+                && !misplaced.contains(key)
+                && usize::from(key.0) < shards
+        })
+        .map(|(key, _)| *key)
+        .collect();
 
     // 3. Copy live records to the shards that own their queues now.
-    let owner_of = |queue_id: u64| queue_shard_bytes(b"/", &queues[&queue_id].name, shards);
     let mut starts: Vec<ShardStart> = (0..shards).map(|_| ShardStart::default()).collect();
     let mut writers: Vec<SegmentWriter> = (0..shards)
         .map(|i| SegmentWriter::new(shard_dir(data_dir, i), old_max + 1, segment_size))
@@ -181,6 +206,7 @@ pub fn recover(
     let mut total = 0u64;
     for (dir, seg, path) in &segments {
         let mut failed = None;
+        let keep_segment = kept.contains(&(*dir, *seg));
         scan(path, |rec, off, frame| {
             if failed.is_some() || !live_at.contains(&(*dir, *seg, off)) {
                 return;
@@ -192,11 +218,20 @@ pub fn recover(
                 return;
             };
             let owner = owner_of(queue_id);
-            let loc = match writers[owner].append(frame) {
-                Ok(loc) => loc,
-                Err(err) => {
-                    failed = Some(err);
-                    return;
+            let loc = if keep_segment {
+                Loc {
+                    seg: *seg,
+                    off,
+                    len: frame.len() as u32,
+                    paged: false,
+                }
+            } else {
+                match writers[owner].append(frame) {
+                    Ok(loc) => loc,
+                    Err(err) => {
+                        failed = Some(err);
+                        return;
+                    }
                 }
             };
             let start = &mut starts[owner];
@@ -269,8 +304,10 @@ pub fn recover(
     }
 
     // 4. The old segments, and directories of shards that no longer exist, go.
-    for (_, _, path) in &segments {
-        fs::remove_file(path)?;
+    for (dir, seg, path) in &segments {
+        if !kept.contains(&(*dir, *seg)) {
+            fs::remove_file(path)?;
+        }
     }
     for (index, dir) in &dirs {
         if *index >= shards {

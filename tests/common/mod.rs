@@ -485,3 +485,336 @@ pub fn run_python(script: &str, args: &[&str], timeout: Duration) -> PyOutput {
 pub fn port_accepts(port: u16) -> bool {
     TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).is_ok()
 }
+
+// ---------------------------------------------------------------------------
+// Brokers that are stopped and started again on the same data directory
+// ---------------------------------------------------------------------------
+
+/// How long a broker may take to exit after SIGTERM.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Broker {
+    /// Starts `warren --listen 127.0.0.1:<port> --data-dir <data_dir>` plus `extra_args` and
+    /// waits until it prints `Server startup complete`. Unlike [`Broker::start`], the data
+    /// directory belongs to the caller: it is kept when this broker stops or drops, so another
+    /// broker can be started on it. Never uses an external broker.
+    ///
+    /// Errs, with everything the broker printed, if it exits before startup completes or does
+    /// not complete it within `STARTUP_TIMEOUT` (it is killed then).
+    pub fn try_start_on(port: u16, data_dir: &Path, extra_args: &[&str]) -> Result<Broker, String> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot spawn the warren binary: {e}"))?;
+        let output = Arc::new(Mutex::new(String::new()));
+        let (line_tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        forward_lines(stdout, line_tx.clone(), Arc::clone(&output));
+        forward_lines(stderr, line_tx, Arc::clone(&output));
+        let mut broker = Broker {
+            port,
+            child: Some(child),
+            data_dir: None,
+            output,
+        };
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let (status, output) = broker.kill_9_with_output();
+                return Err(format!(
+                    "no `{STARTUP_LINE}` within {STARTUP_TIMEOUT:?} (killed: {status}); output:\n{output}"
+                ));
+            }
+            match lines.recv_timeout(left.min(Duration::from_millis(100))) {
+                Ok(line) if line.contains(STARTUP_LINE) => return Ok(broker),
+                Ok(_) | Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
+            }
+            let child = broker.child.as_mut().expect("spawned broker");
+            if let Ok(Some(status)) = child.try_wait() {
+                broker.child = None;
+                // Let the reader threads catch the last lines.
+                thread::sleep(Duration::from_millis(100));
+                return Err(format!(
+                    "exited ({status}) before `{STARTUP_LINE}`; output:\n{}",
+                    broker.output()
+                ));
+            }
+        }
+    }
+
+    /// [`Broker::try_start_on`], panicking on failure.
+    pub fn start_on(port: u16, data_dir: &Path, extra_args: &[&str]) -> Broker {
+        Broker::try_start_on(port, data_dir, extra_args).unwrap_or_else(|e| {
+            panic!("expected warren to start on port {port} with data dir {data_dir:?}, got: {e}")
+        })
+    }
+
+    /// The PID of the broker process this harness spawned (`None` for an external broker).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL through the `Child` handle (never by name), then reaps the process. Returns how
+    /// it ended. Panics for an external broker.
+    pub fn kill_9(self) -> ExitStatus {
+        self.kill_9_with_output().0
+    }
+
+    /// [`Broker::kill_9`], also returning everything the broker printed.
+    pub fn kill_9_with_output(mut self) -> (ExitStatus, String) {
+        let mut child = self
+            .child
+            .take()
+            .expect("expected a broker spawned by the harness, got an external one");
+        // A child not yet reaped keeps its PID, so this cannot hit another process.
+        let _ = child.kill();
+        let status = child
+            .wait()
+            .unwrap_or_else(|e| panic!("expected to reap the killed broker, got {e}"));
+        thread::sleep(Duration::from_millis(50));
+        (status, self.output())
+    }
+
+    /// Clean stop: SIGTERM to this child's PID, then waits up to `STOP_TIMEOUT` for it to exit
+    /// and returns how it ended. If it is still running then, kills it (SIGKILL) and panics.
+    /// Panics for an external broker.
+    pub fn terminate(self) -> ExitStatus {
+        self.terminate_with_output().0
+    }
+
+    /// [`Broker::terminate`], also returning everything the broker printed.
+    pub fn terminate_with_output(mut self) -> (ExitStatus, String) {
+        let mut child = self
+            .child
+            .take()
+            .expect("expected a broker spawned by the harness, got an external one");
+        if let Ok(Some(status)) = child.try_wait() {
+            return (status, self.output());
+        }
+        // Not reaped yet, so the PID is still this child's (at worst a zombie).
+        let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(
+            rc,
+            0,
+            "expected kill(SIGTERM) on pid {pid} to succeed, got {}",
+            std::io::Error::last_os_error()
+        );
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    thread::sleep(Duration::from_millis(100));
+                    panic!(
+                        "expected the broker (pid {pid}) to exit within {STOP_TIMEOUT:?} of SIGTERM, got still running (killed); output:\n{}",
+                        self.output()
+                    );
+                }
+            }
+        };
+        thread::sleep(Duration::from_millis(50));
+        (status, self.output())
+    }
+}
+
+/// Set to keep a failed test's data directory (its path is printed) instead of removing it.
+pub const KEEP_DATA_ENV: &str = "WARREN_TEST_KEEP_DATA";
+
+/// A broker whose data directory outlives its processes: killed (SIGKILL) or stopped
+/// (SIGTERM), then started again on the same directory, port and arguments. The directory is
+/// removed on drop (kept if the test panics and `WARREN_TEST_KEEP_DATA` is set). Everything
+/// each process printed is kept and shown if the test panics.
+pub struct RestartableBroker {
+    dir: PathBuf,
+    args: Vec<String>,
+    port: u16,
+    current: Option<Broker>,
+    /// Output of the processes that already ended, oldest first.
+    history: String,
+    starts: u32,
+}
+
+impl RestartableBroker {
+    /// Starts `warren` on a free port and a fresh data directory with `extra_args`. Returns
+    /// `None` when the tests run against an external broker (`WARREN_TEST_AMQP_PORT`), which
+    /// the harness cannot restart.
+    pub fn start(extra_args: &[&str]) -> Option<RestartableBroker> {
+        if external_port().is_some() {
+            return None;
+        }
+        let mut broker = RestartableBroker {
+            dir: fresh_dir("durable"),
+            args: extra_args.iter().map(|s| s.to_string()).collect(),
+            port: free_port(),
+            current: None,
+            history: String::new(),
+            starts: 0,
+        };
+        broker.start_again();
+        Some(broker)
+    }
+
+    /// The AMQP port of the current (or last) process.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `amqp://guest:guest@127.0.0.1:PORT/%2f` for the current (or last) process.
+    pub fn amqp_url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The running process's PID (`None` while stopped).
+    pub fn pid(&self) -> Option<u32> {
+        self.current.as_ref().and_then(Broker::pid)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// How many processes were started on this data directory so far.
+    pub fn starts(&self) -> u32 {
+        self.starts
+    }
+
+    /// SIGKILL (by the child's PID, through its handle) and reap. Panics if not running.
+    pub fn kill_9(&mut self) -> ExitStatus {
+        let broker = self.take_current("kill -9");
+        let (status, output) = broker.kill_9_with_output();
+        self.record(&output, &format!("killed with SIGKILL: {status}"));
+        status
+    }
+
+    /// SIGTERM and wait for the exit (bounded by `STOP_TIMEOUT`). Panics if not running.
+    pub fn stop(&mut self) -> ExitStatus {
+        let broker = self.take_current("SIGTERM");
+        let (status, output) = broker.terminate_with_output();
+        self.record(&output, &format!("stopped with SIGTERM: {status}"));
+        status
+    }
+
+    /// Starts a new process on the same data directory and port (and arguments), waiting for
+    /// `Server startup complete`. Should the port have been taken meanwhile (by another test's
+    /// broker), moves to a free port; `port()` and `amqp_url()` follow. Panics if already
+    /// running or if the broker does not start.
+    pub fn start_again(&mut self) {
+        self.start_on(self.port);
+    }
+
+    /// Starts a new process on the same data directory (and arguments) on another free port.
+    pub fn start_again_on_new_port(&mut self) {
+        self.start_on(free_port());
+    }
+
+    /// SIGKILL, then start again on the same data directory and port.
+    pub fn restart_after_kill_9(&mut self) {
+        self.kill_9();
+        self.start_again();
+    }
+
+    /// SIGTERM (asserting a clean exit), then start again on the same data directory and port.
+    pub fn restart_clean(&mut self) {
+        let status = self.stop();
+        assert!(
+            status.success(),
+            "expected the broker to exit 0 after SIGTERM, got {status}; output:\n{}",
+            self.output()
+        );
+        self.start_again();
+    }
+
+    /// Everything every process on this data directory printed, oldest first.
+    pub fn output(&self) -> String {
+        let mut all = self.history.clone();
+        if let Some(current) = &self.current {
+            all.push_str(&format!(
+                "--- process #{} (port {}, running) ---\n",
+                self.starts, self.port
+            ));
+            all.push_str(&current.output());
+        }
+        all
+    }
+
+    fn start_on(&mut self, port: u16) {
+        assert!(
+            self.current.is_none(),
+            "expected the broker to be stopped before starting it again"
+        );
+        let owned = self.args.clone();
+        let args: Vec<&str> = owned.iter().map(String::as_str).collect();
+        let mut port = port;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            self.starts += 1;
+            match Broker::try_start_on(port, &self.dir, &args) {
+                Ok(broker) => {
+                    self.port = port;
+                    self.current = Some(broker);
+                    return;
+                }
+                Err(e) if attempts < 5 && e.contains("in use") => {
+                    self.record(&e, &format!("could not start on port {port}"));
+                    eprintln!("warren: port {port} is taken, starting on another one");
+                    port = free_port();
+                }
+                Err(e) => panic!(
+                    "expected warren to start on port {port} with data dir {:?}, got: {e}\nearlier processes:\n{}",
+                    self.dir, self.history
+                ),
+            }
+        }
+    }
+
+    fn take_current(&mut self, what: &str) -> Broker {
+        self.current
+            .take()
+            .unwrap_or_else(|| panic!("expected a running broker to {what}, got none"))
+    }
+
+    fn record(&mut self, output: &str, how: &str) {
+        self.history.push_str(&format!(
+            "--- process #{} (port {}), {how} ---\n{output}",
+            self.starts, self.port
+        ));
+    }
+}
+
+impl Drop for RestartableBroker {
+    fn drop(&mut self) {
+        let keep = thread::panicking() && std::env::var_os(KEEP_DATA_ENV).is_some();
+        if thread::panicking() {
+            eprintln!(
+                "--- earlier broker processes on {:?} ---\n{}",
+                self.dir, self.history
+            );
+        }
+        // Kills the running process, if any (by PID, through its handle).
+        drop(self.current.take());
+        if keep {
+            eprintln!("data directory kept: {:?}", self.dir);
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}

@@ -792,6 +792,9 @@ pub fn start(config: Config) -> std::io::Result<()> {
         )
     })?;
     lock_data_dir(&config.data_dir)?;
+    for addr in &config.listen {
+        crate::connection::ensure_address_free(*addr)?;
+    }
     let budget = config.memory_budget_bytes() / count as u64;
     let started = std::time::Instant::now();
     let recovered =

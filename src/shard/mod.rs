@@ -287,7 +287,16 @@ impl Shard {
 
     /// True while some ring is full: connection tasks stop reading until it drains.
     pub fn congested(&self) -> bool {
-        self.overflow.borrow().iter().any(|q| !q.is_empty())
+        self.overflow.borrow().iter().any(|q| !q.is_empty()) || self.store_backlogged()
+    }
+
+    /// The store has more waiting to be written than it may hold in memory: stop taking new
+    /// messages (sockets and rings) until the writer catches up, as a full ring does.
+    pub fn store_backlogged(&self) -> bool {
+        self.broker
+            .borrow()
+            .store()
+            .is_some_and(|s| s.backlog_bytes() > crate::store::BACKLOG_LIMIT_BYTES)
     }
 
     /// Runs the local inbox dry, retries overflowed sends and wakes parked targets.
@@ -667,11 +676,15 @@ impl Shard {
         }
     }
 
-    /// Tells this shard's connections when a resource alarm is raised or cleared.
+    /// Tells this shard's connections when a resource alarm is raised or cleared, and hands
+    /// memory this thread freed back to the OS: the allocator otherwise keeps it, so a shard
+    /// that churned through a large backlog would look as big as its peak.
     async fn watch_alarms(self: Rc<Self>) {
         let mut last = 0;
         loop {
             tokio::time::sleep(crate::alarm::CHECK_EVERY / 2).await;
+            // SAFETY: mi_collect only works on the calling thread's own heap.
+            unsafe { libmimalloc_sys::mi_collect(false) };
             let now = self.alarms.state();
             if (now == 0) != (last == 0) {
                 let conns: Vec<Rc<Conn>> =
@@ -710,6 +723,12 @@ impl Shard {
         let mut buf = vec![0u8; 8];
         let mut batch = Vec::with_capacity(DRAIN_BATCH);
         loop {
+            if self.store_backlogged() {
+                // Senders' rings fill up and they stop reading their sockets in turn.
+                self.flush();
+                tokio::time::sleep(Duration::from_micros(100)).await;
+                continue;
+            }
             let n = self
                 .endpoint
                 .borrow_mut()

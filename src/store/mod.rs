@@ -355,6 +355,14 @@ impl Store {
         }
     }
 
+    /// Bytes appended but not yet written.
+    pub fn backlog_bytes(&self) -> usize {
+        self.seg_buf.len()
+            + self.defs_buf.len()
+            + self.sealed.iter().map(|c| c.bytes.len()).sum::<usize>()
+            + self.unwritten.iter().map(|c| c.bytes.len()).sum::<usize>()
+    }
+
     /// True when the writer has nothing to do.
     pub fn idle(&self) -> bool {
         self.seg_buf.is_empty()
@@ -455,6 +463,11 @@ pub fn body_of(frame: &Bytes) -> std::io::Result<Bytes> {
         )),
     }
 }
+
+/// Most bytes a shard's store holds in memory waiting for the writer before the shard stops
+/// taking new messages. Persistent messages are held back by their confirms anyway; this
+/// bounds what paged-out transient bodies (confirmed on enqueue) can pile up.
+pub const BACKLOG_LIMIT_BYTES: usize = 8 << 20;
 
 pub const DEFS_FILE: &str = "defs.log";
 pub const META_FILE: &str = "meta";

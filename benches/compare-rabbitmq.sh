@@ -129,6 +129,7 @@ scenarios=(
     "S2 as S1, ack every 50, prefetch 100|--producers 1 --consumers 1 --queues 1 --size 16 --multi-ack-every 50 --prefetch 100|consume_rate"
     "S3 as S2, 4 KiB|--producers 1 --consumers 1 --queues 1 --size 4096 --multi-ack-every 50 --prefetch 100|consume_rate"
     "S4 durable, persistent, confirm 256, ack 50|--producers 1 --consumers 1 --queues 1 --size 16 --persistent --confirm 256 --multi-ack-every 50 --prefetch 100|confirm_rate"
+    "S4b as S4 with 4 producers, 4 queues, 4 consumers|--producers 4 --consumers 4 --queues 4 --size 16 --persistent --confirm 256 --multi-ack-every 50 --prefetch 100|confirm_rate"
     "S5 fanout to 8 queues, 8 consumers|--producers 1 --consumers 8 --queues 8 --size 16 --exchange perf.fanout --exchange-type fanout --autoack|consume_rate"
     "S6 topic, 100 bindings, 1% match|--producers 1 --consumers 1 --queues 1 --size 16 --exchange perf.topic --exchange-type topic --bindings 100 --match-ratio 0.01 --autoack|publish_rate"
     "S7 fixed 5000 msg/s, ack each|--producers 1 --consumers 1 --queues 1 --size 16 --rate 5000 --multi-ack-every 1 --prefetch 100|consume_rate"
@@ -261,8 +262,9 @@ print("Throughput is the median over runs with no error; CPU per message divides
       "(or warren-perf's) utime+stime in the window by max(published, delivered). Latency is "
       "publish-to-delivery from a CLOCK_MONOTONIC stamp in the body: meaningful for S4 "
       "(confirm window), S7 (fixed rate) and S2/S3 (prefetch); in unthrottled autoack runs it "
-      "measures the backlog a broker lets grow. S4 on Warren: this build has no message store "
-      "yet, so nothing is fsynced (RabbitMQ's classic queue confirms before fsync too).")
+      "measures the backlog a broker lets grow. S4/S4b: Warren confirms each persistent message "
+      "only after fdatasync of its record (group commit); RabbitMQ 3.10's classic queues confirm "
+      "without an fsync per message.")
 if notes:
     print()
     print("Problems seen:")

@@ -1,6 +1,6 @@
 //! Publish → deliver through a real broker over loopback, per message.
 //!
-//! The broker runs in this process (`warren::shard::start`, one shard unless
+//! The broker runs in this process (`warren::server::start`, one shard unless
 //! `WARREN_BENCH_SHARDS` says otherwise); the client is two blocking sockets driven by
 //! `warren::protocol`. Each iteration writes a batch of N 16-byte transient publishes to the
 //! default exchange in one `write_all` on the publisher connection, then reads the consumer
@@ -219,7 +219,7 @@ fn start_broker() -> SocketAddr {
         shards: Some(shards),
         ..Default::default()
     };
-    warren::shard::start(config).unwrap_or_else(|e| panic!("start the broker: {e}"));
+    warren::server::start(config).unwrap_or_else(|e| panic!("start the broker: {e}"));
     addr
 }
 

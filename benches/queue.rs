@@ -26,8 +26,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use warren::broker::{
     Broker, ConnRef, ConsumerSpec, Message, OpOk, Outbox, QueueOp, QueueRef, SettleKind,
 };
+use warren::broker::{QueueTarget, ShardMsg};
 use warren::protocol::{BasicProperties, FieldTable};
-use warren::shard::{QueueTarget, ShardMsg};
 
 const BODY: &[u8; 16] = b"0123456789abcdef";
 const PREFETCH_COUNT: u16 = 100;

@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use warren::broker::QueueRef;
+use warren::broker::ShardMsg;
 use warren::shard::ring::{mesh, Endpoint};
-use warren::shard::{ShardMsg, RING_CAPACITY};
+use warren::shard::RING_CAPACITY;
 
 /// As the mailbox task's `DRAIN_BATCH` (private in `warren::shard`).
 const DRAIN_BATCH: usize = 4096;

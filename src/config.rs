@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::io::IoChoice;
 use crate::store::SyncPolicy;
 
 /// Warren: an AMQP 0-9-1 broker with one io_uring shard per core.
@@ -87,6 +88,12 @@ pub struct Config {
     /// Free disk space under the data directory below which publishers are blocked.
     #[arg(long = "disk-free-limit", env = "WARREN_DISK_FREE_LIMIT", default_value = "50MB", value_parser = parse_bytes)]
     pub disk_free_limit: u64,
+
+    /// I/O backend: `uring` (io_uring), `epoll` (plain tokio, for hosts where io_uring is
+    /// refused), or `auto` (io_uring when the kernel allows it, else epoll with one log line
+    /// saying why).
+    #[arg(long = "io", env = "WARREN_IO", value_enum, default_value = "auto")]
+    pub io: IoChoice,
 
     /// A file of `key = value` lines, keys named like the flags without `--` (for example
     /// `data-dir = /var/lib/warren`); flags and environment variables override it.

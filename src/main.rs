@@ -11,7 +11,7 @@ fn main() {
         std::process::exit(2);
     }
     let config = warren::config::Config::parse();
-    if let Err(err) = warren::shard::run(config) {
+    if let Err(err) = warren::server::run(config) {
         eprintln!("warren: {err}");
         std::process::exit(1);
     }

@@ -27,7 +27,7 @@ const QUIET_PERIOD: Duration = Duration::from_millis(500);
 const MESSAGE_COUNT: usize = 1000;
 const PREFETCH_COUNT: u16 = 10;
 
-use warren::shard::queue_shard;
+use warren::ids::queue_shard;
 
 /// One queue name per shard, all starting with `prefix`.
 fn queue_per_shard(prefix: &str) -> Vec<String> {

@@ -33,7 +33,7 @@ use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::{mpsc, watch};
-use warren::shard::queue_shard;
+use warren::ids::queue_shard;
 
 const SHARDS: usize = 2;
 const SHARD_ARGS: [&str; 2] = ["--shards", "2"];

@@ -38,100 +38,13 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hdrhistogram::Histogram;
+use warren_perf::args::Args;
 use warren_perf::conn::{Conn, Error, Target, ABORT, RPC_TIMEOUT};
 use warren_perf::consumer::{self, ConsumerResult, ConsumerSpec};
 use warren_perf::producer::{self, ProducerSpec};
-use warren_perf::stats::{self, json_num, json_str, Counters, Shared};
-use warren_perf::topology::{ExchangeType, Plan, RoutingArgs};
-
-/// Load generator for AMQP 0-9-1 brokers (Warren, RabbitMQ).
-#[derive(Parser, Debug, Clone)]
-#[command(name = "warren-perf", version)]
-struct Args {
-    /// amqp://user:pass@host:port/vhost; overrides --host and --port.
-    #[arg(long)]
-    uri: Option<String>,
-    #[arg(long, default_value = "127.0.0.1")]
-    host: String,
-    #[arg(long, default_value_t = 5672)]
-    port: u16,
-    /// Producer connections.
-    #[arg(long, short = 'x', default_value_t = 1)]
-    producers: usize,
-    /// Consumer connections; consumer i reads queue i % queues.
-    #[arg(long, short = 'y', default_value_t = 1)]
-    consumers: usize,
-    /// Message body size in bytes (latency needs at least 8).
-    #[arg(long, short = 's', default_value_t = 16)]
-    size: usize,
-    /// Length of the measurement window, seconds.
-    #[arg(long, short = 'z', default_value_t = 10.0)]
-    duration: f64,
-    /// Number of queues to declare.
-    #[arg(long, default_value_t = 1)]
-    queues: usize,
-    /// Queue names; `%d` is replaced by the queue's index.
-    #[arg(long, default_value = "warren-perf-%d")]
-    queue_pattern: String,
-    /// Exchange to publish to; "" is the default exchange (routing key =
-    /// queue name). Names not starting with "amq." are declared and deleted.
-    #[arg(long, short = 'e', default_value = "")]
-    exchange: String,
-    #[arg(long, short = 't', value_enum, default_value = "direct")]
-    exchange_type: ExchangeType,
-    /// Routing keys producers cycle through (comma-separated); replaces the
-    /// generated --bindings/--match-ratio scheme.
-    #[arg(
-        long = "routing-key",
-        alias = "routing-keys",
-        short = 'k',
-        value_delimiter = ','
-    )]
-    routing_keys: Vec<String>,
-    /// Binding keys when they differ from --routing-key (key j binds queue
-    /// j % queues).
-    #[arg(long = "binding-key", alias = "binding-keys", value_delimiter = ',')]
-    binding_keys: Vec<String>,
-    /// Generated bindings (default: one per queue), spread over the queues.
-    #[arg(long)]
-    bindings: Option<usize>,
-    /// Fraction of publishes whose key matches a binding.
-    #[arg(long, default_value_t = 1.0)]
-    match_ratio: f64,
-    /// delivery-mode 2 and durable queues and exchange.
-    #[arg(long)]
-    persistent: bool,
-    /// Publisher confirms with at most WINDOW unconfirmed messages per producer.
-    #[arg(long, value_name = "WINDOW")]
-    confirm: Option<u64>,
-    /// Consume with no-ack.
-    #[arg(long, short = 'a')]
-    autoack: bool,
-    /// Manual ack with multiple=true every N deliveries (1 = ack each).
-    #[arg(long, default_value_t = 1)]
-    multi_ack_every: u64,
-    /// basic.qos prefetch-count per consumer (default: none, unlimited).
-    #[arg(long, short = 'q')]
-    prefetch: Option<u16>,
-    /// Fixed total publish rate, msg/s, split evenly over producers.
-    #[arg(long, short = 'r')]
-    rate: Option<f64>,
-    /// Broker process whose CPU time per message is reported.
-    #[arg(long)]
-    broker_pid: Option<u32>,
-    /// Print only the JSON line on stdout.
-    #[arg(long)]
-    json: bool,
-    /// No per-second progress on stderr.
-    #[arg(long)]
-    quiet: bool,
-    /// Free text copied into the JSON line (e.g. a scenario name).
-    #[arg(long)]
-    label: Option<String>,
-    /// Leave queues and exchange in place after the run.
-    #[arg(long)]
-    keep_topology: bool,
-}
+use warren_perf::report::Report;
+use warren_perf::stats::{self, Counters, Shared};
+use warren_perf::topology::{Plan, RoutingArgs};
 
 /// How long consumers may keep draining after the window.
 const DRAIN_MAX: Duration = Duration::from_secs(2);
@@ -200,7 +113,6 @@ fn run(args: &Args) -> Result<bool, Error> {
         },
     };
     spawn_watchdog(Duration::from_secs_f64(args.duration) + WATCHDOG_SLACK);
-
     let plan = Plan::new(&RoutingArgs {
         exchange: args.exchange.clone(),
         exchange_type: args.exchange_type,
@@ -215,11 +127,45 @@ fn run(args: &Args) -> Result<bool, Error> {
     let mut control = Conn::open(&target, "warren-perf control")?;
     plan.declare(&mut control)?;
     let shared = Arc::new(Shared::default());
-
     let consumers = start_consumers(args, &target, &plan, &shared)?;
     let producers = start_producers(args, &target, &plan, &shared)?;
+    let window = measure(args, &shared)?;
+    let latency_ns = wind_down(producers, consumers, &shared);
+    if !args.keep_topology {
+        if let Err(e) = plan.delete(&mut control) {
+            shared.fail("teardown", e);
+        }
+    }
+    let report = Report {
+        args,
+        target: &target,
+        window: window.elapsed,
+        counts: window.counts,
+        self_cpu_ns: window.self_cpu_ns,
+        broker_cpu_ns: window.broker_cpu_ns,
+        latency_ns: &latency_ns,
+        returned: shared.returned.load(Ordering::Relaxed),
+        blocked: shared.blocked.load(Ordering::Relaxed),
+        blocked_at_stop: shared.blocked_at_stop.load(Ordering::Relaxed),
+        errors: shared.errors.lock().map(|e| e.clone()).unwrap_or_default(),
+    };
+    if !args.json {
+        println!("{}", report.summary());
+    }
+    println!("{}", report.json());
+    Ok(report.errors.is_empty())
+}
 
-    // The window.
+/// What the measured window saw.
+struct Window {
+    elapsed: Duration,
+    counts: Counters,
+    self_cpu_ns: u64,
+    broker_cpu_ns: Option<u64>,
+}
+
+/// Opens the window, prints a line a second, and closes it after `--duration`.
+fn measure(args: &Args, shared: &Shared) -> Result<Window, Error> {
     let broker_cpu = |pid: Option<u32>| pid.map(stats::proc_cpu_ns).transpose();
     let before = shared.counters();
     let self_before = stats::self_cpu_ns();
@@ -251,11 +197,26 @@ fn run(args: &Args) -> Result<bool, Error> {
     let self_after = stats::self_cpu_ns();
     let broker_after = broker_cpu(args.broker_pid).ok().flatten();
     shared.measuring.store(false, Ordering::Relaxed);
+    Ok(Window {
+        elapsed,
+        counts: after.since(&before),
+        self_cpu_ns: self_after.saturating_sub(self_before),
+        broker_cpu_ns: match (broker_before, broker_after) {
+            (Some(b), Some(a)) => Some(a.saturating_sub(b)),
+            _ => None,
+        },
+    })
+}
 
-    // Wind down: producers first (they wait for their confirms), then let
-    // consumers drain what is in flight, then delete the topology.
+/// Producers stop first (they wait for their confirms), then consumers drain what is in
+/// flight; returns the consumers' merged latency histogram.
+fn wind_down(
+    producers: Vec<JoinHandle<Option<()>>>,
+    consumers: Vec<JoinHandle<Option<ConsumerResult>>>,
+    shared: &Shared,
+) -> Histogram<u64> {
     shared.stop_producers.store(true, Ordering::Relaxed);
-    join_all(producers, Duration::from_secs(8), "producer", &shared);
+    join_all(producers, Duration::from_secs(8), "producer", shared);
     let drain_started = Instant::now();
     let mut seen = shared.counters().consumed;
     let mut idle_since = Instant::now();
@@ -271,38 +232,12 @@ fn run(args: &Args) -> Result<bool, Error> {
     }
     shared.stop_consumers.store(true, Ordering::Relaxed);
     let mut latency_ns = consumer::new_histogram();
-    for result in join_all(consumers, Duration::from_secs(5), "consumer", &shared) {
+    for result in join_all(consumers, Duration::from_secs(5), "consumer", shared) {
         if let Err(e) = latency_ns.add(&result.latency_ns) {
             shared.fail("report", format!("merging histograms: {e}"));
         }
     }
-    if !args.keep_topology {
-        if let Err(e) = plan.delete(&mut control) {
-            shared.fail("teardown", e);
-        }
-    }
-
-    let report = Report {
-        args,
-        target: &target,
-        window: elapsed,
-        counts: after.since(&before),
-        self_cpu_ns: self_after.saturating_sub(self_before),
-        broker_cpu_ns: match (broker_before, broker_after) {
-            (Some(b), Some(a)) => Some(a.saturating_sub(b)),
-            _ => None,
-        },
-        latency_ns: &latency_ns,
-        returned: shared.returned.load(Ordering::Relaxed),
-        blocked: shared.blocked.load(Ordering::Relaxed),
-        blocked_at_stop: shared.blocked_at_stop.load(Ordering::Relaxed),
-        errors: shared.errors.lock().map(|e| e.clone()).unwrap_or_default(),
-    };
-    if !args.json {
-        println!("{}", report.summary());
-    }
-    println!("{}", report.json());
-    Ok(report.errors.is_empty())
+    latency_ns
 }
 
 fn spawn_watchdog(after: Duration) {
@@ -450,196 +385,4 @@ fn join_all<T>(
         }
     }
     results
-}
-
-struct Report<'a> {
-    args: &'a Args,
-    target: &'a Target,
-    window: Duration,
-    counts: Counters,
-    self_cpu_ns: u64,
-    broker_cpu_ns: Option<u64>,
-    latency_ns: &'a Histogram<u64>,
-    returned: u64,
-    blocked: u64,
-    blocked_at_stop: u64,
-    errors: Vec<String>,
-}
-
-impl Report<'_> {
-    fn secs(&self) -> f64 {
-        self.window.as_secs_f64().max(1e-9)
-    }
-
-    fn rate(&self, n: u64) -> f64 {
-        n as f64 / self.secs()
-    }
-
-    /// Messages the CPU figures are divided by: deliveries for fanouts,
-    /// publishes for mostly unroutable runs.
-    fn basis(&self) -> u64 {
-        self.counts.published.max(self.counts.consumed)
-    }
-
-    fn per_msg_us(&self, cpu_ns: u64) -> Option<f64> {
-        match self.basis() {
-            0 => None,
-            n => Some(cpu_ns as f64 / 1000.0 / n as f64),
-        }
-    }
-
-    fn cores(&self, cpu_ns: u64) -> f64 {
-        cpu_ns as f64 / 1e9 / self.secs()
-    }
-
-    /// Latency quantile in µs, `None` without samples.
-    fn lat_us(&self, q: f64) -> Option<f64> {
-        (!self.latency_ns.is_empty()).then(|| self.latency_ns.value_at_quantile(q) as f64 / 1000.0)
-    }
-
-    fn lat_max_us(&self) -> Option<f64> {
-        (!self.latency_ns.is_empty()).then(|| self.latency_ns.max() as f64 / 1000.0)
-    }
-
-    fn summary(&self) -> String {
-        let a = self.args;
-        let c = &self.counts;
-        let exchange = if a.exchange.is_empty() {
-            "default exchange".to_string()
-        } else {
-            format!("{} exchange {:?}", a.exchange_type.as_str(), a.exchange)
-        };
-        let ack = if a.autoack {
-            "autoack".to_string()
-        } else {
-            format!("ack every {}", a.multi_ack_every)
-        };
-        let mut s = format!(
-            "warren-perf against {}:{}: {} producer(s), {} consumer(s), {} queue(s), {} B{}, {exchange}, {ack}{}{}{}\n",
-            self.target.host,
-            self.target.port,
-            a.producers,
-            a.consumers,
-            a.queues,
-            a.size,
-            if a.persistent { " persistent" } else { "" },
-            a.prefetch.map(|p| format!(", prefetch {p}")).unwrap_or_default(),
-            a.confirm.map(|w| format!(", confirms window {w}")).unwrap_or_default(),
-            a.rate.map(|r| format!(", rate {r} msg/s")).unwrap_or_default(),
-        );
-        s += &format!("  window      {:.2} s\n", self.secs());
-        s += &format!(
-            "  published   {:>10.0} msg/s  ({} msgs)\n",
-            self.rate(c.published),
-            c.published
-        );
-        if a.confirm.is_some() {
-            s += &format!(
-                "  confirmed   {:>10.0} msg/s  ({} msgs, {} nacked)\n",
-                self.rate(c.confirmed),
-                c.confirmed,
-                c.nacked
-            );
-        }
-        s += &format!(
-            "  consumed    {:>10.0} msg/s  ({} msgs)\n",
-            self.rate(c.consumed),
-            c.consumed
-        );
-        match (
-            self.lat_us(0.5),
-            self.lat_us(0.99),
-            self.lat_us(0.999),
-            self.lat_max_us(),
-        ) {
-            (Some(p50), Some(p99), Some(p999), Some(max)) => {
-                s += &format!(
-                    "  latency     p50 {p50:.0} µs  p99 {p99:.0} µs  p99.9 {p999:.0} µs  max {max:.0} µs  ({} samples)\n",
-                    self.latency_ns.len()
-                );
-            }
-            _ => s += "  latency     no samples\n",
-        }
-        if let Some(cpu) = self.broker_cpu_ns {
-            s += &format!(
-                "  broker CPU  {} µs/msg  ({:.2} cores)\n",
-                json_num(self.per_msg_us(cpu)),
-                self.cores(cpu)
-            );
-        }
-        s += &format!(
-            "  own CPU     {} µs/msg  ({:.2} cores)",
-            json_num(self.per_msg_us(self.self_cpu_ns)),
-            self.cores(self.self_cpu_ns)
-        );
-        if self.returned > 0 || self.blocked > 0 || self.blocked_at_stop > 0 {
-            s += &format!(
-                "\n  returned    {}  connection.blocked {}  producers still blocked at the end {}",
-                self.returned, self.blocked, self.blocked_at_stop
-            );
-        }
-        for e in &self.errors {
-            s += &format!("\n  ERROR       {e}");
-        }
-        s
-    }
-
-    fn json(&self) -> String {
-        let a = self.args;
-        let c = &self.counts;
-        let opt_u = |v: Option<u64>| v.map_or("null".to_string(), |v| v.to_string());
-        let errors: Vec<String> = self.errors.iter().map(|e| json_str(e)).collect();
-        format!(
-            concat!(
-                "{{\"tool\":\"warren-perf\",\"label\":{},\"target\":{},",
-                "\"producers\":{},\"consumers\":{},\"queues\":{},\"size\":{},",
-                "\"exchange\":{},\"exchange_type\":{},\"persistent\":{},\"confirm\":{},",
-                "\"autoack\":{},\"multi_ack_every\":{},\"prefetch\":{},\"rate\":{},",
-                "\"window_s\":{:.3},\"published\":{},\"confirmed\":{},\"nacked\":{},",
-                "\"consumed\":{},\"returned\":{},\"blocked\":{},\"blocked_at_stop\":{},",
-                "\"publish_rate\":{:.1},\"confirm_rate\":{:.1},\"consume_rate\":{:.1},",
-                "\"latency_us\":{{\"samples\":{},\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{}}},",
-                "\"cpu_basis_msgs\":{},\"client_cpu_us_per_msg\":{},\"client_cpu_cores\":{:.3},",
-                "\"broker_pid\":{},\"broker_cpu_us_per_msg\":{},\"broker_cpu_cores\":{},",
-                "\"errors\":[{}]}}"
-            ),
-            a.label.as_deref().map_or("null".to_string(), json_str),
-            json_str(&format!("{}:{}", self.target.host, self.target.port)),
-            a.producers,
-            a.consumers,
-            a.queues,
-            a.size,
-            json_str(&a.exchange),
-            json_str(a.exchange_type.as_str()),
-            a.persistent,
-            opt_u(a.confirm),
-            a.autoack,
-            a.multi_ack_every,
-            opt_u(a.prefetch.map(u64::from)),
-            json_num(a.rate),
-            self.secs(),
-            c.published,
-            c.confirmed,
-            c.nacked,
-            c.consumed,
-            self.returned,
-            self.blocked,
-            self.blocked_at_stop,
-            self.rate(c.published),
-            self.rate(c.confirmed),
-            self.rate(c.consumed),
-            self.latency_ns.len(),
-            json_num(self.lat_us(0.5)),
-            json_num(self.lat_us(0.99)),
-            json_num(self.lat_us(0.999)),
-            json_num(self.lat_max_us()),
-            self.basis(),
-            json_num(self.per_msg_us(self.self_cpu_ns)),
-            self.cores(self.self_cpu_ns),
-            opt_u(a.broker_pid.map(u64::from)),
-            json_num(self.broker_cpu_ns.and_then(|n| self.per_msg_us(n))),
-            json_num(self.broker_cpu_ns.map(|n| self.cores(n))),
-            errors.join(","),
-        )
-    }
 }

@@ -4,8 +4,10 @@
 //! ring directly: they push `(target shard, ShardMsg)` pairs into an outbox that the shard sends
 //! once the operation returns, so no borrow of this state is ever held across a send.
 
-pub mod message;
+mod admin;
+pub mod envelope;
 pub mod ops;
+pub mod publish;
 pub mod queue;
 pub mod ready;
 pub mod topology;
@@ -17,33 +19,15 @@ use ready::Ready;
 use rustc_hash::FxHashMap;
 use slab::Slab;
 
-pub use message::{Loc, Message};
+pub use envelope::{Delivery, Origin, Outbox, QueueTarget, ShardMsg, Waiter};
 pub use ops::{AmqpError, ConsumerSpec, Got, OpOk, QueueOp, SettleKind};
 use queue::Queue;
 
-use crate::shard::{QueueTarget, ShardMsg};
-use crate::store::record::Record;
+pub use crate::ids::{ConnRef, QueueRef};
+pub use crate::message::{Loc, Message};
+use crate::store::pager::PageRequest;
 use crate::store::recover::RecoveredQueue;
 use crate::store::Store;
-
-/// A connection anywhere in the broker: its shard, its slab key there, and a serial that
-/// tells a reused slab slot apart from the connection that had it before.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConnRef {
-    pub shard: u16,
-    pub key: u32,
-    pub serial: u32,
-}
-
-/// A queue anywhere in the broker, checked the same way as [`ConnRef`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct QueueRef {
-    pub shard: u16,
-    pub key: u32,
-    pub serial: u32,
-}
-
-pub type Outbox = Vec<(usize, ShardMsg)>;
 
 pub struct Broker {
     shard: u16,
@@ -60,13 +44,13 @@ pub struct Shared {
     /// Unacked deliveries per (connection, channel), for basic.qos global=true.
     pub channel_in_flight: FxHashMap<(ConnRef, u16), u32>,
     /// The shard's store; None for an in-memory broker (benches).
-    pub store: Option<Store>,
+    pub store: Option<Store<Waiter>>,
     /// Bytes of message bodies the shard's queues hold in memory, and how many they may hold
     /// before bodies of waiting messages are paged out to the store.
     pub resident: u64,
     pub budget: u64,
     /// Bodies to read back from the store, per queue: (seq, where).
-    pub page_in: Vec<(QueueRef, Vec<(u64, Loc)>)>,
+    pub page_in: Vec<PageRequest>,
     /// Reused buffer for messages leaving a queue in bulk.
     pub scratch: Vec<Ready>,
 }
@@ -121,16 +105,16 @@ impl Broker {
         }
     }
 
-    pub fn attach_store(&mut self, store: Store, budget: u64) {
+    pub fn attach_store(&mut self, store: Store<Waiter>, budget: u64) {
         self.sh.store = Some(store);
         self.sh.budget = budget;
     }
 
-    pub fn store(&self) -> Option<&Store> {
+    pub fn store(&self) -> Option<&Store<Waiter>> {
         self.sh.store.as_ref()
     }
 
-    pub fn store_mut(&mut self) -> Option<&mut Store> {
+    pub fn store_mut(&mut self) -> Option<&mut Store<Waiter>> {
         self.sh.store.as_mut()
     }
 
@@ -148,7 +132,7 @@ impl Broker {
         !self.sh.page_in.is_empty()
     }
 
-    pub fn take_page_requests(&mut self) -> Vec<(QueueRef, Vec<(u64, Loc)>)> {
+    pub fn take_page_requests(&mut self) -> Vec<PageRequest> {
         std::mem::take(&mut self.sh.page_in)
     }
 
@@ -160,6 +144,7 @@ impl Broker {
         let q = &mut self.queues[key];
         q.paged_in(bodies, &mut self.sh);
         q.dispatch(&mut self.sh, out);
+        debug_assert!(q.check_invariants());
     }
 
     fn insert_queue(
@@ -240,6 +225,7 @@ impl Broker {
         let stored = q.push(msg, &mut self.sh);
         q.dispatch(&mut self.sh, out);
         q.compact_waiting(&mut self.sh);
+        debug_assert!(q.check_invariants());
         Ok(stored)
     }
 
@@ -250,6 +236,7 @@ impl Broker {
         let q = &mut self.queues[key];
         q.credit(consumer_id, n);
         q.dispatch(&mut self.sh, out);
+        debug_assert!(q.check_invariants());
     }
 
     pub fn settle(&mut self, queue: QueueRef, kind: SettleKind, seqs: &[u64], out: &mut Outbox) {
@@ -259,195 +246,37 @@ impl Broker {
         let q = &mut self.queues[key];
         q.settle(kind, seqs, &mut self.sh);
         q.dispatch(&mut self.sh, out);
+        debug_assert!(q.check_invariants());
     }
 
-    /// Applies one queue operation. Side effects (deliveries, cancel notifications) go to `out`.
-    pub fn apply(&mut self, op: QueueOp, out: &mut Outbox) -> Result<OpOk, AmqpError> {
-        match op {
-            QueueOp::Declare {
-                name,
-                passive,
-                durable,
-                exclusive,
-                auto_delete,
-                arguments,
-                owner,
-            } => {
-                if let Some(&key) = self.by_name.get(&name) {
-                    self.queues[key].expire(&mut self.sh);
-                    let q = &self.queues[key];
-                    q.check_exclusive(owner)?;
-                    if !passive {
-                        q.check_equivalent(durable, exclusive, auto_delete, &arguments)?;
-                    }
-                    return Ok(OpOk::Declared {
-                        queue: self.queue_ref(key),
-                        name,
-                        durable: q.durable,
-                        message_count: q.ready_count() as u32,
-                        consumer_count: q.consumer_count() as u32,
-                    });
-                }
-                if passive {
-                    return Err(AmqpError::not_found(format!(
-                        "no queue '{}' in vhost '/'",
-                        String::from_utf8_lossy(&name)
-                    )));
-                }
-                let owner = exclusive.then_some(owner);
-                let queue_id = self.new_queue_id();
-                // Exclusive queues die with their connection, so they are never recovered.
-                if durable && !exclusive {
-                    if let Some(store) = self.sh.store.as_mut() {
-                        store.append_def(&Record::Queue {
-                            queue_id,
-                            name: name.clone(),
-                            auto_delete,
-                            arguments: arguments.clone(),
-                        });
-                        self.sync_wanted = true;
-                    }
-                }
-                let key = self.insert_queue(
-                    queue_id,
-                    name.clone(),
-                    durable,
-                    owner,
-                    auto_delete,
-                    arguments,
-                );
-                Ok(OpOk::Declared {
-                    queue: self.queue_ref(key),
-                    name,
-                    durable,
-                    message_count: 0,
-                    consumer_count: 0,
-                })
-            }
-            QueueOp::Delete {
-                name,
-                if_unused,
-                if_empty,
-                owner,
-            } => {
-                let Some(&key) = self.by_name.get(&name) else {
-                    return Ok(OpOk::Count(0));
-                };
-                let q = &self.queues[key];
-                q.check_exclusive(owner)?;
-                if if_unused && q.consumer_count() > 0 {
-                    return Err(AmqpError::precondition(format!(
-                        "queue '{}' in vhost '/' in use",
-                        q.display_name()
-                    )));
-                }
-                if if_empty && q.ready_count() > 0 {
-                    return Err(AmqpError::precondition(format!(
-                        "queue '{}' in vhost '/' is not empty",
-                        q.display_name()
-                    )));
-                }
-                Ok(OpOk::Count(self.delete(key, out)))
-            }
-            QueueOp::Purge { name, owner } => {
-                let key = self.existing(&name)?;
-                let q = &mut self.queues[key];
-                q.check_exclusive(owner)?;
-                Ok(OpOk::Count(q.purge(&mut self.sh)))
-            }
-            QueueOp::Consume { name, spec } => {
-                let key = self.existing(&name)?;
-                let q = &mut self.queues[key];
-                q.check_exclusive(spec.conn)?;
-                q.add_consumer(spec)?;
-                q.dispatch(&mut self.sh, out);
-                Ok(OpOk::Consuming(self.queue_ref(key)))
-            }
-            QueueOp::Cancel { queue, consumer_id } => {
-                if let Some(key) = self.lookup(queue) {
-                    let q = &mut self.queues[key];
-                    q.remove_consumer(consumer_id);
-                    if q.should_auto_delete() {
-                        self.delete(key, out);
-                    } else {
-                        self.queues[key].dispatch(&mut self.sh, out);
-                    }
-                }
-                Ok(OpOk::Done)
-            }
-            QueueOp::Get {
-                name,
-                no_ack,
-                conn,
-                channel,
-            } => {
-                let key = self.existing(&name)?;
-                let q = &mut self.queues[key];
-                q.check_exclusive(conn)?;
-                let got =
-                    q.get(no_ack, conn, channel, &mut self.sh)
-                        .map(|(seq, redelivered, msg)| {
-                            Box::new(Got {
-                                queue: q.id,
-                                seq,
-                                redelivered,
-                                msg,
-                                message_count: q.ready_count() as u32,
-                            })
-                        });
-                Ok(OpOk::Got(got))
-            }
-            QueueOp::ConnectionClosed { conn } => {
-                let owned: Vec<usize> = self
-                    .queues
-                    .iter()
-                    .filter(|(_, q)| q.exclusive_owner == Some(conn))
-                    .map(|(key, _)| key)
-                    .collect();
-                for key in owned {
-                    self.delete(key, out);
-                }
-                self.sh.channel_in_flight.retain(|(c, _), _| *c != conn);
-                Ok(OpOk::Done)
-            }
+    /// Panics with what drifted; true otherwise, so that it can sit in `debug_assert!`. Scans
+    /// every queue only while the shard holds few.
+    pub fn check_invariants(&self) -> bool {
+        assert_eq!(
+            self.by_name.len(),
+            self.queues.len(),
+            "shard {}: {} names for {} queues",
+            self.shard,
+            self.by_name.len(),
+            self.queues.len()
+        );
+        if self.queues.len() > 1024 {
+            return true;
         }
-    }
-
-    fn existing(&self, name: &Bytes) -> Result<usize, AmqpError> {
-        self.by_name.get(name).copied().ok_or_else(|| {
-            AmqpError::not_found(format!(
-                "no queue '{}' in vhost '/'",
-                String::from_utf8_lossy(name)
-            ))
-        })
-    }
-
-    /// Removes a queue; its consumers are told (basic.cancel from the server). Returns the
-    /// number of ready messages it held.
-    fn delete(&mut self, key: usize, out: &mut Outbox) -> u32 {
-        let q = self.queues.remove(key);
-        self.by_name.remove(&q.name);
-        if q.durable && q.exclusive_owner.is_none() {
-            if let Some(store) = self.sh.store.as_mut() {
-                store.append_def(&Record::QueueGone {
-                    queue_id: q.queue_id,
-                });
-                self.sync_wanted = true;
-            }
+        for (key, q) in &self.queues {
+            assert_eq!(
+                self.by_name.get(&q.name),
+                Some(&key),
+                "shard {}: queue name index",
+                self.shard
+            );
+            assert_eq!(
+                q.id.key as usize, key,
+                "shard {}: queue reference",
+                self.shard
+            );
+            q.check_invariants();
         }
-        // Its bindings go everywhere, through the topology owner like any other change.
-        out.push((
-            0,
-            ShardMsg::TopologyRequest {
-                from: self.shard,
-                id: 0,
-                change: topology::TopologyChange::RemoveQueue {
-                    queue: q.id,
-                    name: q.name.clone(),
-                    durable: q.durable,
-                },
-            },
-        ));
-        q.release(&mut self.sh, out)
+        true
     }
 }

@@ -129,6 +129,35 @@ impl ReadyList {
         self.levels.iter().rev().flat_map(|level| level.iter())
     }
 
+    /// True when the message with sequence number `seq` is ready.
+    pub fn contains(&self, seq: u64) -> bool {
+        self.levels.iter().any(|level| {
+            let at = level.partition_point(|r| r.seq < seq);
+            level.get(at).is_some_and(|r| r.seq == seq)
+        })
+    }
+
+    /// Panics unless `len` counts every level and, for lists of at most `scan_max`
+    /// messages, each level is in strictly increasing seq order.
+    pub fn check_invariants(&self, scan_max: usize) {
+        let total: usize = self.levels.iter().map(|l| l.len()).sum();
+        assert_eq!(
+            total, self.len,
+            "ready list: len {} but levels hold {total}",
+            self.len
+        );
+        if self.len > scan_max {
+            return;
+        }
+        for (i, level) in self.levels.iter().enumerate() {
+            let sorted = level
+                .iter()
+                .zip(level.iter().skip(1))
+                .all(|(a, b)| a.seq < b.seq);
+            assert!(sorted, "ready list: priority level {i} is out of seq order");
+        }
+    }
+
     /// The message with sequence number `seq`, wherever it is.
     pub fn find_mut(&mut self, seq: u64) -> Option<&mut Ready> {
         for level in &mut self.levels {

@@ -32,6 +32,7 @@
 //! ```
 
 pub mod constants;
+mod error;
 pub mod frame;
 pub mod method;
 pub mod properties;

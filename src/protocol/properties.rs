@@ -16,7 +16,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::constants::CLASS_BASIC;
-use super::method::{MethodError, ShortStr};
+use super::error::{MethodError, ShortStr};
 use super::table::FieldTable;
 use super::wire::{put_shortstr, Reader};
 

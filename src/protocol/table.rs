@@ -13,8 +13,10 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::method::{MethodError, ShortStr};
-use super::wire::{patch_u32, put_longstr, put_shortstr, take_longstr, take_shortstr};
+use super::error::{MethodError, ShortStr};
+use super::wire::{
+    patch_u32, put_longstr, put_shortstr, take_longstr, take_shortstr, Reader, Writer,
+};
 
 /// Deepest nesting of tables/arrays we accept. Real clients nest two levels
 /// (`capabilities` inside `client-properties`); 64 leaves room for any sane
@@ -358,6 +360,23 @@ fn check_value(buf: &mut &[u8], depth: usize) -> Result<(), MethodError> {
             Ok(())
         }
         _ => Err(MethodError::Syntax("unknown field value type")),
+    }
+}
+
+impl Reader {
+    /// A field-table argument.
+    #[inline]
+    pub fn table(&mut self) -> Result<FieldTable, MethodError> {
+        self.end_bits();
+        FieldTable::decode(&mut self.buf)
+    }
+}
+
+impl Writer<'_> {
+    /// A field-table argument.
+    #[inline]
+    pub fn table(&mut self, v: &FieldTable) {
+        v.encode(self.arg_out());
     }
 }
 

@@ -12,8 +12,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::method::MethodError;
-use super::table::FieldTable;
+use super::error::MethodError;
 
 /// Longest short string the wire can carry (its length is one octet).
 pub const SHORTSTR_MAX: usize = 255;
@@ -103,10 +102,10 @@ impl Reader {
         take_longstr(&mut self.buf)
     }
 
+    /// Ends a run of packed bits: the next argument starts on an octet.
     #[inline]
-    pub fn table(&mut self) -> Result<FieldTable, MethodError> {
+    pub fn end_bits(&mut self) {
         self.bits_left = 0;
-        FieldTable::decode(&mut self.buf)
     }
 
     /// Arguments must account for the whole payload, as in RabbitMQ's
@@ -223,10 +222,11 @@ impl<'a> Writer<'a> {
         put_longstr(self.out, v);
     }
 
+    /// Ends a run of packed bits and hands out the buffer for the next argument.
     #[inline]
-    pub fn table(&mut self, v: &FieldTable) {
+    pub fn arg_out(&mut self) -> &mut BytesMut {
         self.bit_octet = None;
-        v.encode(self.out);
+        self.out
     }
 }
 

@@ -86,6 +86,11 @@ pub fn mesh<T>(shards: usize, capacity: usize) -> std::io::Result<Vec<Endpoint<T
 }
 
 impl<T> Endpoint<T> {
+    /// How many shards the mesh connects.
+    pub fn count(&self) -> usize {
+        self.outgoing.len()
+    }
+
     pub fn id(&self) -> usize {
         self.id
     }

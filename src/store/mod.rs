@@ -17,6 +17,7 @@
 //! Acks are written but never waited for: after a crash an unsynced ack only means a
 //! redelivery, flagged `redelivered`, which AMQP allows.
 
+pub mod pager;
 pub mod record;
 pub mod recover;
 pub mod writer;
@@ -29,8 +30,8 @@ use bytes::{Bytes, BytesMut};
 use rustc_hash::{FxHashMap, FxHashSet};
 use tokio::sync::Notify;
 
-use crate::broker::{Loc, Message};
-use crate::shard::ShardMsg;
+use crate::counter::decrease;
+use crate::message::{Loc, Message};
 use record::Record;
 
 /// When confirms of persistent messages go out.
@@ -77,7 +78,9 @@ pub struct Batch {
     pub delete: Vec<u32>,
 }
 
-pub struct Store {
+/// `W` is whatever waits for a sync (the broker's confirms and replies): the store keeps
+/// them in order and hands them back, never looks inside.
+pub struct Store<W> {
     dir: PathBuf,
     segment_size: u64,
     policy: SyncPolicy,
@@ -100,7 +103,7 @@ pub struct Store {
     synced: u64,
     /// Someone waits for records after `synced`.
     wanted: bool,
-    waiters: VecDeque<(u64, usize, ShardMsg)>,
+    waiters: VecDeque<(u64, W)>,
     segments: FxHashMap<u32, Segment>,
     /// For each segment, the segments whose acks cancel messages in it.
     cancelled_by: FxHashMap<u32, FxHashSet<u32>>,
@@ -113,7 +116,7 @@ pub struct Store {
     pub failing: bool,
 }
 
-impl Store {
+impl<W> Store<W> {
     /// A store that appends to segment `first_segment` (a fresh id) and to `defs_len` bytes of
     /// an existing definitions log. `live` gives the live count of recovered segments.
     pub fn new(
@@ -123,7 +126,7 @@ impl Store {
         first_segment: u32,
         defs_len: u64,
         live: FxHashMap<u32, u64>,
-    ) -> Store {
+    ) -> Store<W> {
         let mut segments: FxHashMap<u32, Segment> = live
             .into_iter()
             .map(|(id, live)| {
@@ -277,7 +280,7 @@ impl Store {
             return;
         }
         if let Some(s) = self.segments.get_mut(&loc.seg) {
-            s.live = s.live.saturating_sub(1);
+            decrease(&mut s.live, 1, "live records of a segment");
         }
         self.check_deletable(loc.seg);
     }
@@ -313,14 +316,14 @@ impl Store {
         self.appended_one();
     }
 
-    /// Sends `msg` to shard `target` once everything appended so far is durable; hands it
-    /// back at once when that is already so.
-    pub fn after_sync(&mut self, target: usize, msg: ShardMsg) -> Option<(usize, ShardMsg)> {
+    /// Keeps `waiter` until everything appended so far is durable; hands it back at once
+    /// when that is already so.
+    pub fn after_sync(&mut self, waiter: W) -> Option<W> {
         if self.synced >= self.appended {
-            return Some((target, msg));
+            return Some(waiter);
         }
         self.wanted = true;
-        self.waiters.push_back((self.appended, target, msg));
+        self.waiters.push_back((self.appended, waiter));
         self.wake_writer();
         None
     }
@@ -373,15 +376,9 @@ impl Store {
     }
 
     /// The writer wrote everything up to `ticket` (`ok`: without error), and synced it when
-    /// `batch_synced`: returns the messages that waited for it, confirms turned negative when
-    /// a write failed.
-    pub fn written(
-        &mut self,
-        ticket: u64,
-        batch_synced: bool,
-        ok: bool,
-        out: &mut Vec<(usize, ShardMsg)>,
-    ) {
+    /// `batch_synced`: moves the waiters it covers to `out`, each with whether its records
+    /// are durable (false when a write or sync failed).
+    pub fn written(&mut self, ticket: u64, batch_synced: bool, ok: bool, out: &mut Vec<(W, bool)>) {
         self.failing = !ok;
         self.unwritten.clear();
         if !ok {
@@ -393,16 +390,11 @@ impl Store {
         let durable = ok && (batch_synced || self.policy == SyncPolicy::Never);
         if durable || !ok {
             self.synced = self.synced.max(ticket);
-            while self.waiters.front().is_some_and(|(t, _, _)| *t <= ticket) {
-                let Some((_, target, mut msg)) = self.waiters.pop_front() else {
+            while self.waiters.front().is_some_and(|(t, _)| *t <= ticket) {
+                let Some((_, waiter)) = self.waiters.pop_front() else {
                     break;
                 };
-                if !ok {
-                    if let ShardMsg::Confirm { ok, .. } = &mut msg {
-                        *ok = false;
-                    }
-                }
-                out.push((target, msg));
+                out.push((waiter, ok));
             }
         }
         if !self.waiters.is_empty() {
@@ -489,97 +481,4 @@ pub fn segment_id(name: &str) -> Option<u32> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn msg(body: &'static [u8]) -> Message {
-        Message::new(
-            Bytes::new(),
-            Bytes::from_static(b"q"),
-            Bytes::from_static(b"\0\0"),
-            Bytes::from_static(body),
-            true,
-        )
-    }
-
-    fn store(segment_size: u64) -> Store {
-        Store::new(
-            PathBuf::from("/nonexistent"),
-            segment_size,
-            SyncPolicy::Always,
-            1,
-            0,
-            FxHashMap::default(),
-        )
-    }
-
-    #[test]
-    fn a_segment_goes_once_nothing_in_it_is_live() {
-        let mut s = store(4096);
-        let a = s.append_publish(1, 1, false, false, &msg(&[0; 3000]));
-        let b = s.append_publish(1, 2, false, false, &msg(&[0; 3000]));
-        assert_eq!((a.seg, b.seg), (1, 2), "the second record starts segment 2");
-        s.append_ack(1, 1, a);
-        // The ack lives in segment 2, segment 1 has nothing live: it goes.
-        assert_eq!(s.take_batch().delete, vec![1]);
-        let c = s.append_publish(1, 3, false, false, &msg(&[0; 3000]));
-        assert_eq!(c.seg, 3);
-        s.append_ack(1, 2, b);
-        // Segment 2 is empty now, and what its ack cancelled (segment 1) is gone.
-        assert_eq!(s.take_batch().delete, vec![2]);
-    }
-
-    #[test]
-    fn a_segment_whose_acks_still_matter_stays() {
-        let mut s = store(4096);
-        let a1 = s.append_publish(1, 1, false, false, &msg(&[0; 1000]));
-        let a2 = s.append_publish(1, 2, false, false, &msg(&[0; 1000]));
-        let b = s.append_publish(1, 3, false, false, &msg(&[0; 3000]));
-        assert_eq!((a1.seg, a2.seg, b.seg), (1, 1, 2));
-        s.append_ack(1, 1, a1); // into segment 2, cancelling a message of segment 1
-        let c = s.append_publish(1, 4, false, false, &msg(&[0; 3000]));
-        assert_eq!(c.seg, 3);
-        s.append_ack(1, 3, b);
-        // Segment 2 has nothing live, but its ack still cancels a1 while segment 1 exists.
-        assert!(s.take_batch().delete.is_empty());
-        s.append_ack(1, 2, a2);
-        let mut deleted = s.take_batch().delete;
-        deleted.sort_unstable();
-        assert_eq!(deleted, vec![1, 2]);
-    }
-
-    #[test]
-    fn waiters_are_released_in_order_after_sync() {
-        let mut s = store(1 << 20);
-        let confirm = |seq| ShardMsg::Confirm {
-            conn: crate::broker::ConnRef {
-                shard: 0,
-                key: 0,
-                serial: 0,
-            },
-            channel: 1,
-            seq,
-            ok: true,
-        };
-        assert!(s.after_sync(0, confirm(0)).is_some(), "nothing pending");
-        s.append_publish(1, 1, false, false, &msg(b"a"));
-        assert!(s.after_sync(0, confirm(1)).is_none());
-        let batch = s.take_batch();
-        assert!(batch.sync);
-        s.append_publish(1, 2, false, false, &msg(b"b"));
-        assert!(s.after_sync(0, confirm(2)).is_none());
-        let mut out = Vec::new();
-        s.written(batch.ticket, batch.sync, true, &mut out);
-        assert_eq!(out.len(), 1, "only the first batch is durable");
-        let batch = s.take_batch();
-        s.written(batch.ticket, batch.sync, false, &mut out);
-        assert!(matches!(
-            out[1].1,
-            ShardMsg::Confirm {
-                seq: 2,
-                ok: false,
-                ..
-            }
-        ));
-    }
-}
+mod tests;

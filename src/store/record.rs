@@ -8,7 +8,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::broker::Message;
+use crate::message::Message;
 use crate::protocol::FieldTable;
 use crate::protocol::Reader;
 use crate::routing::ExchangeKind;

@@ -1,37 +1,42 @@
-//! The writer task of a shard's store: takes what the broker appended, writes it through
-//! io_uring, syncs once per batch when something waits for durability, unlinks segments that
-//! are no longer needed, and releases the confirms and replies that waited.
+//! The writer task of a shard's store: takes what the broker appended, writes it through the
+//! I/O seam, syncs once per batch when something waits for durability, unlinks segments that
+//! are no longer needed, and reports back so that what waited for the sync is released.
+//!
+//! The store does not know who owns it: the shard hands the writer a [`WriterHost`].
 
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
-use tokio_uring::fs::File;
+use tokio::sync::Notify;
 
-use super::{Batch, FileId};
-use crate::shard::Shard;
+use super::{Batch, Chunk, FileId};
+use crate::io::fs::{self, File};
 
-pub async fn run(shard: Rc<Shard>) {
-    let Some((wake, dir)) = shard
-        .broker
-        .borrow()
-        .store()
-        .map(|s| (s.wake.clone(), s.dir().to_path_buf()))
-    else {
-        return;
+/// What the writer needs from the shard that owns the store.
+pub trait WriterHost {
+    /// Everything appended since the last batch, or None when there is nothing to do.
+    fn take_batch(&self) -> Option<Batch>;
+    /// Everything up to `ticket` was written (`ok`: without error), and synced when `synced`.
+    fn written(&self, ticket: u64, synced: bool, ok: bool);
+}
+
+/// Open files of the store, and those written since their last sync.
+struct Files {
+    dir: PathBuf,
+    open: FxHashMap<FileId, Rc<File>>,
+    dirty: FxHashSet<FileId>,
+}
+
+pub async fn run<H: WriterHost>(host: Rc<H>, wake: Arc<Notify>, dir: PathBuf) {
+    let mut files = Files {
+        dir,
+        open: FxHashMap::default(),
+        dirty: FxHashSet::default(),
     };
-    let mut files: FxHashMap<FileId, Rc<File>> = FxHashMap::default();
-    // Written since their last sync.
-    let mut dirty: FxHashSet<FileId> = FxHashSet::default();
-    let mut released = Vec::new();
     loop {
-        let batch = {
-            let mut broker = shard.broker.borrow_mut();
-            match broker.store_mut() {
-                Some(store) if !store.idle() => Some(store.take_batch()),
-                _ => None,
-            }
-        };
-        let Some(batch) = batch else {
+        let Some(batch) = host.take_batch() else {
             wake.notified().await;
             continue;
         };
@@ -41,103 +46,114 @@ pub async fn run(shard: Rc<Shard>) {
             sync,
             delete,
         } = batch;
+        let mut ok = files.write(chunks).await;
+        if sync && ok {
+            ok = files.sync().await;
+        }
+        files.forget_old();
+        files.delete(delete).await;
+        host.written(ticket, sync, ok);
+    }
+}
+
+impl Files {
+    /// Writes every chunk; false when any write failed.
+    async fn write(&mut self, chunks: Vec<Chunk>) -> bool {
         let mut ok = true;
         for chunk in chunks {
-            let file = match files.get(&chunk.file) {
-                Some(f) => f.clone(),
-                None => match open(&dir, chunk.file) {
-                    Ok(f) => {
-                        let f = Rc::new(f);
-                        files.insert(chunk.file, f.clone());
-                        f
-                    }
-                    Err(err) => {
-                        crate::error!(
-                            "store {}: cannot open {:?}: {err}",
-                            dir.display(),
-                            chunk.file
-                        );
-                        ok = false;
-                        continue;
-                    }
-                },
+            let file = match self.file(chunk.file).await {
+                Ok(f) => f,
+                Err(err) => {
+                    crate::error!(
+                        "store {}: cannot open {:?}: {err}",
+                        self.dir.display(),
+                        chunk.file
+                    );
+                    ok = false;
+                    continue;
+                }
             };
-            let (res, _) = file.write_all_at(chunk.bytes, chunk.offset).await;
-            if let Err(err) = res {
+            if let Err(err) = file.write_all_at(chunk.bytes, chunk.offset).await {
                 crate::error!(
                     "store {}: write to {:?} failed: {err}",
-                    dir.display(),
+                    self.dir.display(),
                     chunk.file
                 );
                 ok = false;
             }
-            dirty.insert(chunk.file);
+            self.dirty.insert(chunk.file);
         }
-        if sync && ok {
-            for id in dirty.drain() {
-                if let Some(file) = files.get(&id) {
-                    if let Err(err) = file.sync_data().await {
-                        crate::error!(
-                            "store {}: fdatasync of {:?} failed: {err}",
-                            dir.display(),
-                            id
-                        );
-                        ok = false;
-                    }
+        ok
+    }
+
+    /// fdatasync of every file written since its last sync.
+    async fn sync(&mut self) -> bool {
+        let mut ok = true;
+        for id in self.dirty.drain() {
+            if let Some(file) = self.open.get(&id) {
+                if let Err(err) = file.sync_data().await {
+                    crate::error!(
+                        "store {}: fdatasync of {id:?} failed: {err}",
+                        self.dir.display()
+                    );
+                    ok = false;
                 }
             }
         }
-        // Only the newest segment and the definitions log are written again.
-        let newest = files
+        ok
+    }
+
+    async fn file(&mut self, id: FileId) -> std::io::Result<Rc<File>> {
+        if let Some(f) = self.open.get(&id) {
+            return Ok(f.clone());
+        }
+        let f = Rc::new(open(&self.dir, id).await?);
+        self.open.insert(id, f.clone());
+        Ok(f)
+    }
+
+    /// Only the newest segment and the definitions log are written again.
+    fn forget_old(&mut self) {
+        let newest = self
+            .open
             .keys()
             .filter_map(|f| match f {
                 FileId::Segment(id) => Some(*id),
                 FileId::Defs => None,
             })
             .max();
-        files.retain(|id, _| match id {
+        let dirty = &self.dirty;
+        self.open.retain(|id, _| match id {
             FileId::Segment(s) => Some(*s) == newest || dirty.contains(id),
             FileId::Defs => true,
         });
-        for id in delete {
-            files.remove(&FileId::Segment(id));
-            dirty.remove(&FileId::Segment(id));
-            let path = super::segment_path(&dir, id);
-            if let Err(err) = tokio_uring::fs::remove_file(&path).await {
+    }
+
+    async fn delete(&mut self, segments: Vec<u32>) {
+        for id in segments {
+            self.open.remove(&FileId::Segment(id));
+            self.dirty.remove(&FileId::Segment(id));
+            let path = super::segment_path(&self.dir, id);
+            if let Err(err) = fs::remove_file(&path).await {
                 if err.kind() != std::io::ErrorKind::NotFound {
                     crate::warn!("store: cannot delete {}: {err}", path.display());
                 }
             }
         }
-        {
-            let mut broker = shard.broker.borrow_mut();
-            if let Some(store) = broker.store_mut() {
-                store.written(ticket, sync, ok, &mut released);
-            }
-        }
-        for (target, msg) in released.drain(..) {
-            shard.send(target, msg);
-        }
-        shard.flush();
     }
 }
 
-/// Opens (creating if needed) a store file for appending at explicit offsets. A new segment's
+/// Opens (creating if needed) a store file for writing at explicit offsets. A new segment's
 /// directory entry is synced so that the file itself survives a power loss.
-fn open(dir: &std::path::Path, id: FileId) -> std::io::Result<File> {
+async fn open(dir: &Path, id: FileId) -> std::io::Result<File> {
     let path = match id {
         FileId::Segment(s) => super::segment_path(dir, s),
         FileId::Defs => dir.join(super::DEFS_FILE),
     };
     let existed = path.exists();
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .read(true)
-        .open(&path)?;
+    let file = File::open_rw(&path).await?;
     if !existed {
-        std::fs::File::open(dir)?.sync_all()?;
+        fs::sync_dir(dir).await?;
     }
-    Ok(File::from_std(file))
+    Ok(file)
 }

@@ -2,8 +2,10 @@
 //! topology and pre-encoded publish frames (`topology`), the two worker
 //! kinds (`producer`, `consumer`) and shared counters and clocks (`stats`).
 
+pub mod args;
 pub mod conn;
 pub mod consumer;
 pub mod producer;
+pub mod report;
 pub mod stats;
 pub mod topology;

@@ -1,7 +1,26 @@
-//! Which shard owns a queue.
-//!
-//! The hash must be stable across restarts and builds (queues are recovered onto the shard
-//! their name hashes to), so it is a fixed FNV-1a, not `std`'s randomized hasher.
+//! Names for the things the broker passes between shards: a connection, a queue, and the
+//! shard a queue lives on. Plain values, shared by every layer.
+
+/// A connection anywhere in the broker: its shard, its slab key there, and a serial that
+/// tells a reused slab slot apart from the connection that had it before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnRef {
+    pub shard: u16,
+    pub key: u32,
+    pub serial: u32,
+}
+
+/// A queue anywhere in the broker, checked the same way as [`ConnRef`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueRef {
+    pub shard: u16,
+    pub key: u32,
+    pub serial: u32,
+}
+
+// Which shard owns a queue. The hash must be stable across restarts and builds (queues are
+// recovered onto the shard their name hashes to), so it is a fixed FNV-1a, not `std`'s
+// randomized hasher.
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;

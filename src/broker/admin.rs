@@ -1,0 +1,262 @@
+//! Queue operations a connection asks of the queue's owner shard ([`QueueOp`]): declare,
+//! delete, purge, consume, cancel, get, and the cleanup after a connection closes.
+
+use bytes::Bytes;
+
+use super::ops::{AmqpError, ConsumerSpec, Got, OpOk, QueueOp};
+use super::topology::TopologyChange;
+use super::{Broker, ConnRef, Outbox, ShardMsg};
+use crate::protocol::FieldTable;
+use crate::store::record::Record;
+
+/// queue.declare as the owner shard sees it.
+pub struct Declare {
+    pub name: Bytes,
+    pub passive: bool,
+    pub durable: bool,
+    pub exclusive: bool,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+    pub owner: ConnRef,
+}
+
+impl Broker {
+    /// Applies one queue operation. Side effects (deliveries, cancel notifications) go to `out`.
+    pub fn apply(&mut self, op: QueueOp, out: &mut Outbox) -> Result<OpOk, AmqpError> {
+        let result = match op {
+            QueueOp::Declare {
+                name,
+                passive,
+                durable,
+                exclusive,
+                auto_delete,
+                arguments,
+                owner,
+            } => self.declare(Declare {
+                name,
+                passive,
+                durable,
+                exclusive,
+                auto_delete,
+                arguments,
+                owner,
+            }),
+            QueueOp::Delete {
+                name,
+                if_unused,
+                if_empty,
+                owner,
+            } => self.delete_queue(&name, if_unused, if_empty, owner, out),
+            QueueOp::Purge { name, owner } => self.purge(&name, owner),
+            QueueOp::Consume { name, spec } => self.consume(&name, spec, out),
+            QueueOp::Cancel { queue, consumer_id } => {
+                if let Some(key) = self.lookup(queue) {
+                    self.cancel(key, consumer_id, out);
+                }
+                Ok(OpOk::Done)
+            }
+            QueueOp::Get {
+                name,
+                no_ack,
+                conn,
+                channel,
+            } => self.get(&name, no_ack, conn, channel),
+            QueueOp::ConnectionClosed { conn } => {
+                self.connection_closed(conn, out);
+                Ok(OpOk::Done)
+            }
+        };
+        debug_assert!(self.check_invariants());
+        result
+    }
+
+    fn declare(&mut self, d: Declare) -> Result<OpOk, AmqpError> {
+        if let Some(&key) = self.by_name.get(&d.name) {
+            self.queues[key].expire(&mut self.sh);
+            let q = &self.queues[key];
+            q.check_exclusive(d.owner)?;
+            if !d.passive {
+                q.check_equivalent(d.durable, d.exclusive, d.auto_delete, &d.arguments)?;
+            }
+            return Ok(OpOk::Declared {
+                queue: self.queue_ref(key),
+                name: d.name,
+                durable: q.durable,
+                message_count: q.ready_count() as u32,
+                consumer_count: q.consumer_count() as u32,
+            });
+        }
+        if d.passive {
+            return Err(no_queue(&d.name));
+        }
+        let owner = d.exclusive.then_some(d.owner);
+        let queue_id = self.new_queue_id();
+        // Exclusive queues die with their connection, so they are never recovered.
+        if d.durable && !d.exclusive {
+            if let Some(store) = self.sh.store.as_mut() {
+                store.append_def(&Record::Queue {
+                    queue_id,
+                    name: d.name.clone(),
+                    auto_delete: d.auto_delete,
+                    arguments: d.arguments.clone(),
+                });
+                self.sync_wanted = true;
+            }
+        }
+        let key = self.insert_queue(
+            queue_id,
+            d.name.clone(),
+            d.durable,
+            owner,
+            d.auto_delete,
+            d.arguments,
+        );
+        Ok(OpOk::Declared {
+            queue: self.queue_ref(key),
+            name: d.name,
+            durable: d.durable,
+            message_count: 0,
+            consumer_count: 0,
+        })
+    }
+
+    fn delete_queue(
+        &mut self,
+        name: &Bytes,
+        if_unused: bool,
+        if_empty: bool,
+        owner: ConnRef,
+        out: &mut Outbox,
+    ) -> Result<OpOk, AmqpError> {
+        let Some(&key) = self.by_name.get(name) else {
+            return Ok(OpOk::Count(0));
+        };
+        let q = &self.queues[key];
+        q.check_exclusive(owner)?;
+        if if_unused && q.consumer_count() > 0 {
+            return Err(AmqpError::precondition(format!(
+                "queue '{}' in vhost '/' in use",
+                q.display_name()
+            )));
+        }
+        if if_empty && q.ready_count() > 0 {
+            return Err(AmqpError::precondition(format!(
+                "queue '{}' in vhost '/' is not empty",
+                q.display_name()
+            )));
+        }
+        Ok(OpOk::Count(self.delete(key, out)))
+    }
+
+    fn purge(&mut self, name: &Bytes, owner: ConnRef) -> Result<OpOk, AmqpError> {
+        let key = self.existing(name)?;
+        let q = &mut self.queues[key];
+        q.check_exclusive(owner)?;
+        Ok(OpOk::Count(q.purge(&mut self.sh)))
+    }
+
+    fn consume(
+        &mut self,
+        name: &Bytes,
+        spec: ConsumerSpec,
+        out: &mut Outbox,
+    ) -> Result<OpOk, AmqpError> {
+        let key = self.existing(name)?;
+        let q = &mut self.queues[key];
+        q.check_exclusive(spec.conn)?;
+        q.add_consumer(spec)?;
+        q.dispatch(&mut self.sh, out);
+        Ok(OpOk::Consuming(self.queue_ref(key)))
+    }
+
+    fn cancel(&mut self, key: usize, consumer_id: u64, out: &mut Outbox) {
+        let q = &mut self.queues[key];
+        q.remove_consumer(consumer_id);
+        if q.should_auto_delete() {
+            self.delete(key, out);
+        } else {
+            self.queues[key].dispatch(&mut self.sh, out);
+        }
+    }
+
+    fn get(
+        &mut self,
+        name: &Bytes,
+        no_ack: bool,
+        conn: ConnRef,
+        channel: u16,
+    ) -> Result<OpOk, AmqpError> {
+        let key = self.existing(name)?;
+        let q = &mut self.queues[key];
+        q.check_exclusive(conn)?;
+        let got = q
+            .get(no_ack, conn, channel, &mut self.sh)
+            .map(|(seq, redelivered, msg)| {
+                Box::new(Got {
+                    queue: q.id,
+                    seq,
+                    redelivered,
+                    msg,
+                    message_count: q.ready_count() as u32,
+                })
+            });
+        Ok(OpOk::Got(got))
+    }
+
+    /// Deletes the exclusive queues the connection owned on this shard.
+    fn connection_closed(&mut self, conn: ConnRef, out: &mut Outbox) {
+        let owned: Vec<usize> = self
+            .queues
+            .iter()
+            .filter(|(_, q)| q.exclusive_owner == Some(conn))
+            .map(|(key, _)| key)
+            .collect();
+        for key in owned {
+            self.delete(key, out);
+        }
+        self.sh.channel_in_flight.retain(|(c, _), _| *c != conn);
+    }
+
+    fn existing(&self, name: &Bytes) -> Result<usize, AmqpError> {
+        self.by_name
+            .get(name)
+            .copied()
+            .ok_or_else(|| no_queue(name))
+    }
+
+    /// Removes a queue; its consumers are told (basic.cancel from the server). Returns the
+    /// number of ready messages it held.
+    fn delete(&mut self, key: usize, out: &mut Outbox) -> u32 {
+        let q = self.queues.remove(key);
+        self.by_name.remove(&q.name);
+        if q.durable && q.exclusive_owner.is_none() {
+            if let Some(store) = self.sh.store.as_mut() {
+                store.append_def(&Record::QueueGone {
+                    queue_id: q.queue_id,
+                });
+                self.sync_wanted = true;
+            }
+        }
+        // Its bindings go everywhere, through the topology owner like any other change.
+        out.push((
+            0,
+            ShardMsg::TopologyRequest {
+                from: self.shard,
+                id: 0,
+                change: TopologyChange::RemoveQueue {
+                    queue: q.id,
+                    name: q.name.clone(),
+                    durable: q.durable,
+                },
+            },
+        ));
+        q.release(&mut self.sh, out)
+    }
+}
+
+fn no_queue(name: &[u8]) -> AmqpError {
+    AmqpError::not_found(format!(
+        "no queue '{}' in vhost '/'",
+        String::from_utf8_lossy(name)
+    ))
+}

@@ -1,0 +1,101 @@
+//! A queue's arguments: what redeclaring must match, and what they make of each message
+//! (priority level, expiry).
+
+use super::Queue;
+use crate::broker::ops::AmqpError;
+use crate::broker::ready::now_ms;
+use crate::message::Message;
+use crate::protocol::{BasicProperties, FieldTable};
+
+impl Queue {
+    pub fn check_equivalent(
+        &self,
+        durable: bool,
+        exclusive: bool,
+        auto_delete: bool,
+        arguments: &FieldTable,
+    ) -> Result<(), AmqpError> {
+        let mismatch = |field: &str, received: bool, current: bool| {
+            AmqpError::precondition(format!(
+                "inequivalent arg '{field}' for queue '{}' in vhost '/': received '{received}' but current is '{current}'",
+                self.display_name()
+            ))
+        };
+        if durable != self.durable {
+            return Err(mismatch("durable", durable, self.durable));
+        }
+        if exclusive != self.exclusive_owner.is_some() {
+            return Err(mismatch(
+                "exclusive",
+                exclusive,
+                self.exclusive_owner.is_some(),
+            ));
+        }
+        if auto_delete != self.auto_delete {
+            return Err(mismatch("auto_delete", auto_delete, self.auto_delete));
+        }
+        for key in [
+            "x-queue-type",
+            "x-max-priority",
+            "x-max-length",
+            "x-message-ttl",
+            "x-dead-letter-exchange",
+            "x-expires",
+        ] {
+            let (received, current) = (arguments.get(key), self.arguments.get(key));
+            // RabbitMQ treats a missing x-queue-type as equivalent to the queue's type.
+            if key == "x-queue-type" && received.is_none() {
+                continue;
+            }
+            if received != current {
+                return Err(AmqpError::precondition(format!(
+                    "inequivalent arg '{key}' for queue '{}' in vhost '/': received {} but current is {}",
+                    self.display_name(),
+                    describe(received),
+                    describe(current),
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The message's priority (capped at x-max-priority) and expiry: the earlier of the
+    /// queue's x-message-ttl and the message's `expiration`. Properties are decoded only when
+    /// a flag says they matter.
+    pub(super) fn priority_and_expiry(&self, msg: &Message) -> (u8, u64) {
+        const PRIORITY_FLAG: u16 = 1 << 11;
+        const EXPIRATION_FLAG: u16 = 1 << 8;
+        let flags = match msg.properties.get(..2) {
+            Some(b) => u16::from_be_bytes([b[0], b[1]]),
+            None => 0,
+        };
+        let wanted =
+            (self.max_priority > 0 && flags & PRIORITY_FLAG != 0) || flags & EXPIRATION_FLAG != 0;
+        let props = if wanted {
+            BasicProperties::decode_bytes(msg.properties.clone()).ok()
+        } else {
+            None
+        };
+        let priority = props
+            .as_ref()
+            .and_then(|p| p.priority)
+            .unwrap_or(0)
+            .min(self.max_priority);
+        let per_message_ttl = props
+            .as_ref()
+            .and_then(|p| p.expiration.as_ref())
+            .and_then(|e| std::str::from_utf8(e).ok()?.trim().parse::<u64>().ok());
+        let ttl = match (self.message_ttl_ms, per_message_ttl) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        (priority, ttl.map_or(0, |ttl| now_ms() + ttl))
+    }
+}
+
+fn describe(value: Option<&crate::protocol::FieldValue>) -> String {
+    match value {
+        None => "none".to_string(),
+        Some(v) => format!("{v:?}"),
+    }
+}

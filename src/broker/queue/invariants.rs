@@ -1,0 +1,69 @@
+//! What must hold of a queue after every operation, checked under `debug_assert!` (CI runs
+//! the integration tests against a broker built with debug assertions on).
+//!
+//! Counts are checked every time; whole-queue scans only while the queue is small, so that a
+//! debug build stays usable with a large backlog.
+
+use super::{Queue, TRANSIT_WINDOW};
+
+/// Queues at most this long (ready or unacked) get the full scans.
+const SCAN_MAX: usize = 1024;
+
+impl Queue {
+    /// Panics with what drifted; returns true so that it can sit in `debug_assert!`.
+    pub fn check_invariants(&self) -> bool {
+        self.ready.check_invariants(SCAN_MAX);
+        assert!(
+            self.next_consumer <= self.consumers.len(),
+            "queue {}: round-robin position {} past {} consumers",
+            self.display_name(),
+            self.next_consumer,
+            self.consumers.len()
+        );
+        for c in &self.consumers {
+            assert!(
+                c.in_transit <= TRANSIT_WINDOW,
+                "queue {}: consumer {} has {} deliveries in transit, window {TRANSIT_WINDOW}",
+                self.display_name(),
+                c.spec.id,
+                c.in_transit
+            );
+        }
+        if self.unacked.len() <= SCAN_MAX && self.ready.len() <= SCAN_MAX {
+            self.check_unacked();
+        }
+        true
+    }
+
+    /// Every unacked seq was issued, is not also ready, and is counted by its consumer.
+    fn check_unacked(&self) {
+        for &seq in self.unacked.keys() {
+            assert!(
+                seq < self.next_seq,
+                "queue {}: unacked seq {seq} was never issued (next {})",
+                self.display_name(),
+                self.next_seq
+            );
+            assert!(
+                !self.ready.contains(seq),
+                "queue {}: seq {seq} is both ready and unacked",
+                self.display_name()
+            );
+        }
+        for c in &self.consumers {
+            let held = self
+                .unacked
+                .values()
+                .filter(|u| u.consumer_id == c.spec.id)
+                .count();
+            assert_eq!(
+                held,
+                c.in_flight as usize,
+                "queue {}: consumer {} holds {held} unacked but counts {}",
+                self.display_name(),
+                c.spec.id,
+                c.in_flight
+            );
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! One queue: its ready messages, unacked deliveries and consumers, and fair dispatch.
+//!
+//! Invariants:
+//! - each priority level of `ready` is sorted by `seq`: publishes append increasing seqs and
+//!   requeues insert in order, so a requeued message goes back to its original position.
+//! - every seq is in at most one of `ready` and `unacked`.
+//! - a consumer's `in_flight` counts exactly the `unacked` entries that name it.
+//! - a consumer's `in_transit` counts deliveries not yet written to its socket; dispatch
+//!   stops at `TRANSIT_WINDOW`, which is what bounds a connection's output buffer even for
+//!   no-ack consumers (RabbitMQ's credit flow plays the same role).
+
+mod args;
+mod dispatch;
+mod invariants;
+mod paging;
+
+use bytes::Bytes;
+use rustc_hash::FxHashMap;
+
+use super::envelope::{Outbox, ShardMsg};
+use super::ops::{AmqpError, ConsumerSpec};
+use super::ready::{Ready, ReadyList};
+use super::Shared;
+use crate::counter::decrease;
+use crate::ids::{ConnRef, QueueRef};
+use crate::message::Message;
+use crate::protocol::FieldTable;
+use dispatch::release_channel_credit;
+
+/// Deliveries per consumer on their way to its socket before dispatch waits for credit.
+pub const TRANSIT_WINDOW: u32 = 512;
+
+struct Unacked {
+    msg: Message,
+    expires_ms: u64,
+    priority: u8,
+    consumer_id: u64,
+    conn: ConnRef,
+    channel: u16,
+    counts_for_channel: bool,
+}
+
+struct Consumer {
+    spec: ConsumerSpec,
+    in_flight: u32,
+    in_transit: u32,
+}
+
+pub struct Queue {
+    pub id: QueueRef,
+    /// Names the queue in the store; kept across restarts.
+    pub queue_id: u64,
+    pub name: Bytes,
+    pub durable: bool,
+    pub exclusive_owner: Option<ConnRef>,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+    ready: ReadyList,
+    /// x-message-ttl in milliseconds.
+    message_ttl_ms: Option<u64>,
+    /// x-max-priority: 0 for a plain queue.
+    max_priority: u8,
+    unacked: FxHashMap<u64, Unacked>,
+    consumers: Vec<Consumer>,
+    /// Round-robin position: the consumer after the last one served.
+    next_consumer: usize,
+    next_seq: u64,
+    had_consumer: bool,
+    /// Priority level of the newest message (where `compact_waiting` finds it).
+    last_priority: u8,
+    /// A page-in of bodies at the head is outstanding.
+    paging_in: bool,
+}
+
+impl Queue {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: QueueRef,
+        queue_id: u64,
+        name: Bytes,
+        durable: bool,
+        exclusive_owner: Option<ConnRef>,
+        auto_delete: bool,
+        arguments: FieldTable,
+    ) -> Self {
+        // RabbitMQ caps x-max-priority at 255; non-positive or non-integer values mean none.
+        let max_priority = arguments
+            .get("x-max-priority")
+            .and_then(|v| v.as_i64())
+            .map_or(0, |p| p.clamp(0, 255) as u8);
+        let message_ttl_ms = arguments
+            .get("x-message-ttl")
+            .and_then(|v| v.as_i64())
+            .and_then(|ttl| u64::try_from(ttl).ok());
+        Queue {
+            id,
+            queue_id,
+            name,
+            durable,
+            exclusive_owner,
+            auto_delete,
+            arguments,
+            ready: ReadyList::new(max_priority),
+            message_ttl_ms,
+            max_priority,
+            unacked: FxHashMap::default(),
+            consumers: Vec::new(),
+            next_consumer: 0,
+            next_seq: 1,
+            had_consumer: false,
+            last_priority: 0,
+            paging_in: false,
+        }
+    }
+
+    pub fn display_name(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.name)
+    }
+
+    pub fn ready_count(&self) -> usize {
+        self.ready.len()
+    }
+
+    pub fn consumer_count(&self) -> usize {
+        self.consumers.len()
+    }
+
+    pub fn should_auto_delete(&self) -> bool {
+        self.auto_delete && self.had_consumer && self.consumers.is_empty()
+    }
+
+    /// RabbitMQ's wording, which clients show to users.
+    pub fn check_exclusive(&self, conn: ConnRef) -> Result<(), AmqpError> {
+        match self.exclusive_owner {
+            Some(owner) if owner != conn => Err(AmqpError::resource_locked(format!(
+                "cannot obtain exclusive access to locked queue '{}' in vhost '/'. It could be originally \
+                 declared on another connection or the exclusive property value does not match that of \
+                 the original declaration.",
+                self.display_name()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Adds a published message; returns true when it was written to the store (a persistent
+    /// message in a durable queue), so that its confirm waits for the sync.
+    pub fn push(&mut self, mut msg: Message, sh: &mut Shared) -> bool {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let (priority, expires_ms) = self.priority_and_expiry(&msg);
+        self.last_priority = priority;
+        let stored = self.durable && msg.persistent && sh.store.is_some();
+        if let (true, Some(store)) = (stored, sh.store.as_mut()) {
+            msg.loc = store.append_publish(self.queue_id, seq, false, false, &msg);
+        }
+        sh.resident += msg.body.len() as u64;
+        self.ready.push_back(Ready {
+            seq,
+            redelivered: false,
+            expires_ms,
+            priority,
+            msg,
+        });
+        stored
+    }
+
+    /// A recovered message, in seq order.
+    pub fn push_recovered(&mut self, seq: u64, msg: Message) {
+        let (priority, expires_ms) = self.priority_and_expiry(&msg);
+        self.ready.push_back(Ready {
+            seq,
+            redelivered: true,
+            expires_ms,
+            priority,
+            msg,
+        });
+    }
+
+    pub fn set_next_seq(&mut self, next: u64) {
+        self.next_seq = self.next_seq.max(next);
+    }
+
+    /// The message left the queue for good; see [`leave`].
+    fn leave(&self, seq: u64, msg: &Message, sh: &mut Shared) {
+        leave(self.durable, self.queue_id, seq, msg, sh);
+    }
+
+    /// Drops expired messages at the head (dead-lettering is not implemented: they go).
+    pub fn expire(&mut self, sh: &mut Shared) {
+        let mut gone = std::mem::take(&mut sh.scratch);
+        self.ready.drop_expired(&mut gone);
+        for r in gone.drain(..) {
+            self.leave(r.seq, &r.msg, sh);
+        }
+        sh.scratch = gone;
+    }
+
+    pub fn purge(&mut self, sh: &mut Shared) -> u32 {
+        let mut gone = std::mem::take(&mut sh.scratch);
+        self.ready.drain_into(&mut gone);
+        let n = gone.len() as u32;
+        for r in gone.drain(..) {
+            self.leave(r.seq, &r.msg, sh);
+        }
+        sh.scratch = gone;
+        n
+    }
+
+    pub fn add_consumer(&mut self, spec: ConsumerSpec) -> Result<(), AmqpError> {
+        if self.consumers.iter().any(|c| c.spec.exclusive)
+            || (spec.exclusive && !self.consumers.is_empty())
+        {
+            return Err(AmqpError::access_refused(format!(
+                "queue '{}' in vhost '/' in exclusive use",
+                self.display_name()
+            )));
+        }
+        self.had_consumer = true;
+        self.consumers.push(Consumer {
+            spec,
+            in_flight: 0,
+            in_transit: 0,
+        });
+        Ok(())
+    }
+
+    pub fn remove_consumer(&mut self, consumer_id: u64) {
+        if let Some(i) = self.consumers.iter().position(|c| c.spec.id == consumer_id) {
+            self.consumers.remove(i);
+            if self.next_consumer > i {
+                self.next_consumer -= 1;
+            }
+        }
+    }
+
+    /// The queue is going away: tell every consumer (server-sent basic.cancel) and drop the
+    /// unacked bookkeeping. Returns how many ready messages were dropped with it.
+    pub fn release(mut self, sh: &mut Shared, out: &mut Outbox) -> u32 {
+        for u in self.unacked.values() {
+            if u.counts_for_channel {
+                release_channel_credit(&mut sh.channel_in_flight, u.conn, u.channel);
+            }
+            forget(&u.msg, sh);
+        }
+        let mut gone = std::mem::take(&mut sh.scratch);
+        self.ready.drain_into(&mut gone);
+        let n = gone.len() as u32;
+        for r in gone.drain(..) {
+            forget(&r.msg, sh);
+        }
+        sh.scratch = gone;
+        for c in &self.consumers {
+            out.push((
+                c.spec.conn.shard as usize,
+                ShardMsg::ConsumerCancelled {
+                    conn: c.spec.conn,
+                    channel: c.spec.channel,
+                    tag: c.spec.tag.clone(),
+                },
+            ));
+        }
+        n
+    }
+}
+
+/// A deleted queue's message: its memory and store space go (the deletion itself is recorded
+/// in the definitions, so no ack record is needed).
+fn forget(msg: &Message, sh: &mut Shared) {
+    if !msg.loc.paged {
+        decrease(&mut sh.resident, msg.body.len() as u64, "resident bytes");
+    }
+    if let Some(store) = sh.store.as_mut() {
+        store.release(msg.loc);
+    }
+}
+
+/// A message left its queue for good: its memory is released and the store records it, so
+/// that recovery does not bring it back.
+fn leave(durable: bool, queue_id: u64, seq: u64, msg: &Message, sh: &mut Shared) {
+    if !msg.loc.paged {
+        decrease(&mut sh.resident, msg.body.len() as u64, "resident bytes");
+    }
+    if let Some(store) = sh.store.as_mut() {
+        if durable && msg.persistent {
+            store.append_ack(queue_id, seq, msg.loc);
+        } else {
+            // A paged transient body: recovery ignores its record anyway.
+            store.release(msg.loc);
+        }
+    }
+}

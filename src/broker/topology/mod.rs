@@ -1,0 +1,288 @@
+//! Exchanges and bindings: the routing replica every shard holds.
+//!
+//! Changes are decided by one owner shard (shard 0), which validates them against its own
+//! replica, then sends the same change, in the same order, to every shard; the client's -ok
+//! goes out once every shard has applied it. So a publish on any connection after bind-ok
+//! routes with the binding, and every replica stays identical because each applies the same
+//! deterministic changes in the same order (including auto-delete cascades).
+
+mod records;
+mod validate;
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use smallvec::SmallVec;
+
+use super::ops::AmqpError;
+use crate::ids::QueueRef;
+use crate::protocol::FieldTable;
+use crate::routing::{Bindings, ExchangeKind};
+pub use validate::unknown_type;
+
+/// Where a binding leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dest {
+    Queue(QueueRef),
+    Exchange(u32),
+}
+
+pub struct Exchange {
+    pub id: u32,
+    pub name: Bytes,
+    pub kind: ExchangeKind,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+    pub bindings: Bindings<Dest>,
+}
+
+#[derive(Debug, Clone)]
+pub enum TopologyChange {
+    DeclareExchange {
+        id: u32,
+        name: Bytes,
+        kind: ExchangeKind,
+        durable: bool,
+        auto_delete: bool,
+        internal: bool,
+        arguments: FieldTable,
+    },
+    DeleteExchange {
+        name: Bytes,
+        if_unused: bool,
+    },
+    Bind(BindingChange),
+    Unbind(BindingChange),
+    /// The queue is gone: every binding to it goes (and auto-delete exchanges left empty).
+    RemoveQueue {
+        queue: QueueRef,
+        name: Bytes,
+        durable: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct BindingChange {
+    pub source: Bytes,
+    pub dest: Dest,
+    /// The destination's name and durability: a binding is stored when both ends are durable.
+    pub dest_name: Bytes,
+    pub dest_durable: bool,
+    pub routing_key: Bytes,
+    pub arguments: FieldTable,
+}
+
+/// Exchanges every vhost starts with, as in RabbitMQ.
+pub const PREDECLARED: &[(&str, ExchangeKind)] = &[
+    ("amq.direct", ExchangeKind::Direct),
+    ("amq.fanout", ExchangeKind::Fanout),
+    ("amq.topic", ExchangeKind::Topic),
+    ("amq.headers", ExchangeKind::Headers),
+    ("amq.match", ExchangeKind::Headers),
+];
+
+pub struct Topology {
+    exchanges: HashMap<u32, Exchange>,
+    by_name: HashMap<Bytes, u32>,
+    next_id: u32,
+    /// Recomputed on every change (changes are rare, publishes are not).
+    headers_bound: bool,
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn lossy(b: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(b)
+}
+
+pub fn no_exchange(name: &[u8]) -> AmqpError {
+    AmqpError::not_found(format!("no exchange '{}' in vhost '/'", lossy(name)))
+}
+
+pub fn default_exchange_refused() -> AmqpError {
+    AmqpError::access_refused("operation not permitted on the default exchange".to_string())
+}
+
+impl Topology {
+    pub fn new() -> Self {
+        let mut t = Topology {
+            exchanges: HashMap::new(),
+            by_name: HashMap::new(),
+            next_id: 1,
+            headers_bound: false,
+        };
+        for (name, kind) in PREDECLARED {
+            let id = t.next_id;
+            t.apply(&TopologyChange::DeclareExchange {
+                id,
+                name: Bytes::from_static(name.as_bytes()),
+                kind: *kind,
+                durable: true,
+                auto_delete: false,
+                internal: false,
+                arguments: FieldTable::default(),
+            });
+        }
+        t
+    }
+
+    pub fn exchange(&self, name: &[u8]) -> Option<&Exchange> {
+        self.exchanges.get(self.by_name.get(name)?)
+    }
+
+    /// True when some headers exchange has bindings, i.e. routing may need the headers.
+    pub fn has_headers_bindings(&self) -> bool {
+        self.headers_bound
+    }
+
+    pub fn exchanges(&self) -> impl Iterator<Item = &Exchange> {
+        self.exchanges.values()
+    }
+
+    /// Applies a validated change. Deterministic: every replica ends up identical.
+    pub fn apply(&mut self, change: &TopologyChange) {
+        self.apply_one(change);
+        self.headers_bound = self
+            .exchanges
+            .values()
+            .any(|ex| ex.kind == ExchangeKind::Headers && !ex.bindings.is_empty());
+    }
+
+    fn apply_one(&mut self, change: &TopologyChange) {
+        match change {
+            TopologyChange::DeclareExchange {
+                id,
+                name,
+                kind,
+                durable,
+                auto_delete,
+                internal,
+                arguments,
+            } => {
+                if self.by_name.contains_key(name) {
+                    return;
+                }
+                self.next_id = self.next_id.max(id + 1);
+                self.by_name.insert(name.clone(), *id);
+                self.exchanges.insert(
+                    *id,
+                    Exchange {
+                        id: *id,
+                        name: name.clone(),
+                        kind: *kind,
+                        durable: *durable,
+                        auto_delete: *auto_delete,
+                        internal: *internal,
+                        arguments: arguments.clone(),
+                        bindings: Bindings::new(*kind),
+                    },
+                );
+            }
+            TopologyChange::DeleteExchange { name, .. } => {
+                if let Some(id) = self.by_name.remove(name) {
+                    self.exchanges.remove(&id);
+                    self.remove_destination(Dest::Exchange(id));
+                }
+            }
+            TopologyChange::Bind(b) => {
+                if let Some(ex) = self
+                    .by_name
+                    .get(&b.source)
+                    .and_then(|id| self.exchanges.get_mut(id))
+                {
+                    ex.bindings.bind(b.dest, &b.routing_key, &b.arguments);
+                }
+            }
+            TopologyChange::Unbind(b) => {
+                let Some(&id) = self.by_name.get(&b.source) else {
+                    return;
+                };
+                if let Some(ex) = self.exchanges.get_mut(&id) {
+                    ex.bindings.unbind(b.dest, &b.routing_key, &b.arguments);
+                }
+                self.auto_delete_if_unused(id);
+            }
+            TopologyChange::RemoveQueue { queue, .. } => {
+                self.remove_destination(Dest::Queue(*queue))
+            }
+        }
+    }
+
+    fn remove_destination(&mut self, dest: Dest) {
+        let mut emptied = Vec::new();
+        for ex in self.exchanges.values_mut() {
+            if ex.bindings.remove_destination(dest) > 0 && ex.auto_delete && ex.bindings.is_empty()
+            {
+                emptied.push(ex.id);
+            }
+        }
+        emptied.sort_unstable();
+        for id in emptied {
+            self.auto_delete_if_unused(id);
+        }
+    }
+
+    /// An auto-delete exchange goes when its last binding (as source) goes.
+    fn auto_delete_if_unused(&mut self, id: u32) {
+        let Some(ex) = self.exchanges.get(&id) else {
+            return;
+        };
+        if ex.auto_delete && ex.bindings.is_empty() {
+            let name = ex.name.clone();
+            self.apply_one(&TopologyChange::DeleteExchange {
+                name,
+                if_unused: false,
+            });
+        }
+    }
+
+    /// Queues a message published to `exchange` reaches, each once, following
+    /// exchange-to-exchange bindings (cycles allowed: each exchange is visited once).
+    pub fn route(
+        &self,
+        exchange: &[u8],
+        routing_key: &[u8],
+        headers: Option<&FieldTable>,
+        queues: &mut SmallVec<[QueueRef; 8]>,
+    ) -> Result<(), AmqpError> {
+        let ex = self
+            .exchange(exchange)
+            .ok_or_else(|| no_exchange(exchange))?;
+        if ex.internal {
+            return Err(AmqpError::access_refused(format!(
+                "cannot publish to internal exchange '{}' in vhost '/'",
+                lossy(exchange)
+            )));
+        }
+        let mut dests: SmallVec<[Dest; 8]> = SmallVec::new();
+        ex.bindings.route(routing_key, headers, &mut dests);
+        let mut visited: SmallVec<[u32; 4]> = SmallVec::new();
+        visited.push(ex.id);
+        let mut i = 0;
+        while i < dests.len() {
+            match dests[i] {
+                Dest::Queue(q) => {
+                    if !queues.contains(&q) {
+                        queues.push(q);
+                    }
+                }
+                Dest::Exchange(id) => {
+                    if !visited.contains(&id) {
+                        visited.push(id);
+                        if let Some(next) = self.exchanges.get(&id) {
+                            next.bindings.route(routing_key, headers, &mut dests);
+                        }
+                    }
+                }
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,134 @@
+//! Checking a topology change on the owner shard before anyone applies it: equivalence of a
+//! redeclared exchange, bindings to things that exist, valid `x-match`.
+
+use super::{lossy, no_exchange, BindingChange, Dest, Exchange, Topology, TopologyChange};
+use crate::broker::ops::AmqpError;
+use crate::protocol::constants::COMMAND_INVALID;
+use crate::protocol::FieldTable;
+use crate::routing::ExchangeKind;
+
+impl Topology {
+    /// Checks a change on the owner shard and fills in what the owner decides (exchange ids).
+    /// Returns None when the change is a no-op (e.g. redeclaring an identical exchange).
+    pub fn validate(&self, change: TopologyChange) -> Result<Option<TopologyChange>, AmqpError> {
+        match change {
+            TopologyChange::DeclareExchange {
+                name,
+                kind,
+                durable,
+                auto_delete,
+                internal,
+                arguments,
+                ..
+            } => {
+                if let Some(existing) = self.exchange(&name) {
+                    check_equivalent(existing, kind, durable, auto_delete, internal)?;
+                    return Ok(None);
+                }
+                Ok(Some(TopologyChange::DeclareExchange {
+                    id: self.next_id,
+                    name,
+                    kind,
+                    durable,
+                    auto_delete,
+                    internal,
+                    arguments,
+                }))
+            }
+            TopologyChange::DeleteExchange { name, if_unused } => {
+                let Some(ex) = self.exchange(&name) else {
+                    return Ok(None);
+                };
+                if if_unused && !ex.bindings.is_empty() {
+                    return Err(AmqpError::precondition(format!(
+                        "exchange '{}' in vhost '/' in use",
+                        lossy(&name)
+                    )));
+                }
+                Ok(Some(TopologyChange::DeleteExchange { name, if_unused }))
+            }
+            TopologyChange::Bind(b) => self.validate_bind(b),
+            TopologyChange::Unbind(b) => Ok(self
+                .exchange(&b.source)
+                .is_some()
+                .then_some(TopologyChange::Unbind(b))),
+            change @ TopologyChange::RemoveQueue { .. } => Ok(Some(change)),
+        }
+    }
+
+    fn validate_bind(&self, b: BindingChange) -> Result<Option<TopologyChange>, AmqpError> {
+        let ex = self
+            .exchange(&b.source)
+            .ok_or_else(|| no_exchange(&b.source))?;
+        if let Dest::Exchange(id) = b.dest {
+            if !self.exchanges.contains_key(&id) {
+                return Err(AmqpError::not_found(
+                    "no destination exchange in vhost '/'".to_string(),
+                ));
+            }
+        }
+        if let Some(text) = check_x_match(ex.kind, &b.arguments) {
+            return Err(AmqpError::precondition(text));
+        }
+        Ok(Some(TopologyChange::Bind(b)))
+    }
+}
+
+/// A redeclared exchange must match the existing one, in RabbitMQ's words.
+fn check_equivalent(
+    existing: &Exchange,
+    kind: ExchangeKind,
+    durable: bool,
+    auto_delete: bool,
+    internal: bool,
+) -> Result<(), AmqpError> {
+    let mismatch = |field: &str, received: &str, current: &str| {
+        Err(AmqpError::precondition(format!(
+            "inequivalent arg '{field}' for exchange '{}' in vhost '/': received '{received}' but current is '{current}'",
+            lossy(&existing.name)
+        )))
+    };
+    if existing.kind != kind {
+        return mismatch("type", kind.as_str(), existing.kind.as_str());
+    }
+    for (field, received, current) in [
+        ("durable", durable, existing.durable),
+        ("auto_delete", auto_delete, existing.auto_delete),
+        ("internal", internal, existing.internal),
+    ] {
+        if received != current {
+            return mismatch(field, bool_str(received), bool_str(current));
+        }
+    }
+    Ok(())
+}
+
+fn bool_str(b: bool) -> &'static str {
+    if b {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+/// Headers bindings must carry a valid x-match: the refusal text when they do not.
+fn check_x_match(kind: ExchangeKind, arguments: &FieldTable) -> Option<String> {
+    if kind != ExchangeKind::Headers {
+        return None;
+    }
+    let v = arguments.get("x-match")?;
+    match v.as_bytes() {
+        Some(b"all" | b"any" | b"all-with-x" | b"any-with-x") => None,
+        _ => Some(format!(
+            "Invalid x-match field value {v:?}; expected all, any, all-with-x, or any-with-x"
+        )),
+    }
+}
+
+/// An unknown exchange type is a connection error in RabbitMQ.
+pub fn unknown_type(kind: &[u8]) -> AmqpError {
+    AmqpError::new(
+        COMMAND_INVALID,
+        format!("invalid exchange type '{}'", lossy(kind)),
+    )
+}

@@ -1,0 +1,146 @@
+//! exchange.declare / delete / bind / unbind: changes to the routing replica, applied through
+//! the topology owner shard.
+
+use bytes::Bytes;
+
+use super::{Ctx, Fail};
+use crate::broker::publish::is_default_exchange;
+use crate::broker::topology::{no_exchange, unknown_type, BindingChange, Dest, TopologyChange};
+use crate::broker::AmqpError;
+use crate::protocol::method::*;
+use crate::protocol::{FieldTable, Method};
+use crate::routing::ExchangeKind;
+use crate::shard::Shard;
+
+pub async fn declare(ctx: &Ctx<'_>, m: &ExchangeDeclare) -> Result<(), Fail> {
+    if is_default_exchange(&m.exchange) {
+        return Err(Fail::Soft(no_default_exchange()));
+    }
+    if m.passive {
+        if ctx.shard.topology.borrow().exchange(&m.exchange).is_none() {
+            return Err(Fail::Soft(no_exchange(&m.exchange)));
+        }
+    } else {
+        if m.exchange.starts_with(b"amq.") {
+            return Err(Fail::Soft(reserved_exchange(&m.exchange)));
+        }
+        let kind = ExchangeKind::parse(&m.kind).ok_or_else(|| Fail::from(unknown_type(&m.kind)))?;
+        let change = TopologyChange::DeclareExchange {
+            id: 0,
+            name: m.exchange.clone(),
+            kind,
+            durable: m.durable,
+            auto_delete: m.auto_delete,
+            internal: m.internal,
+            arguments: m.arguments.clone(),
+        };
+        ctx.shard.change_topology(change).await?;
+    }
+    if !m.nowait {
+        ctx.send(Method::ExchangeDeclareOk(ExchangeDeclareOk {}));
+    }
+    Ok(())
+}
+
+pub async fn delete(ctx: &Ctx<'_>, m: &ExchangeDelete) -> Result<(), Fail> {
+    if m.exchange.is_empty() || m.exchange.starts_with(b"amq.") {
+        return Err(Fail::Soft(reserved_exchange(&m.exchange)));
+    }
+    let change = TopologyChange::DeleteExchange {
+        name: m.exchange.clone(),
+        if_unused: m.if_unused,
+    };
+    ctx.shard.change_topology(change).await?;
+    if !m.nowait {
+        ctx.send(Method::ExchangeDeleteOk(ExchangeDeleteOk {}));
+    }
+    Ok(())
+}
+
+pub async fn bind(ctx: &Ctx<'_>, m: &ExchangeBind) -> Result<(), Fail> {
+    let binding = Binding {
+        source: &m.source,
+        destination: &m.destination,
+        routing_key: &m.routing_key,
+        arguments: &m.arguments,
+    };
+    change(ctx.shard, binding, true).await?;
+    if !m.nowait {
+        ctx.send(Method::ExchangeBindOk(ExchangeBindOk {}));
+    }
+    Ok(())
+}
+
+pub async fn unbind(ctx: &Ctx<'_>, m: &ExchangeUnbind) -> Result<(), Fail> {
+    let binding = Binding {
+        source: &m.source,
+        destination: &m.destination,
+        routing_key: &m.routing_key,
+        arguments: &m.arguments,
+    };
+    change(ctx.shard, binding, false).await?;
+    if !m.nowait {
+        ctx.send(Method::ExchangeUnbindOk(ExchangeUnbindOk {}));
+    }
+    Ok(())
+}
+
+/// An exchange-to-exchange binding as exchange.bind and exchange.unbind name it.
+struct Binding<'a> {
+    source: &'a Bytes,
+    destination: &'a Bytes,
+    routing_key: &'a Bytes,
+    arguments: &'a FieldTable,
+}
+
+async fn change(shard: &Shard, b: Binding<'_>, bind: bool) -> Result<(), Fail> {
+    if is_default_exchange(b.source) || is_default_exchange(b.destination) {
+        return Err(Fail::Soft(no_default_exchange()));
+    }
+    let dest = shard
+        .topology
+        .borrow()
+        .exchange(b.destination)
+        .map(|ex| (ex.id, ex.durable));
+    let Some((dest, dest_durable)) = dest else {
+        return if bind {
+            Err(Fail::Soft(no_exchange(b.destination)))
+        } else {
+            Ok(())
+        };
+    };
+    let change = BindingChange {
+        source: b.source.clone(),
+        dest: Dest::Exchange(dest),
+        dest_name: b.destination.clone(),
+        dest_durable,
+        routing_key: b.routing_key.clone(),
+        arguments: b.arguments.clone(),
+    };
+    change_binding(shard, bind, change).await
+}
+
+/// Applies a bind or unbind everywhere.
+pub async fn change_binding(shard: &Shard, bind: bool, change: BindingChange) -> Result<(), Fail> {
+    let change = if bind {
+        TopologyChange::Bind(change)
+    } else {
+        TopologyChange::Unbind(change)
+    };
+    shard.change_topology(change).await?;
+    Ok(())
+}
+
+pub fn no_default_exchange() -> AmqpError {
+    AmqpError::access_refused("operation not permitted on the default exchange".to_string())
+}
+
+fn reserved_exchange(name: &[u8]) -> AmqpError {
+    if name.is_empty() {
+        return no_default_exchange();
+    }
+    AmqpError::access_refused(format!(
+        "exchange name '{}' contains reserved prefix 'amq.*'",
+        String::from_utf8_lossy(name)
+    ))
+}

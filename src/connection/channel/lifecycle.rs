@@ -1,0 +1,87 @@
+//! channel.open / close / flow and access.request, and which methods a channel accepts in
+//! its current state.
+
+use bytes::Bytes;
+
+use super::{Channel, Ctx, Fail};
+use crate::connection::{Conn, HardError};
+use crate::protocol::constants::*;
+use crate::protocol::method::*;
+use crate::protocol::Method;
+
+/// Decides whether `method` runs on `channel` now: opens a channel on channel.open, drops
+/// what a closing channel receives (answering its close), and refuses methods outside a
+/// channel's state. Ok(true): run the method.
+pub fn admit(conn: &Conn, channel: u16, method: &Method) -> Result<bool, HardError> {
+    let mut state = conn.state.borrow_mut();
+    let open = state.channels.len();
+    let channel_max = state.channel_max;
+    match state.channels.get_mut(&channel) {
+        None => {
+            let Method::ChannelOpen(_) = method else {
+                return Err(HardError::new(CHANNEL_ERROR, "expected 'channel.open'").on(method));
+            };
+            // Like RabbitMQ, channel_max limits how many channels are open at once, not the
+            // channel number.
+            if open >= usize::from(channel_max) {
+                let text = format!(
+                    "number of channels opened ({open}) has reached the negotiated channel_max ({channel_max})"
+                );
+                return Err(HardError::new(NOT_ALLOWED, text).on(method));
+            }
+            state.channels.insert(channel, Channel::new());
+            drop(state);
+            let ok = ChannelOpenOk {
+                channel_id: Bytes::new(),
+            };
+            conn.send_method(channel, &Method::ChannelOpenOk(ok));
+            Ok(false)
+        }
+        Some(ch) if ch.closing => {
+            // After we sent channel.close, everything but close / close-ok is dropped.
+            match method {
+                Method::ChannelCloseOk(_) => {
+                    state.channels.remove(&channel);
+                }
+                Method::ChannelClose(_) => {
+                    state.channels.remove(&channel);
+                    drop(state);
+                    conn.send_method(channel, &Method::ChannelCloseOk(ChannelCloseOk {}));
+                }
+                _ => {}
+            }
+            Ok(false)
+        }
+        Some(ch) if ch.incoming.is_some() => Err(HardError::new(
+            UNEXPECTED_FRAME,
+            format!(
+                "expected content header for class 60, got non content header frame instead ({})",
+                method.name()
+            ),
+        )
+        .on(method)),
+        Some(_) if matches!(method, Method::ChannelOpen(_)) => {
+            Err(HardError::new(CHANNEL_ERROR, "second 'channel.open' seen").on(method))
+        }
+        Some(_) => Ok(true),
+    }
+}
+
+pub fn close(ctx: &Ctx) -> Result<(), Fail> {
+    let ch = ctx.conn.state.borrow_mut().channels.remove(&ctx.channel);
+    if let Some(mut ch) = ch {
+        ch.release(ctx.shard);
+    }
+    ctx.send(Method::ChannelCloseOk(ChannelCloseOk {}));
+    Ok(())
+}
+
+pub fn flow(ctx: &Ctx, m: &ChannelFlow) -> Result<(), Fail> {
+    ctx.send(Method::ChannelFlowOk(ChannelFlowOk { active: m.active }));
+    Ok(())
+}
+
+pub fn access_request(ctx: &Ctx) -> Result<(), Fail> {
+    ctx.send(Method::AccessRequestOk(AccessRequestOk { ticket: 1 }));
+    Ok(())
+}

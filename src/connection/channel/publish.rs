@@ -1,0 +1,270 @@
+//! basic.publish and its content: the method opens an incoming message, the content header
+//! gives its size and properties, body frames fill it; the complete message is routed on
+//! this shard's replica ([`crate::broker::publish`]) and handed to each queue's shard.
+
+use bytes::{Bytes, BytesMut};
+
+use super::{close_channel, confirms, reply_to, Channel, Ctx, Fail};
+use crate::broker::publish::{fan_out, is_default_exchange, route as route_message, Route};
+use crate::broker::topology::no_exchange;
+use crate::broker::{AmqpError, Origin, ShardMsg};
+use crate::connection::error::method_error;
+use crate::connection::{Conn, HardError};
+use crate::message::Message;
+use crate::protocol::constants::*;
+use crate::protocol::method::*;
+use crate::protocol::{BasicProperties, ContentHeader, Frame, Method};
+use crate::shard::Shard;
+
+enum Body {
+    Empty,
+    /// One body frame: the frame's own bytes, no copy.
+    One(Bytes),
+    /// Several frames, gathered into one buffer sized from the header (bounded by
+    /// max_message_size, checked before allocating).
+    Many(BytesMut),
+}
+
+/// A message being assembled from its frames.
+pub struct Incoming {
+    exchange: Bytes,
+    routing_key: Bytes,
+    mandatory: bool,
+    /// (body size, raw properties) once the content header arrived.
+    header: Option<(u64, Bytes)>,
+    body: Body,
+    received: u64,
+}
+
+/// basic.publish: checks the exchange and waits for the content.
+pub fn publish(ctx: &Ctx, m: &BasicPublish) -> Result<(), Fail> {
+    ctx.conn.published.set(true);
+    if m.immediate {
+        return Err(Fail::Hard(HardError::new(
+            NOT_IMPLEMENTED,
+            "immediate=true",
+        )));
+    }
+    if !is_default_exchange(&m.exchange) {
+        let topology = ctx.shard.topology.borrow();
+        match topology.exchange(&m.exchange) {
+            None => return Err(Fail::Soft(no_exchange(&m.exchange))),
+            Some(ex) if ex.internal => {
+                return Err(Fail::Soft(AmqpError::access_refused(format!(
+                    "cannot publish to internal exchange '{}' in vhost '/'",
+                    String::from_utf8_lossy(&m.exchange)
+                ))))
+            }
+            Some(_) => {}
+        }
+    }
+    ctx.with(|ch| {
+        ch.incoming = Some(Incoming {
+            exchange: m.exchange.clone(),
+            routing_key: m.routing_key.clone(),
+            mandatory: m.mandatory,
+            header: None,
+            body: Body::Empty,
+            received: 0,
+        });
+    });
+    Ok(())
+}
+
+/// What a content frame did to the incoming message.
+enum Step {
+    /// More frames to come (or the frame was ignored).
+    Pending,
+    /// The message is complete.
+    Complete(Incoming),
+    /// A soft error: the channel closes with it.
+    Refused(AmqpError),
+}
+
+/// A content header or body frame on a non-zero channel.
+pub fn content(shard: &Shard, conn: &Conn, frame: Frame) -> Result<(), HardError> {
+    let channel = frame.channel;
+    let step = {
+        let mut state = conn.state.borrow_mut();
+        let Some(ch) = state.channels.get_mut(&channel) else {
+            return Err(HardError::new(CHANNEL_ERROR, "expected 'channel.open'"));
+        };
+        if ch.closing {
+            return Ok(());
+        }
+        let step = assemble(ch, frame, shard.config.max_message_size_bytes)?;
+        match step {
+            Step::Complete(incoming) if ch.tx.is_some() => {
+                if let Some(tx) = ch.tx.as_mut() {
+                    tx.publishes.push(incoming);
+                }
+                Step::Pending
+            }
+            step => step,
+        }
+    };
+    let refused = match step {
+        Step::Pending => return Ok(()),
+        Step::Refused(err) => err,
+        Step::Complete(incoming) => {
+            let ctx = Ctx {
+                shard,
+                conn,
+                channel,
+            };
+            match route(&ctx, incoming) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.code >= 500 => return Err(HardError::new(e.code, e.text)),
+                Err(e) => e,
+            }
+        }
+    };
+    let method = Method::BasicPublish(BasicPublish::default());
+    close_channel(shard, conn, channel, refused, &method);
+    Ok(())
+}
+
+/// Adds a content frame to the channel's incoming message.
+fn assemble(ch: &mut Channel, frame: Frame, max_message_size: u64) -> Result<Step, HardError> {
+    let Some(incoming) = ch.incoming.as_mut() else {
+        return Err(HardError::new(
+            UNEXPECTED_FRAME,
+            if frame.kind == FRAME_HEADER {
+                "unexpected content header frame: no basic.publish before it"
+            } else {
+                "unexpected content body frame: no basic.publish and content header before it"
+            },
+        ));
+    };
+    let complete = if frame.kind == FRAME_HEADER {
+        match header(incoming, frame, max_message_size)? {
+            Some(refused) => return Ok(Step::Refused(refused)),
+            None => incoming.header.as_ref().is_some_and(|(size, _)| *size == 0),
+        }
+    } else {
+        body(incoming, frame)?
+    };
+    Ok(match (complete, ch.incoming.take()) {
+        (true, Some(incoming)) => Step::Complete(incoming),
+        (_, taken) => {
+            ch.incoming = taken;
+            Step::Pending
+        }
+    })
+}
+
+/// The content header: body size and raw properties. Some(refusal) when the body is too big.
+fn header(
+    incoming: &mut Incoming,
+    frame: Frame,
+    max_message_size: u64,
+) -> Result<Option<AmqpError>, HardError> {
+    if incoming.header.is_some() {
+        return Err(HardError::new(
+            UNEXPECTED_FRAME,
+            "expected content body, got content header instead",
+        ));
+    }
+    let header = ContentHeader::decode(frame.payload).map_err(method_error)?;
+    if header.class_id != CLASS_BASIC {
+        return Err(HardError::new(
+            UNEXPECTED_FRAME,
+            format!(
+                "expected content header for class 60, got class {}",
+                header.class_id
+            ),
+        ));
+    }
+    if header.body_size > max_message_size {
+        let size = header.body_size;
+        return Ok(Some(AmqpError::precondition(format!(
+            "message size {size} is larger than configured max size {max_message_size}"
+        ))));
+    }
+    incoming.header = Some((header.body_size, header.properties_raw));
+    Ok(None)
+}
+
+/// A body frame; true once the whole body arrived.
+fn body(incoming: &mut Incoming, frame: Frame) -> Result<bool, HardError> {
+    let Some((body_size, _)) = incoming.header else {
+        return Err(HardError::new(
+            UNEXPECTED_FRAME,
+            "expected content header, got content body instead",
+        ));
+    };
+    incoming.received += frame.payload.len() as u64;
+    if incoming.received > body_size {
+        return Err(HardError::new(
+            FRAME_ERROR,
+            format!("content body larger than the {body_size} bytes its header declared"),
+        ));
+    }
+    incoming.body = match std::mem::replace(&mut incoming.body, Body::Empty) {
+        Body::Empty => Body::One(frame.payload),
+        Body::One(first) => {
+            let mut all = BytesMut::with_capacity(body_size as usize);
+            all.extend_from_slice(&first);
+            all.extend_from_slice(&frame.payload);
+            Body::Many(all)
+        }
+        Body::Many(mut all) => {
+            all.extend_from_slice(&frame.payload);
+            Body::Many(all)
+        }
+    };
+    Ok(incoming.received == body_size)
+}
+
+/// A complete message: route it on this shard's replica and hand it to each queue's shard.
+pub fn route(ctx: &Ctx, incoming: Incoming) -> Result<(), AmqpError> {
+    let (_, mut properties) = incoming.header.unwrap_or_default();
+    let body = match incoming.body {
+        Body::Empty => Bytes::new(),
+        Body::One(b) => b,
+        Body::Many(b) => b.freeze(),
+    };
+    if reply_to::has_reply_to(&properties) {
+        properties = reply_to::rewrite_request(ctx, properties)?;
+    }
+    let persistent = BasicProperties::peek_delivery_mode(&properties) == Some(2);
+    let msg = Message::new(
+        incoming.exchange,
+        incoming.routing_key,
+        properties,
+        body,
+        persistent,
+    );
+    if is_default_exchange(&msg.exchange) {
+        if let Some(token) = msg.routing_key.strip_prefix(reply_to::REPLY_TO_PREFIX) {
+            // A reply to a direct reply-to requester: straight to its channel, no queue.
+            if let Some((conn, channel)) = reply_to::parse_token(ctx.shard.count, token) {
+                let reply = ShardMsg::DirectReply { conn, channel, msg };
+                ctx.shard.send(conn.shard as usize, reply);
+            }
+            confirms::confirm_now(ctx);
+            return Ok(());
+        }
+    }
+    let route = route_message(&ctx.shard.topology.borrow(), ctx.shard.count, &msg);
+    if let Route::Queues(queues) = &route {
+        if queues.is_empty() {
+            if incoming.mandatory {
+                use crate::shard::Client;
+                ctx.conn.basic_return(ctx.channel, &msg);
+            }
+            confirms::confirm_now(ctx);
+            return Ok(());
+        }
+    }
+    let origin = Origin {
+        conn: ctx.conn.cref,
+        channel: ctx.channel,
+        mandatory: incoming.mandatory,
+        confirm: confirms::register(ctx, route.targets()),
+    };
+    let mut out = ctx.shard.take_outbox();
+    fan_out(route, msg, origin, &mut out);
+    ctx.shard.send_all(out);
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! queue.declare / delete / purge / bind / unbind.
+
+use bytes::Bytes;
+
+use super::exchange::{change_binding, no_default_exchange};
+use super::{internal, random_suffix, Ctx, Fail};
+use crate::broker::publish::is_default_exchange;
+use crate::broker::topology::{no_exchange, BindingChange, Dest};
+use crate::broker::{AmqpError, OpOk, QueueOp};
+use crate::protocol::constants::NOT_FOUND;
+use crate::protocol::method::*;
+use crate::protocol::{FieldTable, FieldValue, Method};
+use crate::shard::Shard;
+
+pub async fn declare(ctx: &Ctx<'_>, m: &QueueDeclare) -> Result<(), Fail> {
+    let name = if m.queue.is_empty() {
+        server_named_queue(ctx.shard)
+    } else {
+        if !m.passive && m.queue.starts_with(b"amq.") {
+            return Err(Fail::Soft(AmqpError::access_refused(format!(
+                "queue name '{}' contains reserved prefix 'amq.*'",
+                String::from_utf8_lossy(&m.queue)
+            ))));
+        }
+        m.queue.clone()
+    };
+    check_queue_type(&name, &m.arguments)?;
+    let op = QueueOp::Declare {
+        name: name.clone(),
+        passive: m.passive,
+        durable: m.durable,
+        exclusive: m.exclusive,
+        auto_delete: m.auto_delete,
+        arguments: m.arguments.clone(),
+        owner: ctx.conn.cref,
+    };
+    let OpOk::Declared {
+        name,
+        message_count,
+        consumer_count,
+        ..
+    } = ctx.shard.request(ctx.shard.queue_owner(&name), op).await?
+    else {
+        return Err(internal());
+    };
+    ctx.with(|ch| ch.last_queue = name.clone());
+    if !m.nowait {
+        ctx.send(Method::QueueDeclareOk(QueueDeclareOk {
+            queue: name,
+            message_count,
+            consumer_count,
+        }));
+    }
+    Ok(())
+}
+
+/// `x-queue-type`: classic, quorum and stream are accepted (all served by the local queue).
+fn check_queue_type(name: &[u8], arguments: &FieldTable) -> Result<(), Fail> {
+    if let Some(FieldValue::LongStr(kind)) = arguments.get("x-queue-type") {
+        if !matches!(&kind[..], b"classic" | b"quorum" | b"stream") {
+            return Err(Fail::Soft(AmqpError::precondition(format!(
+                "invalid arg 'x-queue-type' for queue '{}' in vhost '/': unsupported queue type '{}'",
+                String::from_utf8_lossy(name),
+                String::from_utf8_lossy(kind)
+            ))));
+        }
+    }
+    Ok(())
+}
+
+pub async fn delete(ctx: &Ctx<'_>, m: &QueueDelete) -> Result<(), Fail> {
+    let name = ctx.queue_name_or_last(&m.queue)?;
+    let op = QueueOp::Delete {
+        name: name.clone(),
+        if_unused: m.if_unused,
+        if_empty: m.if_empty,
+        owner: ctx.conn.cref,
+    };
+    let OpOk::Count(message_count) = ctx.shard.request(ctx.shard.queue_owner(&name), op).await?
+    else {
+        return Err(internal());
+    };
+    if !m.nowait {
+        ctx.send(Method::QueueDeleteOk(QueueDeleteOk { message_count }));
+    }
+    Ok(())
+}
+
+pub async fn purge(ctx: &Ctx<'_>, m: &QueuePurge) -> Result<(), Fail> {
+    let name = ctx.queue_name_or_last(&m.queue)?;
+    let op = QueueOp::Purge {
+        name: name.clone(),
+        owner: ctx.conn.cref,
+    };
+    let OpOk::Count(message_count) = ctx.shard.request(ctx.shard.queue_owner(&name), op).await?
+    else {
+        return Err(internal());
+    };
+    if !m.nowait {
+        ctx.send(Method::QueuePurgeOk(QueuePurgeOk { message_count }));
+    }
+    Ok(())
+}
+
+pub async fn bind(ctx: &Ctx<'_>, m: &QueueBind) -> Result<(), Fail> {
+    let name = ctx.queue_name_or_last(&m.queue)?;
+    let binding = Binding {
+        queue: &name,
+        exchange: &m.exchange,
+        routing_key: &m.routing_key,
+        arguments: &m.arguments,
+    };
+    change(ctx, binding, true).await?;
+    if !m.nowait {
+        ctx.send(Method::QueueBindOk(QueueBindOk {}));
+    }
+    Ok(())
+}
+
+pub async fn unbind(ctx: &Ctx<'_>, m: &QueueUnbind) -> Result<(), Fail> {
+    let name = ctx.queue_name_or_last(&m.queue)?;
+    let binding = Binding {
+        queue: &name,
+        exchange: &m.exchange,
+        routing_key: &m.routing_key,
+        arguments: &m.arguments,
+    };
+    change(ctx, binding, false).await?;
+    ctx.send(Method::QueueUnbindOk(QueueUnbindOk {}));
+    Ok(())
+}
+
+/// A queue binding as queue.bind and queue.unbind name it.
+struct Binding<'a> {
+    queue: &'a Bytes,
+    exchange: &'a Bytes,
+    routing_key: &'a Bytes,
+    arguments: &'a FieldTable,
+}
+
+/// Looks the queue up on its owner (for its reference and durability), then binds or
+/// unbinds everywhere. Unbinding what does not exist succeeds, as in RabbitMQ.
+async fn change(ctx: &Ctx<'_>, b: Binding<'_>, bind: bool) -> Result<(), Fail> {
+    if is_default_exchange(b.exchange) {
+        return Err(Fail::Soft(no_default_exchange()));
+    }
+    let lookup = QueueOp::Declare {
+        name: b.queue.clone(),
+        passive: true,
+        durable: false,
+        exclusive: false,
+        auto_delete: false,
+        arguments: FieldTable::default(),
+        owner: ctx.conn.cref,
+    };
+    let owner = ctx.shard.queue_owner(b.queue);
+    let (queue, durable) = match ctx.shard.request(owner, lookup).await {
+        Ok(OpOk::Declared { queue, durable, .. }) => (queue, durable),
+        Ok(_) => return Err(internal()),
+        Err(e) if !bind && e.code == NOT_FOUND => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if bind && ctx.shard.topology.borrow().exchange(b.exchange).is_none() {
+        return Err(Fail::Soft(no_exchange(b.exchange)));
+    }
+    let change = BindingChange {
+        source: b.exchange.clone(),
+        dest: Dest::Queue(queue),
+        dest_name: b.queue.clone(),
+        dest_durable: durable,
+        routing_key: b.routing_key.clone(),
+        arguments: b.arguments.clone(),
+    };
+    change_binding(ctx.shard, bind, change).await
+}
+
+/// `amq.gen-…` names that hash to this shard, so server-named queues stay local.
+fn server_named_queue(shard: &Shard) -> Bytes {
+    loop {
+        let name = format!("amq.gen-{}", random_suffix());
+        if shard.queue_owner(name.as_bytes()) == shard.id {
+            return Bytes::from(name);
+        }
+    }
+}

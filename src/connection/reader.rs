@@ -1,0 +1,209 @@
+//! The reader task: reads into a `BytesMut`, splits complete frames off it without copying,
+//! and hands each to the handshake (channel 0) or its channel. It stops reading while a ring
+//! to another shard is full, while the connection's output is backed up, and while a resource
+//! alarm blocks a publisher: that is how backpressure reaches the peer's socket.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+
+use super::error::{method_error, HardError};
+use super::{channel, handshake, Conn, Phase};
+use super::{
+    CLOSE_OK_TIMEOUT, FRAMES_PER_TURN, OUTPUT_HIGH_WATER_BYTES, READ_MAX_BYTES, READ_MIN_BYTES,
+};
+use crate::io::net::TcpStream;
+use crate::io::{self, time};
+use crate::protocol::constants::*;
+use crate::protocol::method::*;
+use crate::protocol::{parse_frame, Frame, Method};
+use crate::shard::Shard;
+
+pub async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &TcpStream) {
+    let mut buf = BytesMut::new();
+    let mut want = READ_MIN_BYTES;
+    loop {
+        if !wait_for_room(shard, conn).await {
+            return;
+        }
+        if buf.capacity() - buf.len() < want {
+            buf.reserve(want);
+        }
+        let offered = buf.capacity() - buf.len();
+        let closing = conn.state.borrow().phase == Phase::Closing;
+        // The read appends after what is in `buf`: a partial frame stays in front, untouched.
+        let (result, b) = if closing {
+            match time::timeout(CLOSE_OK_TIMEOUT, stream.read(buf)).await {
+                Ok(r) => r,
+                Err(_) => return,
+            }
+        } else {
+            stream.read(buf).await
+        };
+        buf = b;
+        let n = match result {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        conn.last_read.set(Instant::now());
+        want = if n == offered {
+            (want * 2).min(READ_MAX_BYTES)
+        } else if n < want / 4 {
+            (want / 2).max(READ_MIN_BYTES)
+        } else {
+            want
+        };
+        let more = process(shard, conn, &mut buf).await;
+        shard.flush();
+        if !more {
+            return;
+        }
+    }
+}
+
+/// Waits while the connection must not be read: a resource alarm holds a publisher (its
+/// heartbeats are not expected meanwhile, as in RabbitMQ), a ring to another shard is full,
+/// or the connection's own output is backed up. False when the connection finished meanwhile.
+async fn wait_for_room(shard: &Shard, conn: &Conn) -> bool {
+    loop {
+        let alarm = shard.alarms.state();
+        if alarm == 0 || !conn.published.get() {
+            break;
+        }
+        conn.tell_blocked(alarm);
+        if conn.done.get() {
+            return false;
+        }
+        shard.flush();
+        time::sleep(crate::alarm::CHECK_EVERY / 2).await;
+        conn.last_read.set(Instant::now());
+    }
+    while shard.congested() || conn.out.borrow().len() > OUTPUT_HIGH_WATER_BYTES {
+        if conn.done.get() {
+            return false;
+        }
+        shard.flush();
+        time::sleep(Duration::from_micros(100)).await;
+    }
+    true
+}
+
+/// Handles every complete frame in `buf`. Returns false when the connection is finished.
+async fn process(shard: &Rc<Shard>, conn: &Rc<Conn>, buf: &mut BytesMut) -> bool {
+    if conn.state.borrow().phase == Phase::Header {
+        if buf.len() < 8 {
+            return true;
+        }
+        let header = buf.split_to(8);
+        if &header[..] != PROTOCOL_HEADER {
+            // Tell the client which protocol we speak, then hang up (AMQP 0-9-1 section 4.2.2).
+            conn.out.borrow_mut().extend_from_slice(PROTOCOL_HEADER);
+            conn.hang_up.set(true);
+            conn.writable.notify_one();
+            return false;
+        }
+        handshake::send_start(conn);
+        conn.state.borrow_mut().phase = Phase::StartOk;
+    }
+    let mut budget = FRAMES_PER_TURN;
+    loop {
+        budget -= 1;
+        if budget == 0 {
+            // Let the shard's other connections and its mailbox (acks, credit) run: a
+            // publisher with a full read buffer must not delay everyone's round trips.
+            budget = FRAMES_PER_TURN;
+            shard.flush();
+            io::yield_now().await;
+        }
+        let frame_max = conn.frame_max();
+        let frame = match parse_frame(buf, frame_max) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return true,
+            Err(err) => {
+                // The stream cannot be re-synchronised after a framing error.
+                conn.hard_close(HardError::new(FRAME_ERROR, err.to_string()));
+                return false;
+            }
+        };
+        let phase = conn.state.borrow().phase;
+        match phase {
+            Phase::Closed => return false,
+            Phase::Closing => {
+                if closing_frame(conn, &frame) {
+                    return false;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if let Err(err) = handle_frame(shard, conn, frame).await {
+            conn.hard_close(err);
+        }
+        if conn.state.borrow().phase == Phase::Closed {
+            return false;
+        }
+    }
+}
+
+/// While we wait for close-ok, only connection.close(-ok) matters. Returns true when done.
+fn closing_frame(conn: &Conn, frame: &Frame) -> bool {
+    if frame.kind != FRAME_METHOD || frame.channel != 0 {
+        return false;
+    }
+    match Method::decode(frame.payload.clone()) {
+        Ok(Method::ConnectionCloseOk(_)) => true,
+        Ok(Method::ConnectionClose(_)) => {
+            conn.send_method(0, &Method::ConnectionCloseOk(ConnectionCloseOk {}));
+            true
+        }
+        _ => false,
+    }
+}
+
+async fn handle_frame(shard: &Rc<Shard>, conn: &Rc<Conn>, frame: Frame) -> Result<(), HardError> {
+    match frame.kind {
+        FRAME_HEARTBEAT => {
+            if frame.channel != 0 {
+                return Err(HardError::new(
+                    UNEXPECTED_FRAME,
+                    format!("heartbeat frame on channel {}", frame.channel),
+                ));
+            }
+            Ok(())
+        }
+        FRAME_METHOD => {
+            let method = Method::decode(frame.payload).map_err(method_error)?;
+            if frame.channel == 0 {
+                handshake::connection_method(shard, conn, method).await
+            } else {
+                let phase = conn.state.borrow().phase;
+                if phase != Phase::Opened {
+                    return Err(HardError::new(
+                        COMMAND_INVALID,
+                        format!(
+                            "method {} on channel {} before connection.open",
+                            method.name(),
+                            frame.channel
+                        ),
+                    )
+                    .on(&method));
+                }
+                channel::method(shard, conn, frame.channel, method).await
+            }
+        }
+        FRAME_HEADER | FRAME_BODY => {
+            if frame.channel == 0 {
+                return Err(HardError::new(
+                    UNEXPECTED_FRAME,
+                    "content frame on channel 0",
+                ));
+            }
+            channel::content(shard, conn, frame)
+        }
+        other => Err(HardError::new(
+            FRAME_ERROR,
+            format!("unknown frame type {other}"),
+        )),
+    }
+}

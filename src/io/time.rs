@@ -1,0 +1,3 @@
+//! Timers: tokio's, which both backends drive.
+
+pub use tokio::time::{sleep, timeout};

@@ -1,0 +1,223 @@
+//! Boot: claim the data directory and the ports, recover the store, start one shard thread
+//! per core, and wait for a signal.
+//!
+//! Order matters: the data directory is locked and the addresses checked before recovery
+//! touches any file, so that a second broker started by mistake changes nothing; recovery
+//! runs before any shard exists, so every shard starts from the same replayed topology.
+
+mod listen;
+mod os;
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::{mpsc, Arc};
+
+use crate::alarm::Alarms;
+use crate::broker::topology::Topology;
+use crate::broker::{Broker, ShardMsg};
+use crate::config::Config;
+use crate::io::{self, Backend};
+use crate::shard::{ring, Shard, RING_CAPACITY};
+use crate::store::record::Record;
+use crate::store::recover::{self, Recovered, ShardStart};
+use crate::store::Store;
+
+/// Starts every shard and blocks until SIGINT or SIGTERM.
+pub fn run(config: Config) -> std::io::Result<()> {
+    // Before any shard thread exists, so that they all inherit the mask.
+    let signals = os::block_signals()?;
+    start(config)?;
+    let signal = os::wait_for_signal(&signals);
+    crate::info!("Received signal {signal}, stopping");
+    Ok(())
+}
+
+/// What every shard thread starts from.
+struct Boot {
+    config: Arc<Config>,
+    backend: Backend,
+    alarms: Arc<Alarms>,
+    topology: Arc<Vec<Record>>,
+    queue_refs: Arc<HashMap<bytes::Bytes, crate::ids::QueueRef>>,
+    budget_per_shard: u64,
+}
+
+/// Starts every shard on its own thread and returns once all of them accept connections.
+/// The shards run until the process exits.
+pub fn start(config: Config) -> std::io::Result<()> {
+    let backend = io::resolve(config.io)?;
+    let count = config.shard_count();
+    let config = Arc::new(config);
+    claim(&config)?;
+    let budget_per_shard = config.memory_budget_bytes() / count as u64;
+    let recovered = recover_store(&config, count, budget_per_shard)?;
+    let alarms = crate::alarm::start_monitor(
+        config.data_dir.clone(),
+        config.memory_high_watermark.bytes(),
+        config.disk_free_limit,
+    )?;
+    let endpoints = ring::mesh::<ShardMsg>(count, RING_CAPACITY)?;
+    let listeners = (0..count)
+        .map(|_| config.listen.iter().map(|a| listen::listener(*a)).collect())
+        .collect::<std::io::Result<Vec<Vec<TcpListener>>>>()?;
+    log_start(&config, count, backend);
+    let boot = Arc::new(Boot {
+        config,
+        backend,
+        alarms,
+        queue_refs: Arc::new(queue_refs(&recovered.shards)),
+        topology: Arc::new(recovered.topology),
+        budget_per_shard,
+    });
+    let (ready_tx, ready_rx) = mpsc::channel::<std::io::Result<()>>();
+    let shards = endpoints.into_iter().zip(listeners).zip(recovered.shards);
+    for ((endpoint, listeners), start) in shards {
+        spawn_shard(boot.clone(), endpoint, listeners, start, ready_tx.clone())?;
+    }
+    drop(ready_tx);
+    for _ in 0..count {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => return Err(err),
+            Err(_) => return Err(std::io::Error::other("a shard failed to start")),
+        }
+    }
+    crate::info!("Server startup complete; {count} shard(s) accepting connections");
+    Ok(())
+}
+
+/// Creates and locks the data directory, and checks that nobody listens on our addresses.
+fn claim(config: &Config) -> std::io::Result<()> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        let dir = config.data_dir.display();
+        std::io::Error::new(e.kind(), format!("cannot create data directory {dir}: {e}"))
+    })?;
+    os::lock_data_dir(&config.data_dir)?;
+    for addr in &config.listen {
+        listen::ensure_address_free(*addr)?;
+    }
+    Ok(())
+}
+
+fn recover_store(config: &Config, count: usize, budget: u64) -> std::io::Result<Recovered> {
+    let started = std::time::Instant::now();
+    let recovered = recover::recover(&config.data_dir, count, config.segment_size, budget)
+        .map_err(|e| {
+            let dir = config.data_dir.display();
+            std::io::Error::new(e.kind(), format!("cannot recover {dir}: {e}"))
+        })?;
+    let queue_count: usize = recovered.shards.iter().map(|s| s.queues.len()).sum();
+    crate::info!(
+        "Recovered {} durable queue(s) and {} message(s) in {} ms",
+        queue_count,
+        recovered.messages,
+        started.elapsed().as_millis()
+    );
+    Ok(recovered)
+}
+
+/// Recovered queues get deterministic references, so every shard can rebuild the same
+/// routing replica from the stored topology changes.
+fn queue_refs(shards: &[ShardStart]) -> HashMap<bytes::Bytes, crate::ids::QueueRef> {
+    let mut refs = HashMap::new();
+    for (shard, start) in shards.iter().enumerate() {
+        for (index, q) in start.queues.iter().enumerate() {
+            refs.insert(q.name.clone(), Broker::recovered_ref(shard, index));
+        }
+    }
+    refs
+}
+
+fn log_start(config: &Config, count: usize, backend: Backend) {
+    let addrs: Vec<String> = config.listen.iter().map(|a| a.to_string()).collect();
+    crate::info!(
+        "Warren {} starting: {} shard(s) on {}, listening on {}, data in {}",
+        env!("CARGO_PKG_VERSION"),
+        count,
+        backend.name(),
+        addrs.join(", "),
+        config.data_dir.display()
+    );
+}
+
+/// Starts shard `endpoint.id()` on its own pinned thread; it reports on `ready` once it
+/// accepts connections (or failed to start).
+fn spawn_shard(
+    boot: Arc<Boot>,
+    endpoint: ring::Endpoint<ShardMsg>,
+    listeners: Vec<TcpListener>,
+    start: ShardStart,
+    ready: mpsc::Sender<std::io::Result<()>>,
+) -> std::io::Result<()> {
+    let id = endpoint.id();
+    std::thread::Builder::new()
+        .name(format!("warren-shard-{id}"))
+        .spawn(move || {
+            os::pin_to_core(id);
+            let backend = boot.backend;
+            let failed = ready.clone();
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                io::run(
+                    backend,
+                    serve_shard(boot, endpoint, listeners, start, ready),
+                )
+            }));
+            let err = match run {
+                Ok(Ok(())) => return,
+                Ok(Err(err)) => err,
+                Err(_) => std::io::Error::other(format!("shard {id} panicked")),
+            };
+            crate::error!("shard {id} stopped: {err}");
+            if failed.send(Err(err)).is_err() {
+                // Started earlier and failed since: the broker cannot go on without it.
+                std::process::exit(70);
+            }
+        })?;
+    Ok(())
+}
+
+/// The shard's life on its runtime: build its state, start its tasks and accept loops.
+async fn serve_shard(
+    boot: Arc<Boot>,
+    endpoint: ring::Endpoint<ShardMsg>,
+    listeners: Vec<TcpListener>,
+    start: ShardStart,
+    ready: mpsc::Sender<std::io::Result<()>>,
+) {
+    let id = endpoint.id();
+    let config = boot.config.clone();
+    let mut broker = Broker::new(id);
+    let store = Store::new(
+        crate::store::shard_dir(&config.data_dir, id),
+        config.segment_size,
+        config.sync,
+        start.first_segment,
+        start.defs_len,
+        start.live,
+    );
+    broker.recovered(start.queues, start.resident_bytes);
+    broker.attach_store(store, boot.budget_per_shard);
+    let topology = Topology::replay(&boot.topology, &boot.queue_refs);
+    let shard = std::rc::Rc::new(Shard::new(
+        config,
+        boot.alarms.clone(),
+        endpoint,
+        broker,
+        topology,
+    ));
+    drop(boot);
+    crate::shard::spawn_tasks(&shard);
+    for listener in listeners {
+        match io::net::TcpListener::from_std(listener) {
+            Ok(listener) => {
+                io::spawn(crate::connection::accept_loop(shard.clone(), listener));
+            }
+            Err(err) => {
+                let _ = ready.send(Err(err));
+                return;
+            }
+        }
+    }
+    let _ = ready.send(Ok(()));
+    std::future::pending::<()>().await;
+}

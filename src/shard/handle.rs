@@ -1,0 +1,127 @@
+//! Applying one [`ShardMsg`] on the shard it was sent to.
+
+use smallvec::SmallVec;
+
+use super::Shard;
+use crate::broker::{Message, OpOk, Origin, QueueTarget, SettleKind, ShardMsg};
+use crate::ids::QueueRef;
+
+impl Shard {
+    pub(super) fn handle(&self, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Enqueue { queue, msg, origin } => self.enqueue(queue, msg, origin),
+            ShardMsg::Confirm {
+                conn,
+                channel,
+                seq,
+                ok,
+            } => {
+                if let Some(client) = self.client(conn) {
+                    client.confirmed(channel, seq, ok);
+                }
+            }
+            ShardMsg::DirectReply { conn, channel, msg } => {
+                if let Some(client) = self.client(conn) {
+                    client.direct_reply(channel, &msg);
+                }
+            }
+            ShardMsg::Deliver(delivery) => match self.client(delivery.conn) {
+                Some(client) => {
+                    if let Some((queue, seq)) = client.deliver(delivery) {
+                        self.bounce(queue, seq);
+                    }
+                }
+                None if !delivery.no_ack => self.bounce(delivery.queue, delivery.seq),
+                None => {}
+            },
+            ShardMsg::Settle { queue, kind, seqs } => {
+                let mut out = self.take_outbox();
+                self.broker
+                    .borrow_mut()
+                    .settle(queue, kind, &seqs, &mut out);
+                self.send_all(out);
+            }
+            ShardMsg::Credit {
+                queue,
+                consumer_id,
+                n,
+            } => {
+                let mut out = self.take_outbox();
+                self.broker
+                    .borrow_mut()
+                    .credit(queue, consumer_id, n, &mut out);
+                self.send_all(out);
+            }
+            ShardMsg::ConsumerCancelled { conn, channel, tag } => {
+                if let Some(client) = self.client(conn) {
+                    client.consumer_cancelled(channel, &tag);
+                }
+            }
+            ShardMsg::Return { conn, channel, msg } => {
+                if let Some(client) = self.client(conn) {
+                    client.basic_return(channel, &msg);
+                }
+            }
+            ShardMsg::Request { from, id, op } => self.apply_and_reply(from, id, op),
+            ShardMsg::Oneway(op) => {
+                let mut out = self.take_outbox();
+                let _ = self.broker.borrow_mut().apply(op, &mut out);
+                self.send_all(out);
+            }
+            ShardMsg::TopologyRequest { from, id, change } => {
+                self.topology_request(from, id, change)
+            }
+            ShardMsg::TopologyApply { change, token } => self.topology_apply(&change, token),
+            ShardMsg::TopologyApplied { token } => self.topology_applied(token),
+            ShardMsg::SyncBarrier { from, id } => self.reply_after_sync(from, id, Ok(OpOk::Done)),
+            ShardMsg::Reply { id, result } => {
+                if let Some(tx) = self.pending.borrow_mut().remove(&id) {
+                    let _ = tx.send(result);
+                }
+            }
+        }
+    }
+
+    /// A publish for a queue of this shard. Its confirm goes back once the queue took it (after
+    /// the sync when the queue wrote it to the store); a message for a queue that does not
+    /// exist is returned when mandatory, and confirmed all the same, as in RabbitMQ.
+    fn enqueue(&self, queue: QueueTarget, msg: Message, origin: Origin) {
+        let mut out = self.take_outbox();
+        let result = self.broker.borrow_mut().enqueue(queue, msg, &mut out);
+        self.send_all(out);
+        let target = origin.conn.shard as usize;
+        let confirm = |seq| ShardMsg::Confirm {
+            conn: origin.conn,
+            channel: origin.channel,
+            seq,
+            ok: true,
+        };
+        match result {
+            Ok(true) => {
+                if let Some(seq) = origin.confirm {
+                    self.send_after_sync(target, confirm(seq));
+                }
+                return;
+            }
+            Ok(false) => {}
+            Err(msg) => {
+                if origin.mandatory {
+                    let channel = origin.channel;
+                    let conn = origin.conn;
+                    self.send(target, ShardMsg::Return { conn, channel, msg });
+                }
+            }
+        }
+        if let Some(seq) = origin.confirm {
+            self.send(target, confirm(seq));
+        }
+    }
+
+    /// A delivery whose channel is gone goes back to its queue.
+    pub fn bounce(&self, queue: QueueRef, seq: u64) {
+        let mut seqs = SmallVec::new();
+        seqs.push(seq);
+        let kind = SettleKind::Requeue;
+        self.send(queue.shard as usize, ShardMsg::Settle { queue, kind, seqs });
+    }
+}

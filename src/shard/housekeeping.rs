@@ -1,0 +1,95 @@
+//! The shard's background tasks besides connections: the mailbox, the store's writer and
+//! pager (which the shard serves as their host), and the alarm watcher.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use super::{mailbox, Shard};
+use crate::broker::ShardMsg;
+use crate::ids::QueueRef;
+use crate::io::{self, time};
+use crate::message::Loc;
+use crate::store::pager::{self, PageRequest, PagerHost};
+use crate::store::writer::{self, WriterHost};
+use crate::store::Batch;
+
+/// Starts the shard's mailbox, store writer, pager and alarm watcher on its runtime.
+pub fn spawn_tasks(shard: &Rc<Shard>) {
+    io::spawn(mailbox::run(shard.clone()));
+    let store = shard
+        .broker
+        .borrow()
+        .store()
+        .map(|s| (s.wake.clone(), s.dir().to_path_buf()));
+    if let Some((wake, dir)) = store {
+        io::spawn(writer::run(shard.clone(), wake, dir.clone()));
+        io::spawn(pager::run(shard.clone(), shard.page_wake.clone(), dir));
+    }
+    io::spawn(watch_alarms(shard.clone()));
+}
+
+impl WriterHost for Shard {
+    fn take_batch(&self) -> Option<Batch> {
+        let mut broker = self.broker.borrow_mut();
+        let store = broker.store_mut()?;
+        (!store.idle()).then(|| store.take_batch())
+    }
+
+    /// Releases what waited for the sync; confirms turn negative when a write failed.
+    fn written(&self, ticket: u64, synced: bool, ok: bool) {
+        let mut released = Vec::new();
+        if let Some(store) = self.broker.borrow_mut().store_mut() {
+            store.written(ticket, synced, ok, &mut released);
+        }
+        for ((target, mut msg), durable) in released {
+            if let ShardMsg::Confirm { ok, .. } = &mut msg {
+                *ok &= durable;
+            }
+            self.send(target, msg);
+        }
+        self.flush();
+    }
+}
+
+impl PagerHost for Shard {
+    fn take_page_requests(&self) -> Vec<PageRequest> {
+        self.broker.borrow_mut().take_page_requests()
+    }
+
+    fn pending_frame(&self, loc: Loc) -> Option<Bytes> {
+        self.broker.borrow().store()?.pending_frame(loc)
+    }
+
+    fn paged_in(&self, queue: QueueRef, bodies: &mut Vec<(u64, Bytes)>) {
+        let mut out = self.take_outbox();
+        self.broker.borrow_mut().paged_in(queue, bodies, &mut out);
+        self.send_all(out);
+        self.flush();
+    }
+}
+
+/// Tells this shard's connections when a resource alarm is raised or cleared, and hands
+/// memory this thread freed back to the OS: the allocator otherwise keeps it, so a shard
+/// that churned through a large backlog would look as big as its peak.
+async fn watch_alarms(shard: Rc<Shard>) {
+    let mut last = 0;
+    loop {
+        time::sleep(crate::alarm::CHECK_EVERY / 2).await;
+        // SAFETY: mi_collect only works on the calling thread's own heap.
+        unsafe { libmimalloc_sys::mi_collect(false) };
+        let now = shard.alarms.state();
+        if (now == 0) != (last == 0) {
+            let clients: Vec<_> = shard
+                .conns
+                .borrow()
+                .iter()
+                .map(|(_, c)| c.clone())
+                .collect();
+            for client in clients {
+                client.alarm(now);
+            }
+        }
+        last = now;
+    }
+}

@@ -1,0 +1,104 @@
+//! Exchanges and bindings change through one owner shard, which validates each change
+//! against its replica, stores it when durable, applies it, and sends the same change to
+//! every other shard; the requester's `-ok` goes out once every shard applied it (and, for a
+//! stored change, once it is on disk). Every replica applies the same deterministic changes
+//! in the same order, so they stay identical.
+
+use super::request::stopped;
+use super::Shard;
+use crate::broker::topology::TopologyChange;
+use crate::broker::{AmqpError, OpOk, ShardMsg};
+
+/// The shard that serializes topology changes.
+const TOPOLOGY_OWNER: usize = 0;
+
+/// A change still being applied elsewhere, on the owner.
+pub(super) struct Pending {
+    /// Shards yet to acknowledge.
+    left: usize,
+    /// Who asked, and their request id (0: nobody waits).
+    from: u16,
+    id: u64,
+    /// The change was written to the definitions log.
+    stored: bool,
+}
+
+impl Shard {
+    /// Validates a topology change on the owner shard and returns once every shard applied it.
+    pub async fn change_topology(&self, change: TopologyChange) -> Result<(), AmqpError> {
+        let (id, rx) = self.expect_reply();
+        let from = self.id as u16;
+        self.send(
+            TOPOLOGY_OWNER,
+            ShardMsg::TopologyRequest { from, id, change },
+        );
+        self.flush();
+        rx.await.unwrap_or_else(|_| Err(stopped())).map(|_| ())
+    }
+
+    /// On the owner: check, store, apply here, then everywhere else.
+    pub(super) fn topology_request(&self, from: u16, id: u64, change: TopologyChange) {
+        let validated = self.topology.borrow().validate(change);
+        let change = match validated {
+            Err(err) => return self.reply(from, id, Err(err)),
+            Ok(None) => return self.reply(from, id, Ok(OpOk::Done)),
+            Ok(Some(change)) => change,
+        };
+        let record = self.topology.borrow().persisted(&change);
+        let stored = match (record, self.broker.borrow_mut().store_mut()) {
+            (Some(record), Some(store)) => {
+                store.append_def(&record);
+                true
+            }
+            _ => false,
+        };
+        self.topology.borrow_mut().apply(&change);
+        if self.count == 1 {
+            return self.topology_reply(from, id, stored);
+        }
+        let token = self.next_request_id.get();
+        self.next_request_id.set(token + 1);
+        let pending = Pending {
+            left: self.count - 1,
+            from,
+            id,
+            stored,
+        };
+        self.topology_waiting.borrow_mut().insert(token, pending);
+        for target in (0..self.count).filter(|&t| t != self.id) {
+            let change = change.clone();
+            self.send(target, ShardMsg::TopologyApply { change, token });
+        }
+    }
+
+    pub(super) fn topology_apply(&self, change: &TopologyChange, token: u64) {
+        self.topology.borrow_mut().apply(change);
+        self.send(TOPOLOGY_OWNER, ShardMsg::TopologyApplied { token });
+    }
+
+    pub(super) fn topology_applied(&self, token: u64) {
+        let done = {
+            let mut waiting = self.topology_waiting.borrow_mut();
+            match waiting.get_mut(&token) {
+                Some(p) if p.left > 1 => {
+                    p.left -= 1;
+                    None
+                }
+                Some(_) => waiting.remove(&token),
+                None => None,
+            }
+        };
+        if let Some(p) = done {
+            self.topology_reply(p.from, p.id, p.stored);
+        }
+    }
+
+    /// A topology change is done everywhere; a stored one answers once it is on disk.
+    fn topology_reply(&self, from: u16, id: u64, stored: bool) {
+        if stored {
+            self.reply_after_sync(from, id, Ok(OpOk::Done));
+        } else {
+            self.reply(from, id, Ok(OpOk::Done));
+        }
+    }
+}

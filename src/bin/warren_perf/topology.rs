@@ -161,12 +161,20 @@ impl Plan {
             }];
             return Ok(plan);
         }
+        plan.generate(a);
+        Ok(plan)
+    }
+
+    /// Generated bindings (one per queue unless `--bindings`) and a cycle of publish keys
+    /// of which `--match-ratio` match one of them.
+    fn generate(&mut self, a: &RoutingArgs) {
+        let q = a.queues.max(1);
         let bindings = if a.queues == 0 {
             0
         } else {
             a.bindings.unwrap_or(a.queues)
         };
-        plan.bindings = (0..bindings)
+        self.bindings = (0..bindings)
             .map(|j| binding_for(a.exchange_type, j, j % q))
             .collect();
         // A cycle long enough to express the ratio and to visit every binding.
@@ -176,7 +184,7 @@ impl Plan {
             ((1.0 / a.match_ratio).ceil() as usize * bindings.max(1)).clamp(100, MAX_CYCLE)
         };
         let mut matched = 0usize;
-        plan.keys = (0..cycle)
+        self.keys = (0..cycle)
             .map(|t| {
                 let hit = bindings > 0
                     && ((t + 1) as f64 * a.match_ratio).floor()
@@ -189,7 +197,6 @@ impl Plan {
                 }
             })
             .collect();
-        Ok(plan)
     }
 
     /// Keys producer `index` cycles through.

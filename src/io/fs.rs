@@ -7,14 +7,18 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
+use std::os::fd::AsRawFd;
 
+use bytes::Bytes;
+use io_uring::{opcode, types};
+
+use super::uring::{result, Op};
 use super::{backend, Backend};
 
 pub struct File(FileInner);
 
 enum FileInner {
-    Uring(tokio_uring::fs::File),
+    Uring(std::fs::File),
     Epoll(Arc<std::fs::File>),
 }
 
@@ -51,9 +55,7 @@ impl File {
         let path: PathBuf = path.to_path_buf();
         Ok(File(match backend() {
             // Opening is rare (a segment per 64 MiB) and cheap; the ring is for data.
-            Backend::Uring => {
-                FileInner::Uring(tokio_uring::fs::File::from_std(open_std(&path, write)?))
-            }
+            Backend::Uring => FileInner::Uring(open_std(&path, write)?),
             Backend::Epoll => {
                 FileInner::Epoll(Arc::new(blocking(move || open_std(&path, write)).await?))
             }
@@ -63,7 +65,26 @@ impl File {
     /// Writes all of `bytes` at `offset`.
     pub async fn write_all_at(&self, bytes: Bytes, offset: u64) -> io::Result<()> {
         match &self.0 {
-            FileInner::Uring(f) => f.write_all_at(bytes, offset).await.0,
+            FileInner::Uring(f) => {
+                let fd = types::Fd(f.as_raw_fd());
+                let mut done = 0usize;
+                let mut bytes = bytes;
+                while done < bytes.len() {
+                    let left = (bytes.len() - done).min(1 << 30) as u32;
+                    // SAFETY (of the pointer): inside `bytes`, owned by the Op until completion.
+                    let ptr = unsafe { bytes.as_ptr().add(done) };
+                    let entry = opcode::Write::new(fd, ptr, left)
+                        .offset(offset + done as u64)
+                        .build();
+                    let (res, back) = Op::new(entry, bytes).await;
+                    bytes = back;
+                    match result(res)? {
+                        0 => return Err(io::ErrorKind::WriteZero.into()),
+                        n => done += n,
+                    }
+                }
+                Ok(())
+            }
             FileInner::Epoll(f) => {
                 let f = f.clone();
                 blocking(move || {
@@ -79,8 +100,24 @@ impl File {
     pub async fn read_exact_at(&self, len: usize, offset: u64) -> io::Result<Bytes> {
         match &self.0 {
             FileInner::Uring(f) => {
-                let (res, buf) = f.read_exact_at(vec![0u8; len], offset).await;
-                res.map(|()| Bytes::from(buf))
+                let fd = types::Fd(f.as_raw_fd());
+                let mut buf = vec![0u8; len];
+                let mut done = 0usize;
+                while done < len {
+                    let left = (len - done).min(1 << 30) as u32;
+                    // SAFETY (of the pointer): inside `buf`, owned by the Op until completion.
+                    let ptr = unsafe { buf.as_mut_ptr().add(done) };
+                    let entry = opcode::Read::new(fd, ptr, left)
+                        .offset(offset + done as u64)
+                        .build();
+                    let (res, back) = Op::new(entry, buf).await;
+                    buf = back;
+                    match result(res)? {
+                        0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                        n => done += n,
+                    }
+                }
+                Ok(Bytes::from(buf))
             }
             FileInner::Epoll(f) => {
                 let f = f.clone();
@@ -98,7 +135,13 @@ impl File {
     /// fdatasync: what was written is on disk when this returns Ok.
     pub async fn sync_data(&self) -> io::Result<()> {
         match &self.0 {
-            FileInner::Uring(f) => f.sync_data().await,
+            FileInner::Uring(f) => {
+                let fd = types::Fd(f.as_raw_fd());
+                let entry = opcode::Fsync::new(fd)
+                    .flags(types::FsyncFlags::DATASYNC)
+                    .build();
+                result(Op::new(entry, ()).await.0).map(|_| ())
+            }
             FileInner::Epoll(f) => {
                 let f = f.clone();
                 blocking(move || f.sync_data()).await
@@ -110,7 +153,20 @@ impl File {
 /// Unlinks `path`.
 pub async fn remove_file(path: &Path) -> io::Result<()> {
     match backend() {
-        Backend::Uring => tokio_uring::fs::remove_file(path).await,
+        Backend::Uring => {
+            use std::os::unix::ffi::OsStrExt;
+            let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+            let entry = opcode::UnlinkAt::new(types::Fd(libc::AT_FDCWD), path.as_ptr()).build();
+            let (res, path) = Op::new(entry, path).await;
+            match result(res) {
+                // Kernels before 5.11 have no unlinkat operation.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    std::fs::remove_file(std::ffi::OsStr::from_bytes(path.as_bytes()))
+                }
+                res => res.map(|_| ()),
+            }
+        }
         Backend::Epoll => {
             let path = path.to_path_buf();
             blocking(move || std::fs::remove_file(path)).await

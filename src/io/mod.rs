@@ -13,13 +13,14 @@
 //! `--io auto` probes io_uring once at start ([`resolve`]) and falls back to epoll with one
 //! log line that says why and how to enable io_uring.
 //!
-//! Nothing outside this module names tokio-uring or tokio's reactor. Timers ([`time`]) are
-//! tokio's in both backends.
+//! Nothing outside this module names io_uring or tokio's reactor. Both backends run the shard
+//! on a tokio current-thread runtime; timers ([`time`]) are tokio's in both.
 
 pub mod fs;
 pub mod net;
 mod probe;
 pub mod time;
+mod uring;
 mod wake;
 
 use std::cell::Cell;
@@ -83,11 +84,7 @@ pub fn backend() -> Backend {
 pub fn run<F: Future>(backend: Backend, future: F) -> std::io::Result<F::Output> {
     BACKEND.with(|b| b.set(backend));
     match backend {
-        Backend::Uring => {
-            let mut builder = tokio_uring::builder();
-            builder.entries(1024);
-            Ok(builder.start(future))
-        }
+        Backend::Uring => uring::run(future),
         Backend::Epoll => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -107,7 +104,10 @@ where
     tokio::task::spawn_local(future)
 }
 
-/// Lets the shard's other tasks run.
+/// Lets the shard's other tasks run, after handing the kernel what is queued (io_uring).
 pub async fn yield_now() {
+    if backend() == Backend::Uring {
+        uring::submit();
+    }
     tokio::task::yield_now().await;
 }

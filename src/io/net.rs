@@ -6,15 +6,18 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd};
 
 use bytes::BytesMut;
+use io_uring::{opcode, types};
 
+use super::uring::{result, Op};
 use super::{backend, Backend};
 
 pub struct TcpListener(ListenerInner);
 
 enum ListenerInner {
-    Uring(tokio_uring::net::TcpListener),
+    Uring(std::net::TcpListener),
     Epoll(tokio::net::TcpListener),
 }
 
@@ -22,20 +25,25 @@ impl TcpListener {
     /// Takes over a bound, listening, non-blocking socket on the calling shard.
     pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
         Ok(TcpListener(match backend() {
-            Backend::Uring => {
-                ListenerInner::Uring(tokio_uring::net::TcpListener::from_std(listener))
-            }
+            Backend::Uring => ListenerInner::Uring(listener),
             Backend::Epoll => ListenerInner::Epoll(tokio::net::TcpListener::from_std(listener)?),
         }))
     }
 
-    /// The next connection. Never cancel this future: an accept that completes after its
-    /// future is dropped would leak the accepted socket.
+    /// The next connection.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         match &self.0 {
             ListenerInner::Uring(l) => {
-                let (s, peer) = l.accept().await?;
-                Ok((TcpStream(StreamInner::Uring(s)), peer))
+                let fd = types::Fd(l.as_raw_fd());
+                let entry = opcode::Accept::new(fd, std::ptr::null_mut(), std::ptr::null_mut())
+                    .flags(libc::SOCK_CLOEXEC)
+                    .build();
+                let (res, ()) = Op::new(entry, ()).result_is_fd().await;
+                let fd = result(res)?;
+                // SAFETY: the kernel just created this descriptor for us; nothing else owns it.
+                let stream = unsafe { std::net::TcpStream::from_raw_fd(fd as i32) };
+                let peer = stream.peer_addr()?;
+                Ok((TcpStream(StreamInner::Uring(stream)), peer))
             }
             ListenerInner::Epoll(l) => {
                 let (s, peer) = l.accept().await?;
@@ -48,7 +56,7 @@ impl TcpListener {
 pub struct TcpStream(StreamInner);
 
 enum StreamInner {
-    Uring(tokio_uring::net::TcpStream),
+    Uring(std::net::TcpStream),
     Epoll(tokio::net::TcpStream),
 }
 
@@ -58,10 +66,22 @@ impl TcpStream {
     pub async fn read(&self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
         match &self.0 {
             StreamInner::Uring(s) => {
-                use tokio_uring::buf::BoundedBuf;
-                let start = buf.len();
-                let (res, slice) = s.read(buf.slice(start..)).await;
-                (res, slice.into_inner())
+                let spare = buf.capacity() - buf.len();
+                if spare == 0 {
+                    return (Ok(0), buf);
+                }
+                // SAFETY (of the pointer): it addresses the spare capacity of `buf`, which the
+                // Op owns until the completion, and `spare` bytes are allocated there.
+                let ptr = unsafe { buf.as_mut_ptr().add(buf.len()) };
+                let fd = types::Fd(s.as_raw_fd());
+                let entry = opcode::Recv::new(fd, ptr, spare.min(u32::MAX as usize) as u32).build();
+                let (res, mut buf) = Op::new(entry, buf).await;
+                let n = result(res);
+                if let Ok(n) = n {
+                    // SAFETY: the kernel initialized `n` bytes after the old length.
+                    unsafe { buf.set_len(buf.len() + n) };
+                }
+                (n, buf)
             }
             StreamInner::Epoll(s) => loop {
                 if let Err(e) = s.readable().await {
@@ -76,24 +96,43 @@ impl TcpStream {
     }
 
     /// Writes all of `buf`, handing it back for reuse.
-    pub async fn write_all(&self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
-        match &self.0 {
-            StreamInner::Uring(s) => s.write_all(buf).await,
-            StreamInner::Epoll(s) => {
-                let mut done = 0;
-                while done < buf.len() {
-                    if let Err(e) = s.writable().await {
-                        return (Err(e), buf);
-                    }
-                    match s.try_write(&buf[done..]) {
-                        Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
-                        Ok(n) => done += n,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => return (Err(e), buf),
-                    }
-                }
-                (Ok(()), buf)
+    pub async fn write_all(&self, mut buf: BytesMut) -> (io::Result<()>, BytesMut) {
+        let mut done = 0;
+        while done < buf.len() {
+            let (res, back) = self.write(buf, done).await;
+            buf = back;
+            match res {
+                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+                Ok(n) => done += n,
+                Err(e) => return (Err(e), buf),
             }
+        }
+        (Ok(()), buf)
+    }
+
+    /// One write of `buf[from..]`.
+    async fn write(&self, buf: BytesMut, from: usize) -> (io::Result<usize>, BytesMut) {
+        match &self.0 {
+            StreamInner::Uring(s) => {
+                let left = (buf.len() - from).min(u32::MAX as usize) as u32;
+                // SAFETY (of the pointer): inside `buf`, which the Op owns until completion.
+                let ptr = unsafe { buf.as_ptr().add(from) };
+                let fd = types::Fd(s.as_raw_fd());
+                let entry = opcode::Send::new(fd, ptr, left)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build();
+                let (res, buf) = Op::new(entry, buf).await;
+                (result(res), buf)
+            }
+            StreamInner::Epoll(s) => loop {
+                if let Err(e) = s.writable().await {
+                    return (Err(e), buf);
+                }
+                match s.try_write(&buf[from..]) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    res => return (res, buf),
+                }
+            },
         }
     }
 
@@ -106,7 +145,6 @@ impl TcpStream {
 
     /// Shuts both directions down at once; pending reads and writes then complete.
     pub fn shutdown(&self) {
-        use std::os::fd::AsRawFd;
         let fd = match &self.0 {
             StreamInner::Uring(s) => s.as_raw_fd(),
             StreamInner::Epoll(s) => s.as_raw_fd(),

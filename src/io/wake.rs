@@ -3,12 +3,15 @@
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
+use io_uring::{opcode, types};
+
+use super::uring::{result, Op};
 use super::{backend, Backend};
 
 pub struct EventFd(Inner);
 
 enum Inner {
-    Uring(tokio_uring::fs::File),
+    Uring(OwnedFd),
     Epoll(tokio::io::unix::AsyncFd<OwnedFd>),
 }
 
@@ -23,7 +26,7 @@ impl EventFd {
         // SAFETY: `own` is a fresh, valid descriptor owned by nothing else.
         let owned = unsafe { OwnedFd::from_raw_fd(own) };
         Ok(EventFd(match backend() {
-            Backend::Uring => Inner::Uring(tokio_uring::fs::File::from_std(owned.into())),
+            Backend::Uring => Inner::Uring(owned),
             Backend::Epoll => {
                 // SAFETY: fcntl on a descriptor owned here; sets O_NONBLOCK for the reactor.
                 unsafe {
@@ -42,7 +45,13 @@ impl EventFd {
     /// Waits until the counter is non-zero and resets it.
     pub async fn wait(&self) -> io::Result<()> {
         match &self.0 {
-            Inner::Uring(f) => f.read_at(vec![0u8; 8], 0).await.0.map(|_| ()),
+            Inner::Uring(fd) => {
+                use std::os::fd::AsRawFd;
+                let mut counter = Box::new(0u64);
+                let ptr: *mut u8 = (&mut *counter as *mut u64).cast();
+                let entry = opcode::Read::new(types::Fd(fd.as_raw_fd()), ptr, 8).build();
+                result(Op::new(entry, counter).await.0).map(|_| ())
+            }
             Inner::Epoll(fd) => loop {
                 let mut guard = fd.readable().await?;
                 let mut value = 0u64;

@@ -234,7 +234,11 @@ impl<T: 'static> Drop for Op<T> {
                     _keep: Box::new(data.take()),
                     closes_fd,
                 };
-                d.push(opcode::AsyncCancel::new(index as u64).build().user_data(IGNORED));
+                d.push(
+                    opcode::AsyncCancel::new(index as u64)
+                        .build()
+                        .user_data(IGNORED),
+                );
                 true
             }
             _ => false,

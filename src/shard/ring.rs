@@ -146,7 +146,58 @@ impl<T> Endpoint<T> {
                 }
             }
         }
+        debug_assert!(self.check_invariants());
         n
+    }
+
+    /// Panics unless the endpoint is wired as `mesh` built it: one ring to and from every
+    /// other shard, none to itself, a dirty flag and a waker per shard.
+    pub fn check_invariants(&self) -> bool {
+        let count = self.outgoing.len();
+        assert!(
+            self.id < count,
+            "ring endpoint {} of {count} shards",
+            self.id
+        );
+        assert_eq!(
+            self.incoming.len(),
+            count,
+            "ring endpoint {}: incoming rings",
+            self.id
+        );
+        assert_eq!(
+            self.dirty.len(),
+            count,
+            "ring endpoint {}: dirty flags",
+            self.id
+        );
+        assert_eq!(
+            self.wakers.len(),
+            count,
+            "ring endpoint {}: wakers",
+            self.id
+        );
+        for peer in 0..count {
+            let wired = peer != self.id;
+            assert_eq!(
+                self.outgoing[peer].is_some(),
+                wired,
+                "ring {} -> {peer}",
+                self.id
+            );
+            assert_eq!(
+                self.incoming[peer].is_some(),
+                wired,
+                "ring {peer} -> {}",
+                self.id
+            );
+            assert!(
+                wired || !self.dirty[peer],
+                "ring endpoint {} dirty for itself",
+                self.id
+            );
+        }
+        true
     }
 
     fn incoming_empty(&self) -> bool {

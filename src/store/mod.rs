@@ -17,6 +17,8 @@
 //! Acks are written but never waited for: after a crash an unsynced ack only means a
 //! redelivery, flagged `redelivered`, which AMQP allows.
 
+mod files;
+mod invariants;
 pub mod pager;
 pub mod record;
 pub mod recover;
@@ -32,6 +34,9 @@ use tokio::sync::Notify;
 
 use crate::counter::decrease;
 use crate::message::{Loc, Message};
+pub use files::{
+    body_of, segment_id, segment_path, shard_dir, BACKLOG_LIMIT_BYTES, DEFS_FILE, META_FILE,
+};
 use record::Record;
 
 /// When confirms of persistent messages go out.
@@ -350,12 +355,14 @@ impl<W> Store<W> {
                 bytes: c.bytes.clone(),
             })
             .collect();
-        Batch {
+        let batch = Batch {
             chunks,
             ticket: self.appended,
             sync: sync && self.policy == SyncPolicy::Always,
             delete: std::mem::take(&mut self.deletable),
-        }
+        };
+        debug_assert!(self.check_invariants());
+        batch
     }
 
     /// Bytes appended but not yet written.
@@ -400,6 +407,7 @@ impl<W> Store<W> {
         if !self.waiters.is_empty() {
             self.wanted = true;
         }
+        debug_assert!(self.check_invariants());
     }
 
     /// The framed record at `loc` if it is still in memory, waiting to be written.
@@ -443,41 +451,6 @@ impl<W> Store<W> {
     pub fn defs_path(&self) -> PathBuf {
         self.dir.join(DEFS_FILE)
     }
-}
-
-/// The body of a framed publish record.
-pub fn body_of(frame: &Bytes) -> std::io::Result<Bytes> {
-    match record::next(frame) {
-        record::Next::Record(Record::Publish { msg, .. }, _) => Ok(msg.body),
-        _ => Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "store: no intact publish record where a paged message should be",
-        )),
-    }
-}
-
-/// Most bytes a shard's store holds in memory waiting for the writer before the shard stops
-/// taking new messages. Persistent messages are held back by their confirms anyway; this
-/// bounds what paged-out transient bodies (confirmed on enqueue) can pile up.
-pub const BACKLOG_LIMIT_BYTES: usize = 8 << 20;
-
-pub const DEFS_FILE: &str = "defs.log";
-pub const META_FILE: &str = "meta";
-
-pub fn shard_dir(data_dir: &Path, shard: usize) -> PathBuf {
-    data_dir.join(format!("shard-{shard}"))
-}
-
-pub fn segment_path(dir: &Path, id: u32) -> PathBuf {
-    dir.join(format!("seg-{id:010}.log"))
-}
-
-/// The segment id in a file name made by [`segment_path`].
-pub fn segment_id(name: &str) -> Option<u32> {
-    name.strip_prefix("seg-")?
-        .strip_suffix(".log")?
-        .parse()
-        .ok()
 }
 
 #[cfg(test)]

@@ -5,6 +5,10 @@
 #   benches/compare-rabbitmq.sh               # 1 run per broker and scenario
 #   RUNS=5 benches/compare-rabbitmq.sh        # medians of 5
 #   DURATION=6 SHARDS=2 WARREN_PORT=35672 RABBIT_PORT=35673 BUDGET_S=540 ...
+#   WARREN_BIN=/path/to/other/warren benches/compare-rabbitmq.sh   # another build
+#
+# S1, S2 and S7 also run against a second Warren on the epoll backend (--io epoll,
+# EPOLL_PORT), shown beside io_uring's.
 #
 # RabbitMQ is installed from apt if missing and run as a private node by
 # tests/rabbitmq-node.sh (own port, data dir, epmd); Warren is the release
@@ -23,6 +27,8 @@ DURATION=${DURATION:-6}
 SHARDS=${SHARDS:-$(nproc)}
 WARREN_PORT=${WARREN_PORT:-35672}
 RABBIT_PORT=${RABBIT_PORT:-35673}
+EPOLL_PORT=${EPOLL_PORT:-35674}
+EPOLL_SCENARIOS=${EPOLL_SCENARIOS:-"S1 S2 S7"}
 BUDGET_S=${BUDGET_S:-540}
 # Setup, drain and teardown around each run's window, seconds (measured).
 OVERHEAD_S=4
@@ -33,6 +39,7 @@ rabbit_dir="$work/rabbit"
 warren_dir="$work/warren-data"
 results="$out_dir/results.jsonl"
 warren_pid=""
+epoll_pid=""
 rabbit_started=0
 
 log() { echo "compare: $*" >&2; }
@@ -50,9 +57,23 @@ stop_warren() {
     warren_pid=""
 }
 
+stop_epoll() {
+    if [ -n "$epoll_pid" ] && kill -0 "$epoll_pid" 2>/dev/null; then
+        kill -TERM "$epoll_pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            kill -0 "$epoll_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$epoll_pid" 2>/dev/null || true
+        wait "$epoll_pid" 2>/dev/null || true
+    fi
+    epoll_pid=""
+}
+
 cleanup() {
     local status=$?
     stop_warren
+    stop_epoll
     if [ "$rabbit_started" -eq 1 ]; then
         tests/rabbitmq-node.sh stop "$RABBIT_PORT" "$rabbit_dir" >&2 || true
     fi
@@ -70,7 +91,7 @@ port_free() {
     ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-for port in "$WARREN_PORT" "$RABBIT_PORT"; do
+for port in "$WARREN_PORT" "$RABBIT_PORT" "$EPOLL_PORT"; do
     if ! port_free "$port"; then
         log "port $port on 127.0.0.1 is in use; set WARREN_PORT / RABBIT_PORT"
         exit 1
@@ -83,23 +104,37 @@ mkdir -p "$out_dir"
 log "building (release)"
 cargo build --release --bin warren-perf --bin warren >&2
 perf_bin="$root/target/release/warren-perf"
-warren_bin="$root/target/release/warren"
+warren_bin="${WARREN_BIN:-$root/target/release/warren}"
 
-start_warren() {
-    rm -rf "$warren_dir"
-    "$warren_bin" --listen "127.0.0.1:$WARREN_PORT" --data-dir "$warren_dir" \
-        --shards "$SHARDS" >>"$work/warren.log" 2>&1 &
-    warren_pid=$!
+# launch_warren LOGNAME PORT DATADIR EXTRA-FLAGS...: starts one Warren, waits for its
+# startup line, and leaves its PID in $launched_pid.
+launch_warren() {
+    local logname=$1 port=$2 dir=$3
+    shift 3
+    rm -rf "$dir"
+    "$warren_bin" --listen "127.0.0.1:$port" --data-dir "$dir" \
+        --shards "$SHARDS" "$@" >>"$work/$logname" 2>&1 &
+    launched_pid=$!
     for _ in $(seq 1 100); do
-        if grep -q "Server startup complete" "$work/warren.log" 2>/dev/null; then
+        if grep -q "Server startup complete" "$work/$logname" 2>/dev/null; then
             return 0
         fi
-        kill -0 "$warren_pid" 2>/dev/null || break
+        kill -0 "$launched_pid" 2>/dev/null || break
         sleep 0.1
     done
-    log "Warren did not start; log:"
-    tail -n 20 "$work/warren.log" >&2
+    log "Warren ($logname) did not start; log:"
+    tail -n 20 "$work/$logname" >&2
     exit 1
+}
+
+start_warren() {
+    launch_warren warren.log "$WARREN_PORT" "$warren_dir" --io uring
+    warren_pid=$launched_pid
+}
+
+start_epoll() {
+    launch_warren warren-epoll.log "$EPOLL_PORT" "$work/warren-epoll-data" --io epoll
+    epoll_pid=$launched_pid
 }
 
 log "starting RabbitMQ on 127.0.0.1:$RABBIT_PORT"
@@ -114,8 +149,10 @@ rabbit_version=$(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null || ec
 
 log "starting Warren on 127.0.0.1:$WARREN_PORT with $SHARDS shard(s)"
 start_warren
+log "starting Warren (epoll) on 127.0.0.1:$EPOLL_PORT with $SHARDS shard(s)"
+start_epoll
 
-runs_total=$((RUNS * 16))
+runs_total=$((RUNS * (18 + $(echo $EPOLL_SCENARIOS | wc -w))))
 if [ $((runs_total * (DURATION + OVERHEAD_S))) -gt "$BUDGET_S" ]; then
     fitted=$((BUDGET_S / runs_total - OVERHEAD_S))
     [ "$fitted" -lt 2 ] && fitted=2
@@ -147,6 +184,12 @@ run_one() { # broker label flags...
             start_warren
         fi
         port=$WARREN_PORT pid=$warren_pid
+    elif [ "$broker" = warren-epoll ]; then
+        if [ -z "$epoll_pid" ] || ! kill -0 "$epoll_pid" 2>/dev/null; then
+            log "Warren (epoll) is not running: restarting it"
+            start_epoll
+        fi
+        port=$EPOLL_PORT pid=$epoll_pid
     else
         port=$RABBIT_PORT pid=$rabbit_pid
     fi
@@ -180,6 +223,7 @@ for entry in "${scenarios[@]}"; do
     for run in $(seq 1 "$RUNS"); do
         # Alternate which broker goes first, per scenario and per run.
         if [ $(((i + run) % 2)) -eq 0 ]; then order="warren rabbitmq"; else order="rabbitmq warren"; fi
+        case " $EPOLL_SCENARIOS " in *" $label "*) order="$order warren-epoll" ;; esac
         for broker in $order; do
             # shellcheck disable=SC2086
             run_one "$broker" "$label" $flags
@@ -216,19 +260,23 @@ def fmt_us(v):
         return f"{v/1000:.1f} ms"
     return f"{v:.0f} µs"
 
+def fmt_lat(c):
+    return f"{fmt_us(c['p50'])} / {fmt_us(c['p99'])} / {fmt_us(c['p999'])}"
+
 def fmt_cpu(v):
     return "n/a" if v is None else f"{v:.2f}"
 
 print(f"Warren vs RabbitMQ, `{command}`, {meta}.")
 print()
-print("| scenario | metric | Warren | RabbitMQ | Warren/RabbitMQ | latency p50 / p99 Warren | latency p50 / p99 RabbitMQ | broker CPU µs/msg Warren | broker CPU µs/msg RabbitMQ | warren-perf CPU µs/msg (W / R) |")
+print("| scenario | metric | Warren | RabbitMQ | Warren/RabbitMQ | latency p50 / p99 / p99.9 Warren | latency p50 / p99 / p99.9 RabbitMQ | broker CPU µs/msg Warren | broker CPU µs/msg RabbitMQ | warren-perf CPU µs/msg (W / R) |")
 print("|---|---|---|---|---|---|---|---|---|---|")
+epoll_rows = []
 notes = []
 for entry in scenarios:
     name, _flags, metric = entry.split("|")
     label = name.split()[0]
     cells = {}
-    for broker in ("warren", "rabbitmq"):
+    for broker in ("warren", "rabbitmq", "warren-epoll"):
         rs = [r for r in rows if r.get("label") == label and r.get("broker") == broker]
         good = [r for r in rs if "window_s" in r and not r.get("errors")]
         for r in rs:
@@ -241,6 +289,7 @@ for entry in scenarios:
             "consumed": med([r.get("consume_rate") for r in good]),
             "p50": med([r["latency_us"]["p50"] for r in good]),
             "p99": med([r["latency_us"]["p99"] for r in good]),
+            "p999": med([r["latency_us"]["p999"] for r in good]),
             "cpu": med([r.get("broker_cpu_us_per_msg") for r in good]),
             "own": med([r.get("client_cpu_us_per_msg") for r in good]),
             "ok": f"{len(good)}/{len(rs)}",
@@ -255,9 +304,23 @@ for entry in scenarios:
         return s + (f" ({c['ok']} runs ok)" if c["failed"] else "")
     what = {"consume_rate": "consumed/s", "confirm_rate": "confirmed/s", "publish_rate": "published/s"}[metric]
     print(f"| {name} | {what} | {rate_cell(w)} | {rate_cell(r)} | {ratio} | "
-          f"{fmt_us(w['p50'])} / {fmt_us(w['p99'])} | {fmt_us(r['p50'])} / {fmt_us(r['p99'])} | "
+          f"{fmt_lat(w)} | {fmt_lat(r)} | "
           f"{fmt_cpu(w['cpu'])} | {fmt_cpu(r['cpu'])} | {fmt_cpu(w['own'])} / {fmt_cpu(r['own'])} |")
+    e = cells["warren-epoll"]
+    if e["rate"] is not None:
+        vs = f"{e['rate']/w['rate']:.2f}" if w["rate"] else "n/a"
+        epoll_rows.append(f"| {name} | {what} | {rate_cell(w)} | {rate_cell(e)} | {vs} | "
+                          f"{fmt_lat(w)} | {fmt_lat(e)} | "
+                          f"{fmt_cpu(w['cpu'])} | {fmt_cpu(e['cpu'])} |")
 print()
+if epoll_rows:
+    print("Warren on its two I/O backends, same run:")
+    print()
+    print("| scenario | metric | io_uring | epoll | epoll/io_uring | latency p50 / p99 / p99.9 io_uring | latency p50 / p99 / p99.9 epoll | broker CPU µs/msg io_uring | broker CPU µs/msg epoll |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in epoll_rows:
+        print(row)
+    print()
 print("Throughput is the median over runs with no error; CPU per message divides the broker's "
       "(or warren-perf's) utime+stime in the window by max(published, delivered). Latency is "
       "publish-to-delivery from a CLOCK_MONOTONIC stamp in the body: meaningful for S4 "

@@ -115,10 +115,11 @@ pub fn register(ctx: &Ctx, targets: u32) -> Option<u64> {
         .flatten()
 }
 
-/// A publish that reached no queue is confirmed at once (after its basic.return).
+/// A publish that reached no queue is confirmed at once (after its basic.return): it is
+/// registered as waiting for one answer, which is given right here.
 pub fn confirm_now(ctx: &Ctx) {
     use crate::shard::Client;
-    if let Some(seq) = register(ctx, 0) {
+    if let Some(seq) = register(ctx, 1) {
         ctx.conn.confirmed(ctx.channel, seq, true);
     }
 }

@@ -114,8 +114,10 @@ fn consume(broker: &mut Broker, name: &str, queue: QueueRef, id: u64) -> Consume
 fn settle_deliveries(broker: &mut Broker, consumers: &mut [Consumer], out: &mut Outbox) {
     while !out.is_empty() {
         for (_, msg) in out.drain(..) {
-            let ShardMsg::Deliver(delivery) = msg else {
-                panic!("expected only deliveries in the outbox, got {msg:?}");
+            let delivery = match msg {
+                ShardMsg::Deliver(delivery) => delivery,
+                ShardMsg::PublishCredit { .. } => continue,
+                msg => panic!("expected only deliveries and credit in the outbox, got {msg:?}"),
             };
             // Consumer ids are 1..=n.
             consumers[delivery.consumer_id as usize - 1]
@@ -137,10 +139,19 @@ fn settle_deliveries(broker: &mut Broker, consumers: &mut [Consumer], out: &mut 
     }
 }
 
+/// The connection the benches publish from.
+const PUBLISHER: ConnRef = ConnRef {
+    shard: 0,
+    key: 1,
+    serial: 1,
+};
+
+/// Enqueues as a publish does, including the publisher credit the shard sends once a turn.
 fn enqueue(broker: &mut Broker, target: QueueTarget, msg: Message, out: &mut Outbox) {
-    if broker.enqueue(target, msg, out).is_err() {
+    if broker.enqueue(target, msg, PUBLISHER, out).is_err() {
         panic!("enqueue: the queue does not exist");
     }
+    broker.drain_grants(out);
 }
 
 fn backlog(c: &mut Criterion) {

@@ -40,6 +40,12 @@ pub fn queue_shard_bytes(vhost: &[u8], queue: &[u8], shards: usize) -> usize {
     (fnv1a(hash, queue) % shards.max(1) as u64) as usize
 }
 
+/// A stable 64-bit hash of a queue name (FNV-1a), for keys that name a queue without a
+/// reference to it.
+pub fn name_hash(name: &[u8]) -> u64 {
+    fnv1a(FNV_OFFSET, name)
+}
+
 /// See [`queue_shard_bytes`].
 pub fn queue_shard(vhost: &str, queue: &str, shards: usize) -> usize {
     queue_shard_bytes(vhost.as_bytes(), queue.as_bytes(), shards)

@@ -171,7 +171,7 @@ impl Broker {
 
     fn cancel(&mut self, key: usize, consumer_id: u64, out: &mut Outbox) {
         let q = &mut self.queues[key];
-        q.remove_consumer(consumer_id);
+        q.remove_consumer(consumer_id, &mut self.sh);
         if q.should_auto_delete() {
             self.delete(key, out);
         } else {

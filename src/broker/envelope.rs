@@ -7,7 +7,7 @@ use smallvec::SmallVec;
 
 use super::ops::{AmqpError, OpOk, QueueOp, SettleKind};
 use super::topology::TopologyChange;
-use crate::ids::{ConnRef, QueueRef};
+use crate::ids::{name_hash, ConnRef, QueueRef};
 use crate::message::Message;
 
 /// Messages for other shards (or this one), in the order they were produced.
@@ -58,6 +58,13 @@ pub enum ShardMsg {
         queue: QueueRef,
         kind: SettleKind,
         seqs: SmallVec<[u64; 4]>,
+    },
+    /// A queue delivered `n` messages the connection published to it (or took them with no
+    /// consumer to wait for): the connection may publish that many more there.
+    PublishCredit {
+        conn: ConnRef,
+        key: CreditKey,
+        n: u32,
     },
     /// A connection wrote `n` deliveries of the consumer to its socket: more may come.
     Credit {
@@ -128,4 +135,27 @@ pub struct Origin {
 pub enum QueueTarget {
     Name(Bytes),
     Ref(QueueRef),
+}
+
+impl QueueTarget {
+    /// The credit a publisher spends on this target (see [`CreditKey`]), as seen from
+    /// `shard`, the shard that owns the queue.
+    pub fn credit_key(&self, shard: u16) -> CreditKey {
+        match self {
+            QueueTarget::Name(name) => CreditKey::Named {
+                shard,
+                name_hash: name_hash(name),
+            },
+            QueueTarget::Ref(queue) => CreditKey::Queue(*queue),
+        }
+    }
+}
+
+/// What a publishing connection holds credit for: a queue it routed to through an
+/// exchange, or (default exchange) a queue name on the shard that owns it, which the
+/// publisher routes to without knowing the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CreditKey {
+    Queue(QueueRef),
+    Named { shard: u16, name_hash: u64 },
 }

@@ -19,7 +19,7 @@ use ready::Ready;
 use rustc_hash::FxHashMap;
 use slab::Slab;
 
-pub use envelope::{Delivery, Origin, Outbox, QueueTarget, ShardMsg, Waiter};
+pub use envelope::{CreditKey, Delivery, Origin, Outbox, QueueTarget, ShardMsg, Waiter};
 pub use ops::{AmqpError, ConsumerSpec, Got, OpOk, QueueOp, SettleKind};
 use queue::Queue;
 
@@ -49,6 +49,9 @@ pub struct Shared {
     /// before bodies of waiting messages are paged out to the store.
     pub resident: u64,
     pub budget: u64,
+    /// Publisher credit granted back by this shard's queues since it was last sent, per
+    /// (publishing connection, destination); see `queue/credit.rs`.
+    pub grants: FxHashMap<(ConnRef, CreditKey), u32>,
     /// Bodies to read back from the store, per queue: (seq, where).
     pub page_in: Vec<PageRequest>,
     /// Reused buffer for messages leaving a queue in bulk.
@@ -68,6 +71,7 @@ impl Broker {
                 store: None,
                 resident: 0,
                 budget: u64::MAX,
+                grants: FxHashMap::default(),
                 page_in: Vec::new(),
                 scratch: Vec::new(),
             },
@@ -208,21 +212,26 @@ impl Broker {
     /// not exist (to be dropped, or returned when mandatory).
     /// Ok(true) when the message was written to the store: its confirm waits for the sync.
     #[allow(clippy::result_large_err)] // handing the message back by value is the point
+    /// `from` is the publishing connection: the queue holds its credit back until it delivers
+    /// the message (a missing queue grants it back at once).
     pub fn enqueue(
         &mut self,
         target: QueueTarget,
         msg: Message,
+        from: ConnRef,
         out: &mut Outbox,
     ) -> Result<bool, Message> {
+        let credit = target.credit_key(self.shard);
         let key = match target {
             QueueTarget::Name(name) => self.by_name.get(&name).copied(),
             QueueTarget::Ref(queue) => self.lookup(queue),
         };
         let Some(key) = key else {
+            *self.sh.grants.entry((from, credit)).or_insert(0) += 1;
             return Err(msg);
         };
         let q = &mut self.queues[key];
-        let stored = q.push(msg, &mut self.sh);
+        let stored = q.push(msg, (from, credit), &mut self.sh);
         q.dispatch(&mut self.sh, out);
         q.compact_waiting(&mut self.sh);
         debug_assert!(q.check_invariants());
@@ -247,6 +256,21 @@ impl Broker {
         q.settle(kind, seqs, &mut self.sh);
         q.dispatch(&mut self.sh, out);
         debug_assert!(q.check_invariants());
+    }
+
+    /// Moves the publisher credit granted since the last call into `out`, one message per
+    /// (connection, destination).
+    pub fn drain_grants(&mut self, out: &mut Outbox) {
+        for ((conn, key), n) in self.sh.grants.drain() {
+            out.push((
+                conn.shard as usize,
+                ShardMsg::PublishCredit { conn, key, n },
+            ));
+        }
+    }
+
+    pub fn has_grants(&self) -> bool {
+        !self.sh.grants.is_empty()
     }
 
     /// Panics with what drifted; true otherwise, so that it can sit in `debug_assert!`. Scans

@@ -7,16 +7,16 @@
 
 use smallvec::SmallVec;
 
-use super::envelope::{Origin, Outbox, QueueTarget, ShardMsg};
+use super::envelope::{CreditKey, Origin, Outbox, QueueTarget, ShardMsg};
 use super::topology::Topology;
-use crate::ids::{queue_shard_bytes, QueueRef};
+use crate::ids::{name_hash, queue_shard_bytes, QueueRef};
 use crate::message::Message;
 use crate::protocol::BasicProperties;
 
 /// Where a publish goes.
 pub enum Route {
     /// The default exchange: the queue named by the routing key, on this shard.
-    Named { shard: usize },
+    Named { shard: usize, name_hash: u64 },
     /// Queues reached through bindings (exchange-to-exchange ones followed), each once.
     Queues(SmallVec<[QueueRef; 8]>),
 }
@@ -28,6 +28,24 @@ impl Route {
             Route::Named { .. } => 1,
             Route::Queues(queues) => queues.len() as u32,
         }
+    }
+
+    /// The credit the publisher spends: one per target queue.
+    pub fn credit_keys(&self) -> impl Iterator<Item = CreditKey> + '_ {
+        let named = match *self {
+            Route::Named { shard, name_hash } => Some(CreditKey::Named {
+                shard: shard as u16,
+                name_hash,
+            }),
+            Route::Queues(_) => None,
+        };
+        let queues = match self {
+            Route::Queues(queues) => &queues[..],
+            Route::Named { .. } => &[],
+        };
+        named
+            .into_iter()
+            .chain(queues.iter().map(|q| CreditKey::Queue(*q)))
     }
 }
 
@@ -41,7 +59,8 @@ pub fn is_default_exchange(name: &[u8]) -> bool {
 pub fn route(topology: &Topology, shards: usize, msg: &Message) -> Route {
     if is_default_exchange(&msg.exchange) {
         let shard = queue_shard_bytes(b"/", &msg.routing_key, shards);
-        return Route::Named { shard };
+        let name_hash = name_hash(&msg.routing_key);
+        return Route::Named { shard, name_hash };
     }
     let mut queues = SmallVec::new();
     // Headers are parsed only when a headers exchange could look at them.
@@ -66,7 +85,7 @@ pub fn route(topology: &Topology, shards: usize, msg: &Message) -> Route {
 /// queue back for `mandatory`; exchange routes were checked against the replica.
 pub fn fan_out(route: Route, msg: Message, origin: Origin, out: &mut Outbox) {
     match route {
-        Route::Named { shard } => {
+        Route::Named { shard, .. } => {
             let queue = QueueTarget::Name(msg.routing_key.clone());
             out.push((shard, ShardMsg::Enqueue { queue, msg, origin }));
         }

@@ -10,6 +10,7 @@
 //! another shard is full, which is how a slow shard pushes back on the sockets feeding it.
 
 mod channel;
+mod credit;
 mod error;
 mod handshake;
 mod heartbeat;
@@ -112,6 +113,10 @@ pub struct Conn {
     pub published: Cell<bool>,
     /// connection.blocked was sent and connection.unblocked is owed.
     told_blocked: Cell<bool>,
+    /// Credit per destination queue (credit flow): no reading while one is used up.
+    credit: RefCell<credit::PublishCredit>,
+    /// Wakes the reader when credit comes back.
+    credit_back: Notify,
 }
 
 impl Conn {
@@ -139,12 +144,26 @@ impl Conn {
             hang_up: Cell::new(false),
             published: Cell::new(false),
             told_blocked: Cell::new(false),
+            credit: RefCell::new(credit::PublishCredit::default()),
+            credit_back: Notify::new(),
         }
     }
 
     fn send_method(&self, channel: u16, method: &Method) {
         encode_method(&mut self.out.borrow_mut(), channel, method);
         self.writable.notify_one();
+    }
+
+    /// The reader must wait for credit: some destination is out of it, and the connection
+    /// has no consumer whose acks it must keep reading (see `credit.rs`).
+    fn waits_for_credit(&self) -> bool {
+        self.credit.borrow().exhausted()
+            && !self
+                .state
+                .borrow()
+                .channels
+                .values()
+                .any(|ch| ch.has_acking_consumer())
     }
 
     fn frame_max(&self) -> u32 {

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 
 use super::{Conn, Credit};
-use crate::broker::Delivery;
+use crate::broker::{CreditKey, Delivery};
 use crate::ids::{ConnRef, QueueRef};
 use crate::message::Message;
 use crate::protocol::constants::NO_ROUTE;
@@ -73,6 +73,12 @@ impl Conn {
 impl Client for Conn {
     fn cref(&self) -> ConnRef {
         self.cref
+    }
+
+    fn publish_credit(&self, key: CreditKey, n: u32) {
+        if self.credit.borrow_mut().grant(key, n) {
+            self.credit_back.notify_one();
+        }
     }
 
     /// A publishing connection is told, if its client asked for connection.blocked.

@@ -64,7 +64,8 @@ pub async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &TcpStream) {
 
 /// Waits while the connection must not be read: a resource alarm holds a publisher (its
 /// heartbeats are not expected meanwhile, as in RabbitMQ), a ring to another shard is full,
-/// or the connection's own output is backed up. False when the connection finished meanwhile.
+/// the connection's own output is backed up, or a queue it publishes to holds back its
+/// credit. False when the connection finished meanwhile.
 async fn wait_for_room(shard: &Shard, conn: &Conn) -> bool {
     loop {
         let alarm = shard.alarms.state();
@@ -86,8 +87,21 @@ async fn wait_for_room(shard: &Shard, conn: &Conn) -> bool {
         shard.flush();
         time::sleep(Duration::from_micros(100)).await;
     }
+    while conn.waits_for_credit() {
+        if conn.done.get() {
+            return false;
+        }
+        shard.flush();
+        let _ = time::timeout(CREDIT_RECHECK, conn.credit_back.notified()).await;
+        // Not reading is our choice, not the peer's silence.
+        conn.last_read.set(Instant::now());
+    }
     true
 }
+
+/// How often a reader waiting for credit looks again without being woken (the connection
+/// may have closed, or started consuming).
+const CREDIT_RECHECK: Duration = Duration::from_millis(100);
 
 /// Handles every complete frame in `buf`. Returns false when the connection is finished.
 async fn process(shard: &Rc<Shard>, conn: &Rc<Conn>, buf: &mut BytesMut) -> bool {

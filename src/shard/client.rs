@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 
-use crate::broker::Delivery;
+use crate::broker::{CreditKey, Delivery};
 use crate::ids::{ConnRef, QueueRef};
 use crate::message::Message;
 
@@ -23,6 +23,8 @@ pub trait Client {
     fn consumer_cancelled(&self, channel: u16, tag: &Bytes);
     /// A mandatory message no queue took: basic.return 312 NO_ROUTE.
     fn basic_return(&self, channel: u16, msg: &Message);
+    /// A queue granted back credit for `n` messages the connection published to `key`.
+    fn publish_credit(&self, key: CreditKey, n: u32);
     /// A resource alarm changed (0: cleared).
     fn alarm(&self, state: u8);
 }

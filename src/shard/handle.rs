@@ -41,6 +41,11 @@ impl Shard {
                     .settle(queue, kind, &seqs, &mut out);
                 self.send_all(out);
             }
+            ShardMsg::PublishCredit { conn, key, n } => {
+                if let Some(client) = self.client(conn) {
+                    client.publish_credit(key, n);
+                }
+            }
             ShardMsg::Credit {
                 queue,
                 consumer_id,
@@ -87,7 +92,8 @@ impl Shard {
     /// exist is returned when mandatory, and confirmed all the same, as in RabbitMQ.
     fn enqueue(&self, queue: QueueTarget, msg: Message, origin: Origin) {
         let mut out = self.take_outbox();
-        let result = self.broker.borrow_mut().enqueue(queue, msg, &mut out);
+        let from = origin.conn;
+        let result = self.broker.borrow_mut().enqueue(queue, msg, from, &mut out);
         self.send_all(out);
         let target = origin.conn.shard as usize;
         let confirm = |seq| ShardMsg::Confirm {

@@ -210,6 +210,12 @@ impl Shard {
             let next = self.local.borrow_mut().pop_front();
             match next {
                 Some(msg) => self.handle(msg),
+                None if self.broker.borrow().has_grants() => {
+                    // Publisher credit, once per turn for all the messages it covers.
+                    let mut out = self.take_outbox();
+                    self.broker.borrow_mut().drain_grants(&mut out);
+                    self.send_all(out);
+                }
                 None => break,
             }
         }

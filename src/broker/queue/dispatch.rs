@@ -47,6 +47,9 @@ impl Queue {
                 }
             }
         }
+        if !ready.redelivered {
+            self.grant(1, sh);
+        }
         if no_ack {
             self.leave(ready.seq, &ready.msg, sh);
         } else {
@@ -99,6 +102,7 @@ impl Queue {
     /// Hands ready messages to consumers with credit, round-robin, until either runs out.
     pub fn dispatch(&mut self, sh: &mut Shared, out: &mut Outbox) {
         self.expire(sh);
+        let mut fresh = 0;
         while !self.ready.is_empty() && !self.consumers.is_empty() {
             let n = self.consumers.len();
             let Some(index) = (0..n)
@@ -115,49 +119,51 @@ impl Queue {
             let Some(ready) = self.ready.pop_front() else {
                 break;
             };
-            let channel_in_flight = &mut sh.channel_in_flight;
-            let consumer = &mut self.consumers[index];
-            consumer.in_transit += 1;
-            let spec = &consumer.spec;
-            if !spec.no_ack {
-                consumer.in_flight += 1;
-                let counts_for_channel = spec.channel_prefetch_count > 0;
-                if counts_for_channel {
-                    *channel_in_flight
-                        .entry((spec.conn, spec.channel))
-                        .or_insert(0) += 1;
-                }
-                self.unacked.insert(
-                    ready.seq,
-                    Unacked {
-                        msg: ready.msg.clone(),
-                        expires_ms: ready.expires_ms,
-                        priority: ready.priority,
-                        consumer_id: spec.id,
-                        conn: spec.conn,
-                        channel: spec.channel,
-                        counts_for_channel,
-                    },
-                );
-            }
-            if spec.no_ack {
-                leave(self.durable, self.queue_id, ready.seq, &ready.msg, sh);
-            }
-            out.push((
-                spec.conn.shard as usize,
-                ShardMsg::Deliver(Delivery {
-                    conn: spec.conn,
-                    channel: spec.channel,
-                    consumer_tag: spec.tag.clone(),
-                    consumer_id: spec.id,
-                    queue: self.id,
-                    seq: ready.seq,
-                    redelivered: ready.redelivered,
-                    no_ack: spec.no_ack,
-                    msg: ready.msg,
-                }),
-            ));
+            fresh += u32::from(!ready.redelivered);
+            self.deliver(index, ready, sh, out);
         }
+        self.grant(fresh, sh);
+    }
+
+    /// Sends `ready` to consumer `index`'s connection, tracking it as unacked unless no-ack.
+    fn deliver(&mut self, index: usize, ready: Ready, sh: &mut Shared, out: &mut Outbox) {
+        let consumer = &mut self.consumers[index];
+        consumer.in_transit += 1;
+        let spec = &consumer.spec;
+        if spec.no_ack {
+            leave(self.durable, self.queue_id, ready.seq, &ready.msg, sh);
+        } else {
+            consumer.in_flight += 1;
+            let counts_for_channel = spec.channel_prefetch_count > 0;
+            if counts_for_channel {
+                *sh.channel_in_flight
+                    .entry((spec.conn, spec.channel))
+                    .or_insert(0) += 1;
+            }
+            let unacked = Unacked {
+                msg: ready.msg.clone(),
+                expires_ms: ready.expires_ms,
+                priority: ready.priority,
+                consumer_id: spec.id,
+                conn: spec.conn,
+                channel: spec.channel,
+                counts_for_channel,
+            };
+            self.unacked.insert(ready.seq, unacked);
+        }
+        let spec = &self.consumers[index].spec;
+        let delivery = Delivery {
+            conn: spec.conn,
+            channel: spec.channel,
+            consumer_tag: spec.tag.clone(),
+            consumer_id: spec.id,
+            queue: self.id,
+            seq: ready.seq,
+            redelivered: ready.redelivered,
+            no_ack: spec.no_ack,
+            msg: ready.msg,
+        };
+        out.push((spec.conn.shard as usize, ShardMsg::Deliver(delivery)));
     }
 }
 

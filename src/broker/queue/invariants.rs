@@ -29,6 +29,16 @@ impl Queue {
                 c.in_transit
             );
         }
+        assert!(
+            self.consumers.is_empty() <= self.ungranted.is_empty(),
+            "queue {}: holds publisher credit back with no consumer",
+            self.display_name()
+        );
+        assert!(
+            self.ungranted.iter().all(|(_, _, n)| *n > 0),
+            "queue {}: an empty run of held-back credit",
+            self.display_name()
+        );
         if self.unacked.len() <= SCAN_MAX && self.ready.len() <= SCAN_MAX {
             self.check_unacked();
         }

@@ -10,14 +10,17 @@
 //!   no-ack consumers (RabbitMQ's credit flow plays the same role).
 
 mod args;
+mod credit;
 mod dispatch;
 mod invariants;
 mod paging;
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
 
-use super::envelope::{Outbox, ShardMsg};
+use super::envelope::{CreditKey, Outbox, ShardMsg};
 use super::ops::{AmqpError, ConsumerSpec};
 use super::ready::{Ready, ReadyList};
 use super::Shared;
@@ -70,6 +73,9 @@ pub struct Queue {
     last_priority: u8,
     /// A page-in of bodies at the head is outstanding.
     paging_in: bool,
+    /// Messages published while consumers were active and not yet granted back to their
+    /// publishers, in arrival order: (connection, destination, count). See `credit.rs`.
+    ungranted: VecDeque<(ConnRef, CreditKey, u32)>,
 }
 
 impl Queue {
@@ -110,6 +116,7 @@ impl Queue {
             had_consumer: false,
             last_priority: 0,
             paging_in: false,
+            ungranted: VecDeque::new(),
         }
     }
 
@@ -142,9 +149,10 @@ impl Queue {
         }
     }
 
-    /// Adds a published message; returns true when it was written to the store (a persistent
-    /// message in a durable queue), so that its confirm waits for the sync.
-    pub fn push(&mut self, mut msg: Message, sh: &mut Shared) -> bool {
+    /// Adds a message `from` published (to `key`); returns true when it was written to the
+    /// store (a persistent message in a durable queue), so that its confirm waits for the sync.
+    pub fn push(&mut self, mut msg: Message, from: (ConnRef, CreditKey), sh: &mut Shared) -> bool {
+        self.hold_credit(from.0, from.1, sh);
         let seq = self.next_seq;
         self.next_seq += 1;
         let (priority, expires_ms) = self.priority_and_expiry(&msg);
@@ -189,10 +197,12 @@ impl Queue {
     pub fn expire(&mut self, sh: &mut Shared) {
         let mut gone = std::mem::take(&mut sh.scratch);
         self.ready.drop_expired(&mut gone);
+        let fresh = gone.iter().filter(|r| !r.redelivered).count() as u32;
         for r in gone.drain(..) {
             self.leave(r.seq, &r.msg, sh);
         }
         sh.scratch = gone;
+        self.grant(fresh, sh);
     }
 
     pub fn purge(&mut self, sh: &mut Shared) -> u32 {
@@ -203,6 +213,7 @@ impl Queue {
             self.leave(r.seq, &r.msg, sh);
         }
         sh.scratch = gone;
+        self.grant_all(sh);
         n
     }
 
@@ -224,18 +235,23 @@ impl Queue {
         Ok(())
     }
 
-    pub fn remove_consumer(&mut self, consumer_id: u64) {
+    pub fn remove_consumer(&mut self, consumer_id: u64, sh: &mut Shared) {
         if let Some(i) = self.consumers.iter().position(|c| c.spec.id == consumer_id) {
             self.consumers.remove(i);
             if self.next_consumer > i {
                 self.next_consumer -= 1;
             }
         }
+        if self.consumers.is_empty() {
+            // Nobody consumes now: what is held back is a legitimate backlog.
+            self.grant_all(sh);
+        }
     }
 
     /// The queue is going away: tell every consumer (server-sent basic.cancel) and drop the
     /// unacked bookkeeping. Returns how many ready messages were dropped with it.
     pub fn release(mut self, sh: &mut Shared, out: &mut Outbox) -> u32 {
+        self.grant_all(sh);
         for u in self.unacked.values() {
             if u.counts_for_channel {
                 release_channel_credit(&mut sh.channel_in_flight, u.conn, u.channel);

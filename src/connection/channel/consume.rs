@@ -37,7 +37,7 @@ pub async fn consume(ctx: &Ctx<'_>, m: &BasicConsume) -> Result<(), Fail> {
     let name = ctx.queue_name_or_last(&m.queue)?;
     let tag = consumer_tag(&m.consumer_tag);
     let id = ctx.shard.next_consumer_id();
-    let Some((prefetch_count, channel_prefetch_count)) = register(ctx, &tag, id)? else {
+    let Some((prefetch_count, channel_prefetch_count)) = register(ctx, &tag, id, m.no_ack)? else {
         return Ok(());
     };
     let spec = ConsumerSpec {
@@ -90,7 +90,12 @@ pub fn consumer_tag(asked: &Bytes) -> Bytes {
 
 /// Registers the consumer on the channel; returns the channel's prefetch limits, or None
 /// when the channel is gone.
-fn register(ctx: &Ctx, tag: &Bytes, id: u64) -> Result<Option<(u16, u16)>, HardError> {
+fn register(
+    ctx: &Ctx,
+    tag: &Bytes,
+    id: u64,
+    no_ack: bool,
+) -> Result<Option<(u16, u16)>, HardError> {
     let limits = ctx.with(|ch| {
         if ch.consumers.iter().any(|c| c.tag == *tag) {
             let tag = String::from_utf8_lossy(tag);
@@ -100,6 +105,7 @@ fn register(ctx: &Ctx, tag: &Bytes, id: u64) -> Result<Option<(u16, u16)>, HardE
         ch.consumers.push(ChannelConsumer {
             tag: tag.clone(),
             id,
+            no_ack,
             queue: None,
         });
         Ok((ch.prefetch_count, ch.channel_prefetch_count))

@@ -68,6 +68,7 @@ pub struct Channel {
 struct ChannelConsumer {
     tag: Bytes,
     id: u64,
+    no_ack: bool,
     /// None until the queue accepted the consumer.
     queue: Option<QueueRef>,
 }
@@ -124,6 +125,11 @@ impl Channel {
             self.unacked.push(tag, queue, seq);
         }
         tag
+    }
+
+    /// A consumer of this channel acks what it gets.
+    pub fn has_acking_consumer(&self) -> bool {
+        self.consumers.iter().any(|c| !c.no_ack)
     }
 
     pub fn remove_consumer_by_tag(&mut self, tag: &Bytes) -> bool {

@@ -257,6 +257,12 @@ pub fn route(ctx: &Ctx, incoming: Incoming) -> Result<(), AmqpError> {
             return Ok(());
         }
     }
+    {
+        let mut credit = ctx.conn.credit.borrow_mut();
+        for key in route.credit_keys() {
+            credit.spend(key);
+        }
+    }
     let origin = Origin {
         conn: ctx.conn.cref,
         channel: ctx.channel,

@@ -36,11 +36,17 @@ fn assert_fresh_handshake(port: u16, case: &str) {
     client.close();
 }
 
-/// Handshakes, opens channel 1, sends `bad`, and expects connection.close `code`.
-fn assert_bad_input_on_channel_closes_with(bad: &[u8], code: u16, case: &str) {
+/// On a fresh broker and connection (with channel 1 open if `channel_open`), sends `bad`,
+/// expects connection.close `code`, and checks that a new connection works.
+fn assert_bad_input_closes_with(bad: &[u8], channel_open: bool, code: u16, case: &str) {
     let broker = Broker::start(&[]);
-    let mut client = Client::connect_with_channel(broker.port());
-    client.write_all(bad);
+    let mut client = Client::connect(broker.port());
+    if channel_open {
+        client.open_channel(1);
+    }
+    // The broker may stop reading once it has seen enough: a failed write is no failure
+    // (the connection.close it sends is what counts).
+    let _ = client.try_write_all(bad);
     assert_closed_with(&mut client, code, case);
     assert_fresh_handshake(broker.port(), case);
 }
@@ -86,16 +92,12 @@ fn wrong_protocol_header_is_answered_with_the_supported_header_then_closed() {
 
 #[test]
 fn frame_larger_than_frame_max_closes_with_frame_error() {
-    let broker = Broker::start(&[]);
-    let mut client = Client::connect(broker.port());
     // RabbitMQ tolerates up to frame_max payload bytes (a "fudge" of the 8 framing bytes), so
     // go well past it.
     let mut payload = vec![0, 10, 0, 10];
     payload.resize(200_000, b'x');
-    // The server may stop reading once it saw the header: ignore write errors.
-    let _ = client.try_write_all(&frame(FRAME_METHOD, 0, &payload));
-    assert_closed_with(&mut client, FRAME_ERROR, "frame larger than frame_max");
-    assert_fresh_handshake(broker.port(), "frame larger than frame_max");
+    let bad = frame(FRAME_METHOD, 0, &payload);
+    assert_bad_input_closes_with(&bad, false, FRAME_ERROR, "frame larger than frame_max");
 }
 
 #[test]
@@ -120,33 +122,22 @@ fn huge_frame_size_is_refused_at_once_without_waiting_for_the_bytes() {
 
 #[test]
 fn bad_frame_end_octet_closes_with_frame_error() {
-    let broker = Broker::start(&[]);
-    let mut client = Client::connect(broker.port());
-    client.write_all(&frame_with_end(FRAME_METHOD, 0, &[0, 20, 0, 10, 0], 0x00));
-    assert_closed_with(&mut client, FRAME_ERROR, "frame-end 0x00");
-    assert_fresh_handshake(broker.port(), "frame-end 0x00");
+    let bad = frame_with_end(FRAME_METHOD, 0, &[0, 20, 0, 10, 0], 0x00);
+    assert_bad_input_closes_with(&bad, false, FRAME_ERROR, "frame-end 0x00");
 }
 
 #[test]
 fn unknown_frame_type_closes_with_frame_error() {
-    let broker = Broker::start(&[]);
-    let mut client = Client::connect(broker.port());
-    client.write_all(&frame(9, 0, b"abcd"));
-    assert_closed_with(&mut client, FRAME_ERROR, "frame type 9");
-    assert_fresh_handshake(broker.port(), "frame type 9");
+    let bad = frame(9, 0, b"abcd");
+    assert_bad_input_closes_with(&bad, false, FRAME_ERROR, "frame type 9");
 }
 
 #[test]
 fn method_on_a_channel_that_is_not_open_closes_with_channel_error() {
-    let broker = Broker::start(&[]);
-    let mut client = Client::connect(broker.port());
-    client.queue_declare_with(1, "never-declared", Declare::PLAIN);
-    assert_closed_with(
-        &mut client,
-        CHANNEL_ERROR,
-        "queue.declare on unopened channel 1",
-    );
-    assert_fresh_handshake(broker.port(), "queue.declare on unopened channel 1");
+    let declare = queue_declare_args("never-declared", Declare::PLAIN);
+    let bad = method_frame(1, QUEUE_DECLARE, declare);
+    let case = "queue.declare on unopened channel 1";
+    assert_bad_input_closes_with(&bad, false, CHANNEL_ERROR, case);
 }
 
 /// The spec's answer is 540 NOT_IMPLEMENTED. RabbitMQ 3.10 differs: its reader crashes on
@@ -177,44 +168,37 @@ fn unknown_class_or_method_ends_the_connection() {
 fn truncated_method_arguments_close_with_frame_error() {
     // queue.declare whose queue-name claims 5 bytes but carries 2, and nothing after it.
     let bad = method_frame(1, QUEUE_DECLARE, Args(vec![0, 0, 5, b'a', b'b']));
-    assert_bad_input_on_channel_closes_with(&bad, FRAME_ERROR, "truncated queue.declare");
+    assert_bad_input_closes_with(&bad, true, FRAME_ERROR, "truncated queue.declare");
 }
 
 #[test]
 fn content_body_without_a_header_closes_with_unexpected_frame() {
     let bad = frame(FRAME_BODY, 1, b"hello");
-    assert_bad_input_on_channel_closes_with(&bad, UNEXPECTED_FRAME, "body frame without header");
+    let case = "body frame without header";
+    assert_bad_input_closes_with(&bad, true, UNEXPECTED_FRAME, case);
 }
 
 #[test]
 fn content_header_without_a_publish_closes_with_unexpected_frame() {
     let bad = frame(FRAME_HEADER, 1, &content_header(5, None));
-    assert_bad_input_on_channel_closes_with(
-        &bad,
-        UNEXPECTED_FRAME,
-        "header frame without basic.publish",
-    );
+    let case = "header frame without basic.publish";
+    assert_bad_input_closes_with(&bad, true, UNEXPECTED_FRAME, case);
 }
 
 /// The list we started from said 501 FRAME_ERROR; RabbitMQ 3.10 answers 505
 /// UNEXPECTED_FRAME for a heartbeat on any channel but 0, open or not.
 #[test]
 fn heartbeat_on_a_non_zero_channel_closes_with_unexpected_frame() {
-    assert_bad_input_on_channel_closes_with(
-        &frame(FRAME_HEARTBEAT, 1, &[]),
+    let on_open = frame(FRAME_HEARTBEAT, 1, &[]);
+    assert_bad_input_closes_with(
+        &on_open,
+        true,
         UNEXPECTED_FRAME,
         "heartbeat on open channel 1",
     );
-
-    let broker = Broker::start(&[]);
-    let mut client = Client::connect(broker.port());
-    client.write_all(&frame(FRAME_HEARTBEAT, 5, &[]));
-    assert_closed_with(
-        &mut client,
-        UNEXPECTED_FRAME,
-        "heartbeat on unopened channel 5",
-    );
-    assert_fresh_handshake(broker.port(), "heartbeat on unopened channel 5");
+    let on_unopened = frame(FRAME_HEARTBEAT, 5, &[]);
+    let case = "heartbeat on unopened channel 5";
+    assert_bad_input_closes_with(&on_unopened, false, UNEXPECTED_FRAME, case);
 }
 
 /// RabbitMQ 3.10 does not refuse a channel *number* above channel_max: it limits how many

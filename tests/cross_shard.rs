@@ -27,7 +27,14 @@ const PREFETCH_COUNT: u16 = 10;
 async fn publish_numbered(channel: &Channel, queue: &str, range: Range<usize>) {
     for i in range {
         let body = format!("{queue} #{i}");
-        publish(channel, "", queue, body.as_bytes(), BasicProperties::default()).await;
+        publish(
+            channel,
+            "",
+            queue,
+            body.as_bytes(),
+            BasicProperties::default(),
+        )
+        .await;
     }
 }
 
@@ -50,7 +57,11 @@ async fn expect_in_order(
     for i in range {
         let expected = format!("{queue} #{i}");
         let delivery = deliveries.next(&expected).await;
-        assert_eq!(body(&delivery), expected, "expected messages in publish order");
+        assert_eq!(
+            body(&delivery),
+            expected,
+            "expected messages in publish order"
+        );
         assert_eq!(
             delivery.redelivered, redelivered,
             "expected redelivered={redelivered} for {expected}, got {}",
@@ -72,6 +83,16 @@ async fn finish_queue(channel: Channel, publisher: &Channel, queue: &str) {
     );
 }
 
+/// A broker with two shards, one queue name per shard (starting with `base`), a connection
+/// and a channel on it to publish with.
+async fn start(base: &str) -> (Broker, Vec<String>, Connection, Channel) {
+    let broker = Broker::start(&["--shards", "2"]);
+    let queues = queue_per_shard(&broker.queue_name(base), SHARDS);
+    let connection = connect(&broker.amqp_url()).await;
+    let publisher = open_channel(&connection).await;
+    (broker, queues, connection, publisher)
+}
+
 #[test]
 fn queue_names_cover_both_shards() {
     let names = queue_per_shard("cross-shard", SHARDS);
@@ -86,10 +107,7 @@ fn queue_names_cover_both_shards() {
 #[test]
 fn thousand_messages_keep_publish_order_on_local_and_remote_queues() {
     run_async(TEST_TIMEOUT, async {
-        let broker = Broker::start(&["--shards", "2"]);
-        let queues = queue_per_shard(&broker.queue_name("cross-shard-order"), SHARDS);
-        let connection = connect(&broker.amqp_url()).await;
-        let publisher = open_channel(&connection).await;
+        let (_broker, queues, connection, publisher) = start("cross-shard-order").await;
         for queue in &queues {
             declare(&publisher, queue, false).await;
         }
@@ -110,10 +128,7 @@ fn thousand_messages_keep_publish_order_on_local_and_remote_queues() {
 #[test]
 fn unacked_messages_on_local_and_remote_queues_return_redelivered_in_order() {
     run_async(TEST_TIMEOUT, async {
-        let broker = Broker::start(&["--shards", "2"]);
-        let queues = queue_per_shard(&broker.queue_name("cross-shard-redeliver"), SHARDS);
-        let connection = connect(&broker.amqp_url()).await;
-        let publisher = open_channel(&connection).await;
+        let (_broker, queues, connection, publisher) = start("cross-shard-redeliver").await;
         let total = 3 * usize::from(PREFETCH_COUNT);
         let held = usize::from(PREFETCH_COUNT);
         for queue in &queues {

@@ -31,9 +31,9 @@ use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 use support::lapin_client::{
-    ack, bind, bodies, body, close_channel, close_quietly, confirm_channel, connect, declare_exchange,
-    declare_queue, durable, get, get_all, long_string, open_channel, publish_confirmed, qos,
-    start_consumer, table, within, Deliveries,
+    ack, bind, bodies, body, close_channel, close_quietly, confirm_channel, connect,
+    declare_exchange, declare_queue, durable, get, get_all, long_string, open_channel,
+    publish_confirmed, qos, start_consumer, table, within, Deliveries,
 };
 use support::{queue_per_shard, run_async, RestartableBroker};
 use tokio::sync::{mpsc, watch};
@@ -326,21 +326,14 @@ async fn publish_round(
         let done_publishing = n >= stop_at;
         if outstanding.len() >= CONFIRM_WINDOW || (done_publishing && !outstanding.is_empty()) {
             let (seq, confirm) = outstanding.pop_front().expect("an outstanding confirm");
-            tokio::select! {
-                biased;
-                result = confirm => match result {
-                    // Not mandatory: never returned.
-                    Ok(Confirmation::Ack(_)) => log.confirmed.push(seq),
-                    Ok(Confirmation::Nack(_)) => log.nacked.push(seq),
-                    Ok(Confirmation::NotRequested) => {
-                        panic!("expected a confirm for p{p}-{seq}, got NotRequested")
-                    }
-                    Err(_) => {
-                        broken = true;
-                        break;
-                    }
-                },
-                _ = kill.wait_for(|killed| *killed) => {
+            match unless_killed(&mut kill, confirm).await {
+                // Not mandatory: never returned.
+                Some(Ok(Confirmation::Ack(_))) => log.confirmed.push(seq),
+                Some(Ok(Confirmation::Nack(_))) => log.nacked.push(seq),
+                Some(Ok(Confirmation::NotRequested)) => {
+                    panic!("expected a confirm for p{p}-{seq}, got NotRequested")
+                }
+                Some(Err(_)) | None => {
                     broken = true;
                     break;
                 }
@@ -353,22 +346,12 @@ async fn publish_round(
         let body = crash_body(p, n);
         log.sent.push(n);
         n += 1;
-        tokio::select! {
-            biased;
-            result = channel.basic_publish(
-                "",
-                &queue,
-                BasicPublishOptions::default(),
-                &body,
-                crash_properties(p, n - 1),
-            ) => match result {
-                Ok(confirm) => outstanding.push_back((n - 1, confirm)),
-                Err(_) => {
-                    broken = true;
-                    break;
-                }
-            },
-            _ = kill.wait_for(|killed| *killed) => {
+        let options = BasicPublishOptions::default();
+        let properties = crash_properties(p, n - 1);
+        let publish = channel.basic_publish("", &queue, options, &body, properties);
+        match unless_killed(&mut kill, publish).await {
+            Some(Ok(confirm)) => outstanding.push_back((n - 1, confirm)),
+            Some(Err(_)) | None => {
                 broken = true;
                 break;
             }
@@ -392,6 +375,18 @@ async fn publish_round(
         }
     }
     log
+}
+
+/// `future`'s output, or `None` if the broker is killed first.
+async fn unless_killed<T>(
+    kill: &mut watch::Receiver<bool>,
+    future: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        output = future => Some(output),
+        _ = kill.wait_for(|killed| *killed) => None,
+    }
 }
 
 /// A delivery as the test saw it.
@@ -449,12 +444,9 @@ async fn consume_during_round(
     let _ = ready.send(());
     let mut log = Vec::new();
     loop {
-        let delivery = tokio::select! {
-            biased;
-            delivery = rx.recv() => delivery,
-            _ = kill.wait_for(|killed| *killed) => None,
+        let Some(delivery) = unless_killed(&mut kill, rx.recv()).await.flatten() else {
+            break;
         };
-        let Some(delivery) = delivery else { break };
         let ack = log.len() < limit;
         // Recorded as acked before the ack is sent: it may reach the broker even if the call
         // then fails.
@@ -830,7 +822,13 @@ async fn transient_scenario(kill: bool) {
     let connection = connect(&broker.amqp_url()).await;
     let channel = confirm_channel(&connection).await;
     declare_queue(&channel, durable_queue, durable(), FieldTable::default()).await;
-    declare_queue(&channel, transient_queue, QueueDeclareOptions::default(), FieldTable::default()).await;
+    declare_queue(
+        &channel,
+        transient_queue,
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await;
     // Exclusive (and durable): it belongs to this connection, which the restart ends.
     declare_queue(
         &channel,
@@ -1001,22 +999,19 @@ fn routes(
         ("extra", AMQPValue::LongInt(1)),
     ]);
     let partial = table(&[("format", long_string("pdf"))]);
+    // `queue` while `bound`, else nothing.
+    let when = |bound: bool, queue| if bound { vec![queue] } else { vec![] };
     let mut routes = vec![
         route("topo.direct", "rk.direct", None, vec![Q_DIRECT]),
         route("topo.direct", "rk.other", None, vec![]),
-        route(
-            "topo.direct",
-            "rk.added",
-            None,
-            if added_bound { vec![Q_DIRECT] } else { vec![] },
-        ),
+        route("topo.direct", "rk.added", None, when(added_bound, Q_DIRECT)),
         route("topo.topic", "orders.eu.created", None, vec![Q_TOPIC]),
         route("topo.topic", "orders.eu.deleted", None, vec![]),
         route(
             "topo.topic",
             "billing.audit",
             None,
-            if audit_bound { vec![Q_TOPIC] } else { vec![] },
+            when(audit_bound, Q_TOPIC),
         ),
         // topo.topic -> topo.e2e (exchange-to-exchange, "e2e.*") -> Q_E2E ("e2e.key").
         route("topo.topic", "e2e.key", None, vec![Q_E2E]),
@@ -1137,7 +1132,13 @@ fn durable_topology_survives_restart() {
         for queue in DURABLE_QUEUES {
             declare_queue(&channel, queue, durable(), FieldTable::default()).await;
         }
-        declare_queue(&channel, Q_TRANSIENT, QueueDeclareOptions::default(), FieldTable::default()).await;
+        declare_queue(
+            &channel,
+            Q_TRANSIENT,
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await;
         let none = FieldTable::default;
         bind(&channel, Q_DIRECT, "topo.direct", "rk.direct", none()).await;
         bind(&channel, Q_TOPIC, "topo.topic", "orders.*.created", none()).await;

@@ -5,18 +5,14 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::raw::Client;
-use support::Broker;
+use support::raw::{broker_with_queue, Client};
 
 /// How long the broker may take to route a large burst (reached only when something is lost).
 const BURST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[test]
 fn publish_split_into_seven_byte_pieces_is_reassembled() {
-    let broker = Broker::start(&[]);
-    let mut client = Client::connect_with_channel(broker.port());
-    let queue = broker.queue_name("split-frames");
-    client.queue_declare(1, &queue);
+    let (_broker, mut client, queue) = broker_with_queue("split-frames");
     let body: String = (0..300u32)
         .map(|i| char::from(b'a' + (i % 26) as u8))
         .collect();
@@ -33,10 +29,7 @@ fn publish_split_into_seven_byte_pieces_is_reassembled() {
 
 #[test]
 fn thousands_of_publishes_in_one_write_all_arrive() {
-    let broker = Broker::start(&[]);
-    let mut client = Client::connect_with_channel(broker.port());
-    let queue = broker.queue_name("merged-frames");
-    client.queue_declare(1, &queue);
+    let (_broker, mut client, queue) = broker_with_queue("merged-frames");
     let mut bytes = Vec::new();
     for i in 0..2000u32 {
         bytes.extend(Client::publish_bytes(
@@ -63,10 +56,6 @@ fn thousands_of_publishes_in_one_write_all_arrive() {
         let (message, _) = client
             .get(1, &queue, true)
             .unwrap_or_else(|| panic!("expected message m{i}, got get-empty"));
-        assert_eq!(
-            message.body,
-            format!("m{i}"),
-            "expected publish order kept"
-        );
+        assert_eq!(message.body, format!("m{i}"), "expected publish order kept");
     }
 }

@@ -6,11 +6,12 @@ mod support;
 
 use std::time::Duration;
 
-use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
+use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel};
 use support::lapin_client::{
-    bodies, confirm_select, connect_channel, declare_queue, get_all, publish, table,
+    bodies, confirm_select, connect_channel, declare_queue, get_all, publish, publish_for_confirm,
+    table,
 };
 use support::{run_async, Broker};
 
@@ -102,16 +103,15 @@ fn every_publish_of_a_confirm_burst_is_acked_once() {
         declare(&channel, &queue, FieldTable::default()).await;
         let mut confirms = Vec::new();
         for i in 0..500 {
-            let confirm = channel
-                .basic_publish(
-                    "",
-                    &queue,
-                    BasicPublishOptions::default(),
-                    format!("m{i}").as_bytes(),
-                    BasicProperties::default(),
-                )
-                .await
-                .unwrap_or_else(|e| panic!("expected basic.publish to be sent, got {e}"));
+            let body = format!("m{i}");
+            let confirm = publish_for_confirm(
+                &channel,
+                "",
+                &queue,
+                body.as_bytes(),
+                BasicProperties::default(),
+            )
+            .await;
             confirms.push(confirm);
         }
         for (i, confirm) in confirms.into_iter().enumerate() {

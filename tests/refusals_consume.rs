@@ -11,50 +11,32 @@ mod support;
 use std::time::Duration;
 
 use support::raw::*;
-use support::Broker;
 
 const QUIET: Duration = Duration::from_millis(300);
 
 #[test]
 fn ack_of_an_unknown_delivery_tag_is_precondition_failed() {
-    let broker = Broker::start(&[]);
-    let mut client = Client::connect_with_channel(broker.port());
-    client.ack(1, 42, false);
-    client.expect_channel_refused(
-        1,
-        PRECONDITION_FAILED,
-        BASIC_ACK,
-        "basic.ack of unknown delivery tag 42",
-    );
-    assert_still_serving(&broker, &mut client, 2);
-    client.close();
+    let what = "basic.ack of unknown delivery tag 42";
+    assert_channel_refusal(1, PRECONDITION_FAILED, BASIC_ACK, what, |_, client| {
+        client.ack(1, 42, false);
+    });
 }
 
 #[test]
 fn exclusive_consume_on_a_queue_with_a_consumer_is_access_refused() {
-    let broker = Broker::start(&[]);
-    let mut client = Client::connect_with_channel(broker.port());
-    let queue = broker.queue_name("busy");
-    client.queue_declare_as(1, &queue, Declare::AUTO_DELETE);
-    client.consume(1, &queue, true, false);
-    client.open_channel(2);
-    client.consume_with(2, &queue, true, true);
-    client.expect_channel_refused(
-        2,
-        ACCESS_REFUSED,
-        BASIC_CONSUME,
-        "an exclusive consume on a queue with a consumer",
-    );
-    assert_still_serving(&broker, &mut client, 3);
-    client.close();
+    let what = "an exclusive consume on a queue with a consumer";
+    assert_channel_refusal(2, ACCESS_REFUSED, BASIC_CONSUME, what, |broker, client| {
+        let queue = broker.queue_name("busy");
+        client.queue_declare_as(1, &queue, Declare::AUTO_DELETE);
+        client.consume(1, &queue, true, false);
+        client.open_channel(2);
+        client.consume_with(2, &queue, true, true);
+    });
 }
 
 #[test]
 fn reject_and_nack_drop_or_requeue_and_requeued_come_back_redelivered_in_order() {
-    let broker = Broker::start(&[]);
-    let mut client = Client::connect_with_channel(broker.port());
-    let queue = broker.queue_name("nacked");
-    client.queue_declare(1, &queue);
+    let (_broker, mut client, queue) = broker_with_queue("nacked");
     for i in 1..=6 {
         client.publish(1, "", &queue, &format!("m{i}"));
     }
@@ -98,10 +80,7 @@ fn reject_and_nack_drop_or_requeue_and_requeued_come_back_redelivered_in_order()
 
 #[test]
 fn nack_multiple_requeue_of_all_puts_them_back_in_original_order() {
-    let broker = Broker::start(&[]);
-    let mut client = Client::connect_with_channel(broker.port());
-    let queue = broker.queue_name("nack-all");
-    client.queue_declare(1, &queue);
+    let (_broker, mut client, queue) = broker_with_queue("nack-all");
     client.qos(1, 10);
     for i in 1..=4 {
         client.publish(1, "", &queue, &format!("m{i}"));
@@ -135,10 +114,7 @@ fn nack_multiple_requeue_of_all_puts_them_back_in_original_order() {
 
 #[test]
 fn basic_get_reports_message_count_and_get_empty() {
-    let broker = Broker::start(&[]);
-    let mut client = Client::connect_with_channel(broker.port());
-    let queue = broker.queue_name("got");
-    client.queue_declare(1, &queue);
+    let (_broker, mut client, queue) = broker_with_queue("got");
     assert!(
         client.get(1, &queue, true).is_none(),
         "expected get-empty on an empty queue, got a message"
@@ -171,10 +147,7 @@ fn basic_get_reports_message_count_and_get_empty() {
 
 #[test]
 fn basic_recover_requeue_redelivers_unacked_in_order() {
-    let broker = Broker::start(&[]);
-    let mut client = Client::connect_with_channel(broker.port());
-    let queue = broker.queue_name("recovered");
-    client.queue_declare(1, &queue);
+    let (_broker, mut client, queue) = broker_with_queue("recovered");
     client.publish(1, "", &queue, "a");
     client.publish(1, "", &queue, "b");
     let tag = client.consume(1, &queue, false, false);

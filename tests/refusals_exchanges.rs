@@ -10,12 +10,10 @@ use support::Broker;
 
 #[test]
 fn exchange_declare_with_amq_prefix_is_access_refused() {
-    let broker = Broker::start(&[]);
-    let mut client = Client::connect_with_channel(broker.port());
-    client.exchange_declare_with(1, "amq.warren-test", "direct", false, false, false);
-    client.expect_channel_refused(1, ACCESS_REFUSED, EXCHANGE_DECLARE, "an amq.* name");
-    assert_still_serving(&broker, &mut client, 2);
-    client.close();
+    let what = "an amq.* name";
+    assert_channel_refusal(1, ACCESS_REFUSED, EXCHANGE_DECLARE, what, |_, client| {
+        client.exchange_declare_with(1, "amq.warren-test", "direct", false, false, false);
+    });
 }
 
 #[test]
@@ -67,37 +65,32 @@ fn default_exchange_cannot_be_bound_unbound_or_deleted() {
 
 #[test]
 fn exchange_declare_with_unknown_type_is_a_command_invalid_connection_error() {
-    let broker = Broker::start(&[]);
-    let mut client = Client::connect_with_channel(broker.port());
-    let exchange = broker.queue_name("unknown-type");
-    client.exchange_declare_with(1, &exchange, "x-no-such-type", false, false, false);
-    client.expect_connection_refused(
-        COMMAND_INVALID,
-        EXCHANGE_DECLARE,
-        "an unknown exchange type",
-    );
-    let mut fresh = Client::connect_with_channel(broker.port());
-    assert_still_serving(&broker, &mut fresh, 2);
-    fresh.close();
+    let what = "an unknown exchange type";
+    assert_connection_refusal(COMMAND_INVALID, EXCHANGE_DECLARE, what, |broker, client| {
+        let exchange = broker.queue_name("unknown-type");
+        client.exchange_declare_with(1, &exchange, "x-no-such-type", false, false, false);
+    });
 }
 
 #[test]
 fn exchange_redeclare_with_another_type_is_precondition_failed() {
-    let broker = Broker::start(&[]);
-    let mut client = Client::connect_with_channel(broker.port());
-    let exchange = broker.queue_name("typed");
-    client.exchange_declare(1, &exchange, "direct");
-    client.exchange_declare_with(1, &exchange, "fanout", false, false, false);
-    client.expect_channel_refused(
+    let what = "a redeclare as fanout";
+    let (_broker, mut client, exchange) = expect_channel_refusal(
         1,
         PRECONDITION_FAILED,
         EXCHANGE_DECLARE,
-        "a redeclare as fanout",
+        what,
+        |broker, client| {
+            let exchange = broker.queue_name("typed");
+            client.exchange_declare(1, &exchange, "direct");
+            client.exchange_declare_with(1, &exchange, "fanout", false, false, false);
+            exchange
+        },
     );
-    client.open_channel(2);
-    client.exchange_declare(2, &exchange, "direct");
-    assert_still_serving(&broker, &mut client, 3);
-    client.exchange_delete(2, &exchange);
+    // The exchange kept its type.
+    client.open_channel(3);
+    client.exchange_declare(3, &exchange, "direct");
+    client.exchange_delete(3, &exchange);
     client.close();
 }
 

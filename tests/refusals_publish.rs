@@ -16,85 +16,54 @@ const QUIET: Duration = Duration::from_millis(300);
 
 #[test]
 fn publish_to_a_missing_exchange_closes_the_channel_with_not_found() {
-    let broker = Broker::start(&[]);
-    let mut client = Client::connect_with_channel(broker.port());
-    let exchange = broker.queue_name("no-such-exchange");
-    client.publish(1, &exchange, "key", "lost");
-    client.expect_channel_refused(
-        1,
-        NOT_FOUND,
-        BASIC_PUBLISH,
-        "a publish to a missing exchange",
-    );
-    assert_still_serving(&broker, &mut client, 2);
-    client.close();
+    let what = "a publish to a missing exchange";
+    assert_channel_refusal(1, NOT_FOUND, BASIC_PUBLISH, what, |broker, client| {
+        let exchange = broker.queue_name("no-such-exchange");
+        client.publish(1, &exchange, "key", "lost");
+    });
 }
 
 #[test]
 fn publish_to_an_internal_exchange_is_access_refused() {
-    let broker = Broker::start(&[]);
-    let mut client = Client::connect_with_channel(broker.port());
-    let exchange = broker.queue_name("internal");
-    client.exchange_declare_with(1, &exchange, "fanout", false, true, true);
-    client.expect(1, EXCHANGE_DECLARE_OK);
-    client.publish(1, &exchange, "", "not allowed");
-    client.expect_channel_refused(
-        1,
-        ACCESS_REFUSED,
-        BASIC_PUBLISH,
-        "a publish to an internal exchange",
-    );
-    assert_still_serving(&broker, &mut client, 2);
-    client.close();
+    let what = "a publish to an internal exchange";
+    assert_channel_refusal(1, ACCESS_REFUSED, BASIC_PUBLISH, what, |broker, client| {
+        let exchange = broker.queue_name("internal");
+        client.exchange_declare_with(1, &exchange, "fanout", false, true, true);
+        client.expect(1, EXCHANGE_DECLARE_OK);
+        client.publish(1, &exchange, "", "not allowed");
+    });
 }
 
 #[test]
 fn publish_with_immediate_is_not_implemented() {
-    let broker = Broker::start(&[]);
-    let mut client = Client::connect_with_channel(broker.port());
-    let queue = broker.queue_name("immediate");
-    client.queue_declare_as(1, &queue, Declare::AUTO_DELETE);
-    let immediate = Publish {
-        immediate: true,
-        ..Publish::default()
-    };
-    client.publish_with(1, "", &queue, immediate, None, "immediate");
-    client.expect_connection_refused(NOT_IMPLEMENTED, BASIC_PUBLISH, "immediate=true");
-    let mut fresh = Client::connect_with_channel(broker.port());
-    assert_still_serving(&broker, &mut fresh, 2);
-    fresh.close();
+    let what = "immediate=true";
+    assert_connection_refusal(NOT_IMPLEMENTED, BASIC_PUBLISH, what, |broker, client| {
+        let queue = broker.queue_name("immediate");
+        client.queue_declare_as(1, &queue, Declare::AUTO_DELETE);
+        let immediate = Publish {
+            immediate: true,
+            ..Publish::default()
+        };
+        client.publish_with(1, "", &queue, immediate, None, "immediate");
+    });
 }
 
 #[test]
 fn confirm_select_on_a_transactional_channel_is_precondition_failed() {
-    let broker = Broker::start(&[]);
-    let mut client = Client::connect_with_channel(broker.port());
-    client.tx_select(1);
-    client.send(1, CONFIRM_SELECT, Args::new().bits(&[false]));
-    client.expect_channel_refused(
-        1,
-        PRECONDITION_FAILED,
-        CONFIRM_SELECT,
-        "confirm.select after tx.select",
-    );
-    assert_still_serving(&broker, &mut client, 2);
-    client.close();
+    let what = "confirm.select after tx.select";
+    assert_channel_refusal(1, PRECONDITION_FAILED, CONFIRM_SELECT, what, |_, client| {
+        client.tx_select(1);
+        client.send(1, CONFIRM_SELECT, Args::new().bits(&[false]));
+    });
 }
 
 #[test]
 fn tx_select_on_a_confirm_channel_is_precondition_failed() {
-    let broker = Broker::start(&[]);
-    let mut client = Client::connect_with_channel(broker.port());
-    client.confirm_select(1);
-    client.send(1, TX_SELECT, Args::new());
-    client.expect_channel_refused(
-        1,
-        PRECONDITION_FAILED,
-        TX_SELECT,
-        "tx.select after confirm.select",
-    );
-    assert_still_serving(&broker, &mut client, 2);
-    client.close();
+    let what = "tx.select after confirm.select";
+    assert_channel_refusal(1, PRECONDITION_FAILED, TX_SELECT, what, |_, client| {
+        client.confirm_select(1);
+        client.send(1, TX_SELECT, Args::new());
+    });
 }
 
 #[test]
@@ -145,10 +114,7 @@ fn mandatory_unroutable_publish_is_returned_with_no_route_then_confirmed() {
 
 #[test]
 fn confirms_cover_every_publish_once_and_multiple_acks_cover_a_prefix() {
-    let broker = Broker::start(&[]);
-    let mut client = Client::connect_with_channel(broker.port());
-    let queue = broker.queue_name("confirmed");
-    client.queue_declare(1, &queue);
+    let (_broker, mut client, queue) = broker_with_queue("confirmed");
     client.confirm_select(1);
     const COUNT: u64 = 200;
     for i in 1..=COUNT {

@@ -16,18 +16,19 @@ const QUIET: Duration = Duration::from_millis(300);
 
 #[test]
 fn queue_redeclare_with_another_durable_flag_is_precondition_failed() {
-    let broker = Broker::start(&[]);
-    let mut client = Client::connect_with_channel(broker.port());
-    let queue = broker.queue_name("durable-flag");
-    client.queue_declare(1, &queue);
-    client.queue_declare_with(1, &queue, Declare::DURABLE);
-    client.expect_channel_refused(
+    let what = "a redeclare as durable";
+    let (_broker, mut client, queue) = expect_channel_refusal(
         1,
         PRECONDITION_FAILED,
         QUEUE_DECLARE,
-        "a redeclare as durable",
+        what,
+        |broker, client| {
+            let queue = broker.queue_name("durable-flag");
+            client.queue_declare(1, &queue);
+            client.queue_declare_with(1, &queue, Declare::DURABLE);
+            queue
+        },
     );
-    assert_still_serving(&broker, &mut client, 2);
     client.queue_delete(2, &queue);
     client.close();
 }
@@ -71,18 +72,11 @@ fn exclusive_queue_is_resource_locked_for_another_connection() {
 
 #[test]
 fn passive_declare_of_a_missing_queue_is_not_found() {
-    let broker = Broker::start(&[]);
-    let mut client = Client::connect_with_channel(broker.port());
-    let queue = broker.queue_name("no-such-queue");
-    client.queue_declare_with(1, &queue, Declare::PASSIVE);
-    client.expect_channel_refused(
-        1,
-        NOT_FOUND,
-        QUEUE_DECLARE,
-        "a passive declare of a missing queue",
-    );
-    assert_still_serving(&broker, &mut client, 2);
-    client.close();
+    let what = "a passive declare of a missing queue";
+    assert_channel_refusal(1, NOT_FOUND, QUEUE_DECLARE, what, |broker, client| {
+        let queue = broker.queue_name("no-such-queue");
+        client.queue_declare_with(1, &queue, Declare::PASSIVE);
+    });
 }
 
 #[test]

@@ -23,11 +23,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use lapin::options::BasicPublishOptions;
 use lapin::publisher_confirm::PublisherConfirm;
 use lapin::BasicProperties;
 use support::lapin_client::{
-    ack, confirm_select, connect_channel, consume, declare, get, message_count, qos,
+    ack, confirm_select, connect_channel, consume, declare, get, message_count,
+    publish_for_confirm, qos,
 };
 use support::raw::{
     method_frame, queue_declare_args, Client, Declare, Incoming, Message, RecvError, BASIC_ACK,
@@ -202,16 +202,9 @@ async fn publish_confirmed(
     confirm_select(&channel).await;
     let mut pending: VecDeque<(u64, PublisherConfirm)> = VecDeque::new();
     for index in 0..count {
-        let confirm = channel
-            .basic_publish(
-                "",
-                queue,
-                BasicPublishOptions::default(),
-                &make_body(index, body_len),
-                BasicProperties::default().with_delivery_mode(delivery_mode(index)),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("expected message {index} of {queue} to be sent, got {e}"));
+        let properties = BasicProperties::default().with_delivery_mode(delivery_mode(index));
+        let body = make_body(index, body_len);
+        let confirm = publish_for_confirm(&channel, "", queue, &body, properties).await;
         pending.push_back((index, confirm));
         if pending.len() >= window {
             let (index, confirm) = pending.pop_front().expect("a pending confirm");
@@ -248,7 +241,9 @@ async fn drain_in_order(url: &str, queue: &str, count: u64, body_len: usize, pre
     );
     // Exactly once: nothing after the last message (a short wait can only miss a duplicate).
     deliveries
-        .assert_quiet(&format!("each of the {count} messages of {queue} exactly once"))
+        .assert_quiet(&format!(
+            "each of the {count} messages of {queue} exactly once"
+        ))
         .await;
 }
 
@@ -437,6 +432,14 @@ fn record_confirm(acked: &mut BTreeSet<u64>, m: &Incoming, name: &str) -> bool {
     true
 }
 
+/// The frames of `count` publishes to `queue` through the default exchange, with bodies
+/// `<prefix>-0`, `<prefix>-1`, ...
+fn publishes(queue: &str, prefix: &str, count: usize) -> Vec<u8> {
+    (0..count)
+        .flat_map(|i| Client::publish_bytes(1, "", queue, format!("{prefix}-{i}").as_bytes()))
+        .collect()
+}
+
 /// A raw connection (with channel 1 open) advertising the `connection.blocked` capability, as
 /// RabbitMQ's own clients do; checks that the broker advertises it too.
 fn connect_blocked_aware(port: u16, name: &str) -> Client {
@@ -471,10 +474,7 @@ fn alarm_blocks_publishers_only(args: &[&str], reason: &str) {
     // The publisher writes a first batch in one go and must then be told it is blocked.
     let mut publisher = connect_blocked_aware(port, "the publisher");
     publisher.confirm_select(1);
-    let mut batch = Vec::new();
-    for i in 0..FIRST_BATCH {
-        batch.extend(Client::publish_bytes(1, "", queue, format!("first-{i}").as_bytes()));
-    }
+    let batch = publishes(queue, "first", FIRST_BATCH);
     publisher.write_all(&batch);
     let mut acked = BTreeSet::new();
     loop {
@@ -502,10 +502,7 @@ fn alarm_blocks_publishers_only(args: &[&str], reason: &str) {
     }
 
     // Now the publisher is not read: neither its publishes nor a passive declare get anywhere.
-    let mut later = Vec::new();
-    for i in 0..LATER_PUBLISHES {
-        later.extend(Client::publish_bytes(1, "", queue, format!("later-{i}").as_bytes()));
-    }
+    let mut later = publishes(queue, "later", LATER_PUBLISHES);
     later.extend(method_frame(
         1,
         QUEUE_DECLARE,

@@ -10,10 +10,7 @@ use support::Broker;
 
 #[test]
 fn topic_hash_matches_zero_words() {
-    let broker = Broker::start(&[]);
-    let mut client = Client::connect_with_channel(broker.port());
-    let queue = broker.queue_name("hash");
-    client.queue_declare(1, &queue);
+    let (broker, mut client, queue) = broker_with_queue("hash");
     let exchange = broker.queue_name("topics");
     client.exchange_declare(1, &exchange, "topic");
     client.queue_bind(1, &queue, &exchange, "a.#.b");

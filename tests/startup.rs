@@ -8,6 +8,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
+use std::path::Path;
 use std::time::Duration;
 
 use support::broker::{free_port, warren_command};
@@ -17,9 +18,12 @@ use support::{RestartableBroker, TempDir};
 /// How long a second broker may take to refuse to start.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Runs a second `warren` with `args`; returns its exit success and its stderr.
-fn second_broker(args: &[&str]) -> (bool, String) {
-    let mut second = Process::spawn(warren_command(args), "the second broker")
+/// Runs a second `warren` on `port` and `data_dir`; returns its exit success and its stderr.
+fn second_broker(port: u16, data_dir: &Path) -> (bool, String) {
+    let listen = format!("127.0.0.1:{port}");
+    let data = data_dir.to_str().expect("a UTF-8 path");
+    let args = ["--listen", &listen, "--data-dir", data];
+    let mut second = Process::spawn(warren_command(&args), "the second broker")
         .unwrap_or_else(|e| panic!("expected to spawn warren, got {e}"));
     let Some(status) = second.wait_timeout(REFUSAL_TIMEOUT) else {
         second.kill();
@@ -37,9 +41,7 @@ fn a_second_broker_on_the_same_port_refuses_to_start() {
         return; // an external broker: nothing of ours to collide with
     };
     let other_dir = TempDir::new("second");
-    let listen = format!("127.0.0.1:{}", first.port());
-    let data = other_dir.path().to_str().expect("a UTF-8 path");
-    let (ok, stderr) = second_broker(&["--listen", &listen, "--data-dir", data]);
+    let (ok, stderr) = second_broker(first.port(), other_dir.path());
     assert!(!ok, "expected a non-zero exit, got success");
     assert!(
         stderr.contains("Address already in use"),
@@ -52,9 +54,7 @@ fn a_second_broker_on_the_same_data_dir_refuses_to_start() {
     let Some(first) = RestartableBroker::start(&[]) else {
         return;
     };
-    let listen = format!("127.0.0.1:{}", free_port());
-    let data = first.data_dir().to_str().expect("a UTF-8 path");
-    let (ok, stderr) = second_broker(&["--listen", &listen, "--data-dir", data]);
+    let (ok, stderr) = second_broker(free_port(), first.data_dir());
     assert!(!ok, "expected a non-zero exit, got success");
     assert!(
         stderr.contains("in use by another Warren process"),

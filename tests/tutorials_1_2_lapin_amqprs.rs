@@ -320,12 +320,9 @@ impl RustClient for Amqprs {
             "guest",
             "guest",
         );
-        bounded(
-            "a connection",
-            amqprs::connection::Connection::open(&args),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("expected a connection, got {e}"))
+        bounded("a connection", amqprs::connection::Connection::open(&args))
+            .await
+            .unwrap_or_else(|e| panic!("expected a connection, got {e}"))
     }
 
     async fn open_channel(connection: &Self::Connection) -> Self::Channel {

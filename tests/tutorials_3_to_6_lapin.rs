@@ -9,8 +9,8 @@ use std::time::Duration;
 use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 use support::lapin_client::{
-    ack, body, close, connect, consume, declare, declare_server_named, open_channel, qos,
-    Deliveries,
+    ack, bind, body, close, connect, consume, declare, declare_exchange, declare_server_named,
+    open_channel, qos, Deliveries,
 };
 use support::{run_async, Broker};
 
@@ -20,12 +20,29 @@ fn run<F: std::future::Future<Output = ()>>(body: F) {
     run_async(TEST_TIMEOUT, body);
 }
 
-async fn declare_exchange(channel: &Channel, exchange: &str, kind: ExchangeKind) {
-    support::lapin_client::declare_exchange(channel, exchange, kind, false).await;
+/// A broker, a connection and channel to it, and the exchange `base` (see
+/// `Broker::queue_name`) of `kind` declared.
+async fn start_with_exchange(
+    base: &str,
+    kind: ExchangeKind,
+) -> (Broker, Connection, Channel, String) {
+    let broker = Broker::start(&[]);
+    let exchange = broker.queue_name(base);
+    let connection = connect(&broker.amqp_url()).await;
+    let channel = open_channel(&connection).await;
+    declare_exchange(&channel, &exchange, kind, false).await;
+    (broker, connection, channel, exchange)
 }
 
-async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str) {
-    support::lapin_client::bind(channel, queue, exchange, key, FieldTable::default()).await;
+/// The tutorials' subscriber: a server-named exclusive queue bound to `exchange` with each of
+/// `keys`, consumed with no-ack. Returns the queue and its deliveries.
+async fn subscriber(channel: &Channel, exchange: &str, keys: &[&str]) -> (String, Deliveries) {
+    let queue = declare_server_named(channel).await;
+    for key in keys {
+        bind(channel, &queue, exchange, key, FieldTable::default()).await;
+    }
+    let deliveries = consume(channel, &queue, "", true).await;
+    (queue, deliveries)
 }
 
 async fn publish(
@@ -38,9 +55,11 @@ async fn publish(
     support::lapin_client::publish(channel, exchange, key, body.as_bytes(), properties).await;
 }
 
-/// Consumes `queue` with a server-named consumer tag.
-async fn subscribe(channel: &Channel, queue: &str, no_ack: bool) -> Deliveries {
-    consume(channel, queue, "", no_ack).await
+/// Publishes each (routing key, body) to `exchange`, without properties.
+async fn publish_all(channel: &Channel, exchange: &str, messages: &[(&str, String)]) {
+    for (key, body) in messages {
+        publish(channel, exchange, key, body, BasicProperties::default()).await;
+    }
 }
 
 fn owned(lines: &[&str]) -> Vec<String> {
@@ -50,31 +69,20 @@ fn owned(lines: &[&str]) -> Vec<String> {
 #[test]
 fn publish_subscribe_every_exclusive_queue_gets_every_log() {
     run(async {
-        let broker = Broker::start(&[]);
-        let exchange = broker.queue_name("logs");
-        let connection = connect(&broker.amqp_url()).await;
-        let channel = open_channel(&connection).await;
-        declare_exchange(&channel, &exchange, ExchangeKind::Fanout).await;
-        publish(
-            &channel,
-            &exchange,
-            "",
-            "nobody listens",
-            BasicProperties::default(),
-        )
-        .await;
+        let (broker, connection, channel, exchange) =
+            start_with_exchange("logs", ExchangeKind::Fanout).await;
+        let nobody = [("", "nobody listens".to_string())];
+        publish_all(&channel, &exchange, &nobody).await;
 
         let mut subscribers = Vec::new();
         let mut names = Vec::new();
         for _ in 0..2 {
-            let subscriber = connect(&broker.amqp_url()).await;
-            let sub_channel = open_channel(&subscriber).await;
-            declare_exchange(&sub_channel, &exchange, ExchangeKind::Fanout).await;
-            let queue = declare_server_named(&sub_channel).await;
-            bind(&sub_channel, &queue, &exchange, "").await;
-            let rx = subscribe(&sub_channel, &queue, true).await;
+            let connection = connect(&broker.amqp_url()).await;
+            let channel = open_channel(&connection).await;
+            declare_exchange(&channel, &exchange, ExchangeKind::Fanout, false).await;
+            let (queue, deliveries) = subscriber(&channel, &exchange, &[""]).await;
             names.push(queue);
-            subscribers.push((subscriber, sub_channel, rx));
+            subscribers.push((connection, channel, deliveries));
         }
         assert_ne!(
             names[0], names[1],
@@ -82,31 +90,22 @@ fn publish_subscribe_every_exclusive_queue_gets_every_log() {
         );
 
         let logs = ["info: first", "warning: second", "error: third"];
-        for (i, log) in logs.iter().enumerate() {
-            // The routing key is ignored by fanout.
-            publish(
-                &channel,
-                &exchange,
-                &format!("key{i}"),
-                log,
-                BasicProperties::default(),
-            )
-            .await;
-        }
-        for (i, (_, _, rx)) in subscribers.iter_mut().enumerate() {
-            let got = rx.take_keyed(logs.len(), &format!("subscriber {i}")).await;
-            let expected: Vec<String> = logs
-                .iter()
-                .enumerate()
-                .map(|(k, l)| format!("key{k}:{l}"))
-                .collect();
+        // The routing key is ignored by fanout.
+        let keys = ["key0", "key1", "key2"];
+        let messages: Vec<(&str, String)> = keys.into_iter().zip(logs.map(String::from)).collect();
+        publish_all(&channel, &exchange, &messages).await;
+        let expected: Vec<String> = messages.iter().map(|(k, l)| format!("{k}:{l}")).collect();
+        for (i, (_, _, deliveries)) in subscribers.iter_mut().enumerate() {
+            let got = deliveries
+                .take_keyed(logs.len(), &format!("subscriber {i}"))
+                .await;
             assert_eq!(
                 got, expected,
                 "expected subscriber {i} to get every log after it bound, in order"
             );
         }
-        for (subscriber, _, _) in subscribers {
-            close(subscriber, "a subscriber").await;
+        for (connection, _, _) in subscribers {
+            close(connection, "a subscriber").await;
         }
         close(connection, "the test's connection").await;
     });
@@ -115,45 +114,28 @@ fn publish_subscribe_every_exclusive_queue_gets_every_log() {
 #[test]
 fn routing_each_queue_gets_only_its_severities() {
     run(async {
-        let broker = Broker::start(&[]);
-        let exchange = broker.queue_name("direct_logs");
-        let connection = connect(&broker.amqp_url()).await;
-        let channel = open_channel(&connection).await;
-        declare_exchange(&channel, &exchange, ExchangeKind::Direct).await;
+        let (_broker, connection, channel, exchange) =
+            start_with_exchange("direct_logs", ExchangeKind::Direct).await;
+        let (_, mut errors) = subscriber(&channel, &exchange, &["error"]).await;
+        let (_, mut all) = subscriber(&channel, &exchange, &["info", "warning", "error"]).await;
 
-        let errors = declare_server_named(&channel).await;
-        bind(&channel, &errors, &exchange, "error").await;
-        let all = declare_server_named(&channel).await;
-        for severity in ["info", "warning", "error"] {
-            bind(&channel, &all, &exchange, severity).await;
-        }
-        let mut errors_rx = subscribe(&channel, &errors, true).await;
-        let mut all_rx = subscribe(&channel, &all, true).await;
-
-        for (severity, message) in [
+        let messages = [
             ("info", "info one"),
             ("debug", "debug one"),
             ("error", "disk full"),
             ("warning", "disk almost full"),
             ("error", "disk still full"),
-        ] {
-            publish(
-                &channel,
-                &exchange,
-                severity,
-                message,
-                BasicProperties::default(),
-            )
-            .await;
-        }
+        ]
+        .map(|(severity, message)| (severity, message.to_string()));
+        publish_all(&channel, &exchange, &messages).await;
 
         assert_eq!(
-            errors_rx.take_keyed(2, "the error queue").await,
+            errors.take_keyed(2, "the error queue").await,
             owned(&["error:disk full", "error:disk still full"]),
             "expected the error queue to get only errors"
         );
         assert_eq!(
-            all_rx.take_keyed(4, "the info+warning+error queue").await,
+            all.take_keyed(4, "the info+warning+error queue").await,
             owned(&[
                 "info:info one",
                 "error:disk full",
@@ -169,25 +151,12 @@ fn routing_each_queue_gets_only_its_severities() {
 #[test]
 fn topics_star_matches_one_word_and_hash_matches_zero_or_more() {
     run(async {
-        let broker = Broker::start(&[]);
-        let exchange = broker.queue_name("topic_logs");
-        let connection = connect(&broker.amqp_url()).await;
-        let channel = open_channel(&connection).await;
-        declare_exchange(&channel, &exchange, ExchangeKind::Topic).await;
-
-        let q1 = declare_server_named(&channel).await;
-        bind(&channel, &q1, &exchange, "*.orange.*").await;
-        let q2 = declare_server_named(&channel).await;
-        bind(&channel, &q2, &exchange, "*.*.rabbit").await;
-        bind(&channel, &q2, &exchange, "lazy.#").await;
-        let q3 = declare_server_named(&channel).await;
-        bind(&channel, &q3, &exchange, "#").await;
-        let q4 = declare_server_named(&channel).await;
-        bind(&channel, &q4, &exchange, "#.fox.#").await;
-        let mut rx1 = subscribe(&channel, &q1, true).await;
-        let mut rx2 = subscribe(&channel, &q2, true).await;
-        let mut rx3 = subscribe(&channel, &q3, true).await;
-        let mut rx4 = subscribe(&channel, &q4, true).await;
+        let (_broker, connection, channel, exchange) =
+            start_with_exchange("topic_logs", ExchangeKind::Topic).await;
+        let (_, mut q1) = subscriber(&channel, &exchange, &["*.orange.*"]).await;
+        let (_, mut q2) = subscriber(&channel, &exchange, &["*.*.rabbit", "lazy.#"]).await;
+        let (_, mut q3) = subscriber(&channel, &exchange, &["#"]).await;
+        let (_, mut q4) = subscriber(&channel, &exchange, &["#.fox.#"]).await;
 
         let keys = [
             "quick.orange.rabbit",
@@ -203,19 +172,15 @@ fn topics_star_matches_one_word_and_hash_matches_zero_or_more() {
             "fox",
             "",
         ];
-        for (i, key) in keys.iter().enumerate() {
-            publish(
-                &channel,
-                &exchange,
-                key,
-                &format!("m{i}"),
-                BasicProperties::default(),
-            )
-            .await;
-        }
+        let messages: Vec<(&str, String)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| (*key, format!("m{i}")))
+            .collect();
+        publish_all(&channel, &exchange, &messages).await;
 
         assert_eq!(
-            rx1.take_keyed(3, "*.orange.*").await,
+            q1.take_keyed(3, "*.orange.*").await,
             owned(&[
                 "quick.orange.rabbit:m0",
                 "lazy.orange.elephant:m1",
@@ -224,7 +189,7 @@ fn topics_star_matches_one_word_and_hash_matches_zero_or_more() {
             "expected *.orange.* to match three-word keys with orange in the middle"
         );
         assert_eq!(
-            rx2.take_keyed(6, "*.*.rabbit + lazy.#").await,
+            q2.take_keyed(6, "*.*.rabbit + lazy.#").await,
             owned(&[
                 "quick.orange.rabbit:m0",
                 "lazy.orange.elephant:m1",
@@ -235,18 +200,14 @@ fn topics_star_matches_one_word_and_hash_matches_zero_or_more() {
             ]),
             "expected *.*.rabbit and lazy.# (matching plain `lazy`), lazy.pink.rabbit once"
         );
-        let everything: Vec<String> = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| format!("{k}:m{i}"))
-            .collect();
+        let everything: Vec<String> = messages.iter().map(|(k, b)| format!("{k}:{b}")).collect();
         assert_eq!(
-            rx3.take_keyed(keys.len(), "#").await,
+            q3.take_keyed(keys.len(), "#").await,
             everything,
             "expected # to match every key, the empty key included"
         );
         assert_eq!(
-            rx4.take_keyed(4, "#.fox.#").await,
+            q4.take_keyed(4, "#.fox.#").await,
             owned(&[
                 "quick.orange.fox:m2",
                 "lazy.brown.fox:m3",
@@ -272,7 +233,7 @@ const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
 /// The tutorial's Fibonacci server: answers `count` requests on `queue`,
 /// one at a time (prefetch 1), and returns them as (n, reply_to).
 async fn rpc_server(channel: Channel, queue: String, count: usize) -> Vec<(u64, String)> {
-    let mut requests = subscribe(&channel, &queue, false).await;
+    let mut requests = consume(&channel, &queue, "", false).await;
     let mut served = Vec::new();
     for _ in 0..count {
         let request = requests.next("an RPC request").await;
@@ -321,7 +282,7 @@ async fn rpc_client(
     } else {
         declare_server_named(&channel).await
     };
-    let mut replies = subscribe(&channel, &reply_queue, true).await;
+    let mut replies = consume(&channel, &reply_queue, "", true).await;
 
     let requests: Vec<(u64, String)> = numbers
         .iter()

@@ -89,10 +89,19 @@ impl Tutorial {
         out
     }
 
-    /// Starts a subscriber script and waits until its queue is bound and consuming; returns
-    /// it with the server-named queue it printed.
-    fn start_subscriber(&self, base: &str, args: &[&str]) -> (ScriptProcess, String) {
-        let mut process = self.spawn(base, args);
+    /// Starts the subscriber script `base` on `exchange`, to exit after `count` messages, with
+    /// binding `keys`, and waits until its queue is bound and consuming; returns it with the
+    /// server-named queue it printed.
+    fn start_subscriber(
+        &self,
+        base: &str,
+        exchange: &str,
+        count: &str,
+        keys: &[&str],
+    ) -> (ScriptProcess, String) {
+        let mut args = vec![exchange, count];
+        args.extend_from_slice(keys);
+        let mut process = self.spawn(base, &args);
         let queue_line = process.wait_for_line("[*] Queue ", SCRIPT_TIMEOUT);
         process.wait_for_line(READY_LOGS, SCRIPT_TIMEOUT);
         let queue = queue_line
@@ -110,6 +119,34 @@ impl Tutorial {
     /// The queue's message and consumer counts, as `queue_info` prints them.
     fn queue_info(&self, queue: &str) -> String {
         self.run("queue_info", &[queue]).stdout.trim().to_string()
+    }
+
+    /// Publishes each of `tasks` (persistent) to `queue` with `new_task`.
+    fn new_tasks(&self, queue: &str, tasks: &[String]) {
+        let mut args = vec![queue];
+        args.extend(tasks.iter().map(String::as_str));
+        self.run("new_task", &args);
+    }
+
+    /// Checks that the finished worker `out` got exactly `tasks`, each once, in order,
+    /// persistent (delivery mode 2) and not redelivered, and finished each.
+    fn assert_did_tasks(&self, out: &Output, tasks: &[String], who: &str) {
+        let expected: Vec<String> = tasks
+            .iter()
+            .map(|task| self.first_delivery_of_task(task))
+            .collect();
+        assert_eq!(
+            out.lines_with("[x] Received"),
+            expected,
+            "expected {who} to get {tasks:?}, each once, in order, persistent, not redelivered"
+        );
+        assert_eq!(
+            out.lines_with("[x] Done").len(),
+            tasks.len(),
+            "expected {who} to finish {} task(s), got:\n{}",
+            tasks.len(),
+            out.stdout
+        );
     }
 
     /// The line the worker prints for a persistent task delivered for the first time.
@@ -194,26 +231,9 @@ fn work_queue_worker_does_every_persistent_task_once_in_order(client: ScriptClie
     let queue = t.broker.queue_name("task_queue");
     let tasks: Vec<String> = (1..=5).map(|i| format!("Task {i}.")).collect();
 
-    let mut args: Vec<&str> = vec![&queue];
-    args.extend(tasks.iter().map(String::as_str));
-    t.run("new_task", &args);
-
+    t.new_tasks(&queue, &tasks);
     let worker = t.run("worker", &[&queue, "5"]);
-    let expected: Vec<String> = tasks
-        .iter()
-        .map(|task| t.first_delivery_of_task(task))
-        .collect();
-    assert_eq!(
-        worker.lines_with("[x] Received"),
-        expected,
-        "expected each task once, in order, persistent (delivery mode 2), not redelivered"
-    );
-    assert_eq!(
-        worker.lines_with("[x] Done").len(),
-        5,
-        "expected 5 tasks done, got:\n{}",
-        worker.stdout
-    );
+    t.assert_did_tasks(&worker, &tasks, "the worker");
     assert_eq!(
         t.queue_info(&queue),
         "messages=0 consumers=0",
@@ -234,7 +254,8 @@ fn work_queue_prefetch_one_sends_no_task_to_a_busy_worker(client: ScriptClient) 
     // The slow worker takes the first task and holds it, unacked.
     let mut slow = t.spawn("worker", &[&queue, "1", &hold_path]);
     slow.wait_for_line(READY_MESSAGES, SCRIPT_TIMEOUT);
-    t.run("new_task", &[&queue, "slow task"]);
+    let slow_task = ["slow task".to_string()];
+    t.new_tasks(&queue, &slow_task);
     slow.wait_for_line("[x] Received slow task", SCRIPT_TIMEOUT);
 
     // The fast worker joins; ten more tasks (some with dots: simulated work) arrive while the
@@ -244,45 +265,23 @@ fn work_queue_prefetch_one_sends_no_task_to_a_busy_worker(client: ScriptClient) 
     let tasks: Vec<String> = (1..=10)
         .map(|i| format!("fast task {i}{}", ".".repeat(i % 3)))
         .collect();
-    let mut args: Vec<&str> = vec![&queue];
-    args.extend(tasks.iter().map(String::as_str));
-    t.run("new_task", &args);
+    t.new_tasks(&queue, &tasks);
 
     // All ten must reach the fast worker while the slow one still holds its task: had the
     // broker pushed one to the slow worker, the fast worker would never see ten and would
     // time out.
     let fast = fast.finish(SCRIPT_TIMEOUT);
     fast.assert_success(&format!("the fast {worker}"));
-    let expected: Vec<String> = tasks
-        .iter()
-        .map(|task| t.first_delivery_of_task(task))
-        .collect();
-    assert_eq!(
-        fast.lines_with("[x] Received"),
-        expected,
-        "expected the fast worker to get all 10 tasks in order, persistent, while the slow one was busy"
-    );
-    assert_eq!(
-        fast.lines_with("[x] Done").len(),
-        10,
-        "expected the fast worker to finish 10 tasks, got:\n{}",
-        fast.stdout
+    t.assert_did_tasks(
+        &fast,
+        &tasks,
+        "the fast worker, while the slow one was busy,",
     );
 
     std::fs::write(&hold_file, b"go").expect("write hold file");
     let slow = slow.finish(SCRIPT_TIMEOUT);
     slow.assert_success(&format!("the slow {worker}"));
-    assert_eq!(
-        slow.lines_with("[x] Received"),
-        vec![t.first_delivery_of_task("slow task")],
-        "expected the slow worker to get only its one task"
-    );
-    assert_eq!(
-        slow.lines_with("[x] Done").len(),
-        1,
-        "expected the slow task done once, got:\n{}",
-        slow.stdout
-    );
+    t.assert_did_tasks(&slow, &slow_task, "the slow worker");
     assert_eq!(
         t.queue_info(&queue),
         "messages=0 consumers=0",
@@ -301,8 +300,8 @@ fn publish_subscribe_every_exclusive_subscriber_gets_every_log(client: ScriptCli
     let logs = ["info: first", "warning: second", "error: third"];
 
     t.run("emit_log", &[&exchange, "nobody listens"]);
-    let (first, first_queue) = t.start_subscriber("receive_logs", &[&exchange, "3"]);
-    let (second, second_queue) = t.start_subscriber("receive_logs", &[&exchange, "3"]);
+    let (first, first_queue) = t.start_subscriber("receive_logs", &exchange, "3", &[]);
+    let (second, second_queue) = t.start_subscriber("receive_logs", &exchange, "3", &[]);
     assert_ne!(
         first_queue, second_queue,
         "expected each subscriber to get its own server-named queue"
@@ -327,7 +326,7 @@ fn publish_subscribe_logs_emitted_with_no_subscriber_are_lost(client: ScriptClie
 
     // Nothing is bound yet: the fanout exchange drops this one.
     t.run("emit_log", &[&exchange, "nobody listens"]);
-    let (subscriber, _) = t.start_subscriber("receive_logs", &[&exchange, "1"]);
+    let (subscriber, _) = t.start_subscriber("receive_logs", &exchange, "1", &[]);
     t.run("emit_log", &[&exchange, "someone listens"]);
     assert_eq!(
         received(subscriber, &t.script("receive_logs")),
@@ -344,10 +343,9 @@ fn routing_each_subscriber_gets_only_its_severities(client: ScriptClient) {
     let t = Tutorial::start(client);
     let exchange = t.broker.queue_name("direct_logs");
     let receiver = t.script("receive_logs_direct");
-    let subscribe = |count, severities: &[&str]| {
-        let mut args = vec![exchange.as_str(), count];
-        args.extend_from_slice(severities);
-        t.start_subscriber("receive_logs_direct", &args).0
+    let subscribe = |count, severities| {
+        t.start_subscriber("receive_logs_direct", &exchange, count, severities)
+            .0
     };
 
     let errors = subscribe("2", &["error"]);
@@ -401,10 +399,9 @@ fn topics_star_matches_one_word_and_hash_matches_zero_or_more(client: ScriptClie
     let t = Tutorial::start(client);
     let exchange = t.broker.queue_name("topic_logs");
     let receiver = t.script("receive_logs_topic");
-    let subscribe = |count, keys: &[&str]| {
-        let mut args = vec![exchange.as_str(), count];
-        args.extend_from_slice(keys);
-        t.start_subscriber("receive_logs_topic", &args).0
+    let subscribe = |count, keys| {
+        t.start_subscriber("receive_logs_topic", &exchange, count, keys)
+            .0
     };
 
     let q1 = subscribe("5", &["*.orange.*"]);
@@ -505,30 +502,21 @@ fn finish_rpc_client(client: ScriptProcess, what: &str) -> RpcClientRun {
         .lines_with("[*] Reply queue ")
         .first()
         .map(|l| l.trim().trim_start_matches("[*] Reply queue ").to_string())
-        .unwrap_or_else(|| panic!("expected {what} to print its reply queue, got:\n{}", out.stdout));
-    let requested = out
-        .lines_with("[x] Requesting fib(")
-        .iter()
-        .map(|l| {
-            // " [x] Requesting fib(N) correlation_id=C"
-            let rest = l.trim().trim_start_matches("[x] Requesting fib(");
-            let (n, corr) = rest.split_once(") correlation_id=").expect("request line");
-            (n.parse().expect("n"), corr.to_string())
-        })
+        .unwrap_or_else(|| {
+            panic!(
+                "expected {what} to print its reply queue, got:\n{}",
+                out.stdout
+            )
+        });
+    // " [x] Requesting fib(N) correlation_id=C"
+    let requested = fields_of(&out, "[x] Requesting fib(", &[") correlation_id="])
+        .into_iter()
+        .map(|f| (number(&f[0]), f[1].clone()))
         .collect();
-    let answers = out
-        .lines_with("[.] Got fib(")
-        .iter()
-        .map(|l| {
-            // " [.] Got fib(N) = R correlation_id=C"
-            let rest = l.trim().trim_start_matches("[.] Got fib(");
-            let (n, rest) = rest.split_once(") = ").expect("answer line");
-            let (r, corr) = rest.split_once(" correlation_id=").expect("answer line");
-            let r = r
-                .parse()
-                .unwrap_or_else(|e| panic!("expected a number as answer, got {r:?} ({e})"));
-            (n.parse().expect("n"), corr.to_string(), r)
-        })
+    // " [.] Got fib(N) = R correlation_id=C"
+    let answers = fields_of(&out, "[.] Got fib(", &[") = ", " correlation_id="])
+        .into_iter()
+        .map(|f| (number(&f[0]), f[2].clone(), number(&f[1])))
         .collect();
     RpcClientRun {
         reply_queue,
@@ -558,14 +546,38 @@ fn assert_rpc_answers(run: &RpcClientRun, numbers: &[u64], what: &str) {
 fn finish_rpc_server(server: ScriptProcess, what: &str) -> Vec<(u64, String)> {
     let out = server.finish(SCRIPT_TIMEOUT);
     out.assert_success(what);
-    out.lines_with("[.] fib(")
+    // " [.] fib(N) reply_to=R"
+    fields_of(&out, "[.] fib(", &[") reply_to="])
+        .into_iter()
+        .map(|f| (number(&f[0]), f[1].clone()))
+        .collect()
+}
+
+/// The fields of each stdout line starting with `prefix` (after trimming): what lies between
+/// the prefix and the first separator, between that and the next, ..., and after the last.
+fn fields_of(out: &Output, prefix: &str, separators: &[&str]) -> Vec<Vec<String>> {
+    out.lines_with(prefix)
         .iter()
-        .map(|l| {
-            let rest = l.trim().trim_start_matches("[.] fib(");
-            let (n, reply_to) = rest.split_once(") reply_to=").expect("server line");
-            (n.parse().expect("n"), reply_to.to_string())
+        .map(|line| {
+            let mut rest = line.trim().trim_start_matches(prefix);
+            let mut fields = Vec::new();
+            for separator in separators {
+                let (field, after) = rest.split_once(separator).unwrap_or_else(|| {
+                    panic!("expected {separator:?} in the line {line:?}, got none")
+                });
+                fields.push(field.to_string());
+                rest = after;
+            }
+            fields.push(rest.to_string());
+            fields
         })
         .collect()
+}
+
+fn number(field: &str) -> u64 {
+    field
+        .parse()
+        .unwrap_or_else(|e| panic!("expected a number, got {field:?} ({e})"))
 }
 
 fn rpc_concurrent_clients_each_get_their_answers_on_their_exclusive_queue(client: ScriptClient) {
@@ -625,10 +637,7 @@ fn rpc_direct_reply_to_answers_reach_the_client_without_a_reply_queue(client: Sc
 
     let mut server = t.spawn("rpc_server", &[&queue, "5"]);
     server.wait_for_line(READY_RPC, SCRIPT_TIMEOUT);
-    let direct_client = t.spawn(
-        "rpc_client",
-        &[&queue, "--direct-reply-to", "3", "10", "1"],
-    );
+    let direct_client = t.spawn("rpc_client", &[&queue, "--direct-reply-to", "3", "10", "1"]);
     let classic_client = t.spawn("rpc_client", &[&queue, "9", "2"]);
 
     let direct_run = finish_rpc_client(direct_client, &format!("{rpc_client} --direct-reply-to"));

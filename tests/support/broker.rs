@@ -362,9 +362,7 @@ impl RestartableBroker {
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         let mut failed = Vec::new();
         let started = start_on_some_port(port, &self.dir, &args, |port, e| {
-            failed.push(format!(
-                "--- could not start on port {port} ---\n{e}\n"
-            ))
+            failed.push(format!("--- could not start on port {port} ---\n{e}\n"))
         });
         self.starts += 1 + failed.len() as u32;
         for failure in failed {

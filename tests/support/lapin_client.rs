@@ -10,7 +10,7 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
-use lapin::publisher_confirm::Confirmation;
+use lapin::publisher_confirm::{Confirmation, PublisherConfirm};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
@@ -151,7 +151,12 @@ pub async fn message_count(channel: &Channel, queue: &str) -> u32 {
         .message_count()
 }
 
-pub async fn declare_exchange(channel: &Channel, exchange: &str, kind: ExchangeKind, durable: bool) {
+pub async fn declare_exchange(
+    channel: &Channel,
+    exchange: &str,
+    kind: ExchangeKind,
+    durable: bool,
+) {
     let options = ExchangeDeclareOptions {
         durable,
         ..ExchangeDeclareOptions::default()
@@ -164,13 +169,21 @@ pub async fn declare_exchange(channel: &Channel, exchange: &str, kind: ExchangeK
     .unwrap_or_else(|e| panic!("expected exchange.declare-ok for {exchange}, got {e}"));
 }
 
-pub async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str, arguments: FieldTable) {
+pub async fn bind(
+    channel: &Channel,
+    queue: &str,
+    exchange: &str,
+    key: &str,
+    arguments: FieldTable,
+) {
     within(
         "queue.bind-ok",
         channel.queue_bind(queue, exchange, key, QueueBindOptions::default(), arguments),
     )
     .await
-    .unwrap_or_else(|e| panic!("expected queue.bind-ok for {queue} <- {exchange} {key:?}, got {e}"));
+    .unwrap_or_else(|e| {
+        panic!("expected queue.bind-ok for {queue} <- {exchange} {key:?}, got {e}")
+    });
 }
 
 /// basic.publish (not mandatory), without waiting for a confirm.
@@ -181,6 +194,17 @@ pub async fn publish(
     body: &[u8],
     properties: BasicProperties,
 ) {
+    publish_for_confirm(channel, exchange, routing_key, body, properties).await;
+}
+
+/// basic.publish (not mandatory); returns the confirm to await (on a confirm channel).
+pub async fn publish_for_confirm(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> PublisherConfirm {
     within(
         "basic.publish",
         channel.basic_publish(
@@ -192,7 +216,7 @@ pub async fn publish(
         ),
     )
     .await
-    .unwrap_or_else(|e| panic!("expected basic.publish to be sent, got {e}"));
+    .unwrap_or_else(|e| panic!("expected basic.publish to be sent, got {e}"))
 }
 
 /// Publishes on a confirm channel and waits for the confirm, which must be basic.ack; true if

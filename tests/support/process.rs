@@ -91,7 +91,13 @@ impl Process {
             closed_tx.clone(),
             Arc::clone(&captured),
         );
-        forward_lines(stderr, Pipe::Stderr, line_tx, closed_tx, Arc::clone(&captured));
+        forward_lines(
+            stderr,
+            Pipe::Stderr,
+            line_tx,
+            closed_tx,
+            Arc::clone(&captured),
+        );
         Ok(Process {
             child: Some(child),
             name: name.to_string(),
@@ -120,14 +126,18 @@ impl Process {
         needle: &str,
         timeout: Duration,
     ) -> Result<String, String> {
-        let wanted = |pipe: Pipe, line: &str| from.is_none_or(|p| p == pipe) && line.contains(needle);
+        let wanted =
+            |pipe: Pipe, line: &str| from.is_none_or(|p| p == pipe) && line.contains(needle);
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(format!("no such line within {timeout:?}"));
             }
-            match self.lines.recv_timeout(left.min(Duration::from_millis(100))) {
+            match self
+                .lines
+                .recv_timeout(left.min(Duration::from_millis(100)))
+            {
                 Ok((pipe, line)) if wanted(pipe, &line) => return Ok(line),
                 Ok(_) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {}

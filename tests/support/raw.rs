@@ -50,72 +50,59 @@ pub const CLIENT_CAPABILITIES: [&str; 5] = [
     "connection.blocked",
 ];
 
-// (class, method) ids, with their names for failure messages.
+/// Defines the (class, method) id constants of one class, and a table of them by name.
 macro_rules! methods {
-    ($($id:ident = ($class:expr, $method:expr), $name:expr;)*) => {
+    ($table:ident, class $class:literal: $($id:ident = $method:literal),* $(,)?) => {
         $(pub const $id: (u16, u16) = ($class, $method);)*
-        /// `connection.close`, `basic.get-ok`, ... or `method C.M` for an id not listed.
-        pub fn method_name(id: (u16, u16)) -> String {
-            match id {
-                $($id => $name.to_string(),)*
-                (class, method) => format!("method {class}.{method}"),
-            }
-        }
+        const $table: &[((u16, u16), &str)] = &[$(($id, stringify!($id))),*];
     };
 }
 
-methods! {
-    CONNECTION_START = (10, 10), "connection.start";
-    CONNECTION_START_OK = (10, 11), "connection.start-ok";
-    CONNECTION_TUNE = (10, 30), "connection.tune";
-    CONNECTION_TUNE_OK = (10, 31), "connection.tune-ok";
-    CONNECTION_OPEN = (10, 40), "connection.open";
-    CONNECTION_OPEN_OK = (10, 41), "connection.open-ok";
-    CONNECTION_CLOSE = (10, 50), "connection.close";
-    CONNECTION_CLOSE_OK = (10, 51), "connection.close-ok";
-    CONNECTION_BLOCKED = (10, 60), "connection.blocked";
-    CONNECTION_UNBLOCKED = (10, 61), "connection.unblocked";
-    CHANNEL_OPEN = (20, 10), "channel.open";
-    CHANNEL_OPEN_OK = (20, 11), "channel.open-ok";
-    CHANNEL_CLOSE = (20, 40), "channel.close";
-    CHANNEL_CLOSE_OK = (20, 41), "channel.close-ok";
-    EXCHANGE_DECLARE = (40, 10), "exchange.declare";
-    EXCHANGE_DECLARE_OK = (40, 11), "exchange.declare-ok";
-    EXCHANGE_DELETE = (40, 20), "exchange.delete";
-    EXCHANGE_DELETE_OK = (40, 21), "exchange.delete-ok";
-    EXCHANGE_BIND = (40, 30), "exchange.bind";
-    EXCHANGE_BIND_OK = (40, 31), "exchange.bind-ok";
-    EXCHANGE_UNBIND = (40, 40), "exchange.unbind";
-    EXCHANGE_UNBIND_OK = (40, 51), "exchange.unbind-ok";
-    QUEUE_DECLARE = (50, 10), "queue.declare";
-    QUEUE_DECLARE_OK = (50, 11), "queue.declare-ok";
-    QUEUE_BIND = (50, 20), "queue.bind";
-    QUEUE_BIND_OK = (50, 21), "queue.bind-ok";
-    QUEUE_DELETE = (50, 40), "queue.delete";
-    QUEUE_DELETE_OK = (50, 41), "queue.delete-ok";
-    QUEUE_UNBIND = (50, 50), "queue.unbind";
-    QUEUE_UNBIND_OK = (50, 51), "queue.unbind-ok";
-    BASIC_QOS = (60, 10), "basic.qos";
-    BASIC_QOS_OK = (60, 11), "basic.qos-ok";
-    BASIC_CONSUME = (60, 20), "basic.consume";
-    BASIC_CONSUME_OK = (60, 21), "basic.consume-ok";
-    BASIC_CANCEL = (60, 30), "basic.cancel";
-    BASIC_CANCEL_OK = (60, 31), "basic.cancel-ok";
-    BASIC_PUBLISH = (60, 40), "basic.publish";
-    BASIC_RETURN = (60, 50), "basic.return";
-    BASIC_DELIVER = (60, 60), "basic.deliver";
-    BASIC_GET = (60, 70), "basic.get";
-    BASIC_GET_OK = (60, 71), "basic.get-ok";
-    BASIC_GET_EMPTY = (60, 72), "basic.get-empty";
-    BASIC_ACK = (60, 80), "basic.ack";
-    BASIC_REJECT = (60, 90), "basic.reject";
-    BASIC_RECOVER = (60, 110), "basic.recover";
-    BASIC_RECOVER_OK = (60, 111), "basic.recover-ok";
-    BASIC_NACK = (60, 120), "basic.nack";
-    CONFIRM_SELECT = (85, 10), "confirm.select";
-    CONFIRM_SELECT_OK = (85, 11), "confirm.select-ok";
-    TX_SELECT = (90, 10), "tx.select";
-    TX_SELECT_OK = (90, 11), "tx.select-ok";
+methods!(CONNECTION_METHODS, class 10:
+    CONNECTION_START = 10, CONNECTION_START_OK = 11, CONNECTION_TUNE = 30,
+    CONNECTION_TUNE_OK = 31, CONNECTION_OPEN = 40, CONNECTION_OPEN_OK = 41,
+    CONNECTION_CLOSE = 50, CONNECTION_CLOSE_OK = 51, CONNECTION_BLOCKED = 60,
+    CONNECTION_UNBLOCKED = 61,
+);
+methods!(CHANNEL_METHODS, class 20:
+    CHANNEL_OPEN = 10, CHANNEL_OPEN_OK = 11, CHANNEL_CLOSE = 40, CHANNEL_CLOSE_OK = 41,
+);
+methods!(EXCHANGE_METHODS, class 40:
+    EXCHANGE_DECLARE = 10, EXCHANGE_DECLARE_OK = 11, EXCHANGE_DELETE = 20,
+    EXCHANGE_DELETE_OK = 21, EXCHANGE_BIND = 30, EXCHANGE_BIND_OK = 31, EXCHANGE_UNBIND = 40,
+    EXCHANGE_UNBIND_OK = 51,
+);
+methods!(QUEUE_METHODS, class 50:
+    QUEUE_DECLARE = 10, QUEUE_DECLARE_OK = 11, QUEUE_BIND = 20, QUEUE_BIND_OK = 21,
+    QUEUE_DELETE = 40, QUEUE_DELETE_OK = 41, QUEUE_UNBIND = 50, QUEUE_UNBIND_OK = 51,
+);
+methods!(BASIC_METHODS, class 60:
+    BASIC_QOS = 10, BASIC_QOS_OK = 11, BASIC_CONSUME = 20, BASIC_CONSUME_OK = 21,
+    BASIC_CANCEL = 30, BASIC_CANCEL_OK = 31, BASIC_PUBLISH = 40, BASIC_RETURN = 50,
+    BASIC_DELIVER = 60, BASIC_GET = 70, BASIC_GET_OK = 71, BASIC_GET_EMPTY = 72, BASIC_ACK = 80,
+    BASIC_REJECT = 90, BASIC_RECOVER = 110, BASIC_RECOVER_OK = 111, BASIC_NACK = 120,
+);
+methods!(CONFIRM_METHODS, class 85: CONFIRM_SELECT = 10, CONFIRM_SELECT_OK = 11);
+methods!(TX_METHODS, class 90: TX_SELECT = 10, TX_SELECT_OK = 11);
+
+/// The spec's name of a method (`basic.get-ok` for `BASIC_GET_OK`), or `method C.M` for an
+/// id not defined here.
+pub fn method_name(id: (u16, u16)) -> String {
+    let tables = [
+        CONNECTION_METHODS,
+        CHANNEL_METHODS,
+        EXCHANGE_METHODS,
+        QUEUE_METHODS,
+        BASIC_METHODS,
+        CONFIRM_METHODS,
+        TX_METHODS,
+    ];
+    let Some((_, constant)) = tables.iter().flat_map(|t| t.iter()).find(|(i, _)| *i == id) else {
+        return format!("method {}.{}", id.0, id.1);
+    };
+    let lower = constant.to_ascii_lowercase();
+    let (class, method) = lower.split_once('_').expect("CLASS_METHOD");
+    format!("{class}.{}", method.replace('_', "-"))
 }
 
 // ---------------------------------------------------------------------------
@@ -287,53 +274,22 @@ pub struct Publish {
     pub immediate: bool,
 }
 
-/// queue.declare's flags.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Declare {
-    pub passive: bool,
-    pub durable: bool,
-    pub exclusive: bool,
-    pub auto_delete: bool,
-}
+/// queue.declare's flags, as the octet they are sent in (passive, durable, exclusive,
+/// auto-delete from the lowest bit; no-wait is never set).
+#[derive(Clone, Copy, Debug)]
+pub struct Declare(pub u8);
 
 impl Declare {
-    pub const PLAIN: Declare = Declare {
-        passive: false,
-        durable: false,
-        exclusive: false,
-        auto_delete: false,
-    };
-    pub const PASSIVE: Declare = Declare {
-        passive: true,
-        ..Declare::PLAIN
-    };
-    pub const DURABLE: Declare = Declare {
-        durable: true,
-        ..Declare::PLAIN
-    };
-    pub const EXCLUSIVE: Declare = Declare {
-        exclusive: true,
-        ..Declare::PLAIN
-    };
-    pub const AUTO_DELETE: Declare = Declare {
-        auto_delete: true,
-        ..Declare::PLAIN
-    };
+    pub const PLAIN: Declare = Declare(0);
+    pub const PASSIVE: Declare = Declare(1);
+    pub const DURABLE: Declare = Declare(1 << 1);
+    pub const EXCLUSIVE: Declare = Declare(1 << 2);
+    pub const AUTO_DELETE: Declare = Declare(1 << 3);
 }
 
 /// queue.declare's arguments (ticket 0, no-wait off, no arguments).
 pub fn queue_declare_args(queue: &str, flags: Declare) -> Args {
-    Args::new()
-        .u16(0)
-        .short(queue)
-        .bits(&[
-            flags.passive,
-            flags.durable,
-            flags.exclusive,
-            flags.auto_delete,
-            false,
-        ])
-        .table(&[])
+    Args::new().u16(0).short(queue).u8(flags.0).table(&[])
 }
 
 // ---------------------------------------------------------------------------
@@ -669,14 +625,8 @@ impl Client {
     }
 
     pub fn publish(&mut self, channel: u16, exchange: &str, routing_key: &str, body: &str) {
-        self.publish_with(
-            channel,
-            exchange,
-            routing_key,
-            Publish::default(),
-            None,
-            body,
-        );
+        let bytes = Client::publish_bytes(channel, exchange, routing_key, body.as_bytes());
+        self.write_all(&bytes);
     }
 
     /// The frames of a plain basic.publish (no properties), without sending them.
@@ -984,18 +934,24 @@ impl Client {
     }
 
     pub fn exchange_bind(&mut self, channel: u16, destination: &str, source: &str, key: &str) {
-        let args = Args::new()
-            .u16(0)
-            .short(destination)
-            .short(source)
-            .short(key)
-            .bits(&[false])
-            .table(&[]);
-        self.send(channel, EXCHANGE_BIND, args);
-        self.expect(channel, EXCHANGE_BIND_OK);
+        let ids = (EXCHANGE_BIND, EXCHANGE_BIND_OK);
+        self.exchange_binding(channel, ids, destination, source, key);
     }
 
     pub fn exchange_unbind(&mut self, channel: u16, destination: &str, source: &str, key: &str) {
+        let ids = (EXCHANGE_UNBIND, EXCHANGE_UNBIND_OK);
+        self.exchange_binding(channel, ids, destination, source, key);
+    }
+
+    /// exchange.bind or exchange.unbind (`ids`: the method and its -ok).
+    fn exchange_binding(
+        &mut self,
+        channel: u16,
+        ids: ((u16, u16), (u16, u16)),
+        destination: &str,
+        source: &str,
+        key: &str,
+    ) {
         let args = Args::new()
             .u16(0)
             .short(destination)
@@ -1003,8 +959,8 @@ impl Client {
             .short(key)
             .bits(&[false])
             .table(&[]);
-        self.send(channel, EXCHANGE_UNBIND, args);
-        self.expect(channel, EXCHANGE_UNBIND_OK);
+        self.send(channel, ids.0, args);
+        self.expect(channel, ids.1);
     }
 
     // --- Queues ----------------------------------------------------------------
@@ -1022,7 +978,12 @@ impl Client {
     }
 
     /// queue.declare with `flags`; returns (name, message_count, consumer_count).
-    pub fn queue_declare_as(&mut self, channel: u16, queue: &str, flags: Declare) -> (String, u32, u32) {
+    pub fn queue_declare_as(
+        &mut self,
+        channel: u16,
+        queue: &str,
+        flags: Declare,
+    ) -> (String, u32, u32) {
         self.queue_declare_with(channel, queue, flags);
         self.expect_declare_ok(channel)
     }
@@ -1181,5 +1142,65 @@ pub fn assert_still_serving(broker: &Broker, client: &mut Client, channel: u16) 
     let mut fresh = Client::connect_as(broker.port(), "a fresh connection");
     fresh.open_channel(1);
     fresh.queue_declare_as(1, &queue, Declare::AUTO_DELETE);
+    fresh.close();
+}
+
+/// A broker of the test's own (see [`Broker::start`]), a connection with channel 1 open, and
+/// the queue `Broker::queue_name(base)` declared on it.
+pub fn broker_with_queue(base: &str) -> (Broker, Client, String) {
+    let broker = Broker::start(&[]);
+    let mut client = Client::connect_with_channel(broker.port());
+    let queue = broker.queue_name(base);
+    client.queue_declare(1, &queue);
+    (broker, client, queue)
+}
+
+/// [`expect_channel_refusal`], then closes the connection.
+pub fn assert_channel_refusal(
+    channel: u16,
+    code: u16,
+    failing: (u16, u16),
+    what: &str,
+    provoke: impl FnOnce(&Broker, &mut Client),
+) {
+    let (_broker, client, ()) = expect_channel_refusal(channel, code, failing, what, provoke);
+    client.close();
+}
+
+/// Starts a broker and a connection with channel 1 open, runs `provoke` on it, and expects the
+/// broker to close `channel` with `code`, naming `failing` as the failing method (`what` says
+/// what was refused); then proves the broker still serves (on channel `channel + 1` and on a
+/// new connection). Returns the broker, the connection and what `provoke` returned, for the
+/// test to go on.
+pub fn expect_channel_refusal<T>(
+    channel: u16,
+    code: u16,
+    failing: (u16, u16),
+    what: &str,
+    provoke: impl FnOnce(&Broker, &mut Client) -> T,
+) -> (Broker, Client, T) {
+    let broker = Broker::start(&[]);
+    let mut client = Client::connect_with_channel(broker.port());
+    let provoked = provoke(&broker, &mut client);
+    client.expect_channel_refused(channel, code, failing, what);
+    assert_still_serving(&broker, &mut client, channel + 1);
+    (broker, client, provoked)
+}
+
+/// Starts a broker and a connection with channel 1 open, runs `provoke` on it, and expects the
+/// broker to close the connection with `code`, naming `failing` as the failing method (`what`
+/// says what was refused); then proves the broker still serves a new connection.
+pub fn assert_connection_refusal(
+    code: u16,
+    failing: (u16, u16),
+    what: &str,
+    provoke: impl FnOnce(&Broker, &mut Client),
+) {
+    let broker = Broker::start(&[]);
+    let mut client = Client::connect_with_channel(broker.port());
+    provoke(&broker, &mut client);
+    client.expect_connection_refused(code, failing, what);
+    let mut fresh = Client::connect_with_channel(broker.port());
+    assert_still_serving(&broker, &mut fresh, 2);
     fresh.close();
 }

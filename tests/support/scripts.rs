@@ -47,7 +47,10 @@ impl ScriptClient {
         match self {
             ScriptClient::Pika => {
                 let mut command = Command::new(python());
-                command.arg("-u").arg(tests.join("py").join(self.script(base)));
+                // Unbuffered output; no __pycache__ next to the scripts (some import others).
+                command
+                    .args(["-u", "-B"])
+                    .arg(tests.join("py").join(self.script(base)));
                 command
             }
             ScriptClient::Amqplib => {

@@ -134,7 +134,7 @@ fn unknown_frame_type_closes_with_frame_error() {
 
 #[test]
 fn method_on_a_channel_that_is_not_open_closes_with_channel_error() {
-    let declare = queue_declare_args("never-declared", Declare::PLAIN);
+    let declare = queue_declare_args("never-declared", QueueFlags::PLAIN);
     let bad = method_frame(1, QUEUE_DECLARE, declare);
     let case = "queue.declare on unopened channel 1";
     assert_bad_input_closes_with(&bad, false, CHANNEL_ERROR, case);

@@ -27,7 +27,7 @@ fn exclusive_consume_on_a_queue_with_a_consumer_is_access_refused() {
     let what = "an exclusive consume on a queue with a consumer";
     assert_channel_refusal(2, ACCESS_REFUSED, BASIC_CONSUME, what, |broker, client| {
         let queue = broker.queue_name("busy");
-        client.queue_declare_as(1, &queue, Declare::AUTO_DELETE);
+        client.queue_declare_as(1, &queue, QueueFlags::AUTO_DELETE);
         client.consume(1, &queue, true, false);
         client.open_channel(2);
         client.consume_with(2, &queue, true, true);

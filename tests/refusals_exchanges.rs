@@ -12,7 +12,7 @@ use support::Broker;
 fn exchange_declare_with_amq_prefix_is_access_refused() {
     let what = "an amq.* name";
     assert_channel_refusal(1, ACCESS_REFUSED, EXCHANGE_DECLARE, what, |_, client| {
-        client.exchange_declare_with(1, "amq.warren-test", "direct", false, false, false);
+        client.exchange_declare_with(1, "amq.warren-test", "direct", ExchangeFlags::PLAIN);
     });
 }
 
@@ -21,7 +21,7 @@ fn default_exchange_cannot_be_bound_unbound_or_deleted() {
     let broker = Broker::start(&[]);
     let mut client = Client::connect_with_channel(broker.port());
     let queue = broker.queue_name("default-bind");
-    client.queue_declare_as(1, &queue, Declare::AUTO_DELETE);
+    client.queue_declare_as(1, &queue, QueueFlags::AUTO_DELETE);
 
     client.queue_bind_with(1, &queue, "", "key", &[]);
     client.expect_channel_refused(
@@ -68,7 +68,7 @@ fn exchange_declare_with_unknown_type_is_a_command_invalid_connection_error() {
     let what = "an unknown exchange type";
     assert_connection_refusal(COMMAND_INVALID, EXCHANGE_DECLARE, what, |broker, client| {
         let exchange = broker.queue_name("unknown-type");
-        client.exchange_declare_with(1, &exchange, "x-no-such-type", false, false, false);
+        client.exchange_declare_with(1, &exchange, "x-no-such-type", ExchangeFlags::PLAIN);
     });
 }
 
@@ -83,7 +83,7 @@ fn exchange_redeclare_with_another_type_is_precondition_failed() {
         |broker, client| {
             let exchange = broker.queue_name("typed");
             client.exchange_declare(1, &exchange, "direct");
-            client.exchange_declare_with(1, &exchange, "fanout", false, false, false);
+            client.exchange_declare_with(1, &exchange, "fanout", ExchangeFlags::PLAIN);
             exchange
         },
     );
@@ -100,7 +100,7 @@ fn unbinding_or_deleting_what_does_not_exist_succeeds() {
     let mut client = Client::connect_with_channel(broker.port());
     let queue = broker.queue_name("unbound");
     let exchange = broker.queue_name("unbound-x");
-    client.queue_declare_as(1, &queue, Declare::AUTO_DELETE);
+    client.queue_declare_as(1, &queue, QueueFlags::AUTO_DELETE);
     client.exchange_declare(1, &exchange, "direct");
 
     client.queue_unbind_with(1, &queue, &exchange, "never-bound");

@@ -28,7 +28,12 @@ fn publish_to_an_internal_exchange_is_access_refused() {
     let what = "a publish to an internal exchange";
     assert_channel_refusal(1, ACCESS_REFUSED, BASIC_PUBLISH, what, |broker, client| {
         let exchange = broker.queue_name("internal");
-        client.exchange_declare_with(1, &exchange, "fanout", false, true, true);
+        client.exchange_declare_with(
+            1,
+            &exchange,
+            "fanout",
+            ExchangeFlags::AUTO_DELETE | ExchangeFlags::INTERNAL,
+        );
         client.expect(1, EXCHANGE_DECLARE_OK);
         client.publish(1, &exchange, "", "not allowed");
     });
@@ -39,12 +44,8 @@ fn publish_with_immediate_is_not_implemented() {
     let what = "immediate=true";
     assert_connection_refusal(NOT_IMPLEMENTED, BASIC_PUBLISH, what, |broker, client| {
         let queue = broker.queue_name("immediate");
-        client.queue_declare_as(1, &queue, Declare::AUTO_DELETE);
-        let immediate = Publish {
-            immediate: true,
-            ..Publish::default()
-        };
-        client.publish_with(1, "", &queue, immediate, None, "immediate");
+        client.queue_declare_as(1, &queue, QueueFlags::AUTO_DELETE);
+        client.publish_with(1, "", &queue, PublishFlags::IMMEDIATE, None, "immediate");
     });
 }
 
@@ -72,11 +73,14 @@ fn mandatory_unroutable_publish_is_returned_with_no_route_then_confirmed() {
     let mut client = Client::connect_with_channel(broker.port());
     client.confirm_select(1);
     let key = broker.queue_name("nobody-bound");
-    let mandatory = Publish {
-        mandatory: true,
-        ..Publish::default()
-    };
-    client.publish_with(1, "amq.direct", &key, mandatory, None, "returned");
+    client.publish_with(
+        1,
+        "amq.direct",
+        &key,
+        PublishFlags::MANDATORY,
+        None,
+        "returned",
+    );
 
     let returned = client.recv();
     assert_eq!(
@@ -148,7 +152,7 @@ fn confirms_cover_every_publish_once_and_multiple_acks_cover_a_prefix() {
         confirmed = tag;
     }
     client.expect_nothing(QUIET, "every publish was confirmed once");
-    let (_, messages, _) = client.queue_declare_as(1, &queue, Declare::PASSIVE);
+    let (_, messages, _) = client.queue_declare_as(1, &queue, QueueFlags::PASSIVE);
     assert_eq!(
         messages, COUNT as u32,
         "expected every confirmed message in the queue"

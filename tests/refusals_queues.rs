@@ -25,7 +25,7 @@ fn queue_redeclare_with_another_durable_flag_is_precondition_failed() {
         |broker, client| {
             let queue = broker.queue_name("durable-flag");
             client.queue_declare(1, &queue);
-            client.queue_declare_with(1, &queue, Declare::DURABLE);
+            client.queue_declare_with(1, &queue, QueueFlags::DURABLE);
             queue
         },
     );
@@ -39,7 +39,7 @@ fn exclusive_queue_is_resource_locked_for_another_connection() {
     let mut owner = Client::connect_as(broker.port(), "the owner");
     owner.open_channel(1);
     let queue = broker.queue_name("exclusive");
-    owner.queue_declare_as(1, &queue, Declare::EXCLUSIVE);
+    owner.queue_declare_as(1, &queue, QueueFlags::EXCLUSIVE);
 
     let mut other = Client::connect_as(broker.port(), "the other connection");
     other.open_channel(1);
@@ -51,7 +51,7 @@ fn exclusive_queue_is_resource_locked_for_another_connection() {
         "basic.consume on another connection's exclusive queue",
     );
     other.open_channel(2);
-    other.queue_declare_with(2, &queue, Declare::PASSIVE);
+    other.queue_declare_with(2, &queue, QueueFlags::PASSIVE);
     other.expect_channel_refused(
         2,
         RESOURCE_LOCKED,
@@ -75,7 +75,7 @@ fn passive_declare_of_a_missing_queue_is_not_found() {
     let what = "a passive declare of a missing queue";
     assert_channel_refusal(1, NOT_FOUND, QUEUE_DECLARE, what, |broker, client| {
         let queue = broker.queue_name("no-such-queue");
-        client.queue_declare_with(1, &queue, Declare::PASSIVE);
+        client.queue_declare_with(1, &queue, QueueFlags::PASSIVE);
     });
 }
 
@@ -107,17 +107,17 @@ fn auto_delete_queue_goes_when_its_last_consumer_cancels() {
     let broker = Broker::start(&[]);
     let mut client = Client::connect_with_channel(broker.port());
     let queue = broker.queue_name("auto-delete");
-    client.queue_declare_as(1, &queue, Declare::AUTO_DELETE);
+    client.queue_declare_as(1, &queue, QueueFlags::AUTO_DELETE);
     let first = client.consume(1, &queue, true, false);
     let second = client.consume(1, &queue, true, false);
     client.cancel(1, &first);
-    let (_, _, consumers) = client.queue_declare_as(1, &queue, Declare::PASSIVE);
+    let (_, _, consumers) = client.queue_declare_as(1, &queue, QueueFlags::PASSIVE);
     assert_eq!(
         consumers, 1,
         "expected the queue to stay while one consumer is left, with that consumer"
     );
     client.cancel(1, &second);
-    client.queue_declare_with(1, &queue, Declare::PASSIVE);
+    client.queue_declare_with(1, &queue, QueueFlags::PASSIVE);
     client.expect_channel_refused(
         1,
         NOT_FOUND,

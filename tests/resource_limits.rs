@@ -30,7 +30,7 @@ use support::lapin_client::{
     publish_for_confirm, qos,
 };
 use support::raw::{
-    method_frame, queue_declare_args, Client, Declare, Incoming, Message, RecvError, BASIC_ACK,
+    method_frame, queue_declare_args, Client, Incoming, Message, QueueFlags, RecvError, BASIC_ACK,
     BASIC_DELIVER, CONNECTION_BLOCKED, QUEUE_DECLARE, REPLY_TIMEOUT,
 };
 use support::{run_async, Broker};
@@ -506,7 +506,7 @@ fn alarm_blocks_publishers_only(args: &[&str], reason: &str) {
     later.extend(method_frame(
         1,
         QUEUE_DECLARE,
-        queue_declare_args(queue, Declare::PASSIVE),
+        queue_declare_args(queue, QueueFlags::PASSIVE),
     ));
     publisher.write_all(&later);
     let quiet_until = Instant::now() + Duration::from_secs(1);
@@ -532,7 +532,7 @@ fn alarm_blocks_publishers_only(args: &[&str], reason: &str) {
         0,
         "expected the observer's new queue empty"
     );
-    let depth = observer.queue_declare_as(1, queue, Declare::PASSIVE).1 as usize;
+    let depth = observer.queue_declare_as(1, queue, QueueFlags::PASSIVE).1 as usize;
     assert!(
         depth <= FIRST_BATCH,
         "expected at most the {FIRST_BATCH} messages published before connection.blocked in \
@@ -595,7 +595,7 @@ fn alarm_blocks_publishers_only(args: &[&str], reason: &str) {
         "expected basic.get-empty on {queue}: nothing published after connection.blocked"
     );
     assert_eq!(
-        observer.queue_declare_as(1, queue, Declare::PASSIVE).1,
+        observer.queue_declare_as(1, queue, QueueFlags::PASSIVE).1,
         0,
         "expected {queue} still empty: the publisher is still not read"
     );

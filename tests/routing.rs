@@ -68,7 +68,7 @@ fn headers_exchange_x_match_all_and_any() {
             1,
             "amq.headers",
             "ignored",
-            Publish::default(),
+            PublishFlags::PLAIN,
             Some(headers),
             body,
         );

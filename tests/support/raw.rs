@@ -246,7 +246,7 @@ pub fn publish_frames(
     channel: u16,
     exchange: &str,
     routing_key: &str,
-    flags: Publish,
+    flags: PublishFlags,
     headers: Option<&[(&str, Value)]>,
     body: &[u8],
 ) -> Vec<u8> {
@@ -254,7 +254,7 @@ pub fn publish_frames(
         .u16(0)
         .short(exchange)
         .short(routing_key)
-        .bits(&[flags.mandatory, flags.immediate]);
+        .u8(flags.0);
     let mut bytes = method_frame(channel, BASIC_PUBLISH, args);
     bytes.extend(frame(
         FRAME_HEADER,
@@ -267,28 +267,48 @@ pub fn publish_frames(
     bytes
 }
 
-/// basic.publish's flags.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Publish {
-    pub mandatory: bool,
-    pub immediate: bool,
+/// Defines a method's bit arguments as one octet (first flag in the lowest bit; no-wait is
+/// never set), combined with `|`.
+macro_rules! flags {
+    ($(#[$doc:meta])* $name:ident: $($flag:ident),*) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        pub struct $name(pub u8);
+
+        impl $name {
+            pub const PLAIN: $name = $name(0);
+            flags!(@bits $name, 1, $($flag),*);
+        }
+
+        impl std::ops::BitOr for $name {
+            type Output = $name;
+            fn bitor(self, other: $name) -> $name {
+                $name(self.0 | other.0)
+            }
+        }
+    };
+    (@bits $name:ident, $bit:expr, $flag:ident $(, $rest:ident)*) => {
+        pub const $flag: $name = $name($bit);
+        flags!(@bits $name, $bit << 1, $($rest),*);
+    };
+    (@bits $name:ident, $bit:expr,) => {};
 }
 
-/// queue.declare's flags, as the octet they are sent in (passive, durable, exclusive,
-/// auto-delete from the lowest bit; no-wait is never set).
-#[derive(Clone, Copy, Debug)]
-pub struct Declare(pub u8);
-
-impl Declare {
-    pub const PLAIN: Declare = Declare(0);
-    pub const PASSIVE: Declare = Declare(1);
-    pub const DURABLE: Declare = Declare(1 << 1);
-    pub const EXCLUSIVE: Declare = Declare(1 << 2);
-    pub const AUTO_DELETE: Declare = Declare(1 << 3);
-}
+flags!(
+    /// queue.declare's flags.
+    QueueFlags: PASSIVE, DURABLE, EXCLUSIVE, AUTO_DELETE
+);
+flags!(
+    /// exchange.declare's flags.
+    ExchangeFlags: PASSIVE, DURABLE, AUTO_DELETE, INTERNAL
+);
+flags!(
+    /// basic.publish's flags.
+    PublishFlags: MANDATORY, IMMEDIATE
+);
 
 /// queue.declare's arguments (ticket 0, no-wait off, no arguments).
-pub fn queue_declare_args(queue: &str, flags: Declare) -> Args {
+pub fn queue_declare_args(queue: &str, flags: QueueFlags) -> Args {
     Args::new().u16(0).short(queue).u8(flags.0).table(&[])
 }
 
@@ -609,7 +629,7 @@ impl Client {
         channel: u16,
         exchange: &str,
         routing_key: &str,
-        flags: Publish,
+        flags: PublishFlags,
         headers: Option<&[(&str, Value)]>,
         body: &str,
     ) {
@@ -635,7 +655,7 @@ impl Client {
             channel,
             exchange,
             routing_key,
-            Publish::default(),
+            PublishFlags::PLAIN,
             None,
             body,
         )
@@ -899,25 +919,23 @@ impl Client {
     // --- Exchanges -------------------------------------------------------------
 
     pub fn exchange_declare(&mut self, channel: u16, exchange: &str, kind: &str) {
-        self.exchange_declare_with(channel, exchange, kind, false, false, false);
+        self.exchange_declare_with(channel, exchange, kind, ExchangeFlags::PLAIN);
         self.expect(channel, EXCHANGE_DECLARE_OK);
     }
 
-    /// exchange.declare without waiting for the reply.
+    /// exchange.declare with `flags`, without waiting for the reply.
     pub fn exchange_declare_with(
         &mut self,
         channel: u16,
         exchange: &str,
         kind: &str,
-        durable: bool,
-        auto_delete: bool,
-        internal: bool,
+        flags: ExchangeFlags,
     ) {
         let args = Args::new()
             .u16(0)
             .short(exchange)
             .short(kind)
-            .bits(&[false, durable, auto_delete, internal, false])
+            .u8(flags.0)
             .table(&[]);
         self.send(channel, EXCHANGE_DECLARE, args);
     }
@@ -966,7 +984,7 @@ impl Client {
     // --- Queues ----------------------------------------------------------------
 
     /// queue.declare without waiting for the reply.
-    pub fn queue_declare_with(&mut self, channel: u16, queue: &str, flags: Declare) {
+    pub fn queue_declare_with(&mut self, channel: u16, queue: &str, flags: QueueFlags) {
         self.send(channel, QUEUE_DECLARE, queue_declare_args(queue, flags));
     }
 
@@ -982,7 +1000,7 @@ impl Client {
         &mut self,
         channel: u16,
         queue: &str,
-        flags: Declare,
+        flags: QueueFlags,
     ) -> (String, u32, u32) {
         self.queue_declare_with(channel, queue, flags);
         self.expect_declare_ok(channel)
@@ -990,7 +1008,7 @@ impl Client {
 
     /// A plain queue.declare; returns (name, message_count, consumer_count).
     pub fn queue_declare(&mut self, channel: u16, queue: &str) -> (String, u32, u32) {
-        self.queue_declare_as(channel, queue, Declare::PLAIN)
+        self.queue_declare_as(channel, queue, QueueFlags::PLAIN)
     }
 
     /// queue.bind without waiting for the reply.
@@ -1138,10 +1156,10 @@ impl Client {
 pub fn assert_still_serving(broker: &Broker, client: &mut Client, channel: u16) {
     client.open_channel(channel);
     let queue = broker.queue_name("still-serving");
-    client.queue_declare_as(channel, &queue, Declare::AUTO_DELETE);
+    client.queue_declare_as(channel, &queue, QueueFlags::AUTO_DELETE);
     let mut fresh = Client::connect_as(broker.port(), "a fresh connection");
     fresh.open_channel(1);
-    fresh.queue_declare_as(1, &queue, Declare::AUTO_DELETE);
+    fresh.queue_declare_as(1, &queue, QueueFlags::AUTO_DELETE);
     fresh.close();
 }
 

@@ -8,11 +8,7 @@
 
 mod support;
 
-use std::time::Duration;
-
 use support::raw::*;
-
-const QUIET: Duration = Duration::from_millis(300);
 
 #[test]
 fn ack_of_an_unknown_delivery_tag_is_precondition_failed() {
@@ -177,7 +173,7 @@ fn basic_recover_requeue_redelivers_unacked_in_order() {
         vec![("a".to_string(), true), ("b".to_string(), true)],
         "expected a and b redelivered in order with redelivered=true"
     );
-    client.expect_nothing(QUIET, "both messages acked");
+    client.expect_nothing(QUIET_PERIOD, "both messages acked");
     client.cancel(1, &tag);
     client.queue_delete(1, &queue);
     client.close();

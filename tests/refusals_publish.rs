@@ -7,12 +7,8 @@
 
 mod support;
 
-use std::time::Duration;
-
 use support::raw::*;
 use support::Broker;
-
-const QUIET: Duration = Duration::from_millis(300);
 
 #[test]
 fn publish_to_a_missing_exchange_closes_the_channel_with_not_found() {
@@ -151,7 +147,7 @@ fn confirms_cover_every_publish_once_and_multiple_acks_cover_a_prefix() {
         }
         confirmed = tag;
     }
-    client.expect_nothing(QUIET, "every publish was confirmed once");
+    client.expect_nothing(QUIET_PERIOD, "every publish was confirmed once");
     let (_, messages, _) = client.queue_declare_as(1, &queue, QueueFlags::PASSIVE);
     assert_eq!(
         messages, COUNT as u32,

@@ -7,12 +7,8 @@
 
 mod support;
 
-use std::time::Duration;
-
 use support::raw::*;
 use support::Broker;
-
-const QUIET: Duration = Duration::from_millis(300);
 
 #[test]
 fn queue_redeclare_with_another_durable_flag_is_precondition_failed() {
@@ -96,7 +92,7 @@ fn deleting_a_consumed_queue_sends_basic_cancel_to_the_consumer() {
         cancelled, tag,
         "expected basic.cancel for the consumer's tag {tag:?}, got it for {cancelled:?}"
     );
-    consumer.expect_nothing(QUIET, "the consumer is gone");
+    consumer.expect_nothing(QUIET_PERIOD, "the consumer is gone");
     assert_still_serving(&broker, &mut consumer, 2);
     consumer.close();
     other.close();

@@ -288,10 +288,6 @@ impl RestartableBroker {
         self.current.as_ref().and_then(Broker::pid)
     }
 
-    pub fn is_running(&self) -> bool {
-        self.current.is_some()
-    }
-
     /// How many processes were started on this data directory so far.
     pub fn starts(&self) -> u32 {
         self.starts

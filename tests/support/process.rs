@@ -140,7 +140,8 @@ impl Process {
             {
                 Ok((pipe, line)) if wanted(pipe, &line) => return Ok(line),
                 Ok(_) | Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {}
+                // Both pipes closed: the process is ending; wait for it below.
+                Err(RecvTimeoutError::Disconnected) => thread::sleep(Duration::from_millis(10)),
             }
             if let Some(status) = self.try_wait() {
                 // It ended: look through what it printed last.

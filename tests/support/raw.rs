@@ -16,6 +16,8 @@ use super::Broker;
 
 /// How long a reply the test waits for may take (reached only when something is broken).
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long "nothing (more) arrives" is watched for (a short wait can only miss something).
+pub const QUIET_PERIOD: Duration = Duration::from_millis(500);
 /// The AMQP 0-9-1 protocol header.
 pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
 pub const FRAME_METHOD: u8 = 1;

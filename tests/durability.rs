@@ -16,30 +16,32 @@
 //! PRNG whose seed it prints, and `WARREN_DURABILITY_SEED=<seed>` replays them; timeouts only
 //! bound what would otherwise hang.
 
-mod common;
+mod support;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::RestartableBroker;
-use lapin::message::{Delivery, DeliveryResult};
+use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, ExchangeBindOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicPublishOptions, ExchangeBindOptions, ExchangeDeclareOptions,
+    ExchangeDeleteOptions, QueueDeclareOptions,
 };
 use lapin::publisher_confirm::Confirmation;
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
+use support::lapin_client::{
+    ack, bind, bodies, body, close_channel, close_quietly, confirm_channel, connect,
+    declare_exchange, declare_queue, durable, get, get_all, long_string, open_channel,
+    publish_confirmed, qos, start_consumer, table, within, Deliveries,
+};
+use support::{queue_per_shard, run_async, RestartableBroker};
 use tokio::sync::{mpsc, watch};
 use warren::ids::queue_shard;
 
 const SHARDS: usize = 2;
 const SHARD_ARGS: [&str; 2] = ["--shards", "2"];
 const TEST_TIMEOUT: Duration = Duration::from_secs(240);
-/// Bounds one AMQP round trip or one awaited delivery; reached only when something is broken.
-const OP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Crash test: rounds of publishing ended by a SIGKILL.
 const ROUNDS: usize = 4;
@@ -57,18 +59,7 @@ const SEED_ENV: &str = "WARREN_DURABILITY_SEED";
 // ---------------------------------------------------------------------------
 
 fn run<F: Future<Output = ()>>(body: F) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(async {
-        tokio::time::timeout(TEST_TIMEOUT, body)
-            .await
-            .unwrap_or_else(|_| {
-                panic!("expected the test to finish within {TEST_TIMEOUT:?}, got a timeout")
-            });
-    });
+    run_async(TEST_TIMEOUT, body);
 }
 
 /// Starts a restartable broker, or `None` (the test is skipped) against an external one.
@@ -83,70 +74,6 @@ fn start_broker(args: &[&str], test: &str) -> Option<RestartableBroker> {
 /// Runs a blocking harness call (start, kill, stop) without stalling the runtime.
 fn blocking<R>(f: impl FnOnce() -> R) -> R {
     tokio::task::block_in_place(f)
-}
-
-async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(OP_TIMEOUT, future)
-        .await
-        .unwrap_or_else(|_| panic!("expected {what} within {OP_TIMEOUT:?}, got a timeout"))
-}
-
-async fn connect(url: &str) -> Connection {
-    within(
-        "a connection",
-        Connection::connect(url, ConnectionProperties::default()),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("expected a connection to {url}, got {e}"))
-}
-
-async fn open_channel(connection: &Connection) -> Channel {
-    within("channel.open-ok", connection.create_channel())
-        .await
-        .unwrap_or_else(|e| panic!("expected channel.open-ok, got {e}"))
-}
-
-async fn confirm_channel(connection: &Connection) -> Channel {
-    let channel = open_channel(connection).await;
-    within(
-        "confirm.select-ok",
-        channel.confirm_select(ConfirmSelectOptions::default()),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("expected confirm.select-ok, got {e}"));
-    channel
-}
-
-async fn close_connection(connection: Connection) {
-    let _ = within("connection.close-ok", connection.close(200, "done")).await;
-}
-
-/// One queue name per shard, each starting with `prefix`.
-fn queue_per_shard(prefix: &str) -> Vec<String> {
-    (0..SHARDS)
-        .map(|shard| {
-            (0..10_000)
-                .map(|i| format!("{prefix}-{i}"))
-                .find(|name| queue_shard("/", name, SHARDS) == shard)
-                .unwrap_or_else(|| panic!("expected a queue name for shard {shard}, got none"))
-        })
-        .collect()
-}
-
-fn durable() -> QueueDeclareOptions {
-    QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    }
-}
-
-async fn declare_queue(channel: &Channel, queue: &str, options: QueueDeclareOptions) {
-    within(
-        "queue.declare-ok",
-        channel.queue_declare(queue, options, FieldTable::default()),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("expected queue.declare-ok for {queue}, got {e}"));
 }
 
 /// True if `error` is the channel close with 404 NOT_FOUND.
@@ -215,73 +142,6 @@ async fn exchange_exists(connection: &Connection, exchange: &str) -> bool {
         Err(e) if is_not_found(&e) => false,
         Err(e) => panic!("expected exchange.declare-ok or 404 for {exchange}, got {e}"),
     }
-}
-
-/// Publishes and waits for the confirm; true if the message was returned as unroutable
-/// (only possible with `mandatory`).
-async fn publish_confirmed(
-    channel: &Channel,
-    exchange: &str,
-    routing_key: &str,
-    mandatory: bool,
-    body: &[u8],
-    properties: BasicProperties,
-) -> bool {
-    let options = BasicPublishOptions {
-        mandatory,
-        ..BasicPublishOptions::default()
-    };
-    let confirm = within(
-        "basic.publish",
-        channel.basic_publish(exchange, routing_key, options, body, properties),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("expected basic.publish to be sent, got {e}"));
-    let confirmation = within("a publisher confirm", confirm)
-        .await
-        .unwrap_or_else(|e| panic!("expected a publisher confirm, got {e}"));
-    match confirmation {
-        Confirmation::Ack(returned) => returned.is_some(),
-        other => panic!(
-            "expected basic.ack for {:?} to {exchange:?}/{routing_key:?}, got {other:?}",
-            String::from_utf8_lossy(body)
-        ),
-    }
-}
-
-/// Everything in `queue`, by basic.get with no-ack, in order.
-async fn get_all(channel: &Channel, queue: &str) -> Vec<Delivery> {
-    let mut out = Vec::new();
-    while let Some(message) = within(
-        "basic.get-ok or get-empty",
-        channel.basic_get(queue, BasicGetOptions { no_ack: true }),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("expected basic.get-ok or get-empty on {queue}, got {e}"))
-    {
-        out.push(message.delivery);
-    }
-    out
-}
-
-fn body(delivery: &Delivery) -> String {
-    String::from_utf8_lossy(&delivery.data).into_owned()
-}
-
-fn bodies(deliveries: &[Delivery]) -> Vec<String> {
-    deliveries.iter().map(body).collect()
-}
-
-fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut table = FieldTable::default();
-    for (key, value) in entries {
-        table.insert(ShortString::from(*key), value.clone());
-    }
-    table
-}
-
-fn long_string(s: &str) -> AMQPValue {
-    AMQPValue::LongString(LongString::from(s))
 }
 
 /// Properties that exercise every field a recovered message must keep (no `user_id`, which
@@ -466,21 +326,14 @@ async fn publish_round(
         let done_publishing = n >= stop_at;
         if outstanding.len() >= CONFIRM_WINDOW || (done_publishing && !outstanding.is_empty()) {
             let (seq, confirm) = outstanding.pop_front().expect("an outstanding confirm");
-            tokio::select! {
-                biased;
-                result = confirm => match result {
-                    // Not mandatory: never returned.
-                    Ok(Confirmation::Ack(_)) => log.confirmed.push(seq),
-                    Ok(Confirmation::Nack(_)) => log.nacked.push(seq),
-                    Ok(Confirmation::NotRequested) => {
-                        panic!("expected a confirm for p{p}-{seq}, got NotRequested")
-                    }
-                    Err(_) => {
-                        broken = true;
-                        break;
-                    }
-                },
-                _ = kill.wait_for(|killed| *killed) => {
+            match unless_killed(&mut kill, confirm).await {
+                // Not mandatory: never returned.
+                Some(Ok(Confirmation::Ack(_))) => log.confirmed.push(seq),
+                Some(Ok(Confirmation::Nack(_))) => log.nacked.push(seq),
+                Some(Ok(Confirmation::NotRequested)) => {
+                    panic!("expected a confirm for p{p}-{seq}, got NotRequested")
+                }
+                Some(Err(_)) | None => {
                     broken = true;
                     break;
                 }
@@ -493,22 +346,12 @@ async fn publish_round(
         let body = crash_body(p, n);
         log.sent.push(n);
         n += 1;
-        tokio::select! {
-            biased;
-            result = channel.basic_publish(
-                "",
-                &queue,
-                BasicPublishOptions::default(),
-                &body,
-                crash_properties(p, n - 1),
-            ) => match result {
-                Ok(confirm) => outstanding.push_back((n - 1, confirm)),
-                Err(_) => {
-                    broken = true;
-                    break;
-                }
-            },
-            _ = kill.wait_for(|killed| *killed) => {
+        let options = BasicPublishOptions::default();
+        let properties = crash_properties(p, n - 1);
+        let publish = channel.basic_publish("", &queue, options, &body, properties);
+        match unless_killed(&mut kill, publish).await {
+            Some(Ok(confirm)) => outstanding.push_back((n - 1, confirm)),
+            Some(Err(_)) | None => {
                 broken = true;
                 break;
             }
@@ -534,6 +377,18 @@ async fn publish_round(
     log
 }
 
+/// `future`'s output, or `None` if the broker is killed first.
+async fn unless_killed<T>(
+    kill: &mut watch::Receiver<bool>,
+    future: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        output = future => Some(output),
+        _ = kill.wait_for(|killed| *killed) => None,
+    }
+}
+
 /// A delivery as the test saw it.
 #[derive(Debug, Clone, Copy)]
 struct Seen {
@@ -545,39 +400,20 @@ struct Seen {
     session: usize,
 }
 
-/// Forwards the deliveries of consumers on `queues` (manual ack, one channel) to a channel,
-/// in arrival order.
+/// Consumes every queue of `queues` on `channel` (tags `session-<session>-<queue>`); their
+/// deliveries come in arrival order.
 async fn start_consumers(
     channel: &Channel,
     queues: &[String],
     session: usize,
     no_ack: bool,
-) -> mpsc::UnboundedReceiver<Delivery> {
-    let (tx, rx) = mpsc::unbounded_channel();
+) -> Deliveries {
+    let mut consumers = Vec::new();
     for queue in queues {
-        let consumer = within(
-            "basic.consume-ok",
-            channel.basic_consume(
-                queue,
-                &format!("session-{session}-{queue}"),
-                BasicConsumeOptions {
-                    no_ack,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            ),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("expected basic.consume-ok on {queue}, got {e}"));
-        let tx = tx.clone();
-        consumer.set_delegate(move |delivery: DeliveryResult| {
-            if let Ok(Some(delivery)) = delivery {
-                let _ = tx.send(delivery);
-            }
-            async {}
-        });
+        let tag = format!("session-{session}-{queue}");
+        consumers.push(start_consumer(channel, queue, &tag, no_ack).await);
     }
-    rx
+    Deliveries::of(consumers)
 }
 
 fn record(delivery: &Delivery, acked: bool, session: usize) -> Seen {
@@ -603,22 +439,14 @@ async fn consume_during_round(
 ) -> Vec<Seen> {
     let connection = connect(&url).await;
     let channel = open_channel(&connection).await;
-    within(
-        "basic.qos-ok",
-        channel.basic_qos(100, BasicQosOptions::default()),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("expected basic.qos-ok, got {e}"));
+    qos(&channel, 100).await;
     let mut rx = start_consumers(&channel, &queues, session, false).await;
     let _ = ready.send(());
     let mut log = Vec::new();
     loop {
-        let delivery = tokio::select! {
-            biased;
-            delivery = rx.recv() => delivery,
-            _ = kill.wait_for(|killed| *killed) => None,
+        let Some(delivery) = unless_killed(&mut kill, rx.recv()).await.flatten() else {
+            break;
         };
-        let Some(delivery) = delivery else { break };
         let ack = log.len() < limit;
         // Recorded as acked before the ack is sent: it may reach the broker even if the call
         // then fails.
@@ -631,7 +459,7 @@ async fn consume_during_round(
         }
     }
     // Deliveries that arrived but were not looked at yet: delivered, not acked.
-    while let Ok(delivery) = rx.try_recv() {
+    while let Some(delivery) = rx.try_recv() {
         log.push(record(&delivery, false, session));
     }
     log
@@ -656,35 +484,26 @@ async fn consume_between_rounds(
     }
     let want = want.min(ready);
     let channel = open_channel(&connection).await;
-    within(
-        "basic.qos-ok",
-        channel.basic_qos(200, BasicQosOptions::default()),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("expected basic.qos-ok, got {e}"));
+    qos(&channel, 200).await;
     let mut rx = start_consumers(&channel, queues, session, false).await;
     let mut log = Vec::new();
     while log.len() < want {
         let delivery = within("a delivery", rx.recv())
             .await
             .unwrap_or_else(|| panic!("expected a delivery, got the consumer closed"));
-        let ack = !rng.percent(10);
-        log.push(record(&delivery, ack, session));
-        if ack {
-            within("basic.ack", delivery.ack(BasicAckOptions::default()))
-                .await
-                .unwrap_or_else(|e| panic!("expected basic.ack to be sent, got {e}"));
+        let acked = !rng.percent(10);
+        log.push(record(&delivery, acked, session));
+        if acked {
+            ack(&delivery).await;
         }
     }
     // Closing the channel requeues what is unacked; every delivery is in `rx` once close-ok
     // is in (lapin dispatches them in frame order).
-    within("channel.close-ok", channel.close(200, "done"))
-        .await
-        .unwrap_or_else(|e| panic!("expected channel.close-ok, got {e}"));
-    while let Ok(delivery) = rx.try_recv() {
+    close_channel(&channel).await;
+    while let Some(delivery) = rx.try_recv() {
         log.push(record(&delivery, false, session));
     }
-    close_connection(connection).await;
+    close_quietly(connection).await;
     log
 }
 
@@ -705,10 +524,8 @@ async fn drain_all(url: &str, queues: &[String], session: usize) -> Vec<Seen> {
             .unwrap_or_else(|| panic!("expected a delivery, got the consumer closed"));
         log.push(record(&delivery, true, session));
     }
-    within("channel.close-ok", channel.close(200, "done"))
-        .await
-        .unwrap_or_else(|e| panic!("expected channel.close-ok, got {e}"));
-    while let Ok(delivery) = rx.try_recv() {
+    close_channel(&channel).await;
+    while let Some(delivery) = rx.try_recv() {
         log.push(record(&delivery, true, session));
     }
     let channel = open_channel(&connection).await;
@@ -721,7 +538,7 @@ async fn drain_all(url: &str, queues: &[String], session: usize) -> Vec<Seen> {
             bodies(&left).iter().take(5).collect::<Vec<_>>()
         );
     }
-    close_connection(connection).await;
+    close_quietly(connection).await;
     log
 }
 
@@ -739,14 +556,14 @@ fn confirmed_persistent_messages_survive_kill_9() {
             return;
         };
         // Publisher p publishes to queues[p % 2]: one queue on each shard.
-        let queues = queue_per_shard("crash");
+        let queues = queue_per_shard("crash", SHARDS);
         {
             let connection = connect(&broker.amqp_url()).await;
             let channel = open_channel(&connection).await;
             for queue in &queues {
-                declare_queue(&channel, queue, durable()).await;
+                declare_queue(&channel, queue, durable(), FieldTable::default()).await;
             }
-            close_connection(connection).await;
+            close_quietly(connection).await;
         }
 
         let mut sent: Vec<HashSet<u64>> = vec![HashSet::new(); PUBLISHERS];
@@ -838,7 +655,7 @@ fn confirmed_persistent_messages_survive_kill_9() {
                 for queue in &queues {
                     assert_queue_exists(&connection, queue, "a durable queue, after kill -9").await;
                 }
-                close_connection(connection).await;
+                close_quietly(connection).await;
             }
         }
 
@@ -998,14 +815,20 @@ async fn transient_scenario(kill: bool) {
         return;
     };
     // The durable queue on shard 0, the non-durable one on shard 1.
-    let names = queue_per_shard("survival");
+    let names = queue_per_shard("survival", SHARDS);
     let (durable_queue, transient_queue) = (&names[0], &names[1]);
     let exclusive_queue = "survival-exclusive";
 
     let connection = connect(&broker.amqp_url()).await;
     let channel = confirm_channel(&connection).await;
-    declare_queue(&channel, durable_queue, durable()).await;
-    declare_queue(&channel, transient_queue, QueueDeclareOptions::default()).await;
+    declare_queue(&channel, durable_queue, durable(), FieldTable::default()).await;
+    declare_queue(
+        &channel,
+        transient_queue,
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await;
     // Exclusive (and durable): it belongs to this connection, which the restart ends.
     declare_queue(
         &channel,
@@ -1015,6 +838,7 @@ async fn transient_scenario(kill: bool) {
             exclusive: true,
             ..QueueDeclareOptions::default()
         },
+        FieldTable::default(),
     )
     .await;
     let mut persistent = Vec::new();
@@ -1121,7 +945,7 @@ async fn transient_scenario(kill: bool) {
     )
     .await;
     assert_eq!(bodies(&get_all(&channel, durable_queue).await), ["after"]);
-    close_connection(connection).await;
+    close_quietly(connection).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -1175,22 +999,19 @@ fn routes(
         ("extra", AMQPValue::LongInt(1)),
     ]);
     let partial = table(&[("format", long_string("pdf"))]);
+    // `queue` while `bound`, else nothing.
+    let when = |bound: bool, queue| if bound { vec![queue] } else { vec![] };
     let mut routes = vec![
         route("topo.direct", "rk.direct", None, vec![Q_DIRECT]),
         route("topo.direct", "rk.other", None, vec![]),
-        route(
-            "topo.direct",
-            "rk.added",
-            None,
-            if added_bound { vec![Q_DIRECT] } else { vec![] },
-        ),
+        route("topo.direct", "rk.added", None, when(added_bound, Q_DIRECT)),
         route("topo.topic", "orders.eu.created", None, vec![Q_TOPIC]),
         route("topo.topic", "orders.eu.deleted", None, vec![]),
         route(
             "topo.topic",
             "billing.audit",
             None,
-            if audit_bound { vec![Q_TOPIC] } else { vec![] },
+            when(audit_bound, Q_TOPIC),
         ),
         // topo.topic -> topo.e2e (exchange-to-exchange, "e2e.*") -> Q_E2E ("e2e.key").
         route("topo.topic", "e2e.key", None, vec![Q_E2E]),
@@ -1269,34 +1090,6 @@ async fn assert_queue_contents(connection: &Connection, expected: &Expected, whe
     let _ = channel.close(200, "done").await;
 }
 
-async fn declare_exchange(channel: &Channel, name: &str, kind: ExchangeKind, durable: bool) {
-    within(
-        "exchange.declare-ok",
-        channel.exchange_declare(
-            name,
-            kind,
-            ExchangeDeclareOptions {
-                durable,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        ),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("expected exchange.declare-ok for {name}, got {e}"));
-}
-
-async fn bind_queue(channel: &Channel, queue: &str, exchange: &str, key: &str, args: FieldTable) {
-    within(
-        "queue.bind-ok",
-        channel.queue_bind(queue, exchange, key, QueueBindOptions::default(), args),
-    )
-    .await
-    .unwrap_or_else(|e| {
-        panic!("expected queue.bind-ok for {queue} <- {exchange} {key:?}, got {e}")
-    });
-}
-
 async fn assert_topology(connection: &Connection, when: &str) {
     for exchange in DURABLE_EXCHANGES {
         assert!(
@@ -1337,21 +1130,27 @@ fn durable_topology_survives_restart() {
         declare_exchange(&channel, "topo.extra", ExchangeKind::Fanout, true).await;
         declare_exchange(&channel, "topo.transient", ExchangeKind::Direct, false).await;
         for queue in DURABLE_QUEUES {
-            declare_queue(&channel, queue, durable()).await;
+            declare_queue(&channel, queue, durable(), FieldTable::default()).await;
         }
-        declare_queue(&channel, Q_TRANSIENT, QueueDeclareOptions::default()).await;
+        declare_queue(
+            &channel,
+            Q_TRANSIENT,
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await;
         let none = FieldTable::default;
-        bind_queue(&channel, Q_DIRECT, "topo.direct", "rk.direct", none()).await;
-        bind_queue(&channel, Q_TOPIC, "topo.topic", "orders.*.created", none()).await;
-        bind_queue(&channel, Q_TOPIC, "topo.topic", "#.audit", none()).await;
-        bind_queue(&channel, Q_FANOUT, "topo.fanout", "", none()).await;
-        bind_queue(&channel, Q_TRANSIENT, "topo.fanout", "", none()).await;
+        bind(&channel, Q_DIRECT, "topo.direct", "rk.direct", none()).await;
+        bind(&channel, Q_TOPIC, "topo.topic", "orders.*.created", none()).await;
+        bind(&channel, Q_TOPIC, "topo.topic", "#.audit", none()).await;
+        bind(&channel, Q_FANOUT, "topo.fanout", "", none()).await;
+        bind(&channel, Q_TRANSIENT, "topo.fanout", "", none()).await;
         let x_match_all = table(&[
             ("x-match", long_string("all")),
             ("format", long_string("pdf")),
             ("type", long_string("report")),
         ]);
-        bind_queue(&channel, Q_HEADERS, "topo.headers", "", x_match_all).await;
+        bind(&channel, Q_HEADERS, "topo.headers", "", x_match_all).await;
         within(
             "exchange.bind-ok",
             channel.exchange_bind(
@@ -1364,8 +1163,8 @@ fn durable_topology_survives_restart() {
         )
         .await
         .unwrap_or_else(|e| panic!("expected exchange.bind-ok, got {e}"));
-        bind_queue(&channel, Q_E2E, "topo.e2e", "e2e.key", none()).await;
-        bind_queue(
+        bind(&channel, Q_E2E, "topo.e2e", "e2e.key", none()).await;
+        bind(
             &channel,
             Q_DIRECT,
             "topo.transient",
@@ -1373,7 +1172,7 @@ fn durable_topology_survives_restart() {
             none(),
         )
         .await;
-        bind_queue(&channel, Q_FANOUT, "topo.extra", "", none()).await;
+        bind(&channel, Q_FANOUT, "topo.extra", "", none()).await;
 
         // Before: messages that stay in the queues across the crash.
         let before_routes = routes(true, true, true, false);
@@ -1400,7 +1199,7 @@ fn durable_topology_survives_restart() {
         )
         .await
         .unwrap_or_else(|e| panic!("expected queue.unbind-ok, got {e}"));
-        bind_queue(
+        bind(
             &channel,
             Q_DIRECT,
             "topo.direct",
@@ -1417,7 +1216,7 @@ fn durable_topology_survives_restart() {
         let pending_routes = routes(false, false, false, true);
         let pending = publish_routes(&channel, &pending_routes, "pending").await;
         drop(channel);
-        close_connection(connection).await;
+        close_quietly(connection).await;
 
         blocking(|| broker.restart_clean());
 
@@ -1441,7 +1240,7 @@ fn durable_topology_survives_restart() {
         let channel = confirm_channel(&connection).await;
         let last = publish_routes(&channel, &routes(false, false, false, true), "last").await;
         assert_queue_contents(&connection, &last, "after a clean restart").await;
-        close_connection(connection).await;
+        close_quietly(connection).await;
     });
 }
 
@@ -1450,14 +1249,9 @@ fn durable_topology_survives_restart() {
 // ---------------------------------------------------------------------------
 
 async fn get_one(channel: &Channel, queue: &str, no_ack: bool) -> Delivery {
-    within(
-        "basic.get-ok",
-        channel.basic_get(queue, BasicGetOptions { no_ack }),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("expected basic.get-ok on {queue}, got {e}"))
-    .unwrap_or_else(|| panic!("expected a message in {queue}, got basic.get-empty"))
-    .delivery
+    get(channel, queue, no_ack)
+        .await
+        .unwrap_or_else(|| panic!("expected a message in {queue}, got basic.get-empty"))
 }
 
 #[test]
@@ -1469,7 +1263,7 @@ fn redelivered_state_survives() {
         let queue = "redelivery";
         let connection = connect(&broker.amqp_url()).await;
         let channel = confirm_channel(&connection).await;
-        declare_queue(&channel, queue, durable()).await;
+        declare_queue(&channel, queue, durable(), FieldTable::default()).await;
         for m in ["m1", "m2", "m3"] {
             publish_confirmed(
                 &channel,
@@ -1484,25 +1278,18 @@ fn redelivered_state_survives() {
 
         // m1 delivered to a consumer, not acked, channel closed: back with redelivered=true.
         let consumer_channel = open_channel(&connection).await;
-        within(
-            "basic.qos-ok",
-            consumer_channel.basic_qos(1, BasicQosOptions::default()),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("expected basic.qos-ok, got {e}"));
+        qos(&consumer_channel, 1).await;
         let mut rx = start_consumers(&consumer_channel, &[queue.to_string()], 0, false).await;
         let first = within("a delivery", rx.recv())
             .await
             .unwrap_or_else(|| panic!("expected a delivery, got the consumer closed"));
-        assert_eq!(body(&first), "m1");
+        assert_eq!(body(&first), "m1", "expected m1 delivered first");
         assert!(
             !first.redelivered,
             "expected m1 first delivered with redelivered=false"
         );
-        within("channel.close-ok", consumer_channel.close(200, "done"))
-            .await
-            .unwrap_or_else(|e| panic!("expected channel.close-ok, got {e}"));
-        close_connection(connection).await;
+        close_channel(&consumer_channel).await;
+        close_quietly(connection).await;
 
         blocking(|| broker.restart_clean());
 
@@ -1554,6 +1341,6 @@ fn redelivered_state_survives() {
                 body(delivery)
             );
         }
-        close_connection(connection).await;
+        close_quietly(connection).await;
     });
 }

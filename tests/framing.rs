@@ -1,22 +1,18 @@
 //! Frames reach the broker split and merged arbitrarily by TCP: a frame may arrive over many
 //! reads, and one read may hold many frames. Both must be reassembled exactly.
 
-mod common;
-#[path = "support/raw_amqp.rs"]
-mod raw_amqp;
+mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::Broker;
-use raw_amqp::Client;
+use support::raw::{broker_with_queue, Client};
+
+/// How long the broker may take to route a large burst (reached only when something is lost).
+const BURST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[test]
 fn publish_split_into_seven_byte_pieces_is_reassembled() {
-    let broker = Broker::start(&[]);
-    let mut client = Client::connect(broker.port());
-    client.open_channel(1);
-    let queue = broker.queue_name("split-frames");
-    client.queue_declare(1, &queue);
+    let (_broker, mut client, queue) = broker_with_queue("split-frames");
     let body: String = (0..300u32)
         .map(|i| char::from(b'a' + (i % 26) as u8))
         .collect();
@@ -33,11 +29,7 @@ fn publish_split_into_seven_byte_pieces_is_reassembled() {
 
 #[test]
 fn thousands_of_publishes_in_one_write_all_arrive() {
-    let broker = Broker::start(&[]);
-    let mut client = Client::connect(broker.port());
-    client.open_channel(1);
-    let queue = broker.queue_name("merged-frames");
-    client.queue_declare(1, &queue);
+    let (_broker, mut client, queue) = broker_with_queue("merged-frames");
     let mut bytes = Vec::new();
     for i in 0..2000u32 {
         bytes.extend(Client::publish_bytes(
@@ -49,13 +41,12 @@ fn thousands_of_publishes_in_one_write_all_arrive() {
     }
     // Odd-sized pieces, so frame boundaries fall everywhere within the reads.
     client.write_in_chunks(&bytes, 65_537, Duration::from_millis(1));
-    let mut count = 0;
-    for _ in 0..50 {
-        count = client.queue_declare(1, &queue).1;
-        if count == 2000 {
-            break;
-        }
+    // The publishes are routed asynchronously: wait (generously) until all are queued.
+    let deadline = Instant::now() + BURST_TIMEOUT;
+    let mut count = client.queue_declare(1, &queue).1;
+    while count < 2000 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
+        count = client.queue_declare(1, &queue).1;
     }
     assert_eq!(
         count, 2000,

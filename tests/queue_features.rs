@@ -2,94 +2,42 @@
 //! (`x-max-priority`), message TTL (`x-message-ttl` and the `expiration` property), and
 //! publisher confirms for bursts (which Warren folds into `multiple` acks).
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::Broker;
-use lapin::options::{
-    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
-};
+use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel};
+use support::lapin_client::{
+    bodies, confirm_select, connect_channel, declare_queue, get_all, publish, publish_for_confirm,
+    table,
+};
+use support::{run_async, Broker};
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn run<F: std::future::Future<Output = ()>>(body: F) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(async {
-        tokio::time::timeout(TEST_TIMEOUT, body)
-            .await
-            .unwrap_or_else(|_| panic!("expected the test to finish within {TEST_TIMEOUT:?}"));
-    });
-}
-
-async fn channel(broker: &Broker) -> (Connection, Channel) {
-    let connection = Connection::connect(&broker.amqp_url(), ConnectionProperties::default())
-        .await
-        .unwrap_or_else(|e| panic!("expected a connection, got {e}"));
-    let channel = connection
-        .create_channel()
-        .await
-        .unwrap_or_else(|e| panic!("expected channel.open-ok, got {e}"));
-    (connection, channel)
-}
-
+/// queue.declare with `arguments`; returns the queue's message count.
 async fn declare(channel: &Channel, queue: &str, arguments: FieldTable) -> u32 {
-    channel
-        .queue_declare(queue, QueueDeclareOptions::default(), arguments)
+    declare_queue(channel, queue, QueueDeclareOptions::default(), arguments)
         .await
-        .unwrap_or_else(|e| panic!("expected queue.declare-ok for {queue}, got {e}"))
         .message_count()
 }
 
-async fn publish(channel: &Channel, queue: &str, body: &str, properties: BasicProperties) {
-    channel
-        .basic_publish(
-            "",
-            queue,
-            BasicPublishOptions::default(),
-            body.as_bytes(),
-            properties,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("expected basic.publish to be sent, got {e}"));
-}
-
-async fn get_all(channel: &Channel, queue: &str) -> Vec<String> {
-    let mut bodies = Vec::new();
-    while let Some(message) = channel
-        .basic_get(queue, BasicGetOptions { no_ack: true })
-        .await
-        .unwrap_or_else(|e| panic!("expected basic.get-ok or get-empty, got {e}"))
-    {
-        bodies.push(String::from_utf8_lossy(&message.delivery.data).into_owned());
-    }
-    bodies
-}
-
-fn args(entries: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut table = FieldTable::default();
-    for (key, value) in entries {
-        table.insert(ShortString::from(*key), value.clone());
-    }
-    table
+async fn get_bodies(channel: &Channel, queue: &str) -> Vec<String> {
+    bodies(&get_all(channel, queue).await)
 }
 
 #[test]
 fn priority_queue_delivers_higher_priority_first_and_fifo_within_a_priority() {
-    run(async {
+    run_async(TEST_TIMEOUT, async {
         let broker = Broker::start(&[]);
-        let (_connection, channel) = channel(&broker).await;
+        let (_connection, channel) = connect_channel(&broker.amqp_url()).await;
         let queue = broker.queue_name("priorities");
         declare(
             &channel,
             &queue,
-            args(&[("x-max-priority", AMQPValue::LongInt(10))]),
+            table(&[("x-max-priority", AMQPValue::LongInt(10))]),
         )
         .await;
         for (body, priority) in [
@@ -100,17 +48,11 @@ fn priority_queue_delivers_higher_priority_first_and_fifo_within_a_priority() {
             ("p0", 0),
             ("p5-b", 5),
         ] {
-            publish(
-                &channel,
-                &queue,
-                body,
-                BasicProperties::default().with_priority(priority),
-            )
-            .await;
+            let properties = BasicProperties::default().with_priority(priority);
+            publish(&channel, "", &queue, body.as_bytes(), properties).await;
         }
-        let got = get_all(&channel, &queue).await;
         assert_eq!(
-            got,
+            get_bodies(&channel, &queue).await,
             vec!["p9", "p5-a", "p5-b", "p3", "p1", "p0"],
             "expected highest priority first, publish order within one priority"
         );
@@ -119,48 +61,32 @@ fn priority_queue_delivers_higher_priority_first_and_fifo_within_a_priority() {
 
 #[test]
 fn expired_messages_are_never_delivered() {
-    run(async {
+    run_async(TEST_TIMEOUT, async {
         let broker = Broker::start(&[]);
-        let (_connection, channel) = channel(&broker).await;
+        let (_connection, channel) = connect_channel(&broker.amqp_url()).await;
+        let ttl = || table(&[("x-message-ttl", AMQPValue::LongInt(100))]);
         let queue_ttl = broker.queue_name("queue-ttl");
-        declare(
-            &channel,
-            &queue_ttl,
-            args(&[("x-message-ttl", AMQPValue::LongInt(100))]),
-        )
-        .await;
-        publish(
-            &channel,
-            &queue_ttl,
-            "short-lived",
-            BasicProperties::default(),
-        )
-        .await;
+        declare(&channel, &queue_ttl, ttl()).await;
+        let plain = BasicProperties::default;
+        publish(&channel, "", &queue_ttl, b"short-lived", plain()).await;
         let per_message = broker.queue_name("message-ttl");
         declare(&channel, &per_message, FieldTable::default()).await;
-        let expiring = BasicProperties::default().with_expiration(ShortString::from("100"));
-        publish(&channel, &per_message, "expiring", expiring).await;
-        publish(
-            &channel,
-            &per_message,
-            "lasting",
-            BasicProperties::default(),
-        )
-        .await;
+        let expiring = plain().with_expiration(ShortString::from("100"));
+        publish(&channel, "", &per_message, b"expiring", expiring).await;
+        publish(&channel, "", &per_message, b"lasting", plain()).await;
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(
-            declare(
-                &channel,
-                &queue_ttl,
-                args(&[("x-message-ttl", AMQPValue::LongInt(100))])
-            )
-            .await,
+            declare(&channel, &queue_ttl, ttl()).await,
             0,
             "expected the queue-TTL message gone after 400 ms"
         );
-        assert_eq!(get_all(&channel, &queue_ttl).await, Vec::<String>::new());
         assert_eq!(
-            get_all(&channel, &per_message).await,
+            get_bodies(&channel, &queue_ttl).await,
+            Vec::<String>::new(),
+            "expected nothing to get from the queue with x-message-ttl=100 after 400 ms"
+        );
+        assert_eq!(
+            get_bodies(&channel, &per_message).await,
             vec!["lasting"],
             "expected the message with expiration=100 gone and the other kept"
         );
@@ -169,27 +95,23 @@ fn expired_messages_are_never_delivered() {
 
 #[test]
 fn every_publish_of_a_confirm_burst_is_acked_once() {
-    run(async {
+    run_async(TEST_TIMEOUT, async {
         let broker = Broker::start(&[]);
-        let (_connection, channel) = channel(&broker).await;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .unwrap_or_else(|e| panic!("expected confirm.select-ok, got {e}"));
+        let (_connection, channel) = connect_channel(&broker.amqp_url()).await;
+        confirm_select(&channel).await;
         let queue = broker.queue_name("confirm-burst");
         declare(&channel, &queue, FieldTable::default()).await;
         let mut confirms = Vec::new();
         for i in 0..500 {
-            let confirm = channel
-                .basic_publish(
-                    "",
-                    &queue,
-                    BasicPublishOptions::default(),
-                    format!("m{i}").as_bytes(),
-                    BasicProperties::default(),
-                )
-                .await
-                .unwrap_or_else(|e| panic!("expected basic.publish to be sent, got {e}"));
+            let body = format!("m{i}");
+            let confirm = publish_for_confirm(
+                &channel,
+                "",
+                &queue,
+                body.as_bytes(),
+                BasicProperties::default(),
+            )
+            .await;
             confirms.push(confirm);
         }
         for (i, confirm) in confirms.into_iter().enumerate() {

@@ -1,39 +1,38 @@
-//! Start-up refusals: a second broker must not share a port (every shard binds with
-//! SO_REUSEPORT, which would silently split clients between two brokers) or a data directory.
+//! Start-up: a second broker must not share a port (every shard binds with SO_REUSEPORT, which
+//! would silently split clients between two brokers) or a data directory; and every broker the
+//! harness starts, restarted ones included, runs with the test's environment (the broker reads
+//! `WARREN_*` variables).
 
-mod common;
+mod support;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::path::Path;
+use std::time::Duration;
 
-use common::{fresh_dir, RestartableBroker};
+use support::broker::{free_port, warren_command};
+use support::process::Process;
+use support::{RestartableBroker, TempDir};
 
-/// Runs a second `warren` with `args`; returns its exit success and its stderr.
-fn second_broker(args: &[String]) -> (bool, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn warren");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("expected the second broker to refuse to start, got it running after 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("second broker output");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// How long a second broker may take to refuse to start.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs a second `warren` on `port` and `data_dir`; returns its exit success and its stderr.
+fn second_broker(port: u16, data_dir: &Path) -> (bool, String) {
+    let listen = format!("127.0.0.1:{port}");
+    let data = data_dir.to_str().expect("a UTF-8 path");
+    let args = ["--listen", &listen, "--data-dir", data];
+    let mut second = Process::spawn(warren_command(&args), "the second broker")
+        .unwrap_or_else(|e| panic!("expected to spawn warren, got {e}"));
+    let Some(status) = second.wait_timeout(REFUSAL_TIMEOUT) else {
+        second.kill();
+        panic!(
+            "expected the second broker to refuse to start, got it running after {REFUSAL_TIMEOUT:?}; output:\n{}",
+            second.output()
+        );
+    };
+    (status.success(), second.stdout_stderr().1)
 }
 
 #[test]
@@ -41,19 +40,13 @@ fn a_second_broker_on_the_same_port_refuses_to_start() {
     let Some(first) = RestartableBroker::start(&[]) else {
         return; // an external broker: nothing of ours to collide with
     };
-    let other_dir = fresh_dir("second");
-    let (ok, stderr) = second_broker(&[
-        "--listen".into(),
-        format!("127.0.0.1:{}", first.port()),
-        "--data-dir".into(),
-        other_dir.display().to_string(),
-    ]);
+    let other_dir = TempDir::new("second");
+    let (ok, stderr) = second_broker(first.port(), other_dir.path());
     assert!(!ok, "expected a non-zero exit, got success");
     assert!(
         stderr.contains("Address already in use"),
         "expected 'Address already in use' on stderr, got {stderr:?}"
     );
-    let _ = std::fs::remove_dir_all(other_dir);
 }
 
 #[test]
@@ -61,15 +54,61 @@ fn a_second_broker_on_the_same_data_dir_refuses_to_start() {
     let Some(first) = RestartableBroker::start(&[]) else {
         return;
     };
-    let (ok, stderr) = second_broker(&[
-        "--listen".into(),
-        format!("127.0.0.1:{}", common::free_port()),
-        "--data-dir".into(),
-        first.data_dir().display().to_string(),
-    ]);
+    let (ok, stderr) = second_broker(free_port(), first.data_dir());
     assert!(!ok, "expected a non-zero exit, got success");
     assert!(
         stderr.contains("in use by another Warren process"),
         "expected the data-directory lock error on stderr, got {stderr:?}"
     );
+}
+
+/// The environment of process `pid`, from /proc.
+fn environment_of(pid: u32) -> BTreeMap<OsString, OsString> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap_or_else(|e| panic!("expected to read /proc/{pid}/environ, got {e}"));
+    raw.split(|b| *b == 0)
+        .filter(|entry| !entry.is_empty())
+        .filter_map(|entry| {
+            let at = entry.iter().position(|b| *b == b'=')?;
+            Some((
+                OsString::from_vec(entry[..at].to_vec()),
+                OsString::from_vec(entry[at + 1..].to_vec()),
+            ))
+        })
+        .collect()
+}
+
+/// Asserts that the broker process `pid` has every variable of the test's environment, with
+/// the same value.
+fn assert_inherits_test_environment(pid: u32, when: &str) {
+    let broker_env = environment_of(pid);
+    let mut checked = 0;
+    for (key, value) in std::env::vars_os() {
+        assert_eq!(
+            broker_env.get(&key),
+            Some(&value),
+            "expected the broker ({when}) to run with the test's {key:?}={value:?}, got {:?}",
+            broker_env.get(&key)
+        );
+        checked += 1;
+    }
+    assert!(
+        checked > 0 && broker_env.contains_key(&OsString::from("PATH")),
+        "expected a test environment with PATH to compare against, got {checked} variables"
+    );
+}
+
+#[test]
+fn brokers_run_with_the_test_environment_also_after_a_restart() {
+    let Some(mut broker) = RestartableBroker::start(&[]) else {
+        return; // an external broker: its environment is not ours
+    };
+    let pid = broker.pid().expect("a running broker");
+    assert_inherits_test_environment(pid, "first start");
+    broker.restart_after_kill_9();
+    let pid = broker.pid().expect("a running broker");
+    assert_inherits_test_environment(pid, "after kill -9 and a restart");
+    broker.restart_clean();
+    let pid = broker.pid().expect("a running broker");
+    assert_inherits_test_environment(pid, "after SIGTERM and a restart");
 }

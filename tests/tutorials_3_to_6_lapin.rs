@@ -1,103 +1,48 @@
 //! RabbitMQ tutorials 3 to 6 (publish/subscribe, routing, topics, RPC)
 //! written with lapin 2.x. Each test asserts exactly what every queue got.
 
-mod common;
+mod support;
 
-use common::Broker;
-use lapin::message::{Delivery, DeliveryResult};
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-};
-use lapin::types::{FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use std::collections::HashMap;
-use std::future::Future;
 use std::time::Duration;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use lapin::types::{FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
+use support::lapin_client::{
+    ack, bind, body, close, connect, consume, declare, declare_exchange, declare_server_named,
+    open_channel, qos, Deliveries,
+};
+use support::{run_async, Broker};
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(60);
-const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long "nothing more arrives" is watched for.
-const QUIET_PERIOD: Duration = Duration::from_millis(300);
 
-/// Runs an async test body on a fresh runtime, bounded by TEST_TIMEOUT.
-fn run<F: Future<Output = ()>>(body: F) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(async {
-        tokio::time::timeout(TEST_TIMEOUT, body)
-            .await
-            .unwrap_or_else(|_| {
-                panic!("expected the test to finish within {TEST_TIMEOUT:?}, got a timeout")
-            });
-    });
+fn run<F: std::future::Future<Output = ()>>(body: F) {
+    run_async(TEST_TIMEOUT, body);
 }
 
-async fn connect(broker: &Broker) -> Connection {
-    let url = broker.amqp_url();
-    let connect = Connection::connect(&url, ConnectionProperties::default());
-    tokio::time::timeout(DELIVERY_TIMEOUT, connect)
-        .await
-        .unwrap_or_else(|_| {
-            panic!("expected a connection within {DELIVERY_TIMEOUT:?}, got a timeout")
-        })
-        .unwrap_or_else(|e| panic!("expected a connection, got {e}"))
+/// A broker, a connection and channel to it, and the exchange `base` (see
+/// `Broker::queue_name`) of `kind` declared.
+async fn start_with_exchange(
+    base: &str,
+    kind: ExchangeKind,
+) -> (Broker, Connection, Channel, String) {
+    let broker = Broker::start(&[]);
+    let exchange = broker.queue_name(base);
+    let connection = connect(&broker.amqp_url()).await;
+    let channel = open_channel(&connection).await;
+    declare_exchange(&channel, &exchange, kind, false).await;
+    (broker, connection, channel, exchange)
 }
 
-async fn open_channel(connection: &Connection) -> Channel {
-    connection
-        .create_channel()
-        .await
-        .unwrap_or_else(|e| panic!("expected channel.open-ok, got {e}"))
-}
-
-async fn declare_exchange(channel: &Channel, exchange: &str, kind: ExchangeKind) {
-    channel
-        .exchange_declare(
-            exchange,
-            kind,
-            ExchangeDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("expected exchange.declare-ok for {exchange}, got {e}"));
-}
-
-/// queue.declare with an empty name and exclusive: the tutorials' queue.
-async fn declare_server_named(channel: &Channel) -> String {
-    let options = QueueDeclareOptions {
-        exclusive: true,
-        ..QueueDeclareOptions::default()
-    };
-    let queue = channel
-        .queue_declare("", options, FieldTable::default())
-        .await
-        .unwrap_or_else(|e| panic!("expected queue.declare-ok for a server-named queue, got {e}"));
-    let name = queue.name().as_str().to_string();
-    assert!(
-        name.starts_with("amq.gen-"),
-        "expected a server-generated name amq.gen-..., got {name:?}"
-    );
-    name
-}
-
-async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str) {
-    channel
-        .queue_bind(
-            queue,
-            exchange,
-            key,
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap_or_else(|e| {
-            panic!("expected queue.bind-ok {queue} <- {exchange} ({key}), got {e}")
-        });
+/// The tutorials' subscriber: a server-named exclusive queue bound to `exchange` with each of
+/// `keys`, consumed with no-ack. Returns the queue and its deliveries.
+async fn subscriber(channel: &Channel, exchange: &str, keys: &[&str]) -> (String, Deliveries) {
+    let queue = declare_server_named(channel).await;
+    for key in keys {
+        bind(channel, &queue, exchange, key, FieldTable::default()).await;
+    }
+    let deliveries = consume(channel, &queue, "", true).await;
+    (queue, deliveries)
 }
 
 async fn publish(
@@ -107,71 +52,14 @@ async fn publish(
     body: &str,
     properties: BasicProperties,
 ) {
-    channel
-        .basic_publish(
-            exchange,
-            key,
-            BasicPublishOptions::default(),
-            body.as_bytes(),
-            properties,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("expected basic.publish to be sent, got {e}"));
+    support::lapin_client::publish(channel, exchange, key, body.as_bytes(), properties).await;
 }
 
-/// Starts a consumer and forwards its deliveries, in arrival order, to a
-/// channel.
-async fn consume(channel: &Channel, queue: &str, no_ack: bool) -> UnboundedReceiver<Delivery> {
-    let options = BasicConsumeOptions {
-        no_ack,
-        ..BasicConsumeOptions::default()
-    };
-    let consumer = channel
-        .basic_consume(queue, "", options, FieldTable::default())
-        .await
-        .unwrap_or_else(|e| panic!("expected basic.consume-ok on {queue}, got {e}"));
-    let (tx, rx) = unbounded_channel();
-    consumer.set_delegate(move |delivery: DeliveryResult| {
-        if let Ok(Some(delivery)) = delivery {
-            let _ = tx.send(delivery);
-        }
-        async {}
-    });
-    rx
-}
-
-async fn next_delivery(rx: &mut UnboundedReceiver<Delivery>, what: &str) -> Delivery {
-    match tokio::time::timeout(DELIVERY_TIMEOUT, rx.recv()).await {
-        Ok(Some(delivery)) => delivery,
-        Ok(None) => panic!("expected {what}, got the consumer closed"),
-        Err(_) => panic!("expected {what} within {DELIVERY_TIMEOUT:?}, got nothing"),
+/// Publishes each (routing key, body) to `exchange`, without properties.
+async fn publish_all(channel: &Channel, exchange: &str, messages: &[(&str, String)]) {
+    for (key, body) in messages {
+        publish(channel, exchange, key, body, BasicProperties::default()).await;
     }
-}
-
-fn body(delivery: &Delivery) -> String {
-    String::from_utf8_lossy(&delivery.data).into_owned()
-}
-
-/// Takes `count` deliveries as `routing_key:body`, then checks that
-/// nothing more arrives.
-async fn drain(rx: &mut UnboundedReceiver<Delivery>, count: usize, what: &str) -> Vec<String> {
-    let mut got = Vec::new();
-    for i in 0..count {
-        let delivery = next_delivery(
-            rx,
-            &format!("message {} of {count} at {what} (got {got:?})", i + 1),
-        )
-        .await;
-        got.push(format!("{}:{}", delivery.routing_key, body(&delivery)));
-    }
-    if let Ok(Some(extra)) = tokio::time::timeout(QUIET_PERIOD, rx.recv()).await {
-        panic!(
-            "expected only {got:?} at {what}, got also {}:{}",
-            extra.routing_key,
-            body(&extra)
-        );
-    }
-    got
 }
 
 fn owned(lines: &[&str]) -> Vec<String> {
@@ -181,31 +69,20 @@ fn owned(lines: &[&str]) -> Vec<String> {
 #[test]
 fn publish_subscribe_every_exclusive_queue_gets_every_log() {
     run(async {
-        let broker = Broker::start(&[]);
-        let exchange = broker.queue_name("logs");
-        let connection = connect(&broker).await;
-        let channel = open_channel(&connection).await;
-        declare_exchange(&channel, &exchange, ExchangeKind::Fanout).await;
-        publish(
-            &channel,
-            &exchange,
-            "",
-            "nobody listens",
-            BasicProperties::default(),
-        )
-        .await;
+        let (broker, connection, channel, exchange) =
+            start_with_exchange("logs", ExchangeKind::Fanout).await;
+        let nobody = [("", "nobody listens".to_string())];
+        publish_all(&channel, &exchange, &nobody).await;
 
         let mut subscribers = Vec::new();
         let mut names = Vec::new();
         for _ in 0..2 {
-            let subscriber = connect(&broker).await;
-            let sub_channel = open_channel(&subscriber).await;
-            declare_exchange(&sub_channel, &exchange, ExchangeKind::Fanout).await;
-            let queue = declare_server_named(&sub_channel).await;
-            bind(&sub_channel, &queue, &exchange, "").await;
-            let rx = consume(&sub_channel, &queue, true).await;
+            let connection = connect(&broker.amqp_url()).await;
+            let channel = open_channel(&connection).await;
+            declare_exchange(&channel, &exchange, ExchangeKind::Fanout, false).await;
+            let (queue, deliveries) = subscriber(&channel, &exchange, &[""]).await;
             names.push(queue);
-            subscribers.push((subscriber, sub_channel, rx));
+            subscribers.push((connection, channel, deliveries));
         }
         assert_ne!(
             names[0], names[1],
@@ -213,84 +90,52 @@ fn publish_subscribe_every_exclusive_queue_gets_every_log() {
         );
 
         let logs = ["info: first", "warning: second", "error: third"];
-        for (i, log) in logs.iter().enumerate() {
-            // The routing key is ignored by fanout.
-            publish(
-                &channel,
-                &exchange,
-                &format!("key{i}"),
-                log,
-                BasicProperties::default(),
-            )
-            .await;
-        }
-        for (i, (_, _, rx)) in subscribers.iter_mut().enumerate() {
-            let got = drain(rx, logs.len(), &format!("subscriber {i}")).await;
-            let expected: Vec<String> = logs
-                .iter()
-                .enumerate()
-                .map(|(k, l)| format!("key{k}:{l}"))
-                .collect();
+        // The routing key is ignored by fanout.
+        let keys = ["key0", "key1", "key2"];
+        let messages: Vec<(&str, String)> = keys.into_iter().zip(logs.map(String::from)).collect();
+        publish_all(&channel, &exchange, &messages).await;
+        let expected: Vec<String> = messages.iter().map(|(k, l)| format!("{k}:{l}")).collect();
+        for (i, (_, _, deliveries)) in subscribers.iter_mut().enumerate() {
+            let got = deliveries
+                .take_keyed(logs.len(), &format!("subscriber {i}"))
+                .await;
             assert_eq!(
                 got, expected,
                 "expected subscriber {i} to get every log after it bound, in order"
             );
         }
-        for (subscriber, _, _) in subscribers {
-            subscriber
-                .close(200, "bye")
-                .await
-                .unwrap_or_else(|e| panic!("expected connection.close-ok, got {e}"));
+        for (connection, _, _) in subscribers {
+            close(connection, "a subscriber").await;
         }
-        connection
-            .close(200, "bye")
-            .await
-            .unwrap_or_else(|e| panic!("expected connection.close-ok, got {e}"));
+        close(connection, "the test's connection").await;
     });
 }
 
 #[test]
 fn routing_each_queue_gets_only_its_severities() {
     run(async {
-        let broker = Broker::start(&[]);
-        let exchange = broker.queue_name("direct_logs");
-        let connection = connect(&broker).await;
-        let channel = open_channel(&connection).await;
-        declare_exchange(&channel, &exchange, ExchangeKind::Direct).await;
+        let (_broker, connection, channel, exchange) =
+            start_with_exchange("direct_logs", ExchangeKind::Direct).await;
+        let (_, mut errors) = subscriber(&channel, &exchange, &["error"]).await;
+        let (_, mut all) = subscriber(&channel, &exchange, &["info", "warning", "error"]).await;
 
-        let errors = declare_server_named(&channel).await;
-        bind(&channel, &errors, &exchange, "error").await;
-        let all = declare_server_named(&channel).await;
-        for severity in ["info", "warning", "error"] {
-            bind(&channel, &all, &exchange, severity).await;
-        }
-        let mut errors_rx = consume(&channel, &errors, true).await;
-        let mut all_rx = consume(&channel, &all, true).await;
-
-        for (severity, message) in [
+        let messages = [
             ("info", "info one"),
             ("debug", "debug one"),
             ("error", "disk full"),
             ("warning", "disk almost full"),
             ("error", "disk still full"),
-        ] {
-            publish(
-                &channel,
-                &exchange,
-                severity,
-                message,
-                BasicProperties::default(),
-            )
-            .await;
-        }
+        ]
+        .map(|(severity, message)| (severity, message.to_string()));
+        publish_all(&channel, &exchange, &messages).await;
 
         assert_eq!(
-            drain(&mut errors_rx, 2, "the error queue").await,
+            errors.take_keyed(2, "the error queue").await,
             owned(&["error:disk full", "error:disk still full"]),
             "expected the error queue to get only errors"
         );
         assert_eq!(
-            drain(&mut all_rx, 4, "the info+warning+error queue").await,
+            all.take_keyed(4, "the info+warning+error queue").await,
             owned(&[
                 "info:info one",
                 "error:disk full",
@@ -299,35 +144,19 @@ fn routing_each_queue_gets_only_its_severities() {
             ]),
             "expected the info+warning+error queue to get everything but debug, in order"
         );
-        connection
-            .close(200, "bye")
-            .await
-            .unwrap_or_else(|e| panic!("expected connection.close-ok, got {e}"));
+        close(connection, "the test's connection").await;
     });
 }
 
 #[test]
 fn topics_star_matches_one_word_and_hash_matches_zero_or_more() {
     run(async {
-        let broker = Broker::start(&[]);
-        let exchange = broker.queue_name("topic_logs");
-        let connection = connect(&broker).await;
-        let channel = open_channel(&connection).await;
-        declare_exchange(&channel, &exchange, ExchangeKind::Topic).await;
-
-        let q1 = declare_server_named(&channel).await;
-        bind(&channel, &q1, &exchange, "*.orange.*").await;
-        let q2 = declare_server_named(&channel).await;
-        bind(&channel, &q2, &exchange, "*.*.rabbit").await;
-        bind(&channel, &q2, &exchange, "lazy.#").await;
-        let q3 = declare_server_named(&channel).await;
-        bind(&channel, &q3, &exchange, "#").await;
-        let q4 = declare_server_named(&channel).await;
-        bind(&channel, &q4, &exchange, "#.fox.#").await;
-        let mut rx1 = consume(&channel, &q1, true).await;
-        let mut rx2 = consume(&channel, &q2, true).await;
-        let mut rx3 = consume(&channel, &q3, true).await;
-        let mut rx4 = consume(&channel, &q4, true).await;
+        let (_broker, connection, channel, exchange) =
+            start_with_exchange("topic_logs", ExchangeKind::Topic).await;
+        let (_, mut q1) = subscriber(&channel, &exchange, &["*.orange.*"]).await;
+        let (_, mut q2) = subscriber(&channel, &exchange, &["*.*.rabbit", "lazy.#"]).await;
+        let (_, mut q3) = subscriber(&channel, &exchange, &["#"]).await;
+        let (_, mut q4) = subscriber(&channel, &exchange, &["#.fox.#"]).await;
 
         let keys = [
             "quick.orange.rabbit",
@@ -343,19 +172,15 @@ fn topics_star_matches_one_word_and_hash_matches_zero_or_more() {
             "fox",
             "",
         ];
-        for (i, key) in keys.iter().enumerate() {
-            publish(
-                &channel,
-                &exchange,
-                key,
-                &format!("m{i}"),
-                BasicProperties::default(),
-            )
-            .await;
-        }
+        let messages: Vec<(&str, String)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| (*key, format!("m{i}")))
+            .collect();
+        publish_all(&channel, &exchange, &messages).await;
 
         assert_eq!(
-            drain(&mut rx1, 3, "*.orange.*").await,
+            q1.take_keyed(3, "*.orange.*").await,
             owned(&[
                 "quick.orange.rabbit:m0",
                 "lazy.orange.elephant:m1",
@@ -364,7 +189,7 @@ fn topics_star_matches_one_word_and_hash_matches_zero_or_more() {
             "expected *.orange.* to match three-word keys with orange in the middle"
         );
         assert_eq!(
-            drain(&mut rx2, 6, "*.*.rabbit + lazy.#").await,
+            q2.take_keyed(6, "*.*.rabbit + lazy.#").await,
             owned(&[
                 "quick.orange.rabbit:m0",
                 "lazy.orange.elephant:m1",
@@ -375,18 +200,14 @@ fn topics_star_matches_one_word_and_hash_matches_zero_or_more() {
             ]),
             "expected *.*.rabbit and lazy.# (matching plain `lazy`), lazy.pink.rabbit once"
         );
-        let everything: Vec<String> = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| format!("{k}:m{i}"))
-            .collect();
+        let everything: Vec<String> = messages.iter().map(|(k, b)| format!("{k}:{b}")).collect();
         assert_eq!(
-            drain(&mut rx3, keys.len(), "#").await,
+            q3.take_keyed(keys.len(), "#").await,
             everything,
             "expected # to match every key, the empty key included"
         );
         assert_eq!(
-            drain(&mut rx4, 4, "#.fox.#").await,
+            q4.take_keyed(4, "#.fox.#").await,
             owned(&[
                 "quick.orange.fox:m2",
                 "lazy.brown.fox:m3",
@@ -395,10 +216,7 @@ fn topics_star_matches_one_word_and_hash_matches_zero_or_more() {
             ]),
             "expected #.fox.# to match fox anywhere, with zero words around it"
         );
-        connection
-            .close(200, "bye")
-            .await
-            .unwrap_or_else(|e| panic!("expected connection.close-ok, got {e}"));
+        close(connection, "the test's connection").await;
     });
 }
 
@@ -415,10 +233,10 @@ const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
 /// The tutorial's Fibonacci server: answers `count` requests on `queue`,
 /// one at a time (prefetch 1), and returns them as (n, reply_to).
 async fn rpc_server(channel: Channel, queue: String, count: usize) -> Vec<(u64, String)> {
-    let mut requests = consume(&channel, &queue, false).await;
+    let mut requests = consume(&channel, &queue, "", false).await;
     let mut served = Vec::new();
     for _ in 0..count {
-        let request = next_delivery(&mut requests, "an RPC request").await;
+        let request = requests.next("an RPC request").await;
         let n: u64 = body(&request).parse().unwrap_or_else(|e| {
             panic!(
                 "expected a number in the request, got {:?} ({e})",
@@ -441,10 +259,7 @@ async fn rpc_server(channel: Channel, queue: String, count: usize) -> Vec<(u64, 
             properties,
         )
         .await;
-        request
-            .ack(BasicAckOptions::default())
-            .await
-            .unwrap_or_else(|e| panic!("expected basic.ack to be sent, got {e}"));
+        ack(&request).await;
         served.push((n, reply_to.as_str().to_string()));
     }
     served
@@ -460,20 +275,14 @@ async fn rpc_client(
     numbers: Vec<u64>,
     direct_reply_to: bool,
 ) -> (String, Vec<(u64, String, u64)>) {
-    let connection = tokio::time::timeout(
-        DELIVERY_TIMEOUT,
-        Connection::connect(&url, ConnectionProperties::default()),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("expected a connection for {name}, got a timeout"))
-    .unwrap_or_else(|e| panic!("expected a connection for {name}, got {e}"));
+    let connection = connect(&url).await;
     let channel = open_channel(&connection).await;
     let reply_queue = if direct_reply_to {
         DIRECT_REPLY_TO.to_string()
     } else {
         declare_server_named(&channel).await
     };
-    let mut replies = consume(&channel, &reply_queue, true).await;
+    let mut replies = consume(&channel, &reply_queue, "", true).await;
 
     let requests: Vec<(u64, String)> = numbers
         .iter()
@@ -488,7 +297,7 @@ async fn rpc_client(
     }
     let mut answers: HashMap<String, u64> = HashMap::new();
     while answers.len() < requests.len() {
-        let reply = next_delivery(&mut replies, &format!("an RPC answer for {name}")).await;
+        let reply = replies.next(&format!("an RPC answer for {name}")).await;
         let corr = reply
             .properties
             .correlation_id()
@@ -509,10 +318,7 @@ async fn rpc_client(
             "expected one answer per request, got a second for {corr}"
         );
     }
-    connection
-        .close(200, "bye")
-        .await
-        .unwrap_or_else(|e| panic!("expected connection.close-ok for {name}, got {e}"));
+    close(connection, &name).await;
     let answered = requests
         .into_iter()
         .map(|(n, corr)| {
@@ -536,16 +342,10 @@ async fn start_rpc_server(
     queue: &str,
     count: usize,
 ) -> (Connection, tokio::task::JoinHandle<Vec<(u64, String)>>) {
-    let connection = connect(broker).await;
+    let connection = connect(&broker.amqp_url()).await;
     let channel = open_channel(&connection).await;
-    channel
-        .queue_declare(queue, QueueDeclareOptions::default(), FieldTable::default())
-        .await
-        .unwrap_or_else(|e| panic!("expected queue.declare-ok for {queue}, got {e}"));
-    channel
-        .basic_qos(1, BasicQosOptions::default())
-        .await
-        .unwrap_or_else(|e| panic!("expected basic.qos-ok, got {e}"));
+    declare(&channel, queue, false).await;
+    qos(&channel, 1).await;
     let server = tokio::spawn(rpc_server(channel, queue.to_string(), count));
     (connection, server)
 }
@@ -599,10 +399,7 @@ fn rpc_concurrent_clients_each_get_their_answers_on_their_exclusive_queue() {
             served_by_queue, expected_served,
             "expected the server to answer each client's requests, in order, to its own reply queue"
         );
-        server_connection
-            .close(200, "bye")
-            .await
-            .unwrap_or_else(|e| panic!("expected connection.close-ok, got {e}"));
+        close(server_connection, "the RPC server").await;
     });
 }
 
@@ -664,9 +461,6 @@ fn rpc_direct_reply_to_answers_reach_the_client_without_a_reply_queue() {
                 "expected the server to see reply_to rewritten to amq.rabbitmq.reply-to.<token> for fib({n}), got {reply_to:?}"
             );
         }
-        server_connection
-            .close(200, "bye")
-            .await
-            .unwrap_or_else(|e| panic!("expected connection.close-ok, got {e}"));
+        close(server_connection, "the RPC server").await;
     });
 }

@@ -3,7 +3,9 @@
 
 Adjusted for Warren's tests: the broker port and the exchange name come
 from the command line, it exits after COUNT messages, and an alarm bounds
-the run.
+the run. Tutorial 5's subscriber (receive_logs_topic.py) is this one with a
+topic exchange and binding keys for severities, as in the tutorials: it
+calls main() with exchange_type='topic'.
 
 usage: receive_logs_direct.py PORT EXCHANGE COUNT SEVERITY [SEVERITY...]
 """
@@ -12,31 +14,31 @@ import sys
 
 import pika
 
-signal.alarm(30)  # never hang a test run
 
-port = int(sys.argv[1])
-exchange = sys.argv[2]
-count = int(sys.argv[3])
-severities = sys.argv[4:]
-if not severities:
-    sys.stderr.write("Usage: %s PORT EXCHANGE COUNT [info] [warning] [error]\n" % sys.argv[0])
-    sys.exit(1)
+def main(exchange_type='direct', key_name='severity'):
+    signal.alarm(30)  # never hang a test run
 
+    port = int(sys.argv[1])
+    exchange = sys.argv[2]
+    count = int(sys.argv[3])
+    keys = sys.argv[4:]
+    if not keys:
+        sys.stderr.write(f"Usage: {sys.argv[0]} PORT EXCHANGE COUNT [{key_name}]...\n")
+        sys.exit(1)
 
-def main():
     connection = pika.BlockingConnection(
         pika.ConnectionParameters(host='127.0.0.1', port=port))
     channel = connection.channel()
 
-    channel.exchange_declare(exchange=exchange, exchange_type='direct')
+    channel.exchange_declare(exchange=exchange, exchange_type=exchange_type)
 
     result = channel.queue_declare(queue='', exclusive=True)
     queue_name = result.method.queue
     print(f" [*] Queue {queue_name}")
 
-    for severity in severities:
+    for key in keys:
         channel.queue_bind(
-            exchange=exchange, queue=queue_name, routing_key=severity)
+            exchange=exchange, queue=queue_name, routing_key=key)
 
     received = 0
 

@@ -5,7 +5,7 @@
 #   benches/compare-rabbitmq.sh               # 1 run per broker and scenario
 #   RUNS=5 benches/compare-rabbitmq.sh        # medians of 5
 #   DURATION=6 SHARDS=2 WARREN_PORT=35672 RABBIT_PORT=35673 BUDGET_S=540 ...
-#   WARREN_BIN=/path/to/other/warren benches/compare-rabbitmq.sh   # another build
+#   WARREN_BIN=/path/to/other/warren WARREN_FLAGS= EPOLL_SCENARIOS= ...   # another build
 #
 # S1, S2 and S7 also run against a second Warren on the epoll backend (--io epoll,
 # EPOLL_PORT), shown beside io_uring's.
@@ -28,7 +28,7 @@ SHARDS=${SHARDS:-$(nproc)}
 WARREN_PORT=${WARREN_PORT:-35672}
 RABBIT_PORT=${RABBIT_PORT:-35673}
 EPOLL_PORT=${EPOLL_PORT:-35674}
-EPOLL_SCENARIOS=${EPOLL_SCENARIOS:-"S1 S2 S7"}
+EPOLL_SCENARIOS=${EPOLL_SCENARIOS-"S1 S2 S7"}
 BUDGET_S=${BUDGET_S:-540}
 # Setup, drain and teardown around each run's window, seconds (measured).
 OVERHEAD_S=4
@@ -128,7 +128,8 @@ launch_warren() {
 }
 
 start_warren() {
-    launch_warren warren.log "$WARREN_PORT" "$warren_dir" --io uring
+    # shellcheck disable=SC2086 # WARREN_FLAGS may hold several flags, or none for old builds
+    launch_warren warren.log "$WARREN_PORT" "$warren_dir" ${WARREN_FLAGS---io uring}
     warren_pid=$launched_pid
 }
 
@@ -149,8 +150,10 @@ rabbit_version=$(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null || ec
 
 log "starting Warren on 127.0.0.1:$WARREN_PORT with $SHARDS shard(s)"
 start_warren
-log "starting Warren (epoll) on 127.0.0.1:$EPOLL_PORT with $SHARDS shard(s)"
-start_epoll
+if [ -n "$EPOLL_SCENARIOS" ]; then
+    log "starting Warren (epoll) on 127.0.0.1:$EPOLL_PORT with $SHARDS shard(s)"
+    start_epoll
+fi
 
 runs_total=$((RUNS * (18 + $(echo $EPOLL_SCENARIOS | wc -w))))
 if [ $((runs_total * (DURATION + OVERHEAD_S))) -gt "$BUDGET_S" ]; then

@@ -196,7 +196,7 @@ async fn consume(
                 record_latency(&counts, &delivery.data, base);
             }
             match ack_every {
-                Some(n) if seen % n == 0 => {
+                Some(n) if seen.is_multiple_of(n) => {
                     let multiple = BasicAckOptions { multiple: true };
                     if let Err(e) = delivery.acker.ack(multiple).await {
                         eprintln!("flat-out: ack failed: {e}");

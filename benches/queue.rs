@@ -151,7 +151,7 @@ fn enqueue(broker: &mut Broker, target: QueueTarget, msg: Message, out: &mut Out
     if broker.enqueue(target, msg, PUBLISHER, out).is_err() {
         panic!("enqueue: the queue does not exist");
     }
-    broker.drain_grants(out);
+    broker.drain_grants(true, out);
 }
 
 fn backlog(c: &mut Criterion) {

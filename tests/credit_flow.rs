@@ -215,11 +215,17 @@ fn a_slow_consumer_bounds_the_backlog_and_a_fast_one_frees_the_publisher() {
         let acking = {
             let fast = fast.clone();
             tokio::spawn(async move {
+                let mut unacked = 0;
                 while let Some(delivery) = rx.recv().await {
+                    unacked += 1;
                     if !fast.load(Ordering::Relaxed) {
                         tokio::time::sleep(Duration::from_millis(1)).await; // ~1,000 acks/s
+                    } else if unacked < 10 {
+                        continue; // fast: one multiple ack per 10 deliveries
                     }
-                    let _ = delivery.ack(BasicAckOptions::default()).await;
+                    let multiple = BasicAckOptions { multiple: true };
+                    let _ = delivery.ack(multiple).await;
+                    unacked = 0;
                 }
             })
         };

@@ -151,6 +151,17 @@ impl QueueTarget {
     }
 }
 
+/// Messages a connection may have outstanding in one destination queue whose consumers are
+/// active: the most a publisher can run ahead of them.
+pub const INITIAL_CREDIT: u32 = 2000;
+/// A queue's shard sends a publisher its credit back once this much has gathered (and all of
+/// it every [`GRANT_FLUSH_EVERY`]): one message per publisher for many messages delivered.
+pub const GRANT_BATCH: u32 = 200;
+/// How often a shard sends back whatever credit has gathered, however little.
+pub const GRANT_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+// A publisher out of credit has more held back than one batch, so it is always sent some.
+const _: () = assert!(GRANT_BATCH < INITIAL_CREDIT);
+
 /// What a publishing connection holds credit for: a queue it routed to through an
 /// exchange, or (default exchange) a queue name on the shard that owns it, which the
 /// publisher routes to without knowing the queue.

@@ -52,10 +52,21 @@ pub struct Shared {
     /// Publisher credit granted back by this shard's queues since it was last sent, per
     /// (publishing connection, destination); see `queue/credit.rs`.
     pub grants: FxHashMap<(ConnRef, CreditKey), u32>,
+    /// Some grant reached a batch.
+    pub grants_due: bool,
     /// Bodies to read back from the store, per queue: (seq, where).
     pub page_in: Vec<PageRequest>,
     /// Reused buffer for messages leaving a queue in bulk.
     pub scratch: Vec<Ready>,
+}
+
+impl Shared {
+    /// Credit for `n` messages `conn` published to `key` goes back to it.
+    pub fn grant(&mut self, conn: ConnRef, key: CreditKey, n: u32) {
+        let gathered = self.grants.entry((conn, key)).or_insert(0);
+        *gathered += n;
+        self.grants_due |= *gathered >= envelope::GRANT_BATCH;
+    }
 }
 
 impl Broker {
@@ -72,6 +83,7 @@ impl Broker {
                 resident: 0,
                 budget: u64::MAX,
                 grants: FxHashMap::default(),
+                grants_due: false,
                 page_in: Vec::new(),
                 scratch: Vec::new(),
             },
@@ -258,15 +270,25 @@ impl Broker {
         debug_assert!(q.check_invariants());
     }
 
-    /// Moves the publisher credit granted since the last call into `out`, one message per
-    /// (connection, destination).
-    pub fn drain_grants(&mut self, out: &mut Outbox) {
-        for ((conn, key), n) in self.sh.grants.drain() {
-            out.push((
-                conn.shard as usize,
-                ShardMsg::PublishCredit { conn, key, n },
-            ));
-        }
+    /// Moves the publisher credit gathered into `out`, one message per (connection,
+    /// destination): the batches that are full, or with `all` everything.
+    pub fn drain_grants(&mut self, all: bool, out: &mut Outbox) {
+        self.sh.grants.retain(|&(conn, key), &mut n| {
+            let send = all || n >= envelope::GRANT_BATCH;
+            if send {
+                out.push((
+                    conn.shard as usize,
+                    ShardMsg::PublishCredit { conn, key, n },
+                ));
+            }
+            !send
+        });
+        self.sh.grants_due = false;
+    }
+
+    /// Some publisher's credit reached a batch.
+    pub fn grants_due(&self) -> bool {
+        self.sh.grants_due
     }
 
     pub fn has_grants(&self) -> bool {

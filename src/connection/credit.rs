@@ -10,11 +10,11 @@
 
 use rustc_hash::FxHashMap;
 
+use crate::broker::envelope::INITIAL_CREDIT as INITIAL;
 use crate::broker::CreditKey;
 
-/// Messages a connection may have outstanding in one destination queue whose consumers are
-/// active: the most a publisher can run ahead of them.
-pub const INITIAL_CREDIT: i32 = 2000;
+/// Credit per destination (see `broker::envelope::INITIAL_CREDIT`).
+pub const INITIAL_CREDIT: i32 = INITIAL as i32;
 
 fn initial() -> i32 {
     static V: std::sync::OnceLock<i32> = std::sync::OnceLock::new();

@@ -48,7 +48,7 @@ pub async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &TcpStream) {
         };
         conn.last_read.set(Instant::now());
         want = if n == offered {
-            (want * 2).min(READ_MAX_BYTES)
+            (want * 2).min(xread())
         } else if n < want / 4 {
             (want / 2).max(READ_MIN_BYTES)
         } else {
@@ -120,13 +120,13 @@ async fn process(shard: &Rc<Shard>, conn: &Rc<Conn>, buf: &mut BytesMut) -> bool
         handshake::send_start(conn);
         conn.state.borrow_mut().phase = Phase::StartOk;
     }
-    let mut budget = FRAMES_PER_TURN;
+    let mut budget = xframes();
     loop {
         budget -= 1;
         if budget == 0 {
             // Let the shard's other connections and its mailbox (acks, credit) run: a
             // publisher with a full read buffer must not delay everyone's round trips.
-            budget = FRAMES_PER_TURN;
+            budget = xframes();
             shard.flush();
             io::yield_now().await;
         }
@@ -220,4 +220,23 @@ async fn handle_frame(shard: &Rc<Shard>, conn: &Rc<Conn>, frame: Frame) -> Resul
             format!("unknown frame type {other}"),
         )),
     }
+}
+
+fn xread() -> usize {
+    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *V.get_or_init(|| {
+        std::env::var("WARREN_XREAD")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(READ_MAX_BYTES)
+    })
+}
+fn xframes() -> u32 {
+    static V: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *V.get_or_init(|| {
+        std::env::var("WARREN_XFRAMES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(FRAMES_PER_TURN)
+    })
 }

@@ -27,6 +27,18 @@ pub fn spawn_tasks(shard: &Rc<Shard>) {
         io::spawn(pager::run(shard.clone(), shard.page_wake.clone(), dir));
     }
     io::spawn(watch_alarms(shard.clone()));
+    io::spawn(send_grants(shard.clone()));
+}
+
+/// Sends back publisher credit that gathered below a batch, so that none waits for long.
+async fn send_grants(shard: Rc<Shard>) {
+    loop {
+        time::sleep(crate::broker::envelope::GRANT_FLUSH_EVERY).await;
+        if shard.broker.borrow().has_grants() {
+            shard.send_grants(true);
+            shard.flush();
+        }
+    }
 }
 
 impl WriterHost for Shard {

@@ -210,11 +210,9 @@ impl Shard {
             let next = self.local.borrow_mut().pop_front();
             match next {
                 Some(msg) => self.handle(msg),
-                None if self.broker.borrow().has_grants() => {
-                    // Publisher credit, once per turn for all the messages it covers.
-                    let mut out = self.take_outbox();
-                    self.broker.borrow_mut().drain_grants(&mut out);
-                    self.send_all(out);
+                None if self.broker.borrow().grants_due() => {
+                    // Publisher credit, in batches of many messages.
+                    self.send_grants(false);
                 }
                 None => break,
             }
@@ -224,6 +222,14 @@ impl Shard {
         if self.broker.borrow().has_page_requests() {
             self.page_wake.notify_one();
         }
+    }
+
+    /// Sends publishers the credit gathered for them (the full batches, or with `all`
+    /// everything).
+    pub fn send_grants(&self, all: bool) {
+        let mut out = self.take_outbox();
+        self.broker.borrow_mut().drain_grants(all, &mut out);
+        self.send_all(out);
     }
 
     fn retry_overflow(&self) {

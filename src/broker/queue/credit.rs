@@ -9,7 +9,7 @@
 //! consumer goes, or it is purged or deleted, it grants everything it held back.
 //!
 //! Grants are counted per (connection, destination) in the shard's [`Shared::grants`] and sent
-//! once per shard turn, one message per publisher, however many messages they cover.
+//! back in batches (see `GRANT_BATCH`), one message for many messages delivered.
 
 use super::Queue;
 use crate::broker::envelope::CreditKey;
@@ -21,7 +21,7 @@ impl Queue {
     /// until it is delivered otherwise.
     pub(super) fn hold_credit(&mut self, from: ConnRef, key: CreditKey, sh: &mut Shared) {
         if self.consumers.is_empty() {
-            *sh.grants.entry((from, key)).or_insert(0) += 1;
+            sh.grant(from, key, 1);
             return;
         }
         match self.ungranted.back_mut() {
@@ -38,7 +38,7 @@ impl Queue {
                 return;
             };
             let take = (*held).min(n);
-            *sh.grants.entry((*conn, *key)).or_insert(0) += take;
+            sh.grant(*conn, *key, take);
             *held -= take;
             n -= take;
             if *held == 0 {
@@ -50,7 +50,7 @@ impl Queue {
     /// Grants back everything held (no consumer left, purge, delete).
     pub(super) fn grant_all(&mut self, sh: &mut Shared) {
         for (conn, key, n) in self.ungranted.drain(..) {
-            *sh.grants.entry((conn, key)).or_insert(0) += n;
+            sh.grant(conn, key, n);
         }
     }
 

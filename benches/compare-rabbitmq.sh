@@ -6,6 +6,7 @@
 #   RUNS=5 benches/compare-rabbitmq.sh        # medians of 5
 #   DURATION=6 SHARDS=2 WARREN_PORT=35672 RABBIT_PORT=35673 BUDGET_S=540 ...
 #   WARREN_BIN=/path/to/other/warren WARREN_FLAGS= EPOLL_SCENARIOS= ...   # another build
+#   ONLY="S2 S2f" benches/compare-rabbitmq.sh                               # some scenarios
 #
 # S1, S2 and S7 also run against a second Warren on the epoll backend (--io epoll,
 # EPOLL_PORT), shown beside io_uring's.
@@ -104,6 +105,8 @@ mkdir -p "$out_dir"
 log "building (release)"
 cargo build --release --bin warren-perf --bin warren >&2
 perf_bin="$root/target/release/warren-perf"
+flat_bin=$(cargo bench --bench flat_out --no-run 2>&1 | grep -o 'target/release/deps/flat_out-[0-9a-f]*' | head -n 1)
+flat_bin="$root/$flat_bin"
 warren_bin="${WARREN_BIN:-$root/target/release/warren}"
 
 # launch_warren LOGNAME PORT DATADIR EXTRA-FLAGS...: starts one Warren, waits for its
@@ -155,26 +158,31 @@ if [ -n "$EPOLL_SCENARIOS" ]; then
     start_epoll
 fi
 
-runs_total=$((RUNS * (18 + $(echo $EPOLL_SCENARIOS | wc -w))))
-if [ $((runs_total * (DURATION + OVERHEAD_S))) -gt "$BUDGET_S" ]; then
-    fitted=$((BUDGET_S / runs_total - OVERHEAD_S))
-    [ "$fitted" -lt 2 ] && fitted=2
-    log "DURATION $DURATION s x $runs_total runs does not fit in $BUDGET_S s: using $fitted s"
-    DURATION=$fitted
-fi
-
-# name | flags | headline metric (a warren-perf JSON field)
+# name | flags | headline metric (a JSON field) | deliveries per publish (default 1)
+# Flags "flat:SX" run benches/flat_out.rs (lapin publishers that publish flat out, lapin
+# consumers) instead of warren-perf: a second opinion on the same scenario.
 scenarios=(
     "S1 1p-1q-1c 16 B autoack|--producers 1 --consumers 1 --queues 1 --size 16 --autoack|consume_rate"
     "S2 as S1, ack every 50, prefetch 100|--producers 1 --consumers 1 --queues 1 --size 16 --multi-ack-every 50 --prefetch 100|consume_rate"
     "S3 as S2, 4 KiB|--producers 1 --consumers 1 --queues 1 --size 4096 --multi-ack-every 50 --prefetch 100|consume_rate"
     "S4 durable, persistent, confirm 256, ack 50|--producers 1 --consumers 1 --queues 1 --size 16 --persistent --confirm 256 --multi-ack-every 50 --prefetch 100|confirm_rate"
     "S4b as S4 with 4 producers, 4 queues, 4 consumers|--producers 4 --consumers 4 --queues 4 --size 16 --persistent --confirm 256 --multi-ack-every 50 --prefetch 100|confirm_rate"
-    "S5 fanout to 8 queues, 8 consumers|--producers 1 --consumers 8 --queues 8 --size 16 --exchange perf.fanout --exchange-type fanout --autoack|consume_rate"
-    "S6 topic, 100 bindings, 1% match|--producers 1 --consumers 1 --queues 1 --size 16 --exchange perf.topic --exchange-type topic --bindings 100 --match-ratio 0.01 --autoack|publish_rate"
+    "S5 fanout to 8 queues, 8 consumers|--producers 1 --consumers 8 --queues 8 --size 16 --exchange perf.fanout --exchange-type fanout --autoack|consume_rate|8"
+    "S6 topic, 100 bindings, 1% match|--producers 1 --consumers 1 --queues 1 --size 16 --exchange perf.topic --exchange-type topic --bindings 100 --match-ratio 0.01 --autoack|publish_rate|0.01"
     "S7 fixed 5000 msg/s, ack each|--producers 1 --consumers 1 --queues 1 --size 16 --rate 5000 --multi-ack-every 1 --prefetch 100|consume_rate"
     "S8 4p-4q-4c|--producers 4 --consumers 4 --queues 4 --size 16 --autoack|consume_rate"
+    "S2f as S2, flat-out lapin publisher and consumer|flat:S2|consume_rate"
+    "S5f as S5, flat-out lapin publisher, 8 lapin consumers|flat:S5|consume_rate|8"
+    "S8f as S8, 4 flat-out lapin publishers, 4 lapin consumers|flat:S8|consume_rate"
 )
+
+runs_total=$((RUNS * (2 * ${#scenarios[@]} + $(echo $EPOLL_SCENARIOS | wc -w))))
+if [ $((runs_total * (DURATION + OVERHEAD_S))) -gt "$BUDGET_S" ]; then
+    fitted=$((BUDGET_S / runs_total - OVERHEAD_S))
+    [ "$fitted" -lt 2 ] && fitted=2
+    log "DURATION $DURATION s x $runs_total runs does not fit in $BUDGET_S s: using $fitted s"
+    DURATION=$fitted
+fi
 
 run_one() { # broker label flags...
     local broker=$1 label=$2
@@ -196,9 +204,15 @@ run_one() { # broker label flags...
     else
         port=$RABBIT_PORT pid=$rabbit_pid
     fi
-    # shellcheck disable=SC2068 # flags are meant to split
-    line=$(timeout $((DURATION + 90)) "$perf_bin" --port "$port" --duration "$DURATION" \
-        --broker-pid "$pid" --json --quiet --label "$label" $@ 2>>"$work/perf-stderr.log") || status=$?
+    if [ "${1%%:*}" = flat ]; then
+        line=$(timeout $((DURATION + 90)) "$flat_bin" --port "$port" --duration "$DURATION" \
+            --broker-pid "$pid" --scenario "${1#flat:}" 2>>"$work/perf-stderr.log" |
+            sed "s/\"label\":\"[^\"]*\"/\"label\":\"$label\"/") || status=$?
+    else
+        # shellcheck disable=SC2068 # flags are meant to split
+        line=$(timeout $((DURATION + 90)) "$perf_bin" --port "$port" --duration "$DURATION" \
+            --broker-pid "$pid" --json --quiet --label "$label" $@ 2>>"$work/perf-stderr.log") || status=$?
+    fi
     if [ -z "$line" ]; then
         line="{\"label\":\"$label\",\"errors\":[\"warren-perf exited with status $status and no result\"]}"
     fi
@@ -221,8 +235,11 @@ print("pub %.0f conf %.0f cons %.0f msg/s, errors %s" % (r.get("publish_rate", 0
 started_at=$(date -u '+%Y-%m-%d %H:%M UTC')
 i=0
 for entry in "${scenarios[@]}"; do
-    IFS='|' read -r name flags _metric <<<"$entry"
+    IFS='|' read -r name flags _metric _fanout <<<"$entry"
     label=${name%% *}
+    if [ -n "${ONLY:-}" ]; then
+        case " $ONLY " in *" $label "*) ;; *) i=$((i + 1)); continue ;; esac
+    fi
     for run in $(seq 1 "$RUNS"); do
         # Alternate which broker goes first, per scenario and per run.
         if [ $(((i + run) % 2)) -eq 0 ]; then order="warren rabbitmq"; else order="rabbitmq warren"; fi
@@ -271,12 +288,22 @@ def fmt_cpu(v):
 
 print(f"Warren vs RabbitMQ, `{command}`, {meta}.")
 print()
-print("| scenario | metric | Warren | RabbitMQ | Warren/RabbitMQ | latency p50 / p99 / p99.9 Warren | latency p50 / p99 / p99.9 RabbitMQ | broker CPU µs/msg Warren | broker CPU µs/msg RabbitMQ | warren-perf CPU µs/msg (W / R) |")
+print("| scenario | metric | Warren | RabbitMQ | Warren/RabbitMQ | latency p50 / p99 / p99.9 Warren | latency p50 / p99 / p99.9 RabbitMQ | broker CPU µs/msg Warren | broker CPU µs/msg RabbitMQ | consumed / accepted (W / R) |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 epoll_rows = []
 notes = []
+def fmt_share(v):
+    if v is None:
+        return "n/a"
+    flag = " ⚠" if v < 0.9 else ""
+    return f"{v*100:.0f}%{flag}"
+
+flagged = []
 for entry in scenarios:
-    name, _flags, metric = entry.split("|")
+    name, _flags, metric, *rest = entry.split("|")
+    fanout = float(rest[0]) if rest and rest[0] else 1.0
+    if not [r for r in rows if r.get("label") == name.split()[0]]:
+        continue  # not run (ONLY)
     label = name.split()[0]
     cells = {}
     for broker in ("warren", "rabbitmq", "warren-epoll"):
@@ -295,6 +322,9 @@ for entry in scenarios:
             "p999": med([r["latency_us"]["p999"] for r in good]),
             "cpu": med([r.get("broker_cpu_us_per_msg") for r in good]),
             "own": med([r.get("client_cpu_us_per_msg") for r in good]),
+            # What the broker delivered of what it accepted in the window (fan-out counted).
+            "share": med([r["consumed"] / (r["published"] * fanout)
+                          for r in good if r.get("published") and "consumed" in r]),
             "ok": f"{len(good)}/{len(rs)}",
             "failed": len(good) < len([r for r in rs if "note" not in r]),
         }
@@ -308,7 +338,9 @@ for entry in scenarios:
     what = {"consume_rate": "consumed/s", "confirm_rate": "confirmed/s", "publish_rate": "published/s"}[metric]
     print(f"| {name} | {what} | {rate_cell(w)} | {rate_cell(r)} | {ratio} | "
           f"{fmt_lat(w)} | {fmt_lat(r)} | "
-          f"{fmt_cpu(w['cpu'])} | {fmt_cpu(r['cpu'])} | {fmt_cpu(w['own'])} / {fmt_cpu(r['own'])} |")
+          f"{fmt_cpu(w['cpu'])} | {fmt_cpu(r['cpu'])} | {fmt_share(w['share'])} / {fmt_share(r['share'])} |")
+    if metric == "consume_rate" and w["share"] is not None and w["share"] < 0.9:
+        flagged.append(f"{label}: Warren delivered {w['share']*100:.0f}% of what it accepted in the window")
     e = cells["warren-epoll"]
     if e["rate"] is not None:
         vs = f"{e['rate']/w['rate']:.2f}" if w["rate"] else "n/a"
@@ -324,13 +356,19 @@ if epoll_rows:
     for row in epoll_rows:
         print(row)
     print()
+if flagged:
+    print("Flagged (consumed less than 90% of what was accepted): " + "; ".join(flagged) + ".")
+    print()
 print("Throughput is the median over runs with no error; CPU per message divides the broker's "
       "(or warren-perf's) utime+stime in the window by max(published, delivered). Latency is "
       "publish-to-delivery from a CLOCK_MONOTONIC stamp in the body: meaningful for S4 "
       "(confirm window), S7 (fixed rate) and S2/S3 (prefetch); in unthrottled autoack runs it "
       "measures the backlog a broker lets grow. S4/S4b: Warren confirms each persistent message "
       "only after fdatasync of its record (group commit); RabbitMQ 3.10's classic queues confirm "
-      "without an fsync per message.")
+      "without an fsync per message. S2f/S5f/S8f: lapin publishers that publish flat out "
+      "without confirms and lapin consumers (benches/flat_out.rs) instead of warren-perf. "
+      "Consumed / accepted: deliveries over publishes in the window (fan-out counted); "
+      "⚠ marks a broker delivering less than 90% of what it took in.")
 if notes:
     print()
     print("Problems seen:")

@@ -9,7 +9,9 @@ use crate::broker::{CreditKey, Delivery};
 use crate::ids::{ConnRef, QueueRef};
 use crate::message::Message;
 use crate::protocol::constants::NO_ROUTE;
-use crate::protocol::frame::{encode_body, encode_header, encode_method};
+use crate::protocol::frame::{
+    encode_body, encode_deliver, encode_header, encode_method, DeliverFields,
+};
 use crate::protocol::method::*;
 use crate::protocol::Method;
 use crate::shard::Client;
@@ -104,17 +106,28 @@ impl Client for Conn {
             ch.hold(d);
             return None;
         }
-        let tag = ch.track_delivery(&d);
+        let delivery_tag = ch.track_delivery(&d);
         drop(state);
         self.owe_credit(d.queue, d.consumer_id);
-        let method = Method::BasicDeliver(BasicDeliver {
-            consumer_tag: d.consumer_tag.clone(),
-            delivery_tag: tag,
+        let fields = DeliverFields {
+            consumer_tag: &d.consumer_tag,
+            delivery_tag,
             redelivered: d.redelivered,
-            exchange: d.msg.exchange.clone(),
-            routing_key: d.msg.routing_key.clone(),
-        });
-        self.write_content(d.channel, &method, &d.msg);
+            exchange: &d.msg.exchange,
+            routing_key: &d.msg.routing_key,
+        };
+        let frame_max = self.frame_max();
+        let mut out = self.out.borrow_mut();
+        encode_deliver(&mut out, d.channel, &fields);
+        encode_header(
+            &mut out,
+            d.channel,
+            d.msg.body.len() as u64,
+            &d.msg.properties,
+        );
+        encode_body(&mut out, d.channel, &d.msg.body, frame_max);
+        drop(out);
+        self.writable.notify_one();
         None
     }
 

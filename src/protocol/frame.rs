@@ -23,7 +23,7 @@ use super::constants::{
     FRAME_METHOD, FRAME_MIN_SIZE, FRAME_OVERHEAD,
 };
 use super::method::Method;
-use super::wire::patch_u32;
+use super::wire::{patch_u32, put_shortstr};
 
 /// One frame as read off the wire; `payload` excludes header and end octet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +120,33 @@ pub fn encode_method(out: &mut BytesMut, channel: u16, method: &Method) {
     let size = out.len() - start - FRAME_HEADER_SIZE;
     patch_u32(out, start + 3, size as u32);
     out.put_u8(FRAME_END);
+}
+
+/// Appends a basic.deliver method frame, byte for byte what `encode_method` writes for
+/// `Method::BasicDeliver`, straight from borrowed fields: the delivery path builds no method
+/// value and clones no `Bytes` for it.
+pub fn encode_deliver(out: &mut BytesMut, channel: u16, d: &DeliverFields<'_>) {
+    let start = out.len();
+    put_frame_header(out, FRAME_METHOD, channel, 0);
+    out.put_u16(CLASS_BASIC);
+    out.put_u16(super::method::BasicDeliver::METHOD_ID);
+    put_shortstr(out, d.consumer_tag);
+    out.put_u64(d.delivery_tag);
+    out.put_u8(u8::from(d.redelivered));
+    put_shortstr(out, d.exchange);
+    put_shortstr(out, d.routing_key);
+    let size = out.len() - start - FRAME_HEADER_SIZE;
+    patch_u32(out, start + 3, size as u32);
+    out.put_u8(FRAME_END);
+}
+
+/// The arguments of basic.deliver, borrowed.
+pub struct DeliverFields<'a> {
+    pub consumer_tag: &'a [u8],
+    pub delivery_tag: u64,
+    pub redelivered: bool,
+    pub exchange: &'a [u8],
+    pub routing_key: &'a [u8],
 }
 
 /// Appends a content header frame for class basic, weight 0, with the

@@ -193,3 +193,27 @@ proptest! {
         prop_assert_eq!(joined, body);
     }
 }
+
+#[test]
+fn encode_deliver_writes_what_the_generic_encoder_writes() {
+    use crate::protocol::method::BasicDeliver;
+    let mut generic = BytesMut::new();
+    let deliver = BasicDeliver {
+        consumer_tag: Bytes::from_static(b"amq.ctag-1"),
+        delivery_tag: 0x0102_0304_0506_0708,
+        redelivered: true,
+        exchange: Bytes::from_static(b"logs"),
+        routing_key: Bytes::from_static(b"kern.critical"),
+    };
+    encode_method(&mut generic, 7, &Method::BasicDeliver(deliver));
+    let mut direct = BytesMut::new();
+    let fields = DeliverFields {
+        consumer_tag: b"amq.ctag-1",
+        delivery_tag: 0x0102_0304_0506_0708,
+        redelivered: true,
+        exchange: b"logs",
+        routing_key: b"kern.critical",
+    };
+    encode_deliver(&mut direct, 7, &fields);
+    assert_eq!(direct, generic);
+}

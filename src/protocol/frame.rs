@@ -66,8 +66,10 @@ impl std::error::Error for FrameError {}
 
 /// Splits one complete frame off the front of `buf`.
 ///
-/// `frame_max` counts the whole frame (header and end octet included), as
-/// connection.tune does. Callers pass the negotiated value, or
+/// `frame_max` is the negotiated limit, which connection.tune defines for the whole frame;
+/// like RabbitMQ, this accepts a payload of up to `frame_max` bytes (8 framing bytes of
+/// slack), since clients such as rabbitpy and AMQPStorm fill body frames to exactly
+/// `frame_max`. Callers pass the negotiated value, or
 /// `FRAME_MIN_SIZE` before tuning; a negotiated 0 ("no limit") must be
 /// mapped to the broker's own bound by the caller: this function enforces
 /// exactly the number it gets.
@@ -84,10 +86,10 @@ pub fn parse_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, 
     ) {
         return Err(FrameError::UnknownType(kind));
     }
-    if u64::from(size) + u64::from(FRAME_OVERHEAD) > u64::from(frame_max) {
+    if size > frame_max {
         return Err(FrameError::TooLarge { size, frame_max });
     }
-    // Cannot overflow: size + 8 <= frame_max <= u32::MAX.
+    // Cannot overflow: size <= frame_max <= u32::MAX, and usize is 64 bits.
     let end_at = FRAME_HEADER_SIZE + size as usize;
     let Some(&end) = buf.get(end_at) else {
         return Ok(None);

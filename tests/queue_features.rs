@@ -130,3 +130,23 @@ fn every_publish_of_a_confirm_burst_is_acked_once() {
         );
     });
 }
+
+#[test]
+fn an_expiration_too_far_to_reach_never_expires_the_message() {
+    run_async(TEST_TIMEOUT, async {
+        let broker = Broker::start(&[]);
+        let (_connection, channel) = connect_channel(&broker.amqp_url()).await;
+        let queue = broker.queue_name("far-expiration");
+        declare(&channel, &queue, FieldTable::default()).await;
+        // u64::MAX milliseconds from now does not fit the clock: it must mean "never", not
+        // wrap around to "already expired" (or panic).
+        let properties =
+            BasicProperties::default().with_expiration(ShortString::from(u64::MAX.to_string()));
+        publish(&channel, "", &queue, b"far", properties).await;
+        assert_eq!(
+            get_bodies(&channel, &queue).await,
+            vec!["far"],
+            "expected the message with a far expiration to stay"
+        );
+    });
+}

@@ -89,7 +89,8 @@ impl Queue {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        (priority, ttl.map_or(0, |ttl| now_ms() + ttl))
+        // A client may claim any expiration: one too far to reach never expires.
+        (priority, ttl.map_or(0, |ttl| now_ms().saturating_add(ttl)))
     }
 }
 

@@ -306,7 +306,9 @@ mod tests {
         };
         let change = t.validate(declare).ok().flatten().expect("a new exchange");
         t.apply(&change);
-        t.exchange(name.as_bytes()).map(|ex| ex.id).expect("declared")
+        t.exchange(name.as_bytes())
+            .map(|ex| ex.id)
+            .expect("declared")
     }
 
     fn bind(t: &mut Topology, source: &'static str, dest: Dest) {
@@ -346,6 +348,9 @@ mod tests {
         assert_eq!(queues.len(), 100_000, "expected each queue once");
         // A lookup per destination needs ~10^10 comparisons here (seconds); sorting needs
         // milliseconds. The bound is generous.
-        assert!(took < std::time::Duration::from_secs(2), "routing took {took:?}");
+        assert!(
+            took < std::time::Duration::from_secs(2),
+            "routing took {took:?}"
+        );
     }
 }

@@ -20,8 +20,8 @@ enum Body {
     Empty,
     /// One body frame: the frame's own bytes, no copy.
     One(Bytes),
-    /// Several frames, gathered into one buffer sized from the header (bounded by
-    /// max_message_size, checked before allocating).
+    /// Several frames, gathered into one buffer that grows with the bytes that arrive (never
+    /// past the size the header declared, itself bounded by max_message_size).
     Many(BytesMut),
 }
 
@@ -203,7 +203,11 @@ fn body(incoming: &mut Incoming, frame: Frame) -> Result<bool, HardError> {
     incoming.body = match std::mem::replace(&mut incoming.body, Body::Empty) {
         Body::Empty => Body::One(frame.payload),
         Body::One(first) => {
-            let mut all = BytesMut::with_capacity(body_size as usize);
+            // Sized by what arrived, not by what the header claims: a peer that announces
+            // 128 MiB on every channel and sends a few bytes gets a few bytes allocated.
+            let arrived = first.len() + frame.payload.len();
+            let mut all =
+                BytesMut::with_capacity(arrived.saturating_mul(2).min(body_size as usize));
             all.extend_from_slice(&first);
             all.extend_from_slice(&frame.payload);
             Body::Many(all)

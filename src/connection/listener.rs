@@ -12,12 +12,19 @@ use crate::io::net::{TcpListener, TcpStream};
 use crate::io::{self, time};
 use crate::shard::Shard;
 
-/// Accepts forever. Never cancelled: a cancelled io_uring accept can leak the accepted fd.
+/// Accepts forever; past `--connection-max` open connections, a new one is closed at once.
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     loop {
         match listener.accept().await {
-            Ok((stream, peer)) => {
+            Ok((stream, peer)) if shard.admit_connection() => {
                 io::spawn(serve(shard.clone(), stream, peer));
+            }
+            Ok((stream, peer)) => {
+                crate::warn!(
+                    "refusing AMQP connection {peer}: connection_max ({}) reached",
+                    shard.config.connection_max
+                );
+                stream.shutdown();
             }
             Err(err) => {
                 crate::warn!("shard {}: accept failed: {err}", shard.id);
@@ -45,6 +52,7 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     heartbeat.abort();
     release(&shard, &conn);
     shard.unregister(conn.cref);
+    shard.connection_gone();
     if !conn.hang_up.get() {
         linger(&stream).await;
     }

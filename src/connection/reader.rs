@@ -23,6 +23,8 @@ use crate::shard::Shard;
 pub async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &TcpStream) {
     let mut buf = BytesMut::new();
     let mut want = READ_MIN_BYTES;
+    let handshake_deadline =
+        Instant::now() + Duration::from_secs(shard.config.handshake_timeout_secs);
     loop {
         if !wait_for_room(shard, conn).await {
             return;
@@ -31,15 +33,22 @@ pub async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &TcpStream) {
             buf.reserve(want);
         }
         let offered = buf.capacity() - buf.len();
-        let closing = conn.state.borrow().phase == Phase::Closing;
         // The read appends after what is in `buf`: a partial frame stays in front, untouched.
-        let (result, b) = if closing {
-            match time::timeout(CLOSE_OK_TIMEOUT, stream.read(buf)).await {
+        let (result, b) = match read_limit(conn, handshake_deadline) {
+            None => stream.read(buf).await,
+            Some(limit) => match time::timeout(limit, stream.read(buf)).await {
                 Ok(r) => r,
-                Err(_) => return,
-            }
-        } else {
-            stream.read(buf).await
+                Err(_) => {
+                    if conn.state.borrow().phase != Phase::Closing {
+                        let secs = shard.config.handshake_timeout_secs;
+                        crate::warn!(
+                            "closing AMQP connection {}: handshake timeout (no connection.open within {secs} s)",
+                            conn.peer
+                        );
+                    }
+                    return;
+                }
+            },
         };
         buf = b;
         let n = match result {
@@ -59,6 +68,17 @@ pub async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &TcpStream) {
         if !more {
             return;
         }
+    }
+}
+
+/// How long the next read may wait: until the handshake deadline while the handshake is
+/// on (a peer that connects and sends nothing is closed, as RabbitMQ does), a few seconds
+/// for close-ok once we closed, forever on an open connection (heartbeats watch it).
+fn read_limit(conn: &Conn, handshake_deadline: Instant) -> Option<Duration> {
+    match conn.state.borrow().phase {
+        Phase::Opened | Phase::Closed => None,
+        Phase::Closing => Some(CLOSE_OK_TIMEOUT),
+        _ => Some(handshake_deadline.saturating_duration_since(Instant::now())),
     }
 }
 

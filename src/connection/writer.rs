@@ -3,7 +3,7 @@
 //! it wrote, so their queues may send more.
 
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
@@ -28,8 +28,16 @@ pub async fn write_loop(shard: Rc<Shard>, conn: Rc<Conn>, stream: Rc<TcpStream>)
         let buf = std::mem::replace(&mut *conn.out.borrow_mut(), spare);
         // The deliveries in this buffer: once it is written, their queues may send more.
         std::mem::swap(&mut credits, &mut *conn.credits.borrow_mut());
-        let (result, mut buf) = stream.write_all(buf).await;
-        if result.is_err() {
+        let stall = Duration::from_secs(shard.config.writer_timeout_secs);
+        let (result, mut buf) = stream.write_all(buf, stall).await;
+        if let Err(err) = result {
+            if err.kind() == std::io::ErrorKind::TimedOut {
+                crate::warn!(
+                    "closing AMQP connection {}: the client read nothing for {} s (writer timeout)",
+                    conn.peer,
+                    stall.as_secs()
+                );
+            }
             conn.done.set(true);
             stream.shutdown();
             return;

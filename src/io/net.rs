@@ -7,6 +7,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use io_uring::{opcode, types};
@@ -95,11 +96,14 @@ impl TcpStream {
         }
     }
 
-    /// Writes all of `buf`, handing it back for reuse.
-    pub async fn write_all(&self, mut buf: BytesMut) -> (io::Result<()>, BytesMut) {
+    /// Writes all of `buf`, handing it back for reuse. Fails with `TimedOut` (and hands back
+    /// nothing) when one write makes no progress for `stall`: the peer stopped reading.
+    pub async fn write_all(&self, mut buf: BytesMut, stall: Duration) -> (io::Result<()>, BytesMut) {
         let mut done = 0;
         while done < buf.len() {
-            let (res, back) = self.write(buf, done).await;
+            let Ok((res, back)) = super::time::timeout(stall, self.write(buf, done)).await else {
+                return (Err(io::ErrorKind::TimedOut.into()), BytesMut::new());
+            };
             buf = back;
             match res {
                 Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),

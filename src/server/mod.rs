@@ -37,6 +37,7 @@ struct Boot {
     config: Arc<Config>,
     backend: Backend,
     alarms: Arc<Alarms>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
     topology: Arc<Vec<Record>>,
     queue_refs: Arc<HashMap<bytes::Bytes, crate::ids::QueueRef>>,
     budget_per_shard: u64,
@@ -65,6 +66,7 @@ pub fn start(config: Config) -> std::io::Result<()> {
         config,
         backend,
         alarms,
+        connections: Arc::default(),
         queue_refs: Arc::new(queue_refs(&recovered.shards)),
         topology: Arc::new(recovered.topology),
         budget_per_shard,
@@ -201,6 +203,7 @@ async fn serve_shard(
     let shard = std::rc::Rc::new(Shard::new(
         config,
         boot.alarms.clone(),
+        boot.connections.clone(),
         endpoint,
         broker,
         topology,

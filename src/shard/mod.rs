@@ -53,6 +53,8 @@ pub struct Shard {
     pub count: usize,
     pub config: Arc<Config>,
     pub alarms: Arc<Alarms>,
+    /// Client connections open on all shards (for `--connection-max`).
+    connections: Arc<std::sync::atomic::AtomicUsize>,
     pub broker: RefCell<Broker>,
     pub topology: RefCell<Topology>,
     /// On the topology owner: changes still being applied elsewhere (see [`metadata`]).
@@ -77,6 +79,7 @@ impl Shard {
     pub fn new(
         config: Arc<Config>,
         alarms: Arc<Alarms>,
+        connections: Arc<std::sync::atomic::AtomicUsize>,
         endpoint: ring::Endpoint<ShardMsg>,
         broker: Broker,
         topology: Topology,
@@ -87,6 +90,7 @@ impl Shard {
             count,
             config,
             alarms,
+            connections,
             broker: RefCell::new(broker),
             topology: RefCell::new(topology),
             topology_waiting: RefCell::new(HashMap::new()),
@@ -102,6 +106,25 @@ impl Shard {
             next_consumer_id: Cell::new(1),
             flushing: Cell::new(false),
         }
+    }
+
+    /// Counts a new client connection; false (and not counted) when `--connection-max`
+    /// connections are open already.
+    pub fn admit_connection(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let max = self.config.connection_max;
+        let open = self.connections.fetch_add(1, Relaxed);
+        if max > 0 && open >= max {
+            self.connections.fetch_sub(1, Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// An admitted connection is gone.
+    pub fn connection_gone(&self) {
+        self.connections
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Registers a connection made by `make` from its new global reference.

@@ -5,149 +5,122 @@
 //! The publisher is a raw socket that writes publish frames as fast as the broker reads
 //! them (blocking writes: when the broker stops reading, the writes stop), so what is
 //! measured is the broker's backpressure, not a client library's buffering. Bounds are
-//! generous: nothing here depends on timing beyond "far fewer" and "far more".
+//! generous: nothing here depends on timing beyond "far fewer" and "far more". Against an
+//! external broker (`WARREN_TEST_AMQP_PORT`) the tests are skipped: its credit flow is not
+//! Warren's to measure.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::future::Future;
+use std::io::{ErrorKind, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use lapin::message::{Delivery, DeliveryResult};
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
-use lapin::types::FieldTable as LapinTable;
-use lapin::{Connection, ConnectionProperties};
-use warren::protocol::frame::{encode_body, encode_header, encode_method};
-use warren::protocol::method::*;
-use warren::protocol::{parse_frame, FieldTable, Method};
+use lapin::options::BasicAckOptions;
+use lapin::Channel;
+use support::lapin_client::{
+    connect, connect_channel, consume, declare, message_count, open_channel, qos, Deliveries,
+};
+use support::raw::Client;
+use support::{run_async, Broker};
 
 /// Far above the broker's credit per publisher and destination (2,000) plus what one read
 /// brings in, far below what an unthrottled publisher queues in a second.
 const BACKLOG_BOUND: u32 = 20_000;
+/// Bounds each test (reached only when something hangs).
+const TEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Publishes the flooding publisher writes in one go.
+const BATCH: u64 = 100;
 
-struct Broker {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Runs `test`, given the port and URL of a broker with two shards, bounded by
+/// `TEST_TIMEOUT`; skipped against an external broker.
+fn run_on_broker<F: Future<Output = ()>>(test: impl FnOnce(u16, String) -> F) {
+    let broker = Broker::start(&["--shards", "2"]);
+    if broker.is_external() {
+        return;
     }
+    run_async(TEST_TIMEOUT, test(broker.port(), broker.amqp_url()));
 }
 
-fn start_broker() -> Broker {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let data = std::env::temp_dir().join(format!("warren-credit-{}-{port}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
-    let child = Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--shards", "2"])
-        .arg("--data-dir")
-        .arg(&data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("warren starts");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "expected warren to listen on {port}"
+/// A raw publisher on a thread of its own, publishing 16-byte messages to one queue as fast
+/// as the broker reads them.
+struct Flood {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Flood {
+    fn start(port: u16, queue: &'static str) -> Flood {
+        let (stop, sent) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(0)),
         );
-        std::thread::sleep(Duration::from_millis(20));
+        let thread = {
+            let (stop, sent) = (stop.clone(), sent.clone());
+            thread::spawn(move || flood(port, queue, &stop, &sent))
+        };
+        Flood {
+            stop,
+            sent,
+            thread: Some(thread),
+        }
     }
-    Broker { child, port }
-}
 
-/// Reads frames until a method of the given kind arrives.
-fn expect(stream: &mut TcpStream, buf: &mut BytesMut, want: fn(&Method) -> bool) -> Method {
-    loop {
-        if let Some(frame) = parse_frame(buf, 1 << 20).expect("well-formed frames") {
-            if let Ok(m) = Method::decode(frame.payload) {
-                if want(&m) {
-                    return m;
+    /// Messages written so far.
+    fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Messages written per second over `window`.
+    async fn rate_over(&self, window: Duration) -> f64 {
+        let before = self.sent();
+        tokio::time::sleep(window).await;
+        (self.sent() - before) as f64 / window.as_secs_f64()
+    }
+
+    /// Stops the publisher and returns how many messages it wrote.
+    fn stop(mut self) -> u64 {
+        self.join();
+        self.sent()
+    }
+
+    fn join(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            if let Err(panic) = thread.join() {
+                if !thread::panicking() {
+                    std::panic::resume_unwind(panic);
                 }
             }
-            continue;
         }
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).expect("the broker answers");
-        assert!(n > 0, "expected the handshake to go on, the broker closed");
-        buf.extend_from_slice(&chunk[..n]);
     }
 }
 
-/// A raw connection with channel 1 open.
-fn raw_connection(port: u16) -> TcpStream {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connects");
-    s.write_all(b"AMQP\x00\x00\x09\x01")
-        .expect("protocol header");
-    let mut buf = BytesMut::new();
-    let mut out = BytesMut::new();
-    expect(&mut s, &mut buf, |m| {
-        matches!(m, Method::ConnectionStart(_))
-    });
-    let start_ok = ConnectionStartOk {
-        client_properties: FieldTable::default(),
-        mechanism: Bytes::from_static(b"PLAIN"),
-        response: Bytes::from_static(b"\x00guest\x00guest"),
-        locale: Bytes::from_static(b"en_US"),
-    };
-    encode_method(&mut out, 0, &Method::ConnectionStartOk(start_ok));
-    s.write_all(&out.split()).expect("start-ok");
-    expect(&mut s, &mut buf, |m| matches!(m, Method::ConnectionTune(_)));
-    let tune_ok = ConnectionTuneOk {
-        channel_max: 16,
-        frame_max: 131_072,
-        heartbeat: 0,
-    };
-    encode_method(&mut out, 0, &Method::ConnectionTuneOk(tune_ok));
-    let open = ConnectionOpen {
-        virtual_host: Bytes::from_static(b"/"),
-        ..Default::default()
-    };
-    encode_method(&mut out, 0, &Method::ConnectionOpen(open));
-    encode_method(&mut out, 1, &Method::ChannelOpen(ChannelOpen::default()));
-    s.write_all(&out.split())
-        .expect("tune-ok, open, channel.open");
-    expect(&mut s, &mut buf, |m| matches!(m, Method::ChannelOpenOk(_)));
-    s
+impl Drop for Flood {
+    fn drop(&mut self) {
+        self.join();
+    }
 }
 
 /// Publishes 16-byte messages to `queue` until `stop`, counting them in `sent`.
-fn flood(port: u16, queue: &'static str, stop: Arc<AtomicBool>, sent: Arc<AtomicU64>) {
-    let mut s = raw_connection(port);
-    s.set_write_timeout(Some(Duration::from_millis(200)))
+fn flood(port: u16, queue: &str, stop: &AtomicBool, sent: &AtomicU64) {
+    let mut publisher = Client::connect_as(port, "the publisher");
+    publisher.open_channel(1);
+    let batch: Vec<u8> = (0..BATCH)
+        .flat_map(|_| Client::publish_bytes(1, "", queue, b"0123456789abcdef"))
+        .collect();
+    let mut stream = publisher.into_stream();
+    stream
+        .set_write_timeout(Some(Duration::from_millis(200)))
         .expect("a write timeout");
-    const BATCH: u64 = 100;
-    let mut batch = BytesMut::new();
-    for _ in 0..BATCH {
-        let publish = BasicPublish {
-            routing_key: Bytes::from_static(queue.as_bytes()),
-            ..Default::default()
-        };
-        encode_method(&mut batch, 1, &Method::BasicPublish(publish));
-        encode_header(&mut batch, 1, 16, b"\x00\x00");
-        encode_body(&mut batch, 1, b"0123456789abcdef", 131_072);
-    }
     let mut at = 0;
     while !stop.load(Ordering::Relaxed) {
-        match s.write(&batch[at..]) {
+        match stream.write(&batch[at..]) {
             Ok(n) => at += n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
-            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
             Err(_) => return,
         }
         if at == batch.len() {
@@ -157,97 +130,55 @@ fn flood(port: u16, queue: &'static str, stop: Arc<AtomicBool>, sent: Arc<Atomic
     }
 }
 
-async fn ready_count(conn: &Connection, queue: &str) -> u32 {
-    let ch = conn.create_channel().await.expect("a channel");
-    let q = ch
-        .queue_declare(
-            queue,
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            LapinTable::default(),
-        )
-        .await
-        .expect("passive queue.declare");
-    let _ = ch.close(200, "done").await;
-    q.message_count()
+/// Acks `deliveries`: while `fast` is false after a 1 ms pause each (about 1,000 acks/s),
+/// then with one multiple ack per 10 deliveries.
+async fn ack_deliveries(mut deliveries: Deliveries, fast: Arc<AtomicBool>) {
+    let mut unacked = 0;
+    while let Some(delivery) = deliveries.recv().await {
+        unacked += 1;
+        if !fast.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(1)).await; // ~1,000 acks/s
+        } else if unacked < 10 {
+            continue; // fast: one multiple ack per 10 deliveries
+        }
+        let multiple = BasicAckOptions { multiple: true };
+        let _ = delivery.ack(multiple).await;
+        unacked = 0;
+    }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
-
-/// Messages `sent` counted over `window`.
-async fn rate_over(sent: &AtomicU64, window: Duration) -> f64 {
-    let before = sent.load(Ordering::Relaxed);
-    tokio::time::sleep(window).await;
-    (sent.load(Ordering::Relaxed) - before) as f64 / window.as_secs_f64()
+/// The deepest backlog of `queue` seen in ten looks 150 ms apart.
+async fn deepest_backlog(channel: &Channel, queue: &str) -> u32 {
+    let mut deepest = 0;
+    for _ in 0..10 {
+        deepest = deepest.max(message_count(channel, queue).await);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    deepest
 }
 
 #[test]
 fn a_slow_consumer_bounds_the_backlog_and_a_fast_one_frees_the_publisher() {
-    let broker = start_broker();
-    let port = broker.port;
-    runtime().block_on(async move {
-        let uri = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
-        let conn = Connection::connect(&uri, ConnectionProperties::default()).await.expect("connects");
-        let ch = conn.create_channel().await.expect("a channel");
+    run_on_broker(|port, url| async move {
+        let conn = connect(&url).await;
+        let ch = open_channel(&conn).await;
+        let counter = open_channel(&conn).await;
         let queue = "credit-slow";
-        ch.queue_declare(queue, QueueDeclareOptions::default(), LapinTable::default()).await.expect("declare");
-        ch.basic_qos(20, BasicQosOptions::default()).await.expect("qos");
-        let consumer = ch
-            .basic_consume(queue, "slow", BasicConsumeOptions::default(), LapinTable::default())
-            .await
-            .expect("consume");
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Delivery>();
-        consumer.set_delegate(move |delivery: DeliveryResult| {
-            if let Ok(Some(delivery)) = delivery {
-                let _ = tx.send(delivery);
-            }
-            async {}
-        });
+        declare(&ch, queue, false).await;
+        qos(&ch, 20).await;
+        let deliveries = consume(&ch, queue, "slow", false).await;
         let fast = Arc::new(AtomicBool::new(false));
-        let acking = {
-            let fast = fast.clone();
-            tokio::spawn(async move {
-                let mut unacked = 0;
-                while let Some(delivery) = rx.recv().await {
-                    unacked += 1;
-                    if !fast.load(Ordering::Relaxed) {
-                        tokio::time::sleep(Duration::from_millis(1)).await; // ~1,000 acks/s
-                    } else if unacked < 10 {
-                        continue; // fast: one multiple ack per 10 deliveries
-                    }
-                    let multiple = BasicAckOptions { multiple: true };
-                    let _ = delivery.ack(multiple).await;
-                    unacked = 0;
-                }
-            })
-        };
-        let (stop, sent) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
-        let publisher = {
-            let (stop, sent) = (stop.clone(), sent.clone());
-            std::thread::spawn(move || flood(port, queue, stop, sent))
-        };
+        let acking = tokio::spawn(ack_deliveries(deliveries, fast.clone()));
+        let publisher = Flood::start(port, queue);
         // Slow phase: the backlog stays bounded while the consumer is active.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let mut deepest = 0;
-        for _ in 0..10 {
-            deepest = deepest.max(ready_count(&conn, queue).await);
-            tokio::time::sleep(Duration::from_millis(150)).await;
-        }
-        let slow_rate = rate_over(&sent, Duration::from_secs(2)).await;
+        let deepest = deepest_backlog(&counter, queue).await;
+        let slow_rate = publisher.rate_over(Duration::from_secs(2)).await;
         // Fast phase: the publisher is read at full speed again.
         fast.store(true, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let fast_rate = rate_over(&sent, Duration::from_secs(2)).await;
-        stop.store(true, Ordering::Relaxed);
-        let _ = publisher.join();
+        let fast_rate = publisher.rate_over(Duration::from_secs(2)).await;
+        publisher.stop();
         acking.abort();
         assert!(
             deepest <= BACKLOG_BOUND,
@@ -258,38 +189,26 @@ fn a_slow_consumer_bounds_the_backlog_and_a_fast_one_frees_the_publisher() {
             "expected the publisher to speed up once the consumer did: {slow_rate:.0} msg/s with the slow consumer, {fast_rate:.0} msg/s with the fast one"
         );
     });
-    drop(broker);
 }
 
 #[test]
 fn a_queue_nobody_consumes_takes_a_backlog_past_any_credit() {
-    let broker = start_broker();
-    let port = broker.port;
-    runtime().block_on(async move {
-        let uri = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
-        let conn = Connection::connect(&uri, ConnectionProperties::default()).await.expect("connects");
+    run_on_broker(|port, url| async move {
+        let (_conn, ch) = connect_channel(&url).await;
         let queue = "credit-idle";
-        let ch = conn.create_channel().await.expect("a channel");
-        ch.queue_declare(queue, QueueDeclareOptions::default(), LapinTable::default()).await.expect("declare");
-        let (stop, sent) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
-        let publisher = {
-            let (stop, sent) = (stop.clone(), sent.clone());
-            std::thread::spawn(move || flood(port, queue, stop, sent))
-        };
+        declare(&ch, queue, false).await;
+        let publisher = Flood::start(port, queue);
         let wanted = 5 * BACKLOG_BOUND;
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut depth = 0;
         while depth < wanted && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            depth = ready_count(&conn, queue).await;
+            depth = message_count(&ch, queue).await;
         }
-        stop.store(true, Ordering::Relaxed);
-        let _ = publisher.join();
+        let sent = publisher.stop();
         assert!(
             depth >= wanted,
-            "expected a queue with no consumer to take {wanted} messages, it holds {depth} after {} sent",
-            sent.load(Ordering::Relaxed)
+            "expected a queue with no consumer to take {wanted} messages, it holds {depth} after {sent} sent"
         );
     });
-    drop(broker);
 }

@@ -37,6 +37,7 @@ use support::lapin_client::{
 };
 use support::{queue_per_shard, run_async, RestartableBroker};
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use warren::ids::queue_shard;
 
 const SHARDS: usize = 2;
@@ -542,6 +543,199 @@ async fn drain_all(url: &str, queues: &[String], session: usize) -> Vec<Seen> {
     log
 }
 
+/// Everything the crash test saw, across rounds. Messages are `(publisher, n)`.
+struct CrashHistory {
+    /// Per publisher: every n handed to basic.publish.
+    sent: Vec<HashSet<u64>>,
+    /// Per publisher: every n the broker confirmed with basic.ack.
+    confirmed: Vec<HashSet<u64>>,
+    nacked: Vec<(usize, u64)>,
+    /// Per publisher: where it goes on next round.
+    next_n: [u64; PUBLISHERS],
+    /// Every delivery, in the order received.
+    seen_log: Vec<Seen>,
+    /// The latest consuming session (at the end: the drain after the last, clean restart).
+    session: usize,
+}
+
+impl CrashHistory {
+    fn new() -> CrashHistory {
+        CrashHistory {
+            sent: vec![HashSet::new(); PUBLISHERS],
+            confirmed: vec![HashSet::new(); PUBLISHERS],
+            nacked: Vec::new(),
+            next_n: [0; PUBLISHERS],
+            seen_log: Vec::new(),
+            session: 0,
+        }
+    }
+
+    /// Starts a new consuming session and returns its number.
+    fn next_session(&mut self) -> usize {
+        self.session += 1;
+        self.session
+    }
+
+    /// Takes in one publisher's share of a round; returns (published, confirmed) in it.
+    fn add_publish_round(&mut self, log: PublishRound) -> (usize, usize) {
+        let counts = (log.sent.len(), log.confirmed.len());
+        self.next_n[log.p] = log.next_n;
+        self.sent[log.p].extend(log.sent);
+        self.confirmed[log.p].extend(log.confirmed);
+        self.nacked
+            .extend(log.nacked.into_iter().map(|n| (log.p, n)));
+        counts
+    }
+}
+
+/// The clients of one crash round, every one of them connected.
+struct RoundClients {
+    publishers: Vec<JoinHandle<PublishRound>>,
+    consumer: Option<JoinHandle<Vec<Seen>>>,
+    kill: watch::Sender<bool>,
+}
+
+impl RoundClients {
+    /// Starts the clients of `round`, one publisher each (publisher p publishes to
+    /// queues[p % 2]: one queue on each shard), and on odd rounds a consumer that acks while
+    /// they publish, so that the kill also lands among acks and deliveries; returns once every
+    /// one is connected.
+    async fn start(
+        url: &str,
+        queues: &[String],
+        round: usize,
+        rng: &mut Rng,
+        history: &mut CrashHistory,
+    ) -> RoundClients {
+        let (kill, kill_rx) = watch::channel(false);
+        let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+        let publishers: Vec<_> = (0..PUBLISHERS)
+            .map(|p| {
+                tokio::spawn(publish_round(
+                    url.to_string(),
+                    p,
+                    queues[p % queues.len()].clone(),
+                    history.next_n[p],
+                    kill_rx.clone(),
+                    ready_tx.clone(),
+                ))
+            })
+            .collect();
+        let consumer = (round % 2 == 1).then(|| {
+            let session = history.next_session();
+            let limit = rng.range(200, 3_000) as usize;
+            tokio::spawn(consume_during_round(
+                url.to_string(),
+                queues.to_vec(),
+                session,
+                limit,
+                kill_rx.clone(),
+                ready_tx.clone(),
+            ))
+        });
+        drop(ready_tx);
+        let clients = PUBLISHERS + usize::from(consumer.is_some());
+        for _ in 0..clients {
+            within("every client of the round connected", ready_rx.recv())
+                .await
+                .unwrap_or_else(|| panic!("expected every client of round {round} to connect"));
+        }
+        RoundClients {
+            publishers,
+            consumer,
+            kill,
+        }
+    }
+
+    /// Tells every client that the broker was killed, waits for them to stop and records what
+    /// they saw in `history`; returns (published, confirmed, consumed) in the round.
+    async fn finish(self, history: &mut CrashHistory) -> (usize, usize, usize) {
+        let _ = self.kill.send(true);
+        let (mut sent, mut confirmed) = (0, 0);
+        for handle in self.publishers {
+            let log = within("the publisher to stop", handle)
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            let (round_sent, round_confirmed) = history.add_publish_round(log);
+            sent += round_sent;
+            confirmed += round_confirmed;
+        }
+        let mut consumed = 0;
+        if let Some(handle) = self.consumer {
+            let log = within("the consumer to stop", handle)
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            consumed = log.len();
+            history.seen_log.extend(log);
+        }
+        (sent, confirmed, consumed)
+    }
+}
+
+async fn declare_durable_queues(url: &str, queues: &[String]) {
+    let connection = connect(url).await;
+    let channel = open_channel(&connection).await;
+    for queue in queues {
+        declare_queue(&channel, queue, durable(), FieldTable::default()).await;
+    }
+    close_quietly(connection).await;
+}
+
+/// One round: publishing (and consuming, on odd rounds) ended by a SIGKILL after a random
+/// delay, then a restart; on even rounds a part is consumed (and mostly acked) before the next
+/// round.
+async fn crash_round(
+    broker: &mut RestartableBroker,
+    queues: &[String],
+    round: usize,
+    rng: &mut Rng,
+    history: &mut CrashHistory,
+) {
+    let clients = RoundClients::start(&broker.amqp_url(), queues, round, rng, history).await;
+    let delay = rng.range(KILL_DELAY_MS.0, KILL_DELAY_MS.1);
+    tokio::time::sleep(Duration::from_millis(delay)).await;
+    let status = blocking(|| broker.kill_9());
+    let (round_sent, round_confirmed, round_consumed) = clients.finish(history).await;
+    eprintln!(
+        "round {round}: killed after {delay} ms ({status}): {round_sent} published, {round_confirmed} confirmed, {round_consumed} consumed meanwhile"
+    );
+
+    blocking(|| broker.start_again());
+    if round.is_multiple_of(2) {
+        let session = history.next_session();
+        let want = rng.range(100, 2_000) as usize;
+        let log = consume_between_rounds(&broker.amqp_url(), queues, session, want, rng).await;
+        eprintln!("after round {round}: consumed {} message(s)", log.len());
+        history.seen_log.extend(log);
+    } else {
+        let connection = connect(&broker.amqp_url()).await;
+        for queue in queues {
+            assert_queue_exists(&connection, queue, "a durable queue, after kill -9").await;
+        }
+        close_quietly(connection).await;
+    }
+}
+
+/// A clean restart (on another port), then everything that is left; returns how many
+/// messages that was.
+async fn final_drain(
+    broker: &mut RestartableBroker,
+    queues: &[String],
+    history: &mut CrashHistory,
+) -> usize {
+    let status = blocking(|| broker.stop());
+    assert!(
+        status.success(),
+        "expected warren to exit 0 on SIGTERM, got {status}"
+    );
+    blocking(|| broker.start_again_on_new_port());
+    let final_session = history.next_session();
+    let drained = drain_all(&broker.amqp_url(), queues, final_session).await;
+    let final_count = drained.len();
+    history.seen_log.extend(drained);
+    final_count
+}
+
 #[test]
 fn confirmed_persistent_messages_survive_kill_9() {
     run(async {
@@ -555,179 +749,78 @@ fn confirmed_persistent_messages_survive_kill_9() {
         ) else {
             return;
         };
-        // Publisher p publishes to queues[p % 2]: one queue on each shard.
+        // One queue on each shard.
         let queues = queue_per_shard("crash", SHARDS);
-        {
-            let connection = connect(&broker.amqp_url()).await;
-            let channel = open_channel(&connection).await;
-            for queue in &queues {
-                declare_queue(&channel, queue, durable(), FieldTable::default()).await;
-            }
-            close_quietly(connection).await;
-        }
+        declare_durable_queues(&broker.amqp_url(), &queues).await;
 
-        let mut sent: Vec<HashSet<u64>> = vec![HashSet::new(); PUBLISHERS];
-        let mut confirmed: Vec<HashSet<u64>> = vec![HashSet::new(); PUBLISHERS];
-        let mut nacked = Vec::new();
-        let mut next_n = [0u64; PUBLISHERS];
-        let mut seen_log: Vec<Seen> = Vec::new();
-        let mut session = 0usize;
-
+        let mut history = CrashHistory::new();
         for round in 0..ROUNDS {
-            let url = broker.amqp_url();
-            let (kill_tx, kill_rx) = watch::channel(false);
-            let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
-            let publishers: Vec<_> = (0..PUBLISHERS)
-                .map(|p| {
-                    tokio::spawn(publish_round(
-                        url.clone(),
-                        p,
-                        queues[p % queues.len()].clone(),
-                        next_n[p],
-                        kill_rx.clone(),
-                        ready_tx.clone(),
-                    ))
-                })
-                .collect();
-            // On odd rounds a consumer acks while the publishers publish, so that the kill
-            // also lands among acks and deliveries.
-            let consumer = (round % 2 == 1).then(|| {
-                session += 1;
-                let limit = rng.range(200, 3_000) as usize;
-                tokio::spawn(consume_during_round(
-                    url.clone(),
-                    queues.clone(),
-                    session,
-                    limit,
-                    kill_rx.clone(),
-                    ready_tx.clone(),
-                ))
-            });
-            drop(ready_tx);
-            let clients = PUBLISHERS + usize::from(consumer.is_some());
-            for _ in 0..clients {
-                within("every client of the round connected", ready_rx.recv())
-                    .await
-                    .unwrap_or_else(|| panic!("expected every client of round {round} to connect"));
-            }
-            let delay = rng.range(KILL_DELAY_MS.0, KILL_DELAY_MS.1);
-            tokio::time::sleep(Duration::from_millis(delay)).await;
-            let status = blocking(|| broker.kill_9());
-            let _ = kill_tx.send(true);
-
-            let mut round_sent = 0;
-            let mut round_confirmed = 0;
-            for handle in publishers {
-                let log = within("the publisher to stop", handle)
-                    .await
-                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-                round_sent += log.sent.len();
-                round_confirmed += log.confirmed.len();
-                next_n[log.p] = log.next_n;
-                sent[log.p].extend(log.sent);
-                confirmed[log.p].extend(log.confirmed);
-                nacked.extend(log.nacked.into_iter().map(|n| (log.p, n)));
-            }
-            let mut round_consumed = 0;
-            if let Some(handle) = consumer {
-                let log = within("the consumer to stop", handle)
-                    .await
-                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-                round_consumed = log.len();
-                seen_log.extend(log);
-            }
-            eprintln!(
-                "round {round}: killed after {delay} ms ({status}): {round_sent} published, {round_confirmed} confirmed, {round_consumed} consumed meanwhile"
-            );
-
-            blocking(|| broker.start_again());
-            // On even rounds, consume (and mostly ack) a part before the next round.
-            if round % 2 == 0 {
-                session += 1;
-                let want = rng.range(100, 2_000) as usize;
-                let log =
-                    consume_between_rounds(&broker.amqp_url(), &queues, session, want, &mut rng)
-                        .await;
-                eprintln!("after round {round}: consumed {} message(s)", log.len());
-                seen_log.extend(log);
-            } else {
-                let connection = connect(&broker.amqp_url()).await;
-                for queue in &queues {
-                    assert_queue_exists(&connection, queue, "a durable queue, after kill -9").await;
-                }
-                close_quietly(connection).await;
-            }
+            crash_round(&mut broker, &queues, round, &mut rng, &mut history).await;
         }
+        let final_count = final_drain(&mut broker, &queues, &mut history).await;
 
-        // A clean restart (on another port), then everything that is left.
-        let status = blocking(|| broker.stop());
-        assert!(
-            status.success(),
-            "expected warren to exit 0 on SIGTERM, got {status}"
-        );
-        blocking(|| broker.start_again_on_new_port());
-        session += 1;
-        let final_session = session;
-        let drained = drain_all(&broker.amqp_url(), &queues, final_session).await;
-        let final_count = drained.len();
-        seen_log.extend(drained);
-
-        verify_crash_history(&sent, &confirmed, &nacked, &seen_log, final_session);
-        let confirmed_total: usize = confirmed.iter().map(HashSet::len).sum();
-        let sent_total: usize = sent.iter().map(HashSet::len).sum();
+        verify_crash_history(&history);
+        let confirmed_total: usize = history.confirmed.iter().map(HashSet::len).sum();
+        let sent_total: usize = history.sent.iter().map(HashSet::len).sum();
         eprintln!(
             "summary: seed {seed}, {ROUNDS} kills, {} broker starts; {sent_total} published, {confirmed_total} confirmed, {} deliveries in all, {final_count} left at the end",
             broker.starts(),
-            seen_log.len(),
+            history.seen_log.len(),
         );
     });
 }
 
-/// Checks the whole history of the crash test; `seen_log` is every delivery in the order it
-/// was received, `final_session` the drain after the last (clean) restart.
-fn verify_crash_history(
-    sent: &[HashSet<u64>],
-    confirmed: &[HashSet<u64>],
-    nacked: &[(usize, u64)],
-    seen_log: &[Seen],
-    final_session: usize,
-) {
-    assert!(
-        nacked.is_empty(),
-        "expected no basic.nack, got {} (first: {:?})",
-        nacked.len(),
-        &nacked[..nacked.len().min(5)]
-    );
+/// What the crash test's deliveries say, message by message (a message is `(publisher, n)`).
+#[derive(Default)]
+struct Replay {
+    /// How often each message was delivered.
+    deliveries: HashMap<(usize, u64), usize>,
+    /// Last delivery before the final drain: was it acked?
+    last_acked: HashMap<(usize, u64), bool>,
+    /// The messages of the final drain.
+    in_final: HashSet<(usize, u64)>,
+    /// Per (session, publisher): the n delivered last.
+    last_in_session: HashMap<(usize, usize), u64>,
+    /// Per publisher: the n delivered for the first time last.
+    last_first_seen: HashMap<usize, u64>,
+    duplicates: usize,
+    acked_then_back: usize,
+}
 
-    let mut deliveries: HashMap<(usize, u64), usize> = HashMap::new();
-    // Last delivery before the final drain: was it acked?
-    let mut last_acked: HashMap<(usize, u64), bool> = HashMap::new();
-    let mut in_final: HashSet<(usize, u64)> = HashSet::new();
-    let mut last_in_session: HashMap<(usize, usize), u64> = HashMap::new();
-    let mut last_first_seen: HashMap<usize, u64> = HashMap::new();
-    let mut duplicates = 0usize;
-    let mut acked_then_back = 0usize;
-    for s in seen_log {
+impl Replay {
+    /// Goes through `history`'s deliveries in the order they were received, checking each:
+    /// only published messages; every delivery after the first flagged redelivered; first
+    /// deliveries, and the deliveries of one session, in each publisher's publish order.
+    fn of(history: &CrashHistory) -> Replay {
+        let mut replay = Replay::default();
+        for s in &history.seen_log {
+            assert!(
+                history.sent[s.p].contains(&s.n),
+                "expected only published messages, got p{}-{} which was never published",
+                s.p,
+                s.n
+            );
+            replay.see(s, history.session);
+        }
+        replay
+    }
+
+    fn see(&mut self, s: &Seen, final_session: usize) {
         let key = (s.p, s.n);
-        assert!(
-            sent[s.p].contains(&s.n),
-            "expected only published messages, got p{}-{} which was never published",
-            s.p,
-            s.n
-        );
-        let count = deliveries.entry(key).or_insert(0);
+        let count = self.deliveries.entry(key).or_insert(0);
         *count += 1;
-        if *count > 1 {
-            duplicates += 1;
+        let count = *count;
+        if count > 1 {
+            self.duplicates += 1;
             assert!(
                 s.redelivered,
                 "expected p{}-{} redelivered=true on delivery #{} (session {}), got false",
                 s.p, s.n, count, s.session
             );
-            if last_acked.get(&key) == Some(&true) {
-                acked_then_back += 1;
+            if self.last_acked.get(&key) == Some(&true) {
+                self.acked_then_back += 1;
             }
-        } else if let Some(&last) = last_first_seen.get(&s.p) {
+        } else if let Some(&last) = self.last_first_seen.get(&s.p) {
             assert!(
                 s.n > last,
                 "expected publisher {}'s messages first delivered in publish order, got p{}-{} after p{}-{last}",
@@ -737,10 +830,10 @@ fn verify_crash_history(
                 s.p
             );
         }
-        if *count == 1 {
-            last_first_seen.insert(s.p, s.n);
+        if count == 1 {
+            self.last_first_seen.insert(s.p, s.n);
         }
-        if let Some(&last) = last_in_session.get(&(s.session, s.p)) {
+        if let Some(&last) = self.last_in_session.get(&(s.session, s.p)) {
             assert!(
                 s.n > last,
                 "expected publisher {}'s messages in publish order within session {}, got p{}-{} after p{}-{last}",
@@ -751,36 +844,57 @@ fn verify_crash_history(
                 s.p
             );
         }
-        last_in_session.insert((s.session, s.p), s.n);
+        self.last_in_session.insert((s.session, s.p), s.n);
         if s.session == final_session {
-            in_final.insert(key);
+            self.in_final.insert(key);
         } else {
-            last_acked.insert(key, s.acked);
+            self.last_acked.insert(key, s.acked);
         }
     }
 
-    // A confirmed message must be in the final drain unless it was acked the last time it
-    // was delivered before.
-    let mut lost = Vec::new();
-    for (p, confirmed) in confirmed.iter().enumerate() {
-        for &n in confirmed {
-            let key = (p, n);
-            if last_acked.get(&key) != Some(&true) && !in_final.contains(&key) {
-                lost.push(key);
+    /// The confirmed messages lost, sorted: a confirmed message must be in the final drain
+    /// unless it was acked the last time it was delivered before.
+    fn lost(&self, confirmed: &[HashSet<u64>]) -> Vec<(usize, u64)> {
+        let mut lost = Vec::new();
+        for (p, confirmed) in confirmed.iter().enumerate() {
+            for &n in confirmed {
+                let key = (p, n);
+                if self.last_acked.get(&key) != Some(&true) && !self.in_final.contains(&key) {
+                    lost.push(key);
+                }
             }
         }
+        lost.sort_unstable();
+        lost
     }
-    lost.sort_unstable();
+}
+
+/// Checks the whole history of the crash test: every delivery in the order it was received,
+/// `history.session` being the drain after the last (clean) restart.
+fn verify_crash_history(history: &CrashHistory) {
+    let nacked = &history.nacked;
+    assert!(
+        nacked.is_empty(),
+        "expected no basic.nack, got {} (first: {:?})",
+        nacked.len(),
+        &nacked[..nacked.len().min(5)]
+    );
+    let replay = Replay::of(history);
+    let lost = replay.lost(&history.confirmed);
+    let confirmed = &history.confirmed;
     let confirmed_total: usize = confirmed.iter().map(HashSet::len).sum();
-    let unconfirmed_kept = in_final
+    let unconfirmed_kept = replay
+        .in_final
         .iter()
         .filter(|(p, n)| !confirmed[*p].contains(n))
         .count();
     eprintln!(
-        "verified: {confirmed_total} confirmed, {} distinct messages delivered, {} consumed at the end ({unconfirmed_kept} of them never confirmed), {} lost, {duplicates} duplicate deliveries ({acked_then_back} after an ack lost in a crash)",
-        deliveries.len(),
-        in_final.len(),
-        lost.len()
+        "verified: {confirmed_total} confirmed, {} distinct messages delivered, {} consumed at the end ({unconfirmed_kept} of them never confirmed), {} lost, {} duplicate deliveries ({} after an ack lost in a crash)",
+        replay.deliveries.len(),
+        replay.in_final.len(),
+        lost.len(),
+        replay.duplicates,
+        replay.acked_then_back
     );
     assert!(
         lost.is_empty(),
@@ -806,6 +920,120 @@ fn transient_messages_and_non_durable_queues_do_not_survive() {
     });
 }
 
+/// The queues of the survival scenario.
+struct SurvivalQueues<'a> {
+    /// Durable, on shard 0.
+    durable: &'a str,
+    /// Not durable, on shard 1.
+    transient: &'a str,
+    /// Exclusive (and durable): it belongs to the connection that declared it.
+    exclusive: &'a str,
+}
+
+impl SurvivalQueues<'_> {
+    async fn declare(&self, channel: &Channel) {
+        declare_queue(channel, self.durable, durable(), FieldTable::default()).await;
+        declare_queue(
+            channel,
+            self.transient,
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await;
+        declare_queue(
+            channel,
+            self.exclusive,
+            QueueDeclareOptions {
+                durable: true,
+                exclusive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await;
+    }
+
+    /// Publishes (confirmed) 10 transient and 10 persistent messages to the durable queue and
+    /// 10 persistent ones to each of the others, and checks that each queue holds them;
+    /// returns the bodies of the persistent messages in the durable queue, in order.
+    async fn publish(&self, connection: &Connection, channel: &Channel) -> Vec<String> {
+        let mut persistent = Vec::new();
+        for i in 0..10 {
+            // Transient: delivery_mode 1, or no delivery_mode at all.
+            let transient = if i % 2 == 0 {
+                BasicProperties::default().with_delivery_mode(1)
+            } else {
+                BasicProperties::default()
+            };
+            let t = format!("transient-{i}");
+            publish_confirmed(channel, "", self.durable, true, t.as_bytes(), transient).await;
+            let p = format!("persistent-{i}");
+            let properties = rich_properties(&p, true);
+            publish_confirmed(channel, "", self.durable, true, p.as_bytes(), properties).await;
+            persistent.push(p);
+            for queue in [self.transient, self.exclusive] {
+                let body = format!("in-{queue}-{i}");
+                let properties = rich_properties(&body, true);
+                let returned =
+                    publish_confirmed(channel, "", queue, true, body.as_bytes(), properties).await;
+                assert!(
+                    !returned,
+                    "expected {queue} to take {body}, got it returned"
+                );
+            }
+        }
+        for (queue, count) in [
+            (self.durable, 20),
+            (self.transient, 10),
+            (self.exclusive, 10),
+        ] {
+            assert_eq!(
+                assert_queue_exists(connection, queue, "declared").await,
+                count
+            );
+        }
+        persistent
+    }
+
+    /// After a restart (`how`): only the `persistent` messages are left in the durable queue,
+    /// in order with their properties, the other queues are gone, and the durable queue still
+    /// works.
+    async fn check_after_restart(&self, url: &str, how: &str, persistent: &[String]) {
+        let durable_queue = self.durable;
+        let connection = connect(url).await;
+        let count =
+            assert_queue_exists(&connection, durable_queue, &format!("durable, after {how}")).await;
+        assert_eq!(
+            count, 10,
+            "expected only the 10 persistent messages in {durable_queue} after {how}, got {count}"
+        );
+        let channel = open_channel(&connection).await;
+        let got = get_all(&channel, durable_queue).await;
+        assert_eq!(
+            bodies(&got),
+            persistent,
+            "expected the persistent messages, in publish order, after {how}"
+        );
+        for (delivery, tag) in got.iter().zip(persistent) {
+            assert_eq!(
+                delivery.properties,
+                rich_properties(tag, true),
+                "expected the properties of {tag} intact after {how}"
+            );
+        }
+        let why = format!("not durable, after {how}");
+        assert_queue_gone(&connection, self.transient, &why).await;
+        let why = format!("exclusive, its connection ended by {how}");
+        assert_queue_gone(&connection, self.exclusive, &why).await;
+        // The durable queue still works.
+        let channel = confirm_channel(&connection).await;
+        let properties = BasicProperties::default();
+        publish_confirmed(&channel, "", durable_queue, true, b"after", properties).await;
+        assert_eq!(bodies(&get_all(&channel, durable_queue).await), ["after"]);
+        close_quietly(connection).await;
+    }
+}
+
 async fn transient_scenario(kill: bool) {
     let how = if kill { "kill -9" } else { "SIGTERM" };
     let Some(mut broker) = start_broker(
@@ -816,82 +1044,18 @@ async fn transient_scenario(kill: bool) {
     };
     // The durable queue on shard 0, the non-durable one on shard 1.
     let names = queue_per_shard("survival", SHARDS);
-    let (durable_queue, transient_queue) = (&names[0], &names[1]);
-    let exclusive_queue = "survival-exclusive";
+    let queues = SurvivalQueues {
+        durable: &names[0],
+        transient: &names[1],
+        exclusive: "survival-exclusive",
+    };
 
     let connection = connect(&broker.amqp_url()).await;
     let channel = confirm_channel(&connection).await;
-    declare_queue(&channel, durable_queue, durable(), FieldTable::default()).await;
-    declare_queue(
-        &channel,
-        transient_queue,
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await;
-    // Exclusive (and durable): it belongs to this connection, which the restart ends.
-    declare_queue(
-        &channel,
-        exclusive_queue,
-        QueueDeclareOptions {
-            durable: true,
-            exclusive: true,
-            ..QueueDeclareOptions::default()
-        },
-        FieldTable::default(),
-    )
-    .await;
-    let mut persistent = Vec::new();
-    for i in 0..10 {
-        // Transient: delivery_mode 1, or no delivery_mode at all.
-        let transient = if i % 2 == 0 {
-            BasicProperties::default().with_delivery_mode(1)
-        } else {
-            BasicProperties::default()
-        };
-        let t = format!("transient-{i}");
-        publish_confirmed(&channel, "", durable_queue, true, t.as_bytes(), transient).await;
-        let p = format!("persistent-{i}");
-        publish_confirmed(
-            &channel,
-            "",
-            durable_queue,
-            true,
-            p.as_bytes(),
-            rich_properties(&p, true),
-        )
-        .await;
-        persistent.push(p);
-        for queue in [transient_queue.as_str(), exclusive_queue] {
-            let body = format!("in-{queue}-{i}");
-            let returned = publish_confirmed(
-                &channel,
-                "",
-                queue,
-                true,
-                body.as_bytes(),
-                rich_properties(&body, true),
-            )
-            .await;
-            assert!(
-                !returned,
-                "expected {queue} to take {body}, got it returned"
-            );
-        }
-    }
-    assert_eq!(
-        assert_queue_exists(&connection, durable_queue, "declared").await,
-        20
-    );
-    assert_eq!(
-        assert_queue_exists(&connection, transient_queue, "declared").await,
-        10
-    );
-    assert_eq!(
-        assert_queue_exists(&connection, exclusive_queue, "declared").await,
-        10
-    );
+    queues.declare(&channel).await;
+    let persistent = queues.publish(&connection, &channel).await;
 
+    // The exclusive queue's connection is still open: the restart ends it.
     if kill {
         blocking(|| broker.restart_after_kill_9());
     } else {
@@ -900,52 +1064,9 @@ async fn transient_scenario(kill: bool) {
     drop(channel);
     drop(connection);
 
-    let connection = connect(&broker.amqp_url()).await;
-    let count =
-        assert_queue_exists(&connection, durable_queue, &format!("durable, after {how}")).await;
-    assert_eq!(
-        count, 10,
-        "expected only the 10 persistent messages in {durable_queue} after {how}, got {count}"
-    );
-    let channel = open_channel(&connection).await;
-    let got = get_all(&channel, durable_queue).await;
-    assert_eq!(
-        bodies(&got),
-        persistent,
-        "expected the persistent messages, in publish order, after {how}"
-    );
-    for (delivery, tag) in got.iter().zip(&persistent) {
-        assert_eq!(
-            delivery.properties,
-            rich_properties(tag, true),
-            "expected the properties of {tag} intact after {how}"
-        );
-    }
-    assert_queue_gone(
-        &connection,
-        transient_queue,
-        &format!("not durable, after {how}"),
-    )
-    .await;
-    assert_queue_gone(
-        &connection,
-        exclusive_queue,
-        &format!("exclusive, its connection ended by {how}"),
-    )
-    .await;
-    // The durable queue still works.
-    let channel = confirm_channel(&connection).await;
-    publish_confirmed(
-        &channel,
-        "",
-        durable_queue,
-        true,
-        b"after",
-        BasicProperties::default(),
-    )
-    .await;
-    assert_eq!(bodies(&get_all(&channel, durable_queue).await), ["after"]);
-    close_quietly(connection).await;
+    queues
+        .check_after_restart(&broker.amqp_url(), how, &persistent)
+        .await;
 }
 
 // ---------------------------------------------------------------------------
@@ -1107,6 +1228,105 @@ async fn assert_topology(connection: &Connection, when: &str) {
     assert_queue_gone(connection, Q_TRANSIENT, &format!("not durable, {when}")).await;
 }
 
+/// Declares the topology of the test: the durable exchanges and queues (and one of each that
+/// is not durable), bound directly, through an exchange-to-exchange binding and through the
+/// non-durable exchange.
+async fn declare_topology(channel: &Channel) {
+    declare_exchange(channel, "topo.direct", ExchangeKind::Direct, true).await;
+    declare_exchange(channel, "topo.topic", ExchangeKind::Topic, true).await;
+    declare_exchange(channel, "topo.fanout", ExchangeKind::Fanout, true).await;
+    declare_exchange(channel, "topo.headers", ExchangeKind::Headers, true).await;
+    declare_exchange(channel, "topo.e2e", ExchangeKind::Direct, true).await;
+    declare_exchange(channel, "topo.extra", ExchangeKind::Fanout, true).await;
+    declare_exchange(channel, "topo.transient", ExchangeKind::Direct, false).await;
+    for queue in DURABLE_QUEUES {
+        declare_queue(channel, queue, durable(), FieldTable::default()).await;
+    }
+    declare_queue(
+        channel,
+        Q_TRANSIENT,
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await;
+    let none = FieldTable::default;
+    bind(channel, Q_DIRECT, "topo.direct", "rk.direct", none()).await;
+    bind(channel, Q_TOPIC, "topo.topic", "orders.*.created", none()).await;
+    bind(channel, Q_TOPIC, "topo.topic", "#.audit", none()).await;
+    bind(channel, Q_FANOUT, "topo.fanout", "", none()).await;
+    bind(channel, Q_TRANSIENT, "topo.fanout", "", none()).await;
+    let x_match_all = table(&[
+        ("x-match", long_string("all")),
+        ("format", long_string("pdf")),
+        ("type", long_string("report")),
+    ]);
+    bind(channel, Q_HEADERS, "topo.headers", "", x_match_all).await;
+    within(
+        "exchange.bind-ok",
+        channel.exchange_bind(
+            "topo.e2e",
+            "topo.topic",
+            "e2e.*",
+            ExchangeBindOptions::default(),
+            none(),
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("expected exchange.bind-ok, got {e}"));
+    bind(channel, Q_E2E, "topo.e2e", "e2e.key", none()).await;
+    bind(channel, Q_DIRECT, "topo.transient", "via-transient", none()).await;
+    bind(channel, Q_FANOUT, "topo.extra", "", none()).await;
+}
+
+/// Changes made after recovery (which must be durable too): unbinds `#.audit`, binds
+/// `rk.added`, deletes topo.extra.
+async fn change_topology(channel: &Channel) {
+    within(
+        "queue.unbind-ok",
+        channel.queue_unbind(Q_TOPIC, "topo.topic", "#.audit", FieldTable::default()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("expected queue.unbind-ok, got {e}"));
+    bind(
+        channel,
+        Q_DIRECT,
+        "topo.direct",
+        "rk.added",
+        FieldTable::default(),
+    )
+    .await;
+    within(
+        "exchange.delete-ok",
+        channel.exchange_delete("topo.extra", ExchangeDeleteOptions::default()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("expected exchange.delete-ok, got {e}"));
+}
+
+/// After the second (clean) restart: topo.extra stays deleted, the other durable exchanges
+/// exist, the queues hold what was `pending` and the changed topology routes.
+async fn check_after_clean_restart(connection: &Connection, pending: &Expected) {
+    assert!(
+        !exchange_exists(connection, "topo.extra").await,
+        "expected the deleted durable exchange topo.extra gone after a restart, got it"
+    );
+    for exchange in DURABLE_EXCHANGES.iter().filter(|e| **e != "topo.extra") {
+        assert!(
+            exchange_exists(connection, exchange).await,
+            "expected durable exchange {exchange} to exist after the second restart, got 404"
+        );
+    }
+    assert_queue_contents(
+        connection,
+        pending,
+        "after a clean restart (published before)",
+    )
+    .await;
+    let channel = confirm_channel(connection).await;
+    let last = publish_routes(&channel, &routes(false, false, false, true), "last").await;
+    assert_queue_contents(connection, &last, "after a clean restart").await;
+}
+
 #[test]
 fn durable_topology_survives_restart() {
     run(async {
@@ -1122,58 +1342,7 @@ fn durable_topology_survives_restart() {
 
         let connection = connect(&broker.amqp_url()).await;
         let channel = confirm_channel(&connection).await;
-        declare_exchange(&channel, "topo.direct", ExchangeKind::Direct, true).await;
-        declare_exchange(&channel, "topo.topic", ExchangeKind::Topic, true).await;
-        declare_exchange(&channel, "topo.fanout", ExchangeKind::Fanout, true).await;
-        declare_exchange(&channel, "topo.headers", ExchangeKind::Headers, true).await;
-        declare_exchange(&channel, "topo.e2e", ExchangeKind::Direct, true).await;
-        declare_exchange(&channel, "topo.extra", ExchangeKind::Fanout, true).await;
-        declare_exchange(&channel, "topo.transient", ExchangeKind::Direct, false).await;
-        for queue in DURABLE_QUEUES {
-            declare_queue(&channel, queue, durable(), FieldTable::default()).await;
-        }
-        declare_queue(
-            &channel,
-            Q_TRANSIENT,
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await;
-        let none = FieldTable::default;
-        bind(&channel, Q_DIRECT, "topo.direct", "rk.direct", none()).await;
-        bind(&channel, Q_TOPIC, "topo.topic", "orders.*.created", none()).await;
-        bind(&channel, Q_TOPIC, "topo.topic", "#.audit", none()).await;
-        bind(&channel, Q_FANOUT, "topo.fanout", "", none()).await;
-        bind(&channel, Q_TRANSIENT, "topo.fanout", "", none()).await;
-        let x_match_all = table(&[
-            ("x-match", long_string("all")),
-            ("format", long_string("pdf")),
-            ("type", long_string("report")),
-        ]);
-        bind(&channel, Q_HEADERS, "topo.headers", "", x_match_all).await;
-        within(
-            "exchange.bind-ok",
-            channel.exchange_bind(
-                "topo.e2e",
-                "topo.topic",
-                "e2e.*",
-                ExchangeBindOptions::default(),
-                none(),
-            ),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("expected exchange.bind-ok, got {e}"));
-        bind(&channel, Q_E2E, "topo.e2e", "e2e.key", none()).await;
-        bind(
-            &channel,
-            Q_DIRECT,
-            "topo.transient",
-            "via-transient",
-            none(),
-        )
-        .await;
-        bind(&channel, Q_FANOUT, "topo.extra", "", none()).await;
-
+        declare_topology(&channel).await;
         // Before: messages that stay in the queues across the crash.
         let before_routes = routes(true, true, true, false);
         let mut before = publish_routes(&channel, &before_routes, "before").await;
@@ -1192,27 +1361,7 @@ fn durable_topology_survives_restart() {
         let after = publish_routes(&channel, &after_routes, "after").await;
         assert_queue_contents(&connection, &after, "after kill -9").await;
 
-        // Changes made after recovery are durable too.
-        within(
-            "queue.unbind-ok",
-            channel.queue_unbind(Q_TOPIC, "topo.topic", "#.audit", FieldTable::default()),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("expected queue.unbind-ok, got {e}"));
-        bind(
-            &channel,
-            Q_DIRECT,
-            "topo.direct",
-            "rk.added",
-            FieldTable::default(),
-        )
-        .await;
-        within(
-            "exchange.delete-ok",
-            channel.exchange_delete("topo.extra", ExchangeDeleteOptions::default()),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("expected exchange.delete-ok, got {e}"));
+        change_topology(&channel).await;
         let pending_routes = routes(false, false, false, true);
         let pending = publish_routes(&channel, &pending_routes, "pending").await;
         drop(channel);
@@ -1221,25 +1370,7 @@ fn durable_topology_survives_restart() {
         blocking(|| broker.restart_clean());
 
         let connection = connect(&broker.amqp_url()).await;
-        assert!(
-            !exchange_exists(&connection, "topo.extra").await,
-            "expected the deleted durable exchange topo.extra gone after a restart, got it"
-        );
-        for exchange in DURABLE_EXCHANGES.iter().filter(|e| **e != "topo.extra") {
-            assert!(
-                exchange_exists(&connection, exchange).await,
-                "expected durable exchange {exchange} to exist after the second restart, got 404"
-            );
-        }
-        assert_queue_contents(
-            &connection,
-            &pending,
-            "after a clean restart (published before)",
-        )
-        .await;
-        let channel = confirm_channel(&connection).await;
-        let last = publish_routes(&channel, &routes(false, false, false, true), "last").await;
-        assert_queue_contents(&connection, &last, "after a clean restart").await;
+        check_after_clean_restart(&connection, &pending).await;
         close_quietly(connection).await;
     });
 }

@@ -3,17 +3,21 @@
 //! `--io uring` refuses to start with the same line.
 //!
 //! The broker is started under a seccomp filter that makes `io_uring_setup` fail with EPERM,
-//! as Docker's default profile does, installed in the child between fork and exec.
+//! as Docker's default profile does, installed in the child between fork and exec, and
+//! without `WARREN_IO` (CI sets it; here `--io` decides). Against an external broker
+//! (`WARREN_TEST_AMQP_PORT`) the test that serves is skipped: no filter can be put on it.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
-use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::BasicProperties;
+use support::broker::{broker_command, free_port, STARTUP_LINE, STARTUP_TIMEOUT};
+use support::lapin_client::{connect_channel, declare, get, publish};
+use support::process::Process;
+use support::{run_async, Broker, TempDir};
 
 /// Installs a seccomp filter on the calling thread (and what it execs) that fails
 /// io_uring_setup with EPERM and allows everything else.
@@ -72,78 +76,34 @@ fn deny_io_uring_setup() -> std::io::Result<()> {
     Ok(())
 }
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("its address").port()
-}
-
-/// Starts warren with `io` under the filter; returns the child and its output lines.
-fn start_without_io_uring(io: &str, port: u16) -> (Child, mpsc::Receiver<String>) {
-    let data =
-        std::env::temp_dir().join(format!("warren-io-fallback-{}-{port}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
-    let mut command = Command::new(env!("CARGO_BIN_EXE_warren"));
-    command
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--shards",
-            "2",
-            "--io",
-            io,
-        ])
-        .arg("--data-dir")
-        .arg(&data)
-        .env_remove("WARREN_IO")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+/// Runs the broker under the filter, without `WARREN_IO`.
+fn without_io_uring(command: &mut Command) {
+    command.env_remove("WARREN_IO");
     // SAFETY: the closure only makes async-signal-safe syscalls (prctl, seccomp).
     unsafe { command.pre_exec(deny_io_uring_setup) };
-    let mut child = command.spawn().expect("warren starts");
-    let (tx, rx) = mpsc::channel();
-    for out in [
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
-    (child, rx)
 }
 
-/// Output lines until one contains `wanted` (or the process ends / 30 s pass).
-fn lines_until(rx: &mpsc::Receiver<String>, wanted: &str) -> Vec<String> {
-    let mut seen = Vec::new();
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
-        let done = line.contains(wanted);
-        seen.push(line);
-        if done {
-            break;
-        }
-    }
-    seen
+/// The broker's arguments with `--io io`.
+fn io_args(io: &str) -> [&str; 4] {
+    ["--shards", "2", "--io", io]
 }
 
 #[test]
 fn auto_falls_back_to_epoll_with_one_line_when_io_uring_setup_is_refused() {
-    let port = free_port();
-    let (mut child, rx) = start_without_io_uring("auto", port);
-    let lines = lines_until(&rx, "Server startup complete");
-    let refusals: Vec<&String> = lines
+    let mut broker = Broker::start_with(&io_args("auto"), without_io_uring);
+    if broker.is_external() {
+        return; // no filter can be put on an external broker
+    }
+    // What it printed up to `Server startup complete`.
+    let output = broker.output();
+    let started = output.lines().position(|l| l.contains(STARTUP_LINE));
+    let lines: Vec<&str> = output
+        .lines()
+        .take(started.map_or(usize::MAX, |i| i + 1))
+        .collect();
+    let refusals: Vec<&str> = lines
         .iter()
+        .copied()
         .filter(|l| l.contains("io_uring is unavailable"))
         .collect();
     assert_eq!(
@@ -158,24 +118,29 @@ fn auto_falls_back_to_epoll_with_one_line_when_io_uring_setup_is_refused() {
     );
     assert!(
         lines.iter().any(|l| l.contains("on epoll"))
-            && lines.iter().any(|l| l.contains("Server startup complete")),
+            && lines.iter().any(|l| l.contains(STARTUP_LINE)),
         "expected the broker to start on epoll, got: {lines:#?}"
     );
-    let body = serve_one_message(port);
-    let _ = child.kill();
-    let _ = child.wait();
-    assert_eq!(
-        body, b"over epoll",
-        "expected the message back through the epoll backend"
-    );
+    let url = broker.amqp_url();
+    run_async(Duration::from_secs(60), async {
+        let body = serve_one_message(&url).await;
+        assert_eq!(
+            body, b"over epoll",
+            "expected the message back through the epoll backend"
+        );
+    });
 }
 
 #[test]
 fn uring_refuses_to_start_with_the_same_line_when_io_uring_setup_is_refused() {
-    let port = free_port();
-    let (mut child, rx) = start_without_io_uring("uring", port);
-    let status = child.wait().expect("warren exits");
-    let lines: Vec<String> = rx.iter().collect();
+    let data_dir = TempDir::new("io-fallback");
+    let mut command = broker_command(free_port(), data_dir.path(), &io_args("uring"));
+    without_io_uring(&mut command);
+    let broker = Process::spawn(command, "warren --io uring")
+        .unwrap_or_else(|e| panic!("expected to spawn warren, got {e}"));
+    let output = broker.finish(STARTUP_TIMEOUT);
+    let lines: Vec<&str> = output.stdout.lines().chain(output.stderr.lines()).collect();
+    let status = output.status;
     assert!(!status.success(), "expected a non-zero exit, got {status}");
     assert!(
         lines
@@ -186,42 +151,16 @@ fn uring_refuses_to_start_with_the_same_line_when_io_uring_setup_is_refused() {
 }
 
 /// Declares a queue, publishes one message and gets it back with lapin.
-fn serve_one_message(port: u16) -> Vec<u8> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    runtime.block_on(async move {
-        let uri = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
-        let conn = Connection::connect(&uri, ConnectionProperties::default())
-            .await
-            .expect("connects over epoll");
-        let channel = conn.create_channel().await.expect("a channel");
-        let q = "io-fallback";
-        channel
-            .queue_declare(q, QueueDeclareOptions::default(), FieldTable::default())
-            .await
-            .expect("queue.declare");
-        channel
-            .basic_publish(
-                "",
-                q,
-                BasicPublishOptions::default(),
-                b"over epoll",
-                BasicProperties::default(),
-            )
-            .await
-            .expect("basic.publish");
-        for _ in 0..100 {
-            let got = channel
-                .basic_get(q, BasicGetOptions { no_ack: true })
-                .await
-                .expect("basic.get");
-            if let Some(message) = got {
-                return message.delivery.data.clone();
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+async fn serve_one_message(url: &str) -> Vec<u8> {
+    let (_connection, channel) = connect_channel(url).await;
+    let q = "io-fallback";
+    declare(&channel, q, false).await;
+    publish(&channel, "", q, b"over epoll", BasicProperties::default()).await;
+    for _ in 0..100 {
+        if let Some(delivery) = get(&channel, q, true).await {
+            return delivery.data;
         }
-        Vec::new()
-    })
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Vec::new()
 }

@@ -269,6 +269,63 @@ const TRANSIENT_MESSAGES: u64 = 800;
 const CONFIRM_WINDOW: usize = 16;
 const PREFETCH: u16 = 50;
 
+/// Fills `durable_q` and `transient_q` at once, no consumer: persistent messages into the
+/// durable queue, transient ones into the non-durable queue; checks that every confirmed
+/// message is waiting.
+async fn fill_budget_queues(url: &str, durable_q: &str, transient_q: &str) {
+    let (_connection, ch) = connect_channel(url).await;
+    declare(&ch, durable_q, true).await;
+    declare(&ch, transient_q, false).await;
+    tokio::join!(
+        publish_confirmed(
+            url,
+            durable_q,
+            DURABLE_MESSAGES,
+            BIG_BODY,
+            |_| 2,
+            CONFIRM_WINDOW
+        ),
+        publish_confirmed(
+            url,
+            transient_q,
+            TRANSIENT_MESSAGES,
+            BIG_BODY,
+            |_| 1,
+            CONFIRM_WINDOW
+        ),
+    );
+    assert_eq!(
+        message_count(&ch, durable_q).await,
+        DURABLE_MESSAGES as u32,
+        "expected every confirmed message waiting in {durable_q}"
+    );
+    assert_eq!(
+        message_count(&ch, transient_q).await,
+        TRANSIENT_MESSAGES as u32,
+        "expected every confirmed message waiting in {transient_q}"
+    );
+}
+
+/// Reports the broker's resident memory while filling (`baseline` before) and checks it stayed
+/// under `limit`.
+fn check_fill_memory(sampler: &RssSampler, baseline: u64, limit: u64, filled: Duration) {
+    let fill_max = sampler.max(PHASE_FILL);
+    eprintln!(
+        "fill: {} MiB queued in {filled:.1?}; broker RSS baseline {} MiB, max {} MiB \
+         (budget {BUDGET_MIB} MiB + margin {MARGIN_MIB} MiB = {} MiB)",
+        (DURABLE_MESSAGES + TRANSIENT_MESSAGES) * BIG_BODY as u64 / MIB,
+        baseline / MIB,
+        fill_max / MIB,
+        limit / MIB
+    );
+    assert!(
+        fill_max < limit,
+        "expected the broker's resident memory under {} MiB while 400 MiB queued, got {} MiB",
+        limit / MIB,
+        fill_max / MIB
+    );
+}
+
 #[test]
 fn a_backlog_past_the_memory_budget_drains_completely_within_budget() {
     let budget = format!("{BUDGET_MIB}MiB");
@@ -284,59 +341,12 @@ fn a_backlog_past_the_memory_budget_drains_completely_within_budget() {
     let started = Instant::now();
 
     run_async(Duration::from_secs(180), async {
-        let (_connection, ch) = connect_channel(&url).await;
-        declare(&ch, durable_q, true).await;
-        declare(&ch, transient_q, false).await;
-
-        // Fill both queues at once, no consumer: persistent messages into the durable queue,
-        // transient ones into the non-durable queue.
-        tokio::join!(
-            publish_confirmed(
-                &url,
-                durable_q,
-                DURABLE_MESSAGES,
-                BIG_BODY,
-                |_| 2,
-                CONFIRM_WINDOW
-            ),
-            publish_confirmed(
-                &url,
-                transient_q,
-                TRANSIENT_MESSAGES,
-                BIG_BODY,
-                |_| 1,
-                CONFIRM_WINDOW
-            ),
-        );
-        assert_eq!(
-            message_count(&ch, durable_q).await,
-            DURABLE_MESSAGES as u32,
-            "expected every confirmed message waiting in {durable_q}"
-        );
-        assert_eq!(
-            message_count(&ch, transient_q).await,
-            TRANSIENT_MESSAGES as u32,
-            "expected every confirmed message waiting in {transient_q}"
-        );
+        fill_budget_queues(&url, durable_q, transient_q).await;
         let filled = started.elapsed();
         // Let the sampler see the filled broker at rest too.
         tokio::time::sleep(Duration::from_millis(300)).await;
         sampler.set_phase(PHASE_DRAIN);
-        let fill_max = sampler.max(PHASE_FILL);
-        eprintln!(
-            "fill: {} MiB queued in {filled:.1?}; broker RSS baseline {} MiB, max {} MiB \
-             (budget {BUDGET_MIB} MiB + margin {MARGIN_MIB} MiB = {} MiB)",
-            (DURABLE_MESSAGES + TRANSIENT_MESSAGES) * BIG_BODY as u64 / MIB,
-            baseline / MIB,
-            fill_max / MIB,
-            limit / MIB
-        );
-        assert!(
-            fill_max < limit,
-            "expected the broker's resident memory under {} MiB while 400 MiB queued, got {} MiB",
-            limit / MIB,
-            fill_max / MIB
-        );
+        check_fill_memory(&sampler, baseline, limit, filled);
 
         // Drain both at once, in order, each message once, bodies intact.
         let drain_started = Instant::now();
@@ -452,31 +462,11 @@ fn connect_blocked_aware(port: u16, name: &str) -> Client {
     client
 }
 
-/// With an alarm in force from the start (`args`): a connection that publishes gets
-/// connection.blocked with `reason` and is not read any more, while a connection that never
-/// publishes is never told and keeps declaring, consuming and getting.
-fn alarm_blocks_publishers_only(args: &[&str], reason: &str) {
-    let broker = Broker::start(args);
-    if broker.is_external() {
-        return; // the alarm cannot be forced on an external broker
-    }
-    let port = broker.port();
-    let queue = "alarm-q";
-
-    // The observer never publishes.
-    let mut observer = connect_blocked_aware(port, "the observer (never publishes)");
-    assert_eq!(
-        observer.queue_declare(1, queue).1,
-        0,
-        "expected the new queue {queue} empty"
-    );
-
-    // The publisher writes a first batch in one go and must then be told it is blocked.
-    let mut publisher = connect_blocked_aware(port, "the publisher");
-    publisher.confirm_select(1);
+/// Writes the first batch of publishes in one go and waits for connection.blocked with
+/// `reason`, recording the confirms that come first in `acked`.
+fn expect_blocked(publisher: &mut Client, queue: &str, reason: &str, acked: &mut BTreeSet<u64>) {
     let batch = publishes(queue, "first", FIRST_BATCH);
     publisher.write_all(&batch);
-    let mut acked = BTreeSet::new();
     loop {
         let m = publisher.try_recv().unwrap_or_else(|e| {
             panic!(
@@ -484,7 +474,7 @@ fn alarm_blocks_publishers_only(args: &[&str], reason: &str) {
                  {REPLY_TIMEOUT:?} of publishing, got {e}"
             )
         });
-        if record_confirm(&mut acked, &m, "the publisher") {
+        if record_confirm(acked, &m, "the publisher") {
             continue;
         }
         assert_eq!(
@@ -498,10 +488,13 @@ fn alarm_blocks_publishers_only(args: &[&str], reason: &str) {
             reason,
             "expected connection.blocked's reason to be RabbitMQ's"
         );
-        break;
+        return;
     }
+}
 
-    // Now the publisher is not read: neither its publishes nor a passive declare get anywhere.
+/// Checks that the blocked publisher is not read: neither its later publishes nor a passive
+/// declare get anywhere (late confirms for the first batch go to `acked`).
+fn assert_not_read(publisher: &mut Client, queue: &str, acked: &mut BTreeSet<u64>) {
     let mut later = publishes(queue, "later", LATER_PUBLISHES);
     later.extend(method_frame(
         1,
@@ -516,7 +509,7 @@ fn alarm_blocks_publishers_only(args: &[&str], reason: &str) {
             Err(RecvError::Quiet) => break,
             Err(e) => panic!("expected the blocked publisher's connection to stay open, got {e}"),
             // A late confirm for the first batch is fine; anything else means it was read.
-            Ok(m) if record_confirm(&mut acked, &m, "the publisher") => {}
+            Ok(m) if record_confirm(acked, &m, "the publisher") => {}
             Ok(m) => panic!(
                 "expected the blocked publisher not to be read (no reply to its passive \
                  queue.declare, no confirms for later publishes), got {}",
@@ -524,9 +517,12 @@ fn alarm_blocks_publishers_only(args: &[&str], reason: &str) {
             ),
         }
     }
+}
 
-    // The observer still declares (a new queue, and passively the publisher's queue): what
-    // the publisher got in is a prefix of the first batch, including every confirmed message.
+/// The observer still declares (a new queue, and passively the publisher's queue): what the
+/// publisher got in is a prefix of the first batch, including every confirmed message.
+/// Returns how many messages `queue` holds.
+fn observed_depth(observer: &mut Client, queue: &str, acked: &BTreeSet<u64>) -> usize {
     assert_eq!(
         observer.queue_declare(1, "alarm-observer-q").1,
         0,
@@ -543,9 +539,12 @@ fn alarm_blocks_publishers_only(args: &[&str], reason: &str) {
         "expected the {} confirmed messages in {queue}, got {depth} messages",
         acked.len()
     );
+    depth
+}
 
-    // The observer consumes on another channel: it gets those messages, in order, and none of
-    // those published after connection.blocked.
+/// The observer consumes `queue` on channel 2 (acking each): the bodies of the `depth`
+/// messages it reported, and of any surplus that comes shortly after them.
+fn consume_observed(observer: &mut Client, queue: &str, depth: usize) -> Vec<String> {
     observer.open_channel(2);
     let tag = observer.consume(2, queue, false, false);
     let mut delivered = Vec::new();
@@ -570,13 +569,46 @@ fn alarm_blocks_publishers_only(args: &[&str], reason: &str) {
                 "expected the observer to get basic.deliver for {queue}, got {}",
                 m.describe()
             ),
-            Err(RecvError::Quiet) if delivered.len() >= depth => break,
+            Err(RecvError::Quiet) if delivered.len() >= depth => return delivered,
             Err(e) => panic!(
                 "expected the observer's consumer to get {depth} messages, got {} then {e}",
                 delivered.len()
             ),
         }
     }
+}
+
+/// With an alarm in force from the start (`args`): a connection that publishes gets
+/// connection.blocked with `reason` and is not read any more, while a connection that never
+/// publishes is never told and keeps declaring, consuming and getting.
+fn alarm_blocks_publishers_only(args: &[&str], reason: &str) {
+    let broker = Broker::start(args);
+    if broker.is_external() {
+        return; // the alarm cannot be forced on an external broker
+    }
+    let port = broker.port();
+    let queue = "alarm-q";
+
+    // The observer never publishes.
+    let mut observer = connect_blocked_aware(port, "the observer (never publishes)");
+    assert_eq!(
+        observer.queue_declare(1, queue).1,
+        0,
+        "expected the new queue {queue} empty"
+    );
+
+    // The publisher writes a first batch in one go and must then be told it is blocked.
+    let mut publisher = connect_blocked_aware(port, "the publisher");
+    publisher.confirm_select(1);
+    let mut acked = BTreeSet::new();
+    expect_blocked(&mut publisher, queue, reason, &mut acked);
+    // Now the publisher is not read.
+    assert_not_read(&mut publisher, queue, &mut acked);
+    let depth = observed_depth(&mut observer, queue, &acked);
+
+    // The observer gets those messages, in order, and none of those published after
+    // connection.blocked.
+    let delivered = consume_observed(&mut observer, queue, depth);
     let expected: Vec<String> = (0..delivered.len()).map(|i| format!("first-{i}")).collect();
     assert!(
         delivered.len() <= FIRST_BATCH && delivered == expected,

@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 use std::time::Duration;
 
-use support::broker::{free_port, warren_command};
+use support::broker::{broker_command, free_port};
 use support::process::Process;
 use support::{RestartableBroker, TempDir};
 
@@ -20,10 +20,7 @@ const REFUSAL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs a second `warren` on `port` and `data_dir`; returns its exit success and its stderr.
 fn second_broker(port: u16, data_dir: &Path) -> (bool, String) {
-    let listen = format!("127.0.0.1:{port}");
-    let data = data_dir.to_str().expect("a UTF-8 path");
-    let args = ["--listen", &listen, "--data-dir", data];
-    let mut second = Process::spawn(warren_command(&args), "the second broker")
+    let mut second = Process::spawn(broker_command(port, data_dir, &[]), "the second broker")
         .unwrap_or_else(|e| panic!("expected to spawn warren, got {e}"));
     let Some(status) = second.wait_timeout(REFUSAL_TIMEOUT) else {
         second.kill();

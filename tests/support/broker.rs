@@ -65,6 +65,16 @@ pub fn warren_command(args: &[&str]) -> Command {
     command
 }
 
+/// `warren --listen 127.0.0.1:<port> --data-dir <data_dir>` plus `extra_args` (see
+/// [`warren_command`]).
+pub fn broker_command(port: u16, data_dir: &Path, extra_args: &[&str]) -> Command {
+    let listen = format!("127.0.0.1:{port}");
+    let data = data_dir.to_str().expect("a UTF-8 data directory");
+    let mut command = warren_command(&["--listen", &listen, "--data-dir", data]);
+    command.args(extra_args);
+    command
+}
+
 /// A broker under test: a process this harness spawned, or an external broker named by
 /// `WARREN_TEST_AMQP_PORT`.
 pub struct Broker {
@@ -80,6 +90,13 @@ impl Broker {
     /// `WARREN_TEST_AMQP_PORT` set, spawns nothing and returns a handle to that broker
     /// (`extra_args` are then ignored).
     pub fn start(extra_args: &[&str]) -> Broker {
+        Broker::start_with(extra_args, |_| {})
+    }
+
+    /// [`Broker::start`], with `setup` applied to the broker's command before it is spawned
+    /// (a `pre_exec` hook, a change of environment, ...). With `WARREN_TEST_AMQP_PORT` set,
+    /// spawns nothing: `setup` is ignored then, like `extra_args`.
+    pub fn start_with(extra_args: &[&str], setup: impl Fn(&mut Command)) -> Broker {
         if let Some(port) = external_port() {
             return Broker {
                 port,
@@ -88,25 +105,29 @@ impl Broker {
             };
         }
         let data_dir = fresh_dir("data");
-        let mut broker = start_on_some_port(free_port(), &data_dir, extra_args, |_, _| {})
+        let mut broker = start_on_some_port(free_port(), &data_dir, extra_args, &setup, |_, _| {})
             .unwrap_or_else(|e| panic!("expected warren to start, got: {e}"));
         broker.owned_dir = Some(data_dir);
         broker
     }
 
-    /// Starts `warren --listen 127.0.0.1:<port> --data-dir <data_dir>` plus `extra_args` and
-    /// waits until it prints `Server startup complete`. Unlike [`Broker::start`], the data
+    /// Starts `warren --listen 127.0.0.1:<port> --data-dir <data_dir>` plus `extra_args`, its
+    /// command changed by `setup` (see [`Broker::start_with`]), and waits until it prints
+    /// `Server startup complete`. Unlike [`Broker::start`], the data
     /// directory belongs to the caller: it is kept when this broker stops or drops, so another
     /// broker can be started on it. Never uses an external broker.
     ///
     /// Errs, with everything the broker printed, if it exits before startup completes or does
     /// not complete it within `STARTUP_TIMEOUT` (it is killed then).
-    pub fn try_start_on(port: u16, data_dir: &Path, extra_args: &[&str]) -> Result<Broker, String> {
-        let listen = format!("127.0.0.1:{port}");
-        let data = data_dir.to_str().expect("a UTF-8 data directory");
-        let mut args = vec!["--listen", &listen, "--data-dir", data];
-        args.extend_from_slice(extra_args);
-        let mut process = Process::spawn(warren_command(&args), &format!("warren on port {port}"))
+    pub fn try_start_on(
+        port: u16,
+        data_dir: &Path,
+        extra_args: &[&str],
+        setup: &dyn Fn(&mut Command),
+    ) -> Result<Broker, String> {
+        let mut command = broker_command(port, data_dir, extra_args);
+        setup(&mut command);
+        let mut process = Process::spawn(command, &format!("warren on port {port}"))
             .map_err(|e| format!("cannot spawn the warren binary: {e}"))?;
         match process.wait_for_line(None, STARTUP_LINE, STARTUP_TIMEOUT) {
             Ok(_) => Ok(Broker {
@@ -219,11 +240,12 @@ fn start_on_some_port(
     port: u16,
     data_dir: &Path,
     extra_args: &[&str],
+    setup: &dyn Fn(&mut Command),
     mut moved: impl FnMut(u16, &str),
 ) -> Result<Broker, String> {
     let mut port = port;
     for attempt in 1.. {
-        match Broker::try_start_on(port, data_dir, extra_args) {
+        match Broker::try_start_on(port, data_dir, extra_args, setup) {
             Err(e) if attempt < PORT_ATTEMPTS && e.contains("in use") => {
                 moved(port, &e);
                 eprintln!("warren: port {port} is taken, starting on another one");
@@ -357,7 +379,7 @@ impl RestartableBroker {
         );
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         let mut failed = Vec::new();
-        let started = start_on_some_port(port, &self.dir, &args, |port, e| {
+        let started = start_on_some_port(port, &self.dir, &args, &|_| {}, |port, e| {
             failed.push(format!("--- could not start on port {port} ---\n{e}\n"))
         });
         self.starts += 1 + failed.len() as u32;

@@ -3,7 +3,8 @@
 //!
 //! * [`broker`]: the brokers under test. `Broker::start` runs the `warren` binary cargo built
 //!   for this test run on a free loopback port with a fresh data directory and waits for
-//!   `Server startup complete`; `RestartableBroker` kills (SIGKILL) or stops (SIGTERM) it and
+//!   `Server startup complete` (`Broker::start_with` also changes its command first, e.g. with
+//!   a `pre_exec` hook); `RestartableBroker` kills (SIGKILL) or stops (SIGTERM) it and
 //!   starts it again on the same data directory. `WARREN_TEST_AMQP_PORT` points the tests at
 //!   an already running broker instead (RabbitMQ, see `tests/rabbitmq-node.sh`).
 //! * [`process`]: child processes (brokers, client scripts) whose output is captured line by

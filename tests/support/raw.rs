@@ -604,6 +604,12 @@ impl Client {
             .unwrap_or_else(|e| panic!("expected {name} to write to the broker, got {e}"));
     }
 
+    /// The socket, for a test that goes on writing (or reading) it on its own, e.g. to see
+    /// when the broker stops reading it. Bytes read but not yet taken as frames are dropped.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
     /// Writes raw bytes, returning the error (the broker may have stopped reading).
     pub fn try_write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes)

@@ -91,17 +91,29 @@ pub struct Config {
 
     /// Seconds a client has to complete the AMQP handshake (up to connection.open) before its
     /// socket is closed (RabbitMQ's handshake_timeout).
-    #[arg(long = "handshake-timeout", env = "WARREN_HANDSHAKE_TIMEOUT", default_value_t = 10)]
+    #[arg(
+        long = "handshake-timeout",
+        env = "WARREN_HANDSHAKE_TIMEOUT",
+        default_value_t = 10
+    )]
     pub handshake_timeout_secs: u64,
 
     /// Most client connections at once, over all shards (0: no limit, RabbitMQ's
     /// connection_max = infinity); past it new connections are closed right after accept.
-    #[arg(long = "connection-max", env = "WARREN_CONNECTION_MAX", default_value_t = 0)]
+    #[arg(
+        long = "connection-max",
+        env = "WARREN_CONNECTION_MAX",
+        default_value_t = 0
+    )]
     pub connection_max: usize,
 
     /// Seconds a write to a client may make no progress (the client stopped reading and its
     /// socket buffers are full) before the connection is closed (RabbitMQ's send_timeout).
-    #[arg(long = "writer-timeout", env = "WARREN_WRITER_TIMEOUT", default_value_t = 30)]
+    #[arg(
+        long = "writer-timeout",
+        env = "WARREN_WRITER_TIMEOUT",
+        default_value_t = 30
+    )]
     pub writer_timeout_secs: u64,
 
     /// I/O backend: `uring` (io_uring), `epoll` (plain tokio, for hosts where io_uring is

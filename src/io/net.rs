@@ -98,7 +98,11 @@ impl TcpStream {
 
     /// Writes all of `buf`, handing it back for reuse. Fails with `TimedOut` (and hands back
     /// nothing) when one write makes no progress for `stall`: the peer stopped reading.
-    pub async fn write_all(&self, mut buf: BytesMut, stall: Duration) -> (io::Result<()>, BytesMut) {
+    pub async fn write_all(
+        &self,
+        mut buf: BytesMut,
+        stall: Duration,
+    ) -> (io::Result<()>, BytesMut) {
         let mut done = 0;
         while done < buf.len() {
             let Ok((res, back)) = super::time::timeout(stall, self.write(buf, done)).await else {

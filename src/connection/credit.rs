@@ -37,7 +37,7 @@ pub struct PublishCredit {
 impl PublishCredit {
     /// One message routed to `key`.
     pub fn spend(&mut self, key: CreditKey) {
-        let left = self.left.entry(key).or_insert(initial());
+        let left = self.left.entry(key).or_insert(INITIAL_CREDIT);
         *left -= 1;
         if *left == 0 {
             self.exhausted += 1;
@@ -54,7 +54,7 @@ impl PublishCredit {
         if was <= 0 && *left > 0 {
             self.exhausted -= 1;
         }
-        if *left >= initial() {
+        if *left >= INITIAL_CREDIT {
             self.left.remove(&key);
         }
         was <= 0 && self.exhausted == 0

@@ -57,7 +57,7 @@ pub async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &TcpStream) {
         };
         conn.last_read.set(Instant::now());
         want = if n == offered {
-            (want * 2).min(xread())
+            (want * 2).min(READ_MAX_BYTES)
         } else if n < want / 4 {
             (want / 2).max(READ_MIN_BYTES)
         } else {
@@ -140,13 +140,13 @@ async fn process(shard: &Rc<Shard>, conn: &Rc<Conn>, buf: &mut BytesMut) -> bool
         handshake::send_start(conn);
         conn.state.borrow_mut().phase = Phase::StartOk;
     }
-    let mut budget = xframes();
+    let mut budget = FRAMES_PER_TURN;
     loop {
         budget -= 1;
         if budget == 0 {
             // Let the shard's other connections and its mailbox (acks, credit) run: a
             // publisher with a full read buffer must not delay everyone's round trips.
-            budget = xframes();
+            budget = FRAMES_PER_TURN;
             shard.flush();
             io::yield_now().await;
         }
@@ -240,23 +240,4 @@ async fn handle_frame(shard: &Rc<Shard>, conn: &Rc<Conn>, frame: Frame) -> Resul
             format!("unknown frame type {other}"),
         )),
     }
-}
-
-fn xread() -> usize {
-    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *V.get_or_init(|| {
-        std::env::var("WARREN_XREAD")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(READ_MAX_BYTES)
-    })
-}
-fn xframes() -> u32 {
-    static V: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *V.get_or_init(|| {
-        std::env::var("WARREN_XFRAMES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(FRAMES_PER_TURN)
-    })
 }

@@ -16,16 +16,6 @@ use crate::broker::CreditKey;
 /// Credit per destination (see `broker::envelope::INITIAL_CREDIT`).
 pub const INITIAL_CREDIT: i32 = INITIAL as i32;
 
-fn initial() -> i32 {
-    static V: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
-    *V.get_or_init(|| {
-        std::env::var("WARREN_XCREDIT")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(INITIAL_CREDIT)
-    })
-}
-
 #[derive(Default)]
 pub struct PublishCredit {
     /// Credit left per destination; a destination at its initial credit is not listed.

@@ -15,13 +15,14 @@ use crate::store::SyncPolicy;
 #[derive(Parser, Debug, Clone)]
 #[command(name = "warren", version, about, long_about = None)]
 pub struct Config {
-    /// Address to accept AMQP 0-9-1 connections on; repeat the flag for several.
+    /// Address to accept AMQP 0-9-1 connections on; repeat the flag for several. The default
+    /// `[::]:5672` takes IPv6 and IPv4 connections (0.0.0.0:5672 where the host has no IPv6).
     /// Every shard listens on each address with SO_REUSEPORT.
     #[arg(
         long = "listen",
         env = "WARREN_LISTEN",
         value_delimiter = ',',
-        default_value = "0.0.0.0:5672"
+        default_value = "[::]:5672"
     )]
     pub listen: Vec<SocketAddr>,
 

@@ -11,16 +11,36 @@ pub fn write(level: &str, args: std::fmt::Arguments<'_>) {
     let secs = now.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days as i64);
+    // What a client sent (queue names, reasons) may hold newlines or escape sequences: one
+    // event stays one line, and nothing a client sends reaches the terminal raw.
+    let text = args.to_string();
+    let message = escape_controls(&text);
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03} [{level}] {args}",
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03} [{level}] {message}",
         rem / 3600,
         (rem / 60) % 60,
         rem % 60,
         now.subsec_millis()
     );
     let _ = out.flush();
+}
+
+/// `text` with every control character written as `\xNN`.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\x{:02x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.
@@ -58,5 +78,11 @@ mod tests {
     fn civil_dates() {
         assert_eq!(super::civil_from_days(0), (1970, 1, 1));
         assert_eq!(super::civil_from_days(20_785), (2026, 11, 28));
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(super::escape_controls("a\nb\x1b[31m"), "a\\x0ab\\x1b[31m");
+        assert_eq!(super::escape_controls("plain 'q'"), "plain 'q'");
     }
 }

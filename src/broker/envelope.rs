@@ -49,6 +49,8 @@ pub enum ShardMsg {
     DirectReply {
         conn: ConnRef,
         channel: u16,
+        /// The secret of the reply address: the requester's channel delivers only a match.
+        secret: u128,
         msg: Message,
     },
     /// A message for a consumer whose connection lives on the target shard.

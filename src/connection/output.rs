@@ -188,13 +188,14 @@ impl Client for Conn {
         self.writable.notify_one();
     }
 
-    fn direct_reply(&self, channel: u16, msg: &Message) {
+    fn direct_reply(&self, channel: u16, secret: u128, msg: &Message) {
         let (tag, delivery_tag) = {
             let mut state = self.state.borrow_mut();
             let Some(ch) = state.channels.get_mut(&channel) else {
                 return;
             };
-            let Some(tag) = ch.reply_consumer().cloned() else {
+            // A reply address names the channel and its secret: a guessed one goes nowhere.
+            let Some(tag) = ch.reply_consumer(secret).cloned() else {
                 return;
             };
             (tag, ch.next_tag())

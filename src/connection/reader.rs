@@ -171,8 +171,15 @@ async fn process(shard: &Rc<Shard>, conn: &Rc<Conn>, buf: &mut BytesMut) -> bool
             }
             _ => {}
         }
-        if let Err(err) = handle_frame(shard, conn, frame).await {
-            conn.hard_close(err);
+        match io::catch_unwind(handle_frame(shard, conn, frame)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => conn.hard_close(err),
+            Err(panic) => {
+                // A bug, not the peer's fault: this connection closes, the shard goes on.
+                crate::error!("connection {}: handler panicked: {panic}", conn.peer);
+                conn.hard_close(HardError::new(INTERNAL_ERROR, "internal error"));
+                return false;
+            }
         }
         if conn.state.borrow().phase == Phase::Closed {
             return false;

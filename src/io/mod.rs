@@ -111,3 +111,45 @@ pub async fn yield_now() {
     }
     tokio::task::yield_now().await;
 }
+
+/// Runs `future`, turning a panic inside it into `Err` with the panic's message: one
+/// connection's bug closes that connection, not the shard.
+pub async fn catch_unwind<F: Future>(future: F) -> Result<F::Output, String> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| {
+        let polled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.as_mut().poll(cx)));
+        match polled {
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(panic) => std::task::Poll::Ready(Err(panic_message(panic.as_ref()))),
+        }
+    })
+    .await
+}
+
+/// The message a panic carried.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        return (*s).to_string();
+    }
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
+/// Spawns one of a shard's core tasks: if it ever panics, the broker logs it and exits with
+/// status 70, so that its service manager restarts it and recovery runs, rather than going
+/// on with a shard that no longer drains its rings or writes its store.
+pub fn spawn_core<F>(what: &'static str, future: F)
+where
+    F: Future<Output = ()> + 'static,
+{
+    spawn(async move {
+        if let Err(panic) = catch_unwind(future).await {
+            crate::error!("{what} panicked: {panic}; exiting so that the broker is restarted");
+            std::process::exit(70);
+        }
+    });
+}

@@ -45,8 +45,9 @@ struct Boot {
 
 /// Starts every shard on its own thread and returns once all of them accept connections.
 /// The shards run until the process exits.
-pub fn start(config: Config) -> std::io::Result<()> {
+pub fn start(mut config: Config) -> std::io::Result<()> {
     let backend = io::resolve(config.io)?;
+    config.listen = listen::usable(&config.listen);
     let count = config.shard_count();
     let config = Arc::new(config);
     claim(&config)?;

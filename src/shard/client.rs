@@ -17,8 +17,9 @@ pub trait Client {
     fn deliver(&self, delivery: Delivery) -> Option<(QueueRef, u64)>;
     /// A queue took (`ok`) or refused a message the connection published in confirm mode.
     fn confirmed(&self, channel: u16, seq: u64, ok: bool);
-    /// A reply for the channel's direct reply-to consumer.
-    fn direct_reply(&self, channel: u16, msg: &Message);
+    /// A reply for the channel's direct reply-to consumer, sent to an address carrying
+    /// `secret`.
+    fn direct_reply(&self, channel: u16, secret: u128, msg: &Message);
     /// The consumer's queue went away: basic.cancel from the server.
     fn consumer_cancelled(&self, channel: u16, tag: &Bytes);
     /// A mandatory message no queue took: basic.return 312 NO_ROUTE.

@@ -20,9 +20,14 @@ impl Shard {
                     client.confirmed(channel, seq, ok);
                 }
             }
-            ShardMsg::DirectReply { conn, channel, msg } => {
+            ShardMsg::DirectReply {
+                conn,
+                channel,
+                secret,
+                msg,
+            } => {
                 if let Some(client) = self.client(conn) {
-                    client.direct_reply(channel, &msg);
+                    client.direct_reply(channel, secret, &msg);
                 }
             }
             ShardMsg::Deliver(delivery) => match self.client(delivery.conn) {

@@ -6,28 +6,35 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use super::{mailbox, Shard};
-use crate::broker::ShardMsg;
+use crate::broker::{AmqpError, ShardMsg};
 use crate::ids::QueueRef;
 use crate::io::{self, time};
 use crate::message::Loc;
+use crate::protocol::constants::INTERNAL_ERROR;
 use crate::store::pager::{self, PageRequest, PagerHost};
 use crate::store::writer::{self, WriterHost};
 use crate::store::Batch;
 
 /// Starts the shard's mailbox, store writer, pager and alarm watcher on its runtime.
 pub fn spawn_tasks(shard: &Rc<Shard>) {
-    io::spawn(mailbox::run(shard.clone()));
+    io::spawn_core("the mailbox", mailbox::run(shard.clone()));
     let store = shard
         .broker
         .borrow()
         .store()
         .map(|s| (s.wake.clone(), s.dir().to_path_buf()));
     if let Some((wake, dir)) = store {
-        io::spawn(writer::run(shard.clone(), wake, dir.clone()));
-        io::spawn(pager::run(shard.clone(), shard.page_wake.clone(), dir));
+        io::spawn_core(
+            "the store writer",
+            writer::run(shard.clone(), wake, dir.clone()),
+        );
+        io::spawn_core(
+            "the pager",
+            pager::run(shard.clone(), shard.page_wake.clone(), dir),
+        );
     }
-    io::spawn(watch_alarms(shard.clone()));
-    io::spawn(send_grants(shard.clone()));
+    io::spawn_core("the alarm watcher", watch_alarms(shard.clone()));
+    io::spawn_core("the credit sender", send_grants(shard.clone()));
 }
 
 /// Sends back publisher credit that gathered below a batch, so that none waits for long.
@@ -55,8 +62,11 @@ impl WriterHost for Shard {
             store.written(ticket, synced, ok, &mut released);
         }
         for ((target, mut msg), durable) in released {
-            if let ShardMsg::Confirm { ok, .. } = &mut msg {
-                *ok &= durable;
+            match &mut msg {
+                ShardMsg::Confirm { ok, .. } => *ok &= durable,
+                // A declare-ok, bind-ok or commit-ok promises what is not on disk: refuse.
+                ShardMsg::Reply { result, .. } if !durable => *result = Err(not_durable()),
+                _ => {}
             }
             self.send(target, msg);
         }
@@ -79,6 +89,14 @@ impl PagerHost for Shard {
         self.send_all(out);
         self.flush();
     }
+}
+
+/// The answer to an operation whose definition could not be made durable.
+fn not_durable() -> AmqpError {
+    AmqpError::new(
+        INTERNAL_ERROR,
+        "the broker could not write to disk; the change may not survive a restart",
+    )
 }
 
 /// Tells this shard's connections when a resource alarm is raised or cleared, and hands

@@ -26,6 +26,8 @@ pub mod mailbox;
 mod metadata;
 mod request;
 pub mod ring;
+#[cfg(test)]
+mod tests;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};

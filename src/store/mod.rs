@@ -102,6 +102,10 @@ pub struct Store<W> {
     sealed: Vec<Chunk>,
     /// Handed to the writer, not yet written: still read from here.
     unwritten: Vec<Chunk>,
+    /// Chunks of a batch whose write or sync failed: written again, at the same offsets, with
+    /// the next batch (a failed fsync may have dropped them from the page cache), and read
+    /// from here meanwhile, so a paged-out body is never lost to a failed write.
+    retry: Vec<Chunk>,
     /// Records appended so far; a ticket names a prefix of them.
     appended: u64,
     /// Records known to be durable (or written, under `SyncPolicy::Never`).
@@ -117,8 +121,6 @@ pub struct Store<W> {
     pub wake: Arc<Notify>,
     /// The writer was woken since it last took a batch.
     woken: bool,
-    /// The last write or sync failed: new confirms are negative until one succeeds.
-    pub failing: bool,
 }
 
 impl<W> Store<W> {
@@ -158,6 +160,7 @@ impl<W> Store<W> {
             defs_buf_offset: defs_len,
             sealed: Vec::new(),
             unwritten: Vec::new(),
+            retry: Vec::new(),
             appended: 0,
             synced: 0,
             wanted: false,
@@ -167,7 +170,6 @@ impl<W> Store<W> {
             deletable: Vec::new(),
             wake: Arc::new(Notify::new()),
             woken: false,
-            failing: false,
         }
     }
 
@@ -337,7 +339,16 @@ impl<W> Store<W> {
     pub fn take_batch(&mut self) -> Batch {
         self.woken = false;
         self.seal_current();
-        let mut chunks = std::mem::take(&mut self.sealed);
+        // Failed chunks first (of segments that still exist), then what is new.
+        let segments = &self.segments;
+        let mut chunks: Vec<Chunk> = std::mem::take(&mut self.retry)
+            .into_iter()
+            .filter(|c| match c.file {
+                FileId::Segment(id) => segments.contains_key(&id),
+                FileId::Defs => true,
+            })
+            .collect();
+        chunks.append(&mut self.sealed);
         if !self.defs_buf.is_empty() {
             chunks.push(Chunk {
                 file: FileId::Defs,
@@ -371,6 +382,7 @@ impl<W> Store<W> {
             + self.defs_buf.len()
             + self.sealed.iter().map(|c| c.bytes.len()).sum::<usize>()
             + self.unwritten.iter().map(|c| c.bytes.len()).sum::<usize>()
+            + self.retry.iter().map(|c| c.bytes.len()).sum::<usize>()
     }
 
     /// True when the writer has nothing to do.
@@ -380,15 +392,17 @@ impl<W> Store<W> {
             && self.sealed.is_empty()
             && self.deletable.is_empty()
             && self.waiters.is_empty()
+            && self.retry.is_empty()
     }
 
     /// The writer wrote everything up to `ticket` (`ok`: without error), and synced it when
     /// `batch_synced`: moves the waiters it covers to `out`, each with whether its records
-    /// are durable (false when a write or sync failed).
+    /// are durable (false when a write or sync failed: the batch is then written again with
+    /// the next one, but what waited on it is told it is not durable).
     pub fn written(&mut self, ticket: u64, batch_synced: bool, ok: bool, out: &mut Vec<(W, bool)>) {
-        self.failing = !ok;
-        self.unwritten.clear();
+        let batch = std::mem::take(&mut self.unwritten);
         if !ok {
+            self.retry = batch;
             // Later records must not land after a hole: start a clean segment.
             if self.current_len > 0 {
                 self.roll();
@@ -420,6 +434,7 @@ impl<W> Store<W> {
         self.sealed
             .iter()
             .chain(self.unwritten.iter())
+            .chain(self.retry.iter())
             .filter(|c| c.file == FileId::Segment(loc.seg))
             .find(|c| c.offset <= off && off + len as u64 <= c.offset + c.bytes.len() as u64)
             .map(|c| {

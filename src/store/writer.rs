@@ -13,6 +13,10 @@ use tokio::sync::Notify;
 
 use super::{Batch, Chunk, FileId};
 use crate::io::fs::{self, File};
+use crate::io::time;
+
+/// How long the writer waits after a failed batch before writing it again.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What the writer needs from the shard that owns the store.
 pub trait WriterHost {
@@ -53,6 +57,10 @@ pub async fn run<H: WriterHost>(host: Rc<H>, wake: Arc<Notify>, dir: PathBuf) {
         files.forget_old();
         files.delete(delete).await;
         host.written(ticket, sync, ok);
+        if !ok {
+            // The failed chunks come back with the next batch; give the disk a moment.
+            time::sleep(RETRY_AFTER).await;
+        }
     }
 }
 

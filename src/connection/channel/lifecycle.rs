@@ -76,8 +76,13 @@ pub fn close(ctx: &Ctx) -> Result<(), Fail> {
     Ok(())
 }
 
+/// channel.flow: RabbitMQ does not let a client pause its deliveries this way (it refuses
+/// active=false with 540 NOT_IMPLEMENTED); active=true is a no-op.
 pub fn flow(ctx: &Ctx, m: &ChannelFlow) -> Result<(), Fail> {
-    ctx.send(Method::ChannelFlowOk(ChannelFlowOk { active: m.active }));
+    if !m.active {
+        return Err(Fail::Hard(HardError::new(NOT_IMPLEMENTED, "active=false")));
+    }
+    ctx.send(Method::ChannelFlowOk(ChannelFlowOk { active: true }));
     Ok(())
 }
 

@@ -59,6 +59,8 @@ pub struct Channel {
     tx: Option<tx::Tx>,
     /// Consumer tag of the direct reply-to pseudo-consumer (`amq.rabbitmq.reply-to`).
     reply_consumer: Option<Bytes>,
+    /// The random secret in this channel's reply addresses (direct reply-to).
+    reply_secret: u128,
     /// A method of this channel is in progress (possibly awaiting another shard).
     pub busy: bool,
     /// Server-sent basic.cancel notices held until the method in progress has answered.
@@ -88,13 +90,17 @@ impl Channel {
             confirm: None,
             tx: None,
             reply_consumer: None,
+            reply_secret: 0,
             busy: false,
             deferred_cancels: Vec::new(),
         }
     }
 
-    pub fn reply_consumer(&self) -> Option<&Bytes> {
-        self.reply_consumer.as_ref()
+    /// The direct reply-to consumer, for a reply whose address carries `secret`.
+    pub fn reply_consumer(&self, secret: u128) -> Option<&Bytes> {
+        self.reply_consumer
+            .as_ref()
+            .filter(|_| secret == self.reply_secret && secret != 0)
     }
 
     /// The next delivery tag.

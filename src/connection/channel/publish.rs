@@ -242,9 +242,14 @@ pub fn route(ctx: &Ctx, incoming: Incoming) -> Result<(), AmqpError> {
     if is_default_exchange(&msg.exchange) {
         if let Some(token) = msg.routing_key.strip_prefix(reply_to::REPLY_TO_PREFIX) {
             // A reply to a direct reply-to requester: straight to its channel, no queue.
-            if let Some((conn, channel)) = reply_to::parse_token(ctx.shard.count, token) {
-                let reply = ShardMsg::DirectReply { conn, channel, msg };
-                ctx.shard.send(conn.shard as usize, reply);
+            if let Some(to) = reply_to::parse_token(ctx.shard.count, token) {
+                let reply = ShardMsg::DirectReply {
+                    conn: to.conn,
+                    channel: to.channel,
+                    secret: to.secret,
+                    msg,
+                };
+                ctx.shard.send(to.conn.shard as usize, reply);
             }
             confirms::confirm_now(ctx);
             return Ok(());

@@ -30,6 +30,7 @@ pub fn consume(ctx: &Ctx, m: &BasicConsume) -> Result<(), Fail> {
             ));
         }
         ch.reply_consumer = Some(tag.clone());
+        ch.reply_secret = random_secret();
         Ok(())
     })
     .unwrap_or(Ok(()))?;
@@ -53,15 +54,17 @@ pub fn rewrite_request(ctx: &Ctx, raw: Bytes) -> Result<Bytes, AmqpError> {
     if props.reply_to.as_deref() != Some(REPLY_TO_QUEUE) {
         return Ok(raw);
     }
-    let consuming = ctx.with(|ch| ch.reply_consumer.is_some()).unwrap_or(false);
-    if !consuming {
+    let secret = ctx
+        .with(|ch| ch.reply_consumer.as_ref().map(|_| ch.reply_secret))
+        .flatten();
+    let Some(secret) = secret else {
         return Err(AmqpError::precondition(
             "fast reply consumer does not exist".to_string(),
         ));
-    }
+    };
     let c = ctx.conn.cref;
     props.reply_to = Some(Bytes::from(format!(
-        "amq.rabbitmq.reply-to.{:x}.{:x}.{:x}.{:x}",
+        "amq.rabbitmq.reply-to.{:x}.{:x}.{:x}.{:x}.{secret:032x}",
         c.shard, c.key, c.serial, ctx.channel
     )));
     let mut out = BytesMut::with_capacity(raw.len() + 48);
@@ -69,16 +72,21 @@ pub fn rewrite_request(ctx: &Ctx, raw: Bytes) -> Result<Bytes, AmqpError> {
     Ok(out.freeze())
 }
 
-/// The requester (connection, channel) a reply address names, if it is well formed.
-pub fn parse_token(shards: usize, token: &[u8]) -> Option<(ConnRef, u16)> {
+/// Where a reply address leads: the requester's connection and channel, and the secret the
+/// channel checks.
+pub struct ReplyAddress {
+    pub conn: ConnRef,
+    pub channel: u16,
+    pub secret: u128,
+}
+
+/// The requester a reply address names, if it is well formed.
+pub fn parse_token(shards: usize, token: &[u8]) -> Option<ReplyAddress> {
     let text = std::str::from_utf8(token).ok()?;
-    let mut parts = text.split('.').map(|p| u64::from_str_radix(p, 16).ok());
-    let (shard_id, key, serial, channel) = (
-        parts.next()??,
-        parts.next()??,
-        parts.next()??,
-        parts.next()??,
-    );
+    let mut parts = text.split('.');
+    let mut number = || u64::from_str_radix(parts.next()?, 16).ok();
+    let (shard_id, key, serial, channel) = (number()?, number()?, number()?, number()?);
+    let secret = u128::from_str_radix(parts.next()?, 16).ok()?;
     if parts.next().is_some() || shard_id as usize >= shards {
         return None;
     }
@@ -87,5 +95,25 @@ pub fn parse_token(shards: usize, token: &[u8]) -> Option<(ConnRef, u16)> {
         key: u32::try_from(key).ok()?,
         serial: u32::try_from(serial).ok()?,
     };
-    Some((conn, u16::try_from(channel).ok()?))
+    let channel = u16::try_from(channel).ok()?;
+    Some(ReplyAddress {
+        conn,
+        channel,
+        secret,
+    })
+}
+
+/// 128 random bits from the kernel (never 0): reply addresses cannot be guessed, so one
+/// client cannot inject replies into another's RPC.
+fn random_secret() -> u128 {
+    let mut bytes = [0u8; 16];
+    // SAFETY: getrandom writes at most `bytes.len()` bytes into the local array.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    let secret = u128::from_ne_bytes(bytes);
+    if n == bytes.len() as isize && secret != 0 {
+        return secret;
+    }
+    // No kernel randomness (never expected): fall back on the name generator's.
+    let fallback = super::random_suffix();
+    u128::from(crate::ids::name_hash(fallback.as_bytes())) | 1
 }

@@ -30,8 +30,10 @@ pub(super) fn shard_dirs(data_dir: &Path) -> io::Result<BTreeMap<usize, PathBuf>
     Ok(dirs)
 }
 
-/// Calls `each(record, offset, framed bytes)` for every intact record of the file at `path`,
-/// truncating a torn tail.
+/// Calls `each(record, offset, framed bytes)` for every intact record of the file at `path`.
+/// A corrupt stretch in the middle (a failed write's hole, a damaged sector) is skipped up to
+/// the next intact record, so the records after it survive; only a torn or corrupt tail,
+/// with no intact record after it, is truncated.
 pub(super) fn scan(path: &Path, mut each: impl FnMut(Record, u32, &[u8])) -> io::Result<()> {
     let all = match fs::read(path) {
         Ok(b) => Bytes::from(b),
@@ -46,19 +48,35 @@ pub(super) fn scan(path: &Path, mut each: impl FnMut(Record, u32, &[u8])) -> io:
                 off += len;
             }
             Next::End => return Ok(()),
-            Next::Torn => {
-                crate::warn!(
-                    "{}: torn or corrupt record at byte {off} of {}; truncating it there",
-                    path.display(),
-                    all.len()
-                );
-                let file = fs::OpenOptions::new().write(true).open(path)?;
-                file.set_len(off as u64)?;
-                file.sync_all()?;
-                return Ok(());
-            }
+            Next::Torn => match next_intact(&all, off + 1) {
+                Some(resume) => {
+                    crate::warn!(
+                        "{}: corrupt record at byte {off}; skipped {} bytes to the next intact record",
+                        path.display(),
+                        resume - off
+                    );
+                    off = resume;
+                }
+                None => return truncate_at(path, off, all.len()),
+            },
         }
     }
+}
+
+/// The offset of the first intact record at or after `from`, if any.
+fn next_intact(all: &Bytes, from: usize) -> Option<usize> {
+    (from..all.len()).find(|&at| matches!(record::next(&all.slice(at..)), Next::Record(..)))
+}
+
+/// Cuts a torn tail (a crash in the middle of a write) off the file.
+fn truncate_at(path: &Path, off: usize, len: usize) -> io::Result<()> {
+    crate::warn!(
+        "{}: torn or corrupt record at byte {off} of {len}; truncating it there",
+        path.display()
+    );
+    let file = fs::OpenOptions::new().write(true).open(path)?;
+    file.set_len(off as u64)?;
+    file.sync_all()
 }
 
 pub(super) fn read_records(path: &Path) -> io::Result<Vec<Record>> {

@@ -95,3 +95,43 @@ fn recovers_live_messages_in_order_across_shard_counts_and_truncates_a_torn_tail
     );
     let _ = fs::remove_dir_all(&data);
 }
+
+#[test]
+fn a_corrupt_record_in_the_middle_loses_only_itself() {
+    let data = temp_dir("middle");
+    let dir = shard_dir(&data, 0);
+    fs::create_dir_all(&dir).expect("shard dir");
+    let mut defs = BytesMut::new();
+    record::put_def(
+        &mut defs,
+        &Record::Queue {
+            queue_id: 7,
+            name: Bytes::from_static(b"q"),
+            auto_delete: false,
+            arguments: FieldTable::default(),
+        },
+    );
+    fs::write(dir.join(DEFS_FILE), &defs).expect("defs");
+    let mut seg = BytesMut::new();
+    record::put_publish(&mut seg, 7, 1, false, false, &message("before"));
+    let damaged_from = seg.len();
+    record::put_publish(&mut seg, 7, 2, false, false, &message("damaged"));
+    let damaged_to = seg.len();
+    record::put_publish(&mut seg, 7, 3, false, false, &message("after-1"));
+    seg.extend_from_slice(&[0u8; 100]); // a hole left by a failed write
+    record::put_publish(&mut seg, 7, 4, false, false, &message("after-2"));
+    for b in &mut seg[damaged_from + 10..damaged_to] {
+        *b ^= 0x5a;
+    }
+    fs::write(segment_path(&dir, 1), &seg).expect("segment");
+
+    let recovered = recover(&data, 1, 1 << 20, u64::MAX).expect("recovery");
+    let q = &recovered.shards[0].queues[0];
+    let bodies: Vec<&[u8]> = q.messages.iter().map(|(_, m)| &m.body[..]).collect();
+    assert_eq!(
+        bodies,
+        vec![&b"before"[..], b"after-1", b"after-2"],
+        "expected only the damaged record lost, the intact ones after it recovered"
+    );
+    let _ = fs::remove_dir_all(&data);
+}

@@ -1,0 +1,92 @@
+//! The shard's inbox against a client that panics: the panic must not wedge the shard.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{ring, Client, Shard};
+use crate::broker::topology::Topology;
+use crate::broker::{Broker, CreditKey, Delivery, ShardMsg};
+use crate::ids::{ConnRef, QueueRef};
+use crate::message::Message;
+
+/// A connection whose deliveries panic until `calm` is set; counts what it got.
+struct Flaky {
+    cref: ConnRef,
+    calm: Cell<bool>,
+    delivered: Cell<u32>,
+}
+
+impl Client for Flaky {
+    fn cref(&self) -> ConnRef {
+        self.cref
+    }
+    fn deliver(&self, _: Delivery) -> Option<(QueueRef, u64)> {
+        assert!(self.calm.get(), "a bug in a delivery");
+        self.delivered.set(self.delivered.get() + 1);
+        None
+    }
+    fn confirmed(&self, _: u16, _: u64, _: bool) {}
+    fn direct_reply(&self, _: u16, _: u128, _: &Message) {}
+    fn consumer_cancelled(&self, _: u16, _: &Bytes) {}
+    fn basic_return(&self, _: u16, _: &Message) {}
+    fn publish_credit(&self, _: CreditKey, _: u32) {}
+    fn alarm(&self, _: u8) {}
+}
+
+fn delivery(conn: ConnRef) -> ShardMsg {
+    ShardMsg::Deliver(Delivery {
+        conn,
+        channel: 1,
+        consumer_tag: Bytes::from_static(b"c"),
+        consumer_id: 1,
+        queue: QueueRef {
+            shard: 0,
+            key: 0,
+            serial: 1,
+        },
+        seq: 1,
+        redelivered: false,
+        no_ack: true,
+        msg: Message::new(
+            Bytes::new(),
+            Bytes::new(),
+            Bytes::new(),
+            Bytes::new(),
+            false,
+        ),
+    })
+}
+
+#[test]
+fn a_panic_while_flushing_does_not_wedge_the_inbox() {
+    let endpoint = ring::mesh::<ShardMsg>(1, 16)
+        .expect("a ring mesh")
+        .remove(0);
+    let shard = Shard::new(
+        Arc::new(crate::config::Config::default()),
+        Arc::default(),
+        Arc::default(),
+        endpoint,
+        Broker::new(0),
+        Topology::new(),
+    );
+    let flaky: Rc<Flaky> = shard.register(|cref| Flaky {
+        cref,
+        calm: Cell::new(false),
+        delivered: Cell::new(0),
+    });
+    shard.send(0, delivery(flaky.cref));
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shard.flush()));
+    assert!(panicked.is_err(), "expected the flaky delivery to panic");
+    flaky.calm.set(true);
+    shard.send(0, delivery(flaky.cref));
+    shard.flush();
+    assert_eq!(
+        flaky.delivered.get(),
+        1,
+        "expected the next flush to run the inbox again after a panic in the previous one"
+    );
+}

@@ -53,6 +53,7 @@ pub fn start(mut config: Config) -> std::io::Result<()> {
     claim(&config)?;
     let budget_per_shard = config.memory_budget_bytes() / count as u64;
     let recovered = recover_store(&config, count, budget_per_shard)?;
+    io::fs::sim::start(&config.data_dir)?;
     let alarms = crate::alarm::start_monitor(
         config.data_dir.clone(),
         config.memory_high_watermark.bytes(),

@@ -3,6 +3,8 @@
 //! On epoll every call runs on tokio's blocking pool, so a slow disk never stalls the shard
 //! thread; on io_uring they are ring operations.
 
+pub mod sim;
+
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,7 +17,10 @@ use io_uring::{opcode, types};
 use super::uring::{result, Op};
 use super::{backend, Backend};
 
-pub struct File(FileInner);
+pub struct File {
+    inner: FileInner,
+    path: PathBuf,
+}
 
 enum FileInner {
     Uring(std::fs::File),
@@ -52,19 +57,41 @@ impl File {
     }
 
     async fn open(path: &Path, write: bool) -> io::Result<File> {
+        sim::check(sim::Op::Open)?;
         let path: PathBuf = path.to_path_buf();
-        Ok(File(match backend() {
+        let creates = write && sim::journaling() && !path.exists();
+        let inner = match backend() {
             // Opening is rare (a segment per 64 MiB) and cheap; the ring is for data.
             Backend::Uring => FileInner::Uring(open_std(&path, write)?),
             Backend::Epoll => {
-                FileInner::Epoll(Arc::new(blocking(move || open_std(&path, write)).await?))
+                let at = path.clone();
+                FileInner::Epoll(Arc::new(blocking(move || open_std(&at, write)).await?))
             }
-        }))
+        };
+        if creates {
+            sim::created(&path);
+        }
+        Ok(File { inner, path })
     }
 
-    /// Writes all of `bytes` at `offset`.
+    /// Writes all of `bytes` at `offset`, or the part a simulated fault lets through.
     pub async fn write_all_at(&self, bytes: Bytes, offset: u64) -> io::Result<()> {
-        match &self.0 {
+        match sim::plan_write(bytes.len())? {
+            sim::WritePlan::All => {
+                self.write_at(bytes.clone(), offset).await?;
+                sim::wrote(&self.path, offset, &bytes);
+                Ok(())
+            }
+            sim::WritePlan::ShortThenFail(part) => {
+                self.write_at(bytes.slice(..part), offset).await?;
+                sim::wrote(&self.path, offset, &bytes[..part]);
+                Err(sim::short_write_error())
+            }
+        }
+    }
+
+    async fn write_at(&self, bytes: Bytes, offset: u64) -> io::Result<()> {
+        match &self.inner {
             FileInner::Uring(f) => {
                 let fd = types::Fd(f.as_raw_fd());
                 let mut done = 0usize;
@@ -98,7 +125,7 @@ impl File {
 
     /// Reads exactly `len` bytes at `offset`.
     pub async fn read_exact_at(&self, len: usize, offset: u64) -> io::Result<Bytes> {
-        match &self.0 {
+        match &self.inner {
             FileInner::Uring(f) => {
                 let fd = types::Fd(f.as_raw_fd());
                 let mut buf = vec![0u8; len];
@@ -134,7 +161,15 @@ impl File {
 
     /// fdatasync: what was written is on disk when this returns Ok.
     pub async fn sync_data(&self) -> io::Result<()> {
-        match &self.0 {
+        sim::check(sim::Op::Fsync)?;
+        let token = sim::sync_begins(&self.path);
+        self.fdatasync().await?;
+        sim::synced(token);
+        Ok(())
+    }
+
+    async fn fdatasync(&self) -> io::Result<()> {
+        match &self.inner {
             FileInner::Uring(f) => {
                 let fd = types::Fd(f.as_raw_fd());
                 let entry = opcode::Fsync::new(fd)
@@ -152,6 +187,13 @@ impl File {
 
 /// Unlinks `path`.
 pub async fn remove_file(path: &Path) -> io::Result<()> {
+    sim::check(sim::Op::Unlink)?;
+    unlink(path).await?;
+    sim::unlinked(path);
+    Ok(())
+}
+
+async fn unlink(path: &Path) -> io::Result<()> {
     match backend() {
         Backend::Uring => {
             use std::os::unix::ffi::OsStrExt;

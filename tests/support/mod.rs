@@ -22,6 +22,7 @@
 
 pub mod broker;
 pub mod lapin_client;
+pub mod powercut;
 pub mod process;
 pub mod raw;
 pub mod scripts;

@@ -78,7 +78,10 @@ pub fn start(data_dir: &Path) -> io::Result<()> {
     if fault.is_none() && journal.is_none() {
         return Ok(());
     }
-    crate::warn!("file operation simulation on (fault {fault:?}, journal {})", journal.is_some());
+    crate::warn!(
+        "file operation simulation on (fault {fault:?}, journal {})",
+        journal.is_some()
+    );
     let sim = Sim {
         root: data_dir.to_path_buf(),
         fault,
@@ -95,7 +98,9 @@ fn sim() -> Option<&'static Sim> {
 }
 
 fn parse_fault(spec: &str) -> Result<Fault, String> {
-    let bad = || format!("WARREN_FS_FAULT={spec}: expected <open|write|fsync|unlink>:<n>:<EIO|ENOSPC|short>[:<times>]");
+    let bad = || {
+        format!("WARREN_FS_FAULT={spec}: expected <open|write|fsync|unlink>:<n>:<EIO|ENOSPC|short>[:<times>]")
+    };
     let parts: Vec<&str> = spec.split(':').collect();
     if parts.len() < 3 || parts.len() > 4 {
         return Err(bad());
@@ -219,7 +224,9 @@ fn record(path: &Path, fill: impl FnOnce(&mut Vec<u8>, &Path)) {
     let path = path.strip_prefix(&sim.root).unwrap_or(path);
     let mut out = Vec::new();
     fill(&mut out, path);
-    let mut file = journal.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut file = journal
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Err(err) = file.write_all(&out) {
         crate::error!("file journal: {err}");
     }

@@ -9,8 +9,12 @@
 # under target/corpus/<target>; a crash leaves its input in artifacts/<target>/. Exits
 # non-zero when any target crashed (after running the others), or when nightly is missing.
 #
-# Environment: FUZZ_TOOLCHAIN (default nightly), CARGO_BUILD_JOBS (build parallelism),
-# FUZZ_ARGS (extra libFuzzer flags, e.g. "-max_len=8192").
+# Builds keep debug assertions and overflow checks on. Warren's decoders and recovery are safe
+# Rust, so no sanitizer runs by default: AddressSanitizer would cost several times the
+# executions and find nothing safe code can do; FUZZ_SANITIZER=address turns it on.
+#
+# Environment: FUZZ_TOOLCHAIN (default nightly), FUZZ_SANITIZER (default none),
+# CARGO_BUILD_JOBS (build parallelism), FUZZ_ARGS (extra libFuzzer flags, e.g. -max_len=8192).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -19,6 +23,7 @@ if [[ $# -gt 0 ]]; then shift; fi
 all_targets=(frame method table properties record recover)
 if [[ $# -gt 0 ]]; then targets=("$@"); else targets=("${all_targets[@]}"); fi
 toolchain=${FUZZ_TOOLCHAIN:-nightly}
+sanitizer=${FUZZ_SANITIZER:-none}
 
 if ! [[ $seconds =~ ^[0-9]+$ ]] || [[ $seconds -eq 0 ]]; then
     echo "run.sh: seconds per target must be a positive integer, got '$seconds'" >&2
@@ -40,7 +45,7 @@ echo "== $(cargo fuzz --version), $(rustup run "$toolchain" rustc --version)"
 
 echo "== building ${targets[*]}"
 for t in "${targets[@]}"; do
-    cargo "+$toolchain" fuzz build --fuzz-dir "$here" "$t"
+    cargo "+$toolchain" fuzz build --fuzz-dir "$here" --sanitizer "$sanitizer" "$t"
 done
 
 logs="$here/target/logs"
@@ -58,7 +63,7 @@ for t in "${targets[@]}"; do
     # The scratch corpus comes first: libFuzzer adds new inputs to the first directory only,
     # so the checked-in seeds stay as they are. stdout (the broker's log lines) is closed.
     # shellcheck disable=SC2086
-    if ! cargo "+$toolchain" fuzz run --fuzz-dir "$here" "$t" "$scratch" "$here/corpus/$t" -- \
+    if ! cargo "+$toolchain" fuzz run --fuzz-dir "$here" --sanitizer "$sanitizer" "$t" "$scratch" "$here/corpus/$t" -- \
         -max_total_time="$seconds" -print_final_stats=1 -close_fd_mask=1 -timeout=30 \
         ${FUZZ_ARGS:-} >"$log" 2>&1; then
         status="CRASH (see $log; input in $here/artifacts/$t/)"

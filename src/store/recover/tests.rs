@@ -163,7 +163,11 @@ fn a_record_with_a_seq_no_queue_reaches_is_skipped_not_a_panic() {
     let recovered = recover(&data, 1, 1 << 20, u64::MAX).expect("recovery");
     let q = &recovered.shards[0].queues[0];
     let bodies: Vec<&[u8]> = q.messages.iter().map(|(_, m)| &m.body[..]).collect();
-    assert_eq!(bodies, vec![&b"kept"[..]], "the impossible record is dropped");
+    assert_eq!(
+        bodies,
+        vec![&b"kept"[..]],
+        "the impossible record is dropped"
+    );
     assert_eq!(q.next_seq, 2);
     let _ = fs::remove_dir_all(&data);
 }

@@ -17,6 +17,9 @@ pub const HEADER_BYTES: usize = 8;
 /// No record is larger than this (a body is capped well below it by max-message-size); a
 /// claimed length above it is treated as a torn tail, never allocated.
 pub const MAX_RECORD_BYTES: usize = 1 << 30;
+/// No queue's seq gets this far (seqs count up by one per message from 1); a record claiming
+/// more is corrupt, even with a good CRC: recovery would overflow the queue's next seq.
+pub const MAX_SEQ: u64 = i64::MAX as u64;
 
 const PUBLISH: u8 = 1;
 const ACK: u8 = 2;
@@ -244,7 +247,7 @@ fn decode(body: Bytes) -> Option<Record> {
     let record = match kind {
         PUBLISH => {
             let queue_id = r.longlong().ok()?;
-            let seq = r.longlong().ok()?;
+            let seq = r.longlong().ok().filter(|&s| s <= MAX_SEQ)?;
             let flags = r.octet().ok()?;
             let exchange = r.shortstr().ok()?;
             let routing_key = r.shortstr().ok()?;
@@ -260,7 +263,7 @@ fn decode(body: Bytes) -> Option<Record> {
         }
         ACK => Record::Ack {
             queue_id: r.longlong().ok()?,
-            seq: r.longlong().ok()?,
+            seq: r.longlong().ok().filter(|&s| s <= MAX_SEQ)?,
         },
         QUEUE => Record::Queue {
             queue_id: r.longlong().ok()?,
@@ -421,5 +424,22 @@ mod tests {
         // A claimed length of 4 GiB is a torn tail, not an allocation.
         let huge = Bytes::from_static(b"\xff\xff\xff\xff\0\0\0\0\x01");
         assert!(matches!(next(&huge), Next::Torn));
+    }
+
+    #[test]
+    fn a_seq_no_queue_can_reach_is_corrupt() {
+        let mut out = BytesMut::new();
+        put_publish(&mut out, 1, MAX_SEQ, false, false, &message());
+        assert!(matches!(next(&out.split().freeze()), Next::Record(..)));
+        put_publish(&mut out, 1, MAX_SEQ + 1, false, false, &message());
+        assert!(
+            matches!(next(&out.split().freeze()), Next::Torn),
+            "a publish with seq past MAX_SEQ must read as corrupt"
+        );
+        put_ack(&mut out, 1, u64::MAX);
+        assert!(
+            matches!(next(&out.split().freeze()), Next::Torn),
+            "an ack with seq past MAX_SEQ must read as corrupt"
+        );
     }
 }

@@ -135,3 +135,39 @@ fn a_corrupt_record_in_the_middle_loses_only_itself() {
     );
     let _ = fs::remove_dir_all(&data);
 }
+
+#[test]
+fn a_record_with_a_seq_no_queue_reaches_is_skipped_not_a_panic() {
+    // Found by the `recover` fuzz target: a CRC-valid publish (or ack) of seq u64::MAX made
+    // the queue's next seq overflow.
+    let data = temp_dir("max-seq");
+    let dir = shard_dir(&data, 0);
+    fs::create_dir_all(&dir).expect("shard dir");
+    let mut defs = BytesMut::new();
+    record::put_def(
+        &mut defs,
+        &Record::Queue {
+            queue_id: 7,
+            name: Bytes::from_static(b"q"),
+            auto_delete: false,
+            arguments: FieldTable::default(),
+        },
+    );
+    fs::write(dir.join(DEFS_FILE), &defs).expect("defs");
+    let mut seg = BytesMut::new();
+    record::put_publish(&mut seg, 7, 1, false, false, &message("kept"));
+    record::put_publish(&mut seg, 7, u64::MAX, false, false, &message("impossible"));
+    record::put_ack(&mut seg, 7, u64::MAX);
+    fs::write(segment_path(&dir, 1), &seg).expect("segment");
+
+    let recovered = recover(&data, 1, 1 << 20, u64::MAX).expect("recovery");
+    let q = &recovered.shards[0].queues[0];
+    let bodies: Vec<&[u8]> = q.messages.iter().map(|(_, m)| &m.body[..]).collect();
+    assert_eq!(
+        bodies,
+        vec![&b"kept"[..]],
+        "the impossible record is dropped"
+    );
+    assert_eq!(q.next_seq, 2);
+    let _ = fs::remove_dir_all(&data);
+}

@@ -124,9 +124,10 @@ pub async fn connection_method(
         }
         // Clients may tell us they are blocked/unblocked; nothing to do.
         (Phase::Opened, Method::ConnectionBlocked(_) | Method::ConnectionUnblocked(_)) => Ok(()),
+        // A channel's method on channel 0: RabbitMQ answers 504, naming the method.
         (Phase::Opened, method) => Err(HardError::new(
-            COMMAND_INVALID,
-            format!("unexpected method {} on channel 0", method.name()),
+            CHANNEL_ERROR,
+            "unexpected method in connection state running",
         )
         .on(&method)),
         (phase, method) => Err(expect(phase, &method)),
@@ -190,27 +191,16 @@ fn tune_ok(shard: &Shard, conn: &Conn, m: ConnectionTuneOk) -> Result<(), HardEr
     if m.frame_max != 0 && m.frame_max < FRAME_MIN_SIZE {
         return Err(on(HardError::new(
             NOT_ALLOWED,
-            format!("frame_max={} < {} min size", m.frame_max, FRAME_MIN_SIZE),
-        )));
-    }
-    if m.frame_max > config.frame_max_bytes {
-        return Err(on(HardError::new(
-            NOT_ALLOWED,
             format!(
-                "frame_max={} > {} max size",
-                m.frame_max, config.frame_max_bytes
+                "negotiated frame_max = {} is lower than the minimum allowed value ({FRAME_MIN_SIZE})",
+                m.frame_max
             ),
         )));
     }
-    if m.channel_max > config.channel_max {
-        return Err(on(HardError::new(
-            NOT_ALLOWED,
-            format!(
-                "channel_max={} > {} max channels",
-                m.channel_max, config.channel_max
-            ),
-        )));
-    }
+    let max = u64::from(config.frame_max_bytes);
+    check_negotiated("frame_max", u64::from(m.frame_max), max).map_err(on)?;
+    let max = u64::from(config.channel_max);
+    check_negotiated("channel_max", u64::from(m.channel_max), max).map_err(on)?;
     let mut state = conn.state.borrow_mut();
     state.frame_max = if m.frame_max == 0 {
         config.frame_max_bytes
@@ -225,4 +215,23 @@ fn tune_ok(shard: &Shard, conn: &Conn, m: ConnectionTuneOk) -> Result<(), HardEr
     state.heartbeat_secs = m.heartbeat;
     state.phase = Phase::Open;
     Ok(())
+}
+
+/// A tune-ok value above the server's limit is refused, and so is 0 ("no limit") when the
+/// server has one: RabbitMQ's negotiation, with its texts.
+fn check_negotiated(field: &str, client: u64, server: u64) -> Result<(), HardError> {
+    if server == 0 || (client != 0 && client <= server) {
+        return Ok(());
+    }
+    let detail = if client == 0 && field == "channel_max" {
+        " (no limit)"
+    } else {
+        ""
+    };
+    Err(HardError::new(
+        NOT_ALLOWED,
+        format!(
+            "negotiated {field} = {client}{detail} is higher than the maximum allowed value ({server})"
+        ),
+    ))
 }

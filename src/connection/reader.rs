@@ -203,6 +203,7 @@ fn closing_frame(conn: &Conn, frame: &Frame) -> bool {
 }
 
 async fn handle_frame(shard: &Rc<Shard>, conn: &Rc<Conn>, frame: Frame) -> Result<(), HardError> {
+    let opened = conn.state.borrow().phase == Phase::Opened;
     match frame.kind {
         FRAME_HEARTBEAT => {
             if frame.channel != 0 {
@@ -213,23 +214,21 @@ async fn handle_frame(shard: &Rc<Shard>, conn: &Rc<Conn>, frame: Frame) -> Resul
             }
             Ok(())
         }
+        // Like RabbitMQ, a channel's frame before connection.open is an unexpected frame.
+        FRAME_METHOD | FRAME_HEADER | FRAME_BODY if frame.channel != 0 && !opened => {
+            Err(HardError::new(
+                UNEXPECTED_FRAME,
+                format!(
+                    "frame type {} on channel {} before connection.open",
+                    frame.kind, frame.channel
+                ),
+            ))
+        }
         FRAME_METHOD => {
             let method = Method::decode(frame.payload).map_err(method_error)?;
             if frame.channel == 0 {
                 handshake::connection_method(shard, conn, method).await
             } else {
-                let phase = conn.state.borrow().phase;
-                if phase != Phase::Opened {
-                    return Err(HardError::new(
-                        COMMAND_INVALID,
-                        format!(
-                            "method {} on channel {} before connection.open",
-                            method.name(),
-                            frame.channel
-                        ),
-                    )
-                    .on(&method));
-                }
                 channel::method(shard, conn, frame.channel, method).await
             }
         }

@@ -105,7 +105,7 @@ pub fn validate_arguments(arguments: &FieldTable) -> Result<(), BindingArguments
     }
 }
 
-fn type_name(value: &FieldValue) -> &'static str {
+pub(crate) fn type_name(value: &FieldValue) -> &'static str {
     use FieldValue as V;
     match value {
         V::Bool(_) => "bool",

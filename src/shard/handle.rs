@@ -3,7 +3,7 @@
 use smallvec::SmallVec;
 
 use super::Shard;
-use crate::broker::{Message, OpOk, Origin, QueueTarget, SettleKind, ShardMsg};
+use crate::broker::{Broker, Message, OpOk, Origin, Outbox, QueueTarget, SettleKind, ShardMsg};
 use crate::ids::QueueRef;
 
 impl Shard {
@@ -40,11 +40,7 @@ impl Shard {
                 None => {}
             },
             ShardMsg::Settle { queue, kind, seqs } => {
-                let mut out = self.take_outbox();
-                self.broker
-                    .borrow_mut()
-                    .settle(queue, kind, &seqs, &mut out);
-                self.send_all(out);
+                self.on_broker(|broker, out| broker.settle(queue, kind, &seqs, out))
             }
             ShardMsg::PublishCredit { conn, key, n } => {
                 if let Some(client) = self.client(conn) {
@@ -55,13 +51,7 @@ impl Shard {
                 queue,
                 consumer_id,
                 n,
-            } => {
-                let mut out = self.take_outbox();
-                self.broker
-                    .borrow_mut()
-                    .credit(queue, consumer_id, n, &mut out);
-                self.send_all(out);
-            }
+            } => self.on_broker(|broker, out| broker.credit(queue, consumer_id, n, out)),
             ShardMsg::ConsumerCancelled { conn, channel, tag } => {
                 if let Some(client) = self.client(conn) {
                     client.consumer_cancelled(channel, &tag);
@@ -73,11 +63,9 @@ impl Shard {
                 }
             }
             ShardMsg::Request { from, id, op } => self.apply_and_reply(from, id, op),
-            ShardMsg::Oneway(op) => {
-                let mut out = self.take_outbox();
-                let _ = self.broker.borrow_mut().apply(op, &mut out);
-                self.send_all(out);
-            }
+            ShardMsg::Oneway(op) => self.on_broker(|broker, out| {
+                let _ = broker.apply(op, out);
+            }),
             ShardMsg::TopologyRequest { from, id, change } => {
                 self.topology_request(from, id, change)
             }
@@ -90,6 +78,13 @@ impl Shard {
                 }
             }
         }
+    }
+
+    /// Runs `f` on this shard's broker with a fresh outbox, then sends what it produced.
+    fn on_broker(&self, f: impl FnOnce(&mut Broker, &mut Outbox)) {
+        let mut out = self.take_outbox();
+        f(&mut self.broker.borrow_mut(), &mut out);
+        self.send_all(out);
     }
 
     /// A publish for a queue of this shard. Its confirm goes back once the queue took it (after

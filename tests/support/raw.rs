@@ -67,7 +67,8 @@ methods!(CONNECTION_METHODS, class 10:
     CONNECTION_UNBLOCKED = 61,
 );
 methods!(CHANNEL_METHODS, class 20:
-    CHANNEL_OPEN = 10, CHANNEL_OPEN_OK = 11, CHANNEL_CLOSE = 40, CHANNEL_CLOSE_OK = 41,
+    CHANNEL_OPEN = 10, CHANNEL_OPEN_OK = 11, CHANNEL_FLOW = 20, CHANNEL_FLOW_OK = 21,
+    CHANNEL_CLOSE = 40, CHANNEL_CLOSE_OK = 41,
 );
 methods!(EXCHANGE_METHODS, class 40:
     EXCHANGE_DECLARE = 10, EXCHANGE_DECLARE_OK = 11, EXCHANGE_DELETE = 20,
@@ -85,7 +86,9 @@ methods!(BASIC_METHODS, class 60:
     BASIC_REJECT = 90, BASIC_RECOVER = 110, BASIC_RECOVER_OK = 111, BASIC_NACK = 120,
 );
 methods!(CONFIRM_METHODS, class 85: CONFIRM_SELECT = 10, CONFIRM_SELECT_OK = 11);
-methods!(TX_METHODS, class 90: TX_SELECT = 10, TX_SELECT_OK = 11);
+methods!(TX_METHODS, class 90:
+    TX_SELECT = 10, TX_SELECT_OK = 11, TX_COMMIT = 20, TX_COMMIT_OK = 21,
+);
 
 /// The spec's name of a method (`basic.get-ok` for `BASIC_GET_OK`), or `method C.M` for an
 /// id not defined here.
@@ -542,6 +545,20 @@ impl Client {
     /// `channel_max` (`None`: the broker's), the broker's frame_max (at most `FRAME_MAX`) and
     /// no heartbeats, connection.open `/`. Returns what connection.tune offered.
     pub fn handshake(&mut self, channel_max: Option<u16>) -> Tune {
+        let tune = self.start_until_tune();
+        let frame_max = match tune.frame_max {
+            0 => FRAME_MAX,
+            offered => offered.min(FRAME_MAX),
+        };
+        self.tune_ok(channel_max.unwrap_or(tune.channel_max), frame_max, 0);
+        self.open_vhost();
+        self.expect(0, CONNECTION_OPEN_OK);
+        tune
+    }
+
+    /// The handshake's first half: protocol header, start-ok (PLAIN guest/guest,
+    /// `CLIENT_CAPABILITIES`). Returns what connection.tune offered; tune-ok is not sent.
+    pub fn start_until_tune(&mut self) -> Tune {
         self.write_all(PROTOCOL_HEADER);
         self.server_start = self.expect(0, CONNECTION_START).args;
         let capabilities = Value::Table(
@@ -561,27 +578,23 @@ impl Client {
         self.send(0, CONNECTION_START_OK, start_ok);
         let tune = self.expect(0, CONNECTION_TUNE);
         let mut r = tune.reader();
-        let tune = Tune {
+        Tune {
             channel_max: r.u16(),
             frame_max: r.u32(),
             heartbeat: r.u16(),
-        };
-        let frame_max = match tune.frame_max {
-            0 => FRAME_MAX,
-            offered => offered.min(FRAME_MAX),
-        };
-        let tune_ok = Args::new()
-            .u16(channel_max.unwrap_or(tune.channel_max))
-            .u32(frame_max)
-            .u16(0);
-        self.send(0, CONNECTION_TUNE_OK, tune_ok);
-        self.send(
-            0,
-            CONNECTION_OPEN,
-            Args::new().short("/").short("").bits(&[false]),
-        );
-        self.expect(0, CONNECTION_OPEN_OK);
-        tune
+        }
+    }
+
+    /// connection.tune-ok with these values.
+    pub fn tune_ok(&mut self, channel_max: u16, frame_max: u32, heartbeat: u16) {
+        let args = Args::new().u16(channel_max).u32(frame_max).u16(heartbeat);
+        self.send(0, CONNECTION_TUNE_OK, args);
+    }
+
+    /// connection.open of vhost `/`, without waiting for open-ok.
+    pub fn open_vhost(&mut self) {
+        let args = Args::new().short("/").short("").bits(&[false]);
+        self.send(0, CONNECTION_OPEN, args);
     }
 
     /// True if connection.start listed `capability` as true among the broker's capabilities.

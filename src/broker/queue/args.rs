@@ -21,15 +21,12 @@ impl Queue {
                 self.display_name()
             ))
         };
+        // Like RabbitMQ, the exclusive flag is checked first, as exclusive access (405).
+        if exclusive != self.exclusive_owner.is_some() {
+            return Err(self.locked());
+        }
         if durable != self.durable {
             return Err(mismatch("durable", durable, self.durable));
-        }
-        if exclusive != self.exclusive_owner.is_some() {
-            return Err(mismatch(
-                "exclusive",
-                exclusive,
-                self.exclusive_owner.is_some(),
-            ));
         }
         if auto_delete != self.auto_delete {
             return Err(mismatch("auto_delete", auto_delete, self.auto_delete));

@@ -139,14 +139,20 @@ impl Queue {
     /// RabbitMQ's wording, which clients show to users.
     pub fn check_exclusive(&self, conn: ConnRef) -> Result<(), AmqpError> {
         match self.exclusive_owner {
-            Some(owner) if owner != conn => Err(AmqpError::resource_locked(format!(
-                "cannot obtain exclusive access to locked queue '{}' in vhost '/'. It could be originally \
-                 declared on another connection or the exclusive property value does not match that of \
-                 the original declaration.",
-                self.display_name()
-            ))),
+            Some(owner) if owner != conn => Err(self.locked()),
             _ => Ok(()),
         }
+    }
+
+    /// RabbitMQ's refusal of another connection's exclusive queue, or of a declare whose
+    /// exclusive flag does not match the queue's.
+    pub fn locked(&self) -> AmqpError {
+        AmqpError::resource_locked(format!(
+            "cannot obtain exclusive access to locked queue '{}' in vhost '/'. It could be originally \
+             declared on another connection or the exclusive property value does not match that of \
+             the original declaration.",
+            self.display_name()
+        ))
     }
 
     /// Adds a message `from` published (to `key`); returns true when it was written to the

@@ -52,14 +52,19 @@ pub fn admit(conn: &Conn, channel: u16, method: &Method) -> Result<bool, HardErr
             }
             Ok(false)
         }
-        Some(ch) if ch.incoming.is_some() => Err(HardError::new(
-            UNEXPECTED_FRAME,
-            format!(
-                "expected content header for class 60, got non content header frame instead ({})",
-                method.name()
-            ),
-        )
-        .on(method)),
+        // RabbitMQ names the publish whose content was cut short, not the method.
+        Some(Channel {
+            incoming: Some(incoming),
+            ..
+        }) => {
+            let text = if incoming.awaits_body() {
+                "expected content body, got non content body frame instead"
+            } else {
+                "expected content header for class 60, got non content header frame instead"
+            };
+            let publish = Method::BasicPublish(BasicPublish::default());
+            Err(HardError::new(UNEXPECTED_FRAME, text).on(&publish))
+        }
         Some(_) if matches!(method, Method::ChannelOpen(_)) => {
             Err(HardError::new(CHANNEL_ERROR, "second 'channel.open' seen").on(method))
         }

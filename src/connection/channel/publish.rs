@@ -36,6 +36,13 @@ pub struct Incoming {
     received: u64,
 }
 
+impl Incoming {
+    /// The content header arrived: body frames are due.
+    pub fn awaits_body(&self) -> bool {
+        self.header.is_some()
+    }
+}
+
 /// basic.publish: checks the exchange and waits for the content.
 pub fn publish(ctx: &Ctx, m: &BasicPublish) -> Result<(), Fail> {
     ctx.conn.published.set(true);
@@ -165,16 +172,21 @@ fn header(
             "expected content body, got content header instead",
         ));
     }
-    let header = ContentHeader::decode(frame.payload).map_err(method_error)?;
-    if header.class_id != CLASS_BASIC {
-        return Err(HardError::new(
-            UNEXPECTED_FRAME,
-            format!(
-                "expected content header for class 60, got class {}",
-                header.class_id
-            ),
-        ));
+    // The class is checked before the rest is decoded: RabbitMQ refuses another class as an
+    // unexpected frame of the publish, whatever follows it.
+    if let Some(class) = frame.payload.get(..2) {
+        let class_id = u16::from_be_bytes([class[0], class[1]]);
+        if class_id != CLASS_BASIC {
+            return Err(HardError::new(
+                UNEXPECTED_FRAME,
+                format!(
+                    "expected content header for class 60, got one for class {class_id} instead"
+                ),
+            )
+            .on(&Method::BasicPublish(BasicPublish::default())));
+        }
     }
+    let header = ContentHeader::decode(frame.payload).map_err(method_error)?;
     if header.body_size > max_message_size {
         let size = header.body_size;
         return Ok(Some(AmqpError::precondition(format!(
@@ -195,10 +207,10 @@ fn body(incoming: &mut Incoming, frame: Frame) -> Result<bool, HardError> {
     };
     incoming.received += frame.payload.len() as u64;
     if incoming.received > body_size {
-        return Err(HardError::new(
-            FRAME_ERROR,
-            format!("content body larger than the {body_size} bytes its header declared"),
-        ));
+        // Like RabbitMQ, a body past the declared size leaves the message incomplete for
+        // good: the next method on the channel is the unexpected frame. Nothing is kept.
+        incoming.body = Body::Empty;
+        return Ok(false);
     }
     incoming.body = match std::mem::replace(&mut incoming.body, Body::Empty) {
         Body::Empty => Body::One(frame.payload),

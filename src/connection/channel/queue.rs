@@ -10,6 +10,7 @@ use crate::broker::{AmqpError, OpOk, QueueOp};
 use crate::protocol::constants::NOT_FOUND;
 use crate::protocol::method::*;
 use crate::protocol::{FieldTable, FieldValue, Method};
+use crate::routing::headers::type_name;
 use crate::shard::Shard;
 
 pub async fn declare(ctx: &Ctx<'_>, m: &QueueDeclare) -> Result<(), Fail> {
@@ -25,6 +26,9 @@ pub async fn declare(ctx: &Ctx<'_>, m: &QueueDeclare) -> Result<(), Fail> {
         m.queue.clone()
     };
     check_queue_type(&name, &m.arguments)?;
+    if !m.passive {
+        check_integer_args(&name, &m.arguments)?;
+    }
     let op = QueueOp::Declare {
         name: name.clone(),
         passive: m.passive,
@@ -64,6 +68,34 @@ fn check_queue_type(name: &[u8], arguments: &FieldTable) -> Result<(), Fail> {
                 String::from_utf8_lossy(kind)
             ))));
         }
+    }
+    Ok(())
+}
+
+/// The queue arguments RabbitMQ requires to be integers.
+const INTEGER_ARGS: [&str; 5] = [
+    "x-expires",
+    "x-message-ttl",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+];
+
+/// An integer argument of another type (`x-max-length` as a string, say) is refused as
+/// RabbitMQ refuses it: 406, "expected integer, got longstr".
+fn check_integer_args(name: &[u8], arguments: &FieldTable) -> Result<(), Fail> {
+    use FieldValue as V;
+    for key in INTEGER_ARGS {
+        let value = match arguments.get(key) {
+            None | Some(V::I8(_) | V::U8(_) | V::I16(_) | V::U16(_)) => continue,
+            Some(V::I32(_) | V::U32(_) | V::I64(_) | V::U64(_)) => continue,
+            Some(other) => other,
+        };
+        return Err(Fail::Soft(AmqpError::precondition(format!(
+            "invalid arg '{key}' for queue '{}' in vhost '/': \"expected integer, got {}\"",
+            String::from_utf8_lossy(name),
+            type_name(value)
+        ))));
     }
     Ok(())
 }

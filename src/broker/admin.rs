@@ -189,17 +189,18 @@ impl Broker {
         let key = self.existing(name)?;
         let q = &mut self.queues[key];
         q.check_exclusive(conn)?;
-        let got = q
-            .get(no_ack, conn, channel, &mut self.sh)
-            .map(|(seq, redelivered, msg)| {
-                Box::new(Got {
-                    queue: q.id,
-                    seq,
-                    redelivered,
-                    msg,
-                    message_count: q.ready_count() as u32,
-                })
-            });
+        let Ok(got) = q.get(no_ack, conn, channel, &mut self.sh) else {
+            return Ok(OpOk::PagingIn);
+        };
+        let got = got.map(|(seq, redelivered, msg)| {
+            Box::new(Got {
+                queue: q.id,
+                seq,
+                redelivered,
+                msg,
+                message_count: q.ready_count() as u32,
+            })
+        });
         Ok(OpOk::Got(got))
     }
 

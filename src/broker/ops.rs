@@ -105,6 +105,8 @@ pub enum OpOk {
     Consuming(QueueRef),
     /// basic.get: None when the queue is empty.
     Got(Option<Box<Got>>),
+    /// basic.get: the head's body is being read back from disk; ask again.
+    PagingIn,
     Done,
 }
 

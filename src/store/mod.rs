@@ -443,22 +443,6 @@ impl<W> Store<W> {
             })
     }
 
-    /// The body of the message at `loc`, read back with a blocking read (basic.get only; the
-    /// dispatch path reads through io_uring in the pager).
-    pub fn read_body(&self, loc: Loc) -> std::io::Result<Bytes> {
-        let frame = match self.pending_frame(loc) {
-            Some(frame) => frame,
-            None => {
-                use std::os::unix::fs::FileExt;
-                let file = std::fs::File::open(self.segment_path(loc.seg))?;
-                let mut buf = vec![0; loc.len as usize];
-                file.read_exact_at(&mut buf, u64::from(loc.off))?;
-                Bytes::from(buf)
-            }
-        };
-        body_of(&frame)
-    }
-
     pub fn segment_path(&self, id: u32) -> PathBuf {
         segment_path(&self.dir, id)
     }

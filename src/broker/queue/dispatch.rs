@@ -12,6 +12,10 @@ use crate::counter::decrease;
 use crate::ids::ConnRef;
 use crate::message::Message;
 
+/// basic.get found the head paged out; its body is being read back.
+#[derive(Debug)]
+pub struct PagingIn;
+
 impl Queue {
     /// The consumer's connection wrote `n` deliveries to its socket.
     pub fn credit(&mut self, consumer_id: u64, n: u32) {
@@ -20,33 +24,24 @@ impl Queue {
         }
     }
 
-    /// basic.get: the next ready message, tracked as unacked unless no_ack. A body paged out
-    /// to the store is read back here, synchronously (basic.get is not the fast path).
+    /// basic.get: the next ready message, tracked as unacked unless no_ack. When its body is
+    /// paged out, asks the pager for it and answers `PagingIn`: the caller asks again once the
+    /// read completed (the shard thread never blocks on the disk).
     pub fn get(
         &mut self,
         no_ack: bool,
         conn: ConnRef,
         channel: u16,
         sh: &mut Shared,
-    ) -> Option<(u64, bool, Message)> {
+    ) -> Result<Option<(u64, bool, Message)>, PagingIn> {
         self.expire(sh);
-        let mut ready = self.ready.pop_front()?;
-        if ready.msg.loc.paged {
-            if let Some(store) = sh.store.as_ref() {
-                match store.read_body(ready.msg.loc) {
-                    Ok(body) => {
-                        sh.resident += body.len() as u64;
-                        ready.msg.body = body;
-                        ready.msg.loc.paged = false;
-                    }
-                    Err(err) => {
-                        crate::error!("basic.get: cannot read a paged message back: {err}");
-                        self.ready.insert_in_order(ready);
-                        return None;
-                    }
-                }
-            }
+        if sh.store.is_some() && self.ready.front().is_some_and(|r| r.msg.loc.paged) {
+            self.request_page_in(sh);
+            return Err(PagingIn);
         }
+        let Some(ready) = self.ready.pop_front() else {
+            return Ok(None);
+        };
         if !ready.redelivered {
             self.grant(1, sh);
         }
@@ -64,7 +59,7 @@ impl Queue {
             };
             self.unacked.insert(ready.seq, unacked);
         }
-        Some((ready.seq, ready.redelivered, ready.msg))
+        Ok(Some((ready.seq, ready.redelivered, ready.msg)))
     }
 
     /// Acks drop unacked messages; requeues put them back in seq order, marked redelivered.

@@ -3,19 +3,16 @@
 use bytes::Bytes;
 
 use super::{internal, Ctx, Fail};
-use crate::broker::{OpOk, QueueOp};
+use std::time::{Duration, Instant};
+
+use crate::broker::{Got, OpOk, QueueOp};
+use crate::io::time;
 use crate::protocol::method::*;
 use crate::protocol::Method;
 
 pub async fn get(ctx: &Ctx<'_>, m: &BasicGet) -> Result<(), Fail> {
     let name = ctx.queue_name_or_last(&m.queue)?;
-    let op = QueueOp::Get {
-        name: name.clone(),
-        no_ack: m.no_ack,
-        conn: ctx.conn.cref,
-        channel: ctx.channel,
-    };
-    let OpOk::Got(got) = ctx.shard.request(ctx.shard.queue_owner(&name), op).await? else {
+    let Some(got) = fetch(ctx, &name, m.no_ack).await? else {
         return Err(internal());
     };
     let Some(got) = got else {
@@ -42,4 +39,33 @@ pub async fn get(ctx: &Ctx<'_>, m: &BasicGet) -> Result<(), Fail> {
     });
     ctx.conn.write_content(ctx.channel, &method, &got.msg);
     Ok(())
+}
+
+/// How long basic.get waits for a paged-out body to be read back before it gives up.
+const PAGE_IN_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Runs the get; while the queue reads the head's body back from disk, asks again. None
+/// when the disk never gave the body back.
+async fn fetch(
+    ctx: &Ctx<'_>,
+    name: &Bytes,
+    no_ack: bool,
+) -> Result<Option<Option<Box<Got>>>, Fail> {
+    let owner = ctx.shard.queue_owner(name);
+    let started = Instant::now();
+    loop {
+        let op = QueueOp::Get {
+            name: name.clone(),
+            no_ack,
+            conn: ctx.conn.cref,
+            channel: ctx.channel,
+        };
+        match ctx.shard.request(owner, op).await? {
+            OpOk::Got(got) => return Ok(Some(got)),
+            OpOk::PagingIn if started.elapsed() < PAGE_IN_PATIENCE => {
+                time::sleep(Duration::from_millis(1)).await;
+            }
+            _ => return Ok(None),
+        }
+    }
 }

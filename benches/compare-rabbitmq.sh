@@ -159,7 +159,7 @@ if [ -n "$EPOLL_SCENARIOS" ]; then
 fi
 
 # name | flags | headline metric (a JSON field) | deliveries per publish (default 1)
-# Flags "flat:SX" run benches/flat_out.rs (lapin publishers that publish flat out, lapin
+# Flags "flat:SX" run benches/flat_out.rs (amqprs publishers that publish flat out, lapin
 # consumers) instead of warren-perf: a second opinion on the same scenario.
 scenarios=(
     "S1 1p-1q-1c 16 B autoack|--producers 1 --consumers 1 --queues 1 --size 16 --autoack|consume_rate"
@@ -171,9 +171,9 @@ scenarios=(
     "S6 topic, 100 bindings, 1% match|--producers 1 --consumers 1 --queues 1 --size 16 --exchange perf.topic --exchange-type topic --bindings 100 --match-ratio 0.01 --autoack|publish_rate|0.01"
     "S7 fixed 5000 msg/s, ack each|--producers 1 --consumers 1 --queues 1 --size 16 --rate 5000 --multi-ack-every 1 --prefetch 100|consume_rate"
     "S8 4p-4q-4c|--producers 4 --consumers 4 --queues 4 --size 16 --autoack|consume_rate"
-    "S2f as S2, flat-out lapin publisher and consumer|flat:S2|consume_rate"
-    "S5f as S5, flat-out lapin publisher, 8 lapin consumers|flat:S5|consume_rate|8"
-    "S8f as S8, 4 flat-out lapin publishers, 4 lapin consumers|flat:S8|consume_rate"
+    "S2f as S2, flat-out amqprs publisher, lapin consumer|flat:S2|consume_rate"
+    "S5f as S5, flat-out amqprs publisher, 8 lapin consumers|flat:S5|consume_rate|8"
+    "S8f as S8, 4 flat-out amqprs publishers, 4 lapin consumers|flat:S8|consume_rate"
 )
 
 runs_total=$((RUNS * (2 * ${#scenarios[@]} + $(echo $EPOLL_SCENARIOS | wc -w))))
@@ -365,7 +365,7 @@ print("Throughput is the median over runs with no error; CPU per message divides
       "(confirm window), S7 (fixed rate) and S2/S3 (prefetch); in unthrottled autoack runs it "
       "measures the backlog a broker lets grow. S4/S4b: Warren confirms each persistent message "
       "only after fdatasync of its record (group commit); RabbitMQ 3.10's classic queues confirm "
-      "without an fsync per message. S2f/S5f/S8f: lapin publishers that publish flat out "
+      "without an fsync per message. S2f/S5f/S8f: amqprs publishers that publish flat out "
       "without confirms and lapin consumers (benches/flat_out.rs) instead of warren-perf. "
       "Consumed / accepted: deliveries over publishes in the window (fan-out counted); "
       "⚠ marks a broker delivering less than 90% of what it took in.")

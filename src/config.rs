@@ -108,6 +108,15 @@ pub struct Config {
     )]
     pub connection_max: usize,
 
+    /// Most consumers on one channel (0: no limit, RabbitMQ's consumer_max_per_channel =
+    /// infinity); basic.consume past it closes the connection with 530 NOT_ALLOWED.
+    #[arg(
+        long = "consumer-max-per-channel",
+        env = "WARREN_CONSUMER_MAX_PER_CHANNEL",
+        default_value_t = 0
+    )]
+    pub consumer_max_per_channel: usize,
+
     /// Seconds a write to a client may make no progress (the client stopped reading and its
     /// socket buffers are full) before the connection is closed (RabbitMQ's send_timeout).
     #[arg(

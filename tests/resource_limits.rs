@@ -31,7 +31,7 @@ use support::lapin_client::{
 };
 use support::raw::{
     method_frame, queue_declare_args, Client, Incoming, Message, QueueFlags, RecvError, BASIC_ACK,
-    BASIC_DELIVER, CONNECTION_BLOCKED, QUEUE_DECLARE, REPLY_TIMEOUT,
+    BASIC_CONSUME, BASIC_DELIVER, CONNECTION_BLOCKED, QUEUE_DECLARE, REPLY_TIMEOUT,
 };
 use support::{run_async, Broker};
 
@@ -663,4 +663,24 @@ fn memory_alarm_blocks_publishers() {
         &["--memory-high-watermark", "1MiB", "--disk-free-limit", "0"],
         "low on memory",
     );
+}
+
+/// `--consumer-max-per-channel`: basic.consume past the limit closes the connection with 530
+/// NOT_ALLOWED (RabbitMQ's consumer_max_per_channel); another channel may still consume.
+#[test]
+fn a_consumer_past_consumer_max_per_channel_is_refused() {
+    let broker = Broker::start(&["--consumer-max-per-channel", "2"]);
+    if broker.is_external() {
+        return;
+    }
+    let mut client = Client::connect_with_channel(broker.port());
+    client.queue_declare(1, "limited");
+    client.consume(1, "limited", false, false);
+    client.consume(1, "limited", false, false);
+    client.open_channel(2);
+    client.consume(2, "limited", false, false);
+    client.consume_with(1, "limited", false, false);
+    client.expect_connection_refused(530, BASIC_CONSUME, "a third consumer on one channel");
+    let mut other = Client::connect_with_channel(broker.port());
+    other.consume(1, "limited", false, false);
 }

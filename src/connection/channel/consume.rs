@@ -96,10 +96,15 @@ fn register(
     id: u64,
     no_ack: bool,
 ) -> Result<Option<(u16, u16)>, HardError> {
+    let max = ctx.shard.config.consumer_max_per_channel;
     let limits = ctx.with(|ch| {
         if ch.consumers.iter().any(|c| c.tag == *tag) {
             let tag = String::from_utf8_lossy(tag);
             let text = format!("attempt to reuse consumer tag '{tag}'");
+            return Err(HardError::new(NOT_ALLOWED, text));
+        }
+        if max > 0 && ch.consumers.len() >= max {
+            let text = format!("reached maximum ({max}) of consumers per channel");
             return Err(HardError::new(NOT_ALLOWED, text));
         }
         ch.consumers.push(ChannelConsumer {

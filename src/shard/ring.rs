@@ -23,6 +23,9 @@ use rtrb::{Consumer, Producer, PushError, RingBuffer};
 #[repr(align(128))]
 pub struct Waker {
     parked: AtomicBool,
+    /// The shard takes nothing from its rings because its overflow towards some shard is at
+    /// its bound (see `overflow`). Read by peers to avoid pausing on each other forever.
+    paused: AtomicBool,
     eventfd: RawFd,
 }
 
@@ -62,6 +65,7 @@ pub fn mesh<T>(shards: usize, capacity: usize) -> std::io::Result<Vec<Endpoint<T
         }
         wakers.push(Waker {
             parked: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
             eventfd: fd,
         });
     }
@@ -236,6 +240,19 @@ impl<T> Endpoint<T> {
             waker.parked.store(false, Ordering::SeqCst);
             false
         }
+    }
+
+    /// Tells the peers whether this shard has stopped taking from its rings. Relaxed: it
+    /// is a hint that only decides whether a peer pauses one turn more or less.
+    pub fn set_paused(&self, paused: bool) {
+        self.wakers[self.id].paused.store(paused, Ordering::Relaxed);
+    }
+
+    /// Whether `target` said it stopped taking from its rings.
+    pub fn is_paused(&self, target: usize) -> bool {
+        self.wakers
+            .get(target)
+            .is_some_and(|w| w.paused.load(Ordering::Relaxed))
     }
 
     pub fn unpark(&self) {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::overflow::OVERFLOW_MAX_MSGS;
 use super::{ring, Client, Shard};
 use crate::broker::topology::Topology;
 use crate::broker::{Broker, CreditKey, Delivery, ShardMsg};
@@ -88,5 +89,52 @@ fn a_panic_while_flushing_does_not_wedge_the_inbox() {
         flaky.delivered.get(),
         1,
         "expected the next flush to run the inbox again after a panic in the previous one"
+    );
+}
+
+/// A delivery with manual ack for a connection shard 1 does not know: shard 1 bounces it
+/// back to the queue on shard 0 with a `Settle`, one message out for each message in.
+fn bounced_delivery() -> ShardMsg {
+    let ShardMsg::Deliver(mut d) = delivery(ConnRef {
+        shard: 1,
+        key: 7,
+        serial: 1,
+    }) else {
+        unreachable!("delivery() makes a Deliver")
+    };
+    d.no_ack = false;
+    ShardMsg::Deliver(d)
+}
+
+#[test]
+fn overflow_stays_under_its_bound_when_the_target_shard_is_slow() {
+    let mut endpoints = ring::mesh::<ShardMsg>(2, 64).expect("a ring mesh");
+    let shard = Shard::new(
+        Arc::new(crate::config::Config::default()),
+        Arc::default(),
+        Arc::default(),
+        endpoints.remove(1),
+        Broker::new(1),
+        Topology::new(),
+    );
+    let mut slow = endpoints.remove(0);
+    let (mut batch, mut peak, mut answered) = (Vec::new(), 0, 0);
+    for round in 0..2000 {
+        while slow.try_push(1, bounced_delivery()).is_ok() {}
+        slow.wake_pending();
+        shard.drain_rings(&mut batch);
+        peak = peak.max(shard.overflow.borrow().len(0));
+        if round % 4 == 0 {
+            answered += slow.drain(16, drop); // shard 0 is slow: 16 every 4 turns
+        }
+    }
+    assert!(answered > 0, "expected the slow shard to get some answers");
+    assert!(
+        peak > 0,
+        "expected the ring to shard 0 to overflow in this test"
+    );
+    assert!(
+        peak <= OVERFLOW_MAX_MSGS,
+        "expected at most {OVERFLOW_MAX_MSGS} messages held for the slow shard, saw {peak}"
     );
 }

@@ -138,3 +138,77 @@ fn overflow_stays_under_its_bound_when_the_target_shard_is_slow() {
         "expected at most {OVERFLOW_MAX_MSGS} messages held for the slow shard, saw {peak}"
     );
 }
+
+/// A shard on its own in a two-shard mesh, as shard 1, and the raw endpoint of shard 0.
+fn shard_one_of_two() -> (Shard, ring::Endpoint<ShardMsg>) {
+    let mut endpoints = ring::mesh::<ShardMsg>(2, 64).expect("a ring mesh");
+    let shard = Shard::new(
+        Arc::new(crate::config::Config::default()),
+        Arc::default(),
+        Arc::default(),
+        endpoints.remove(1),
+        Broker::new(1),
+        Topology::new(),
+    );
+    (shard, endpoints.remove(0))
+}
+
+#[test]
+fn a_queue_bind_reaches_the_topology_owner_behind_the_queue_shards_removal() {
+    use crate::broker::topology::{BindingChange, Dest, TopologyChange};
+    let (shard, mut owner) = shard_one_of_two();
+    let queue = QueueRef {
+        shard: 1,
+        key: 3,
+        serial: 2,
+    };
+    let name = Bytes::from_static(b"q");
+    // queue.delete on shard 1 sent the owner the removal of the old queue's bindings...
+    let removal = TopologyChange::RemoveQueue {
+        queue,
+        name: name.clone(),
+        durable: true,
+    };
+    shard.send(
+        0,
+        ShardMsg::TopologyRequest {
+            from: 1,
+            id: 0,
+            change: removal,
+        },
+    );
+    // ...and the bind for the queue declared again goes through shard 1 too.
+    let bind = TopologyChange::Bind(BindingChange {
+        source: Bytes::from_static(b"x"),
+        dest: Dest::Queue(QueueRef { serial: 3, ..queue }),
+        dest_name: name,
+        dest_durable: true,
+        routing_key: Bytes::from_static(b"q"),
+        arguments: Default::default(),
+    });
+    shard.send(
+        1,
+        ShardMsg::TopologyRequest {
+            from: 1,
+            id: 9,
+            change: bind,
+        },
+    );
+    shard.flush();
+    let mut got = Vec::new();
+    owner.drain(16, |m| {
+        got.push(match m {
+            ShardMsg::TopologyRequest { change, .. } => match change {
+                TopologyChange::RemoveQueue { .. } => "request RemoveQueue",
+                TopologyChange::Bind(_) => "request Bind",
+                _ => "request other",
+            },
+            _ => "other",
+        })
+    });
+    assert_eq!(
+        got,
+        vec!["request RemoveQueue", "request Bind"],
+        "expected the bind passed on to the owner behind the removal, not applied on shard 1"
+    );
+}

@@ -34,12 +34,16 @@ pub async fn declare(ctx: &Ctx<'_>, m: &QueueDeclare) -> Result<(), Fail> {
         arguments: m.arguments.clone(),
         owner: ctx.conn.cref,
     };
+    let owner = ctx.shard.queue_owner(&name);
+    if m.exclusive {
+        ctx.conn.uses_queue_shard(owner);
+    }
     let OpOk::Declared {
         name,
         message_count,
         consumer_count,
         ..
-    } = ctx.shard.request(ctx.shard.queue_owner(&name), op).await?
+    } = ctx.shard.request(owner, op).await?
     else {
         return Err(internal());
     };

@@ -204,18 +204,23 @@ impl Broker {
         Ok(OpOk::Got(got))
     }
 
-    /// Deletes the exclusive queues the connection owned on this shard.
+    /// Deletes the exclusive queues the connection owned on this shard (from the index: no
+    /// other queue is looked at).
     fn connection_closed(&mut self, conn: ConnRef, out: &mut Outbox) {
-        let owned: Vec<usize> = self
-            .queues
-            .iter()
-            .filter(|(_, q)| q.exclusive_owner == Some(conn))
-            .map(|(key, _)| key)
-            .collect();
+        let owned = self.exclusive_by_conn.remove(&conn).unwrap_or_default();
         for key in owned {
             self.delete(key, out);
         }
         self.sh.channel_in_flight.retain(|(c, _), _| *c != conn);
+    }
+
+    fn forget_exclusive(&mut self, owner: ConnRef, key: usize) {
+        if let Some(keys) = self.exclusive_by_conn.get_mut(&owner) {
+            keys.retain(|k| *k != key);
+            if keys.is_empty() {
+                self.exclusive_by_conn.remove(&owner);
+            }
+        }
     }
 
     fn existing(&self, name: &Bytes) -> Result<usize, AmqpError> {
@@ -230,6 +235,9 @@ impl Broker {
     fn delete(&mut self, key: usize, out: &mut Outbox) -> u32 {
         let q = self.queues.remove(key);
         self.by_name.remove(&q.name);
+        if let Some(owner) = q.exclusive_owner {
+            self.forget_exclusive(owner, key);
+        }
         if q.durable && q.exclusive_owner.is_none() {
             if let Some(store) = self.sh.store.as_mut() {
                 store.append_def(&Record::QueueGone {

@@ -10,6 +10,8 @@ pub mod ops;
 pub mod publish;
 pub mod queue;
 pub mod ready;
+#[cfg(test)]
+mod tests;
 pub mod topology;
 
 use std::collections::HashMap;
@@ -18,6 +20,7 @@ use bytes::Bytes;
 use ready::Ready;
 use rustc_hash::FxHashMap;
 use slab::Slab;
+use smallvec::SmallVec;
 
 pub use envelope::{CreditKey, Delivery, Origin, Outbox, QueueTarget, ShardMsg, Waiter};
 pub use ops::{AmqpError, ConsumerSpec, Got, OpOk, QueueOp, SettleKind};
@@ -33,6 +36,9 @@ pub struct Broker {
     shard: u16,
     queues: Slab<Queue>,
     by_name: HashMap<Bytes, usize>,
+    /// The exclusive queues of each owning connection (slab keys), so that a closing
+    /// connection touches only its own queues.
+    exclusive_by_conn: FxHashMap<ConnRef, SmallVec<[usize; 2]>>,
     next_serial: u32,
     sh: Shared,
     /// The last operation wrote a definition that must be durable before its -ok goes out.
@@ -76,6 +82,7 @@ impl Broker {
             shard: shard as u16,
             queues: Slab::new(),
             by_name: HashMap::new(),
+            exclusive_by_conn: FxHashMap::default(),
             next_serial: 1,
             sh: Shared {
                 channel_in_flight: FxHashMap::default(),
@@ -191,6 +198,9 @@ impl Broker {
             arguments,
         ));
         self.by_name.insert(name, key);
+        if let Some(owner) = owner {
+            self.exclusive_by_conn.entry(owner).or_default().push(key);
+        }
         key
     }
 
@@ -309,6 +319,7 @@ impl Broker {
         if self.queues.len() > 1024 {
             return true;
         }
+        self.check_exclusive_index();
         for (key, q) in &self.queues {
             assert_eq!(
                 self.by_name.get(&q.name),
@@ -324,5 +335,37 @@ impl Broker {
             q.check_invariants();
         }
         true
+    }
+
+    /// `exclusive_by_conn` lists exactly the exclusive queues, each under its owner.
+    fn check_exclusive_index(&self) {
+        let mut listed = 0;
+        for (owner, keys) in &self.exclusive_by_conn {
+            assert!(
+                !keys.is_empty(),
+                "shard {}: empty exclusive list",
+                self.shard
+            );
+            for &key in keys {
+                listed += 1;
+                assert!(
+                    self.queues
+                        .get(key)
+                        .is_some_and(|q| q.exclusive_owner == Some(*owner)),
+                    "shard {}: exclusive index names queue {key}, not owned by {owner:?}",
+                    self.shard
+                );
+            }
+        }
+        let exclusive = self
+            .queues
+            .iter()
+            .filter(|(_, q)| q.exclusive_owner.is_some())
+            .count();
+        assert_eq!(
+            listed, exclusive,
+            "shard {}: exclusive index lists {listed} of {exclusive} exclusive queues",
+            self.shard
+        );
     }
 }

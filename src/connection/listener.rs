@@ -76,7 +76,7 @@ async fn linger(stream: &TcpStream) {
 }
 
 /// The connection is gone: requeue its unacked messages, cancel its consumers and delete
-/// its exclusive queues, on whichever shards they live.
+/// its exclusive queues, on whichever shards they live (and no other shard is told).
 fn release(shard: &Shard, conn: &Conn) {
     let channels: Vec<super::channel::Channel> = conn
         .state
@@ -88,9 +88,11 @@ fn release(shard: &Shard, conn: &Conn) {
     for mut ch in channels {
         ch.release(shard);
     }
-    for target in 0..shard.count {
+    // Only the shards that may hold an exclusive queue or consumer of this connection.
+    let queue_shards = std::mem::take(&mut *conn.queue_shards.borrow_mut());
+    for target in queue_shards {
         shard.send(
-            target,
+            target as usize,
             ShardMsg::Oneway(QueueOp::ConnectionClosed { conn: conn.cref }),
         );
     }

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 use tokio::sync::Notify;
 
 use crate::ids::{ConnRef, QueueRef};
@@ -117,6 +118,9 @@ pub struct Conn {
     credit: RefCell<credit::PublishCredit>,
     /// Wakes the reader when credit comes back.
     credit_back: Notify,
+    /// Shards this connection declared exclusive queues or consumed on: the only ones told
+    /// when it closes (see `listener::release`).
+    queue_shards: RefCell<SmallVec<[u16; 4]>>,
 }
 
 impl Conn {
@@ -146,6 +150,18 @@ impl Conn {
             told_blocked: Cell::new(false),
             credit: RefCell::new(credit::PublishCredit::default()),
             credit_back: Notify::new(),
+            queue_shards: RefCell::new(SmallVec::new()),
+        }
+    }
+
+    /// Remembers that shard `owner` may hold state of this connection (an exclusive queue,
+    /// a consumer): it is told when the connection closes. Called before the request, so
+    /// that a connection that closes while waiting for the answer still tells it.
+    fn uses_queue_shard(&self, owner: usize) {
+        let owner = owner as u16;
+        let mut shards = self.queue_shards.borrow_mut();
+        if !shards.contains(&owner) {
+            shards.push(owner);
         }
     }
 

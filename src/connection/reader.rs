@@ -100,12 +100,8 @@ async fn wait_for_room(shard: &Shard, conn: &Conn) -> bool {
         time::sleep(crate::alarm::CHECK_EVERY / 2).await;
         conn.last_read.set(Instant::now());
     }
-    while shard.congested() || conn.out.borrow().len() > OUTPUT_HIGH_WATER_BYTES {
-        if conn.done.get() {
-            return false;
-        }
-        shard.flush();
-        time::sleep(Duration::from_micros(100)).await;
+    if !wait_while_congested(shard, conn).await {
+        return false;
     }
     while conn.waits_for_credit() {
         if conn.done.get() {
@@ -115,6 +111,20 @@ async fn wait_for_room(shard: &Shard, conn: &Conn) -> bool {
         let _ = time::timeout(CREDIT_RECHECK, conn.credit_back.notified()).await;
         // Not reading is our choice, not the peer's silence.
         conn.last_read.set(Instant::now());
+    }
+    true
+}
+
+/// Waits while a ring to another shard is full (the shard holds messages for it in its
+/// bounded overflow) or the connection's own output is backed up. False when the connection
+/// finished meanwhile.
+async fn wait_while_congested(shard: &Shard, conn: &Conn) -> bool {
+    while shard.congested() || conn.out.borrow().len() > OUTPUT_HIGH_WATER_BYTES {
+        if conn.done.get() {
+            return false;
+        }
+        shard.flush();
+        time::sleep(Duration::from_micros(100)).await;
     }
     true
 }
@@ -149,6 +159,12 @@ async fn process(shard: &Rc<Shard>, conn: &Rc<Conn>, buf: &mut BytesMut) -> bool
             budget = FRAMES_PER_TURN;
             shard.flush();
             io::yield_now().await;
+        }
+        // Checked before every frame, not only before every read: one read may hold hundreds
+        // of publishes, and the overflow for a full ring only has room for what one frame
+        // fans out to.
+        if shard.congested() && !wait_while_congested(shard, conn).await {
+            return false;
         }
         let frame_max = conn.frame_max();
         let frame = match parse_frame(buf, frame_max) {

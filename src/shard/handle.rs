@@ -3,7 +3,9 @@
 use smallvec::SmallVec;
 
 use super::Shard;
-use crate::broker::{Broker, Message, OpOk, Origin, Outbox, QueueTarget, SettleKind, ShardMsg};
+use crate::broker::{
+    Broker, Delivery, Message, OpOk, Origin, Outbox, QueueTarget, SettleKind, ShardMsg,
+};
 use crate::ids::QueueRef;
 
 impl Shard {
@@ -30,15 +32,7 @@ impl Shard {
                     client.direct_reply(channel, secret, &msg);
                 }
             }
-            ShardMsg::Deliver(delivery) => match self.client(delivery.conn) {
-                Some(client) => {
-                    if let Some((queue, seq)) = client.deliver(delivery) {
-                        self.bounce(queue, seq);
-                    }
-                }
-                None if !delivery.no_ack => self.bounce(delivery.queue, delivery.seq),
-                None => {}
-            },
+            ShardMsg::Deliver(delivery) => self.deliver(delivery),
             ShardMsg::Settle { queue, kind, seqs } => {
                 self.on_broker(|broker, out| broker.settle(queue, kind, &seqs, out))
             }
@@ -120,6 +114,20 @@ impl Shard {
         }
         if let Some(seq) = origin.confirm {
             self.send(target, confirm(seq));
+        }
+    }
+
+    /// A delivery for a connection of this shard; back to its queue when the connection is
+    /// gone (unless no-ack) or its channel refuses it.
+    fn deliver(&self, delivery: Delivery) {
+        match self.client(delivery.conn) {
+            Some(client) => {
+                if let Some((queue, seq)) = client.deliver(delivery) {
+                    self.bounce(queue, seq);
+                }
+            }
+            None if !delivery.no_ack => self.bounce(delivery.queue, delivery.seq),
+            None => {}
         }
     }
 

@@ -3,6 +3,14 @@
 //! every other shard; the requester's `-ok` goes out once every shard applied it (and, for a
 //! stored change, once it is on disk). Every replica applies the same deterministic changes
 //! in the same order, so they stay identical.
+//!
+//! A change about a queue (queue.bind, queue.unbind) travels to the owner *through the
+//! queue's shard*: that shard removes a deleted queue's bindings by sending the owner a
+//! `RemoveQueue`, without waiting, and a ring is FIFO, so a bind sent after the delete
+//! (against a queue declared again meanwhile) reaches the owner after the removal, in every
+//! replica and in the definitions log. Sent directly from a third shard, it could overtake
+//! the removal, which would then take the new binding with it at the next start (the log
+//! names queues, not their incarnations).
 
 use super::request::stopped;
 use super::Shard;
@@ -26,18 +34,30 @@ pub(super) struct Pending {
 impl Shard {
     /// Validates a topology change on the owner shard and returns once every shard applied it.
     pub async fn change_topology(&self, change: TopologyChange) -> Result<(), AmqpError> {
+        self.change_topology_via(TOPOLOGY_OWNER, change).await
+    }
+
+    /// As [`Shard::change_topology`], sent to the owner through shard `via`: the change
+    /// reaches the owner after everything `via` sent it before (see the module docs).
+    pub async fn change_topology_via(
+        &self,
+        via: usize,
+        change: TopologyChange,
+    ) -> Result<(), AmqpError> {
         let (id, rx) = self.expect_reply();
         let from = self.id as u16;
-        self.send(
-            TOPOLOGY_OWNER,
-            ShardMsg::TopologyRequest { from, id, change },
-        );
+        self.send(via, ShardMsg::TopologyRequest { from, id, change });
         self.flush();
         rx.await.unwrap_or_else(|_| Err(stopped())).map(|_| ())
     }
 
-    /// On the owner: check, store, apply here, then everywhere else.
+    /// On the owner: check, store, apply here, then everywhere else. Elsewhere: pass it on
+    /// to the owner, behind what this shard sent it before.
     pub(super) fn topology_request(&self, from: u16, id: u64, change: TopologyChange) {
+        if self.id != TOPOLOGY_OWNER {
+            let msg = ShardMsg::TopologyRequest { from, id, change };
+            return self.send(TOPOLOGY_OWNER, msg);
+        }
         let validated = self.topology.borrow().validate(change);
         let change = match validated {
             Err(err) => return self.reply(from, id, Err(err)),

@@ -24,6 +24,7 @@ mod handle;
 mod housekeeping;
 pub mod mailbox;
 mod metadata;
+pub mod overflow;
 mod request;
 pub mod ring;
 #[cfg(test)]
@@ -66,7 +67,7 @@ pub struct Shard {
     conns: RefCell<Slab<Rc<dyn Client>>>,
     endpoint: RefCell<ring::Endpoint<ShardMsg>>,
     /// Messages for a full ring, per target; non-empty means "stop reading sockets".
-    overflow: RefCell<Vec<VecDeque<ShardMsg>>>,
+    overflow: RefCell<overflow::Overflow<ShardMsg>>,
     local: RefCell<VecDeque<ShardMsg>>,
     /// Spare outbox for broker operations (see `send_all`).
     outbox: RefCell<Outbox>,
@@ -99,7 +100,7 @@ impl Shard {
             page_wake: Rc::new(Notify::new()),
             conns: RefCell::new(Slab::new()),
             endpoint: RefCell::new(endpoint),
-            overflow: RefCell::new((0..count).map(|_| VecDeque::new()).collect()),
+            overflow: RefCell::new(overflow::Overflow::new(count, overflow::OVERFLOW_MAX_MSGS)),
             local: RefCell::new(VecDeque::new()),
             outbox: RefCell::new(Vec::new()),
             pending: RefCell::new(HashMap::new()),
@@ -175,19 +176,16 @@ impl Shard {
     }
 
     /// Queues a message for `target`; nothing is processed until [`Shard::flush`].
+    #[allow(clippy::result_large_err)] // a full ring hands the message back by value
     pub fn send(&self, target: usize, msg: ShardMsg) {
         if target == self.id {
             self.local.borrow_mut().push_back(msg);
             return;
         }
-        let mut overflow = self.overflow.borrow_mut();
-        if !overflow[target].is_empty() {
-            overflow[target].push_back(msg);
-            return;
-        }
-        if let Err(msg) = self.endpoint.borrow_mut().try_push(target, msg) {
-            overflow[target].push_back(msg);
-        }
+        let mut endpoint = self.endpoint.borrow_mut();
+        self.overflow
+            .borrow_mut()
+            .send(target, msg, |msg| endpoint.try_push(target, msg));
     }
 
     /// Sends everything in `out` and keeps the emptied vector for reuse, so routing a message
@@ -206,7 +204,7 @@ impl Shard {
 
     /// True while some ring is full: connection tasks stop reading until it drains.
     pub fn congested(&self) -> bool {
-        self.overflow.borrow().iter().any(|q| !q.is_empty()) || self.store_backlogged()
+        !self.overflow.borrow().is_empty() || self.store_backlogged()
     }
 
     /// The store has more waiting to be written than it may hold in memory: stop taking new
@@ -257,16 +255,11 @@ impl Shard {
         self.send_all(out);
     }
 
+    #[allow(clippy::result_large_err)] // a full ring hands the message back by value
     fn retry_overflow(&self) {
-        let mut overflow = self.overflow.borrow_mut();
         let mut endpoint = self.endpoint.borrow_mut();
-        for (target, queue) in overflow.iter_mut().enumerate() {
-            while let Some(msg) = queue.pop_front() {
-                if let Err(msg) = endpoint.try_push(target, msg) {
-                    queue.push_front(msg);
-                    break;
-                }
-            }
-        }
+        self.overflow
+            .borrow_mut()
+            .retry(|target, msg| endpoint.try_push(target, msg));
     }
 }

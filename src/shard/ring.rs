@@ -23,6 +23,9 @@ use rtrb::{Consumer, Producer, PushError, RingBuffer};
 #[repr(align(128))]
 pub struct Waker {
     parked: AtomicBool,
+    /// The shard takes nothing from its rings because its overflow towards some shard is at
+    /// its bound (see `overflow`). Read by peers to avoid pausing on each other forever.
+    paused: AtomicBool,
     eventfd: RawFd,
 }
 
@@ -47,6 +50,8 @@ pub struct Endpoint<T> {
     wakers: Arc<[Waker]>,
     /// Targets pushed to since the last `wake_pending`.
     dirty: Vec<bool>,
+    /// The incoming ring `drain` visits first; it moves on by one every call.
+    drain_start: usize,
 }
 
 /// Builds the rings for `shards` shards with `capacity` slots each; endpoint i belongs to shard i.
@@ -60,6 +65,7 @@ pub fn mesh<T>(shards: usize, capacity: usize) -> std::io::Result<Vec<Endpoint<T
         }
         wakers.push(Waker {
             parked: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
             eventfd: fd,
         });
     }
@@ -71,6 +77,7 @@ pub fn mesh<T>(shards: usize, capacity: usize) -> std::io::Result<Vec<Endpoint<T
             incoming: (0..shards).map(|_| None).collect(),
             wakers: wakers.clone(),
             dirty: vec![false; shards],
+            drain_start: 0,
         })
         .collect();
     for source in 0..shards {
@@ -132,17 +139,27 @@ impl<T> Endpoint<T> {
         }
     }
 
-    /// Pops up to `max` messages from all incoming rings, round-robin by ring.
+    /// Pops up to `max` messages from the incoming rings, fairly: each ring may give at most
+    /// its share of `max` in the first pass, and the ring visited first moves on by one every
+    /// call, so one busy peer can neither starve the others nor always go first. What the
+    /// first pass left of `max` goes to whichever rings still hold messages.
     pub fn drain(&mut self, max: usize, mut f: impl FnMut(T)) -> usize {
+        let count = self.incoming.len();
+        let share = (max / count.saturating_sub(1).max(1)).max(1);
+        let start = self.drain_start;
+        self.drain_start = (start + 1) % count.max(1);
         let mut n = 0;
-        for consumer in self.incoming.iter_mut().flatten() {
-            while n < max {
-                match consumer.pop() {
-                    Ok(msg) => {
-                        f(msg);
-                        n += 1;
-                    }
-                    Err(_) => break,
+        for budget in [share, max] {
+            for i in 0..count {
+                let Some(consumer) = self.incoming[(start + i) % count].as_mut() else {
+                    continue;
+                };
+                let mut taken = 0;
+                while taken < budget && n < max {
+                    let Ok(msg) = consumer.pop() else { break };
+                    f(msg);
+                    taken += 1;
+                    n += 1;
                 }
             }
         }
@@ -176,6 +193,12 @@ impl<T> Endpoint<T> {
             count,
             "ring endpoint {}: wakers",
             self.id
+        );
+        assert!(
+            self.drain_start < count,
+            "ring endpoint {}: drain starts at ring {}",
+            self.id,
+            self.drain_start
         );
         for peer in 0..count {
             let wired = peer != self.id;
@@ -219,6 +242,19 @@ impl<T> Endpoint<T> {
         }
     }
 
+    /// Tells the peers whether this shard has stopped taking from its rings. Relaxed: it
+    /// is a hint that only decides whether a peer pauses one turn more or less.
+    pub fn set_paused(&self, paused: bool) {
+        self.wakers[self.id].paused.store(paused, Ordering::Relaxed);
+    }
+
+    /// Whether `target` said it stopped taking from its rings.
+    pub fn is_paused(&self, target: usize) -> bool {
+        self.wakers
+            .get(target)
+            .is_some_and(|w| w.paused.load(Ordering::Relaxed))
+    }
+
     pub fn unpark(&self) {
         self.wakers[self.id].parked.store(false, Ordering::SeqCst);
     }
@@ -255,6 +291,48 @@ mod tests {
         assert!(
             !b[0].prepare_park(),
             "a pending message must prevent parking"
+        );
+    }
+
+    /// Pushes `n` messages `(source, i)` from `source` to `target`.
+    fn fill(eps: &mut [Endpoint<(usize, u32)>], source: usize, target: usize, n: u32) {
+        for i in 0..n {
+            eps[source]
+                .try_push(target, (source, i))
+                .expect("room in the ring");
+        }
+    }
+
+    #[test]
+    fn a_busy_ring_cannot_starve_another() {
+        let mut eps = mesh::<(usize, u32)>(3, 1024).expect("eventfd");
+        fill(&mut eps, 0, 2, 1000); // shard 0 floods shard 2
+        fill(&mut eps, 1, 2, 1); // shard 1 sends one message
+        let mut got = Vec::new();
+        eps[2].drain(64, |m| got.push(m));
+        assert!(
+            got.contains(&(1, 0)),
+            "expected shard 1's message in the first batch of 64 while shard 0 floods, got only {} messages from shard 0",
+            got.iter().filter(|m| m.0 == 0).count()
+        );
+    }
+
+    #[test]
+    fn drain_order_rotates_between_turns() {
+        let mut eps = mesh::<(usize, u32)>(3, 1024).expect("eventfd");
+        fill(&mut eps, 0, 2, 100);
+        fill(&mut eps, 1, 2, 100);
+        let mut firsts = Vec::new();
+        for _ in 0..4 {
+            let mut first = None;
+            eps[2].drain(8, |m| {
+                first.get_or_insert(m.0);
+            });
+            firsts.push(first.expect("a message"));
+        }
+        assert!(
+            firsts.contains(&0) && firsts.contains(&1),
+            "expected each ring to be drained first in some turn, got first sources {firsts:?}"
         );
     }
 }

@@ -19,8 +19,13 @@ pub struct PagingIn;
 impl Queue {
     /// The consumer's connection wrote `n` deliveries to its socket.
     pub fn credit(&mut self, consumer_id: u64, n: u32) {
-        if let Some(c) = self.consumers.iter_mut().find(|c| c.spec.id == consumer_id) {
-            decrease(&mut c.in_transit, n, "consumer in_transit");
+        if let Some(&index) = self.by_id.get(&consumer_id) {
+            decrease(
+                &mut self.consumers[index].in_transit,
+                n,
+                "consumer in_transit",
+            );
+            self.offer(index);
         }
     }
 
@@ -69,12 +74,13 @@ impl Queue {
             let Some(u) = self.unacked.remove(&seq) else {
                 continue;
             };
-            if let Some(c) = self
-                .consumers
-                .iter_mut()
-                .find(|c| c.spec.id == u.consumer_id)
-            {
-                decrease(&mut c.in_flight, 1, "consumer in_flight");
+            if let Some(&index) = self.by_id.get(&u.consumer_id) {
+                decrease(
+                    &mut self.consumers[index].in_flight,
+                    1,
+                    "consumer in_flight",
+                );
+                self.offer(index);
             }
             if u.counts_for_channel {
                 release_channel_credit(&mut sh.channel_in_flight, u.conn, u.channel);
@@ -95,29 +101,80 @@ impl Queue {
     }
 
     /// Hands ready messages to consumers with credit, round-robin, until either runs out.
+    ///
+    /// `turns` is the round-robin order of the consumers that may have credit: the one served
+    /// goes to the back, and one found without credit of its own leaves until its credit
+    /// comes back (an ack, or its connection writing deliveries: [`Queue::offer`]). So a
+    /// delivery costs O(1) amortized, however many consumers wait for acks.
     pub fn dispatch(&mut self, sh: &mut Shared, out: &mut Outbox) {
         self.expire(sh);
+        // Another queue's acks may have lifted their channel's prefetch meanwhile.
+        self.turns.extend(self.channel_waiting.drain(..));
         let mut fresh = 0;
-        while !self.ready.is_empty() && !self.consumers.is_empty() {
-            let n = self.consumers.len();
-            let Some(index) = (0..n)
-                .map(|i| (self.next_consumer + i) % n)
-                .find(|&i| has_credit(&self.consumers[i], &sh.channel_in_flight))
-            else {
+        while !self.ready.is_empty() {
+            let Some(index) = self.next_turn(sh) else {
                 break;
             };
             if self.ready.front().is_some_and(|r| r.msg.loc.paged) {
+                self.offer_first(index);
                 self.request_page_in(sh);
                 break;
             }
-            self.next_consumer = (index + 1) % n;
             let Some(ready) = self.ready.pop_front() else {
+                self.offer_first(index);
                 break;
             };
             fresh += u32::from(!ready.redelivered);
             self.deliver(index, ready, sh, out);
+            self.offer(index);
         }
         self.grant(fresh, sh);
+    }
+
+    /// Takes the next consumer with credit out of `turns`. One without credit of its own
+    /// is dropped (until [`Queue::offer`]); one held back only by its channel's prefetch
+    /// waits in `channel_waiting`.
+    fn next_turn(&mut self, sh: &Shared) -> Option<usize> {
+        while let Some(id) = self.turns.pop_front() {
+            let Some(&index) = self.by_id.get(&id) else {
+                debug_assert!(
+                    false,
+                    "queue {}: turn of a gone consumer",
+                    self.display_name()
+                );
+                continue;
+            };
+            #[cfg(test)]
+            {
+                self.examined += 1;
+            }
+            let c = &mut self.consumers[index];
+            if !has_own_credit(c) {
+                c.queued = false;
+            } else if !has_channel_credit(c, &sh.channel_in_flight) {
+                self.channel_waiting.push(id);
+            } else {
+                c.queued = false;
+                return Some(index);
+            }
+        }
+        None
+    }
+
+    /// Consumer `index` may have credit again: it gets a turn, at the back, unless it has one.
+    pub(super) fn offer(&mut self, index: usize) {
+        let c = &mut self.consumers[index];
+        if !c.queued {
+            c.queued = true;
+            self.turns.push_back(c.spec.id);
+        }
+    }
+
+    /// Gives back the turn `next_turn` just took: nothing was delivered.
+    fn offer_first(&mut self, index: usize) {
+        let c = &mut self.consumers[index];
+        c.queued = true;
+        self.turns.push_front(c.spec.id);
     }
 
     /// Sends `ready` to consumer `index`'s connection, tracking it as unacked unless no-ack.
@@ -162,18 +219,20 @@ impl Queue {
     }
 }
 
-pub(super) fn has_credit(c: &Consumer, channel_in_flight: &FxHashMap<(ConnRef, u16), u32>) -> bool {
+/// Room in the consumer's own windows: in transit, and its prefetch (basic.qos global=false).
+fn has_own_credit(c: &Consumer) -> bool {
     let spec = &c.spec;
     if c.in_transit >= TRANSIT_WINDOW {
         return false;
     }
-    if spec.no_ack {
-        return true;
-    }
-    if spec.prefetch_count > 0 && c.in_flight >= u32::from(spec.prefetch_count) {
-        return false;
-    }
-    spec.channel_prefetch_count == 0
+    spec.no_ack || spec.prefetch_count == 0 || c.in_flight < u32::from(spec.prefetch_count)
+}
+
+/// Room in the consumer's channel prefetch (basic.qos global=true).
+fn has_channel_credit(c: &Consumer, channel_in_flight: &FxHashMap<(ConnRef, u16), u32>) -> bool {
+    let spec = &c.spec;
+    spec.no_ack
+        || spec.channel_prefetch_count == 0
         || channel_in_flight
             .get(&(spec.conn, spec.channel))
             .copied()

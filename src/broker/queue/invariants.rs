@@ -13,13 +13,7 @@ impl Queue {
     /// Panics with what drifted; returns true so that it can sit in `debug_assert!`.
     pub fn check_invariants(&self) -> bool {
         self.ready.check_invariants(SCAN_MAX);
-        assert!(
-            self.next_consumer <= self.consumers.len(),
-            "queue {}: round-robin position {} past {} consumers",
-            self.display_name(),
-            self.next_consumer,
-            self.consumers.len()
-        );
+        self.check_turns();
         for c in &self.consumers {
             assert!(
                 c.in_transit <= TRANSIT_WINDOW,
@@ -43,6 +37,44 @@ impl Queue {
             self.check_unacked();
         }
         true
+    }
+
+    /// `by_id` indexes every consumer; `turns` and `channel_waiting` hold exactly the queued
+    /// consumers, once each.
+    fn check_turns(&self) {
+        assert_eq!(
+            self.by_id.len(),
+            self.consumers.len(),
+            "queue {}: consumer index size",
+            self.display_name()
+        );
+        for (i, c) in self.consumers.iter().enumerate() {
+            assert_eq!(
+                self.by_id.get(&c.spec.id),
+                Some(&i),
+                "queue {}: consumer {} indexed wrongly",
+                self.display_name(),
+                c.spec.id
+            );
+        }
+        let queued = self.consumers.iter().filter(|c| c.queued).count();
+        let waiting = self.turns.iter().chain(&self.channel_waiting);
+        assert_eq!(
+            queued,
+            self.turns.len() + self.channel_waiting.len(),
+            "queue {}: queued consumers and turns differ",
+            self.display_name()
+        );
+        if queued <= SCAN_MAX {
+            for id in waiting {
+                let c = self.by_id.get(id).map(|&i| &self.consumers[i]);
+                assert!(
+                    c.is_some_and(|c| c.queued),
+                    "queue {}: turn for consumer {id}, which is not queued",
+                    self.display_name()
+                );
+            }
+        }
     }
 
     /// Every unacked seq was issued, is not also ready, and is counted by its consumer.

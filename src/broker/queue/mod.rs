@@ -8,12 +8,16 @@
 //! - a consumer's `in_transit` counts deliveries not yet written to its socket; dispatch
 //!   stops at `TRANSIT_WINDOW`, which is what bounds a connection's output buffer even for
 //!   no-ack consumers (RabbitMQ's credit flow plays the same role).
+//! - `turns` and `channel_waiting` together hold exactly the consumers marked `queued`, each
+//!   once; `by_id` maps every consumer's id to its index in `consumers`.
 
 mod args;
 mod credit;
 mod dispatch;
 mod invariants;
 mod paging;
+#[cfg(test)]
+mod tests;
 
 use std::collections::VecDeque;
 
@@ -47,6 +51,8 @@ struct Consumer {
     spec: ConsumerSpec,
     in_flight: u32,
     in_transit: u32,
+    /// In `turns` or `channel_waiting`: dispatch will look at it.
+    queued: bool,
 }
 
 pub struct Queue {
@@ -65,8 +71,13 @@ pub struct Queue {
     max_priority: u8,
     unacked: FxHashMap<u64, Unacked>,
     consumers: Vec<Consumer>,
-    /// Round-robin position: the consumer after the last one served.
-    next_consumer: usize,
+    /// Consumer id -> index in `consumers`.
+    by_id: FxHashMap<u64, usize>,
+    /// Round-robin order of the consumers that may have credit (ids); see `dispatch.rs`.
+    turns: VecDeque<u64>,
+    /// Consumers with credit of their own held back by their channel's prefetch (basic.qos
+    /// global=true), which another queue's acks may lift: looked at again every dispatch.
+    channel_waiting: Vec<u64>,
     next_seq: u64,
     had_consumer: bool,
     /// Priority level of the newest message (where `compact_waiting` finds it).
@@ -76,6 +87,9 @@ pub struct Queue {
     /// Messages published while consumers were active and not yet granted back to their
     /// publishers, in arrival order: (connection, destination, count). See `credit.rs`.
     ungranted: VecDeque<(ConnRef, CreditKey, u32)>,
+    /// Consumers dispatch looked at (tests measure the cost of a delivery with it).
+    #[cfg(test)]
+    examined: usize,
 }
 
 impl Queue {
@@ -111,12 +125,16 @@ impl Queue {
             max_priority,
             unacked: FxHashMap::default(),
             consumers: Vec::new(),
-            next_consumer: 0,
+            by_id: FxHashMap::default(),
+            turns: VecDeque::new(),
+            channel_waiting: Vec::new(),
             next_seq: 1,
             had_consumer: false,
             last_priority: 0,
             paging_in: false,
             ungranted: VecDeque::new(),
+            #[cfg(test)]
+            examined: 0,
         }
     }
 
@@ -233,20 +251,26 @@ impl Queue {
             )));
         }
         self.had_consumer = true;
+        self.by_id.insert(spec.id, self.consumers.len());
         self.consumers.push(Consumer {
             spec,
             in_flight: 0,
             in_transit: 0,
+            queued: false,
         });
+        self.offer(self.consumers.len() - 1);
         Ok(())
     }
 
+    /// Cancels a consumer. Linear in the consumers (rare next to deliveries).
     pub fn remove_consumer(&mut self, consumer_id: u64, sh: &mut Shared) {
-        if let Some(i) = self.consumers.iter().position(|c| c.spec.id == consumer_id) {
+        if let Some(i) = self.by_id.remove(&consumer_id) {
             self.consumers.remove(i);
-            if self.next_consumer > i {
-                self.next_consumer -= 1;
+            for (j, c) in self.consumers.iter().enumerate().skip(i) {
+                self.by_id.insert(c.spec.id, j);
             }
+            self.turns.retain(|&id| id != consumer_id);
+            self.channel_waiting.retain(|&id| id != consumer_id);
         }
         if self.consumers.is_empty() {
             // Nobody consumes now: what is held back is a legitimate backlog.

@@ -51,6 +51,7 @@ pub async fn consume(ctx: &Ctx<'_>, m: &BasicConsume) -> Result<(), Fail> {
         channel_prefetch_count,
     };
     let owner = ctx.shard.queue_owner(&name);
+    ctx.conn.uses_queue_shard(owner);
     let queue = match ctx
         .shard
         .request(owner, QueueOp::Consume { name, spec })

@@ -121,14 +121,32 @@ async fn change(shard: &Shard, b: Binding<'_>, bind: bool) -> Result<(), Fail> {
 }
 
 /// Applies a bind or unbind everywhere.
-pub async fn change_binding(shard: &Shard, bind: bool, change: BindingChange) -> Result<(), Fail> {
-    let change = if bind {
+async fn change_binding(shard: &Shard, bind: bool, change: BindingChange) -> Result<(), Fail> {
+    shard.change_topology(binding_change(bind, change)).await?;
+    Ok(())
+}
+
+/// A bind or unbind of a queue, sent to the topology owner through the queue's shard `via`,
+/// so that it cannot overtake the removal of a deleted queue's bindings (see
+/// `shard/metadata.rs`).
+pub async fn change_queue_binding(
+    shard: &Shard,
+    via: usize,
+    bind: bool,
+    change: BindingChange,
+) -> Result<(), Fail> {
+    shard
+        .change_topology_via(via, binding_change(bind, change))
+        .await?;
+    Ok(())
+}
+
+fn binding_change(bind: bool, change: BindingChange) -> TopologyChange {
+    if bind {
         TopologyChange::Bind(change)
     } else {
         TopologyChange::Unbind(change)
-    };
-    shard.change_topology(change).await?;
-    Ok(())
+    }
 }
 
 pub fn no_default_exchange() -> AmqpError {

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::exchange::{change_binding, no_default_exchange};
+use super::exchange::{change_queue_binding, no_default_exchange};
 use super::{internal, random_suffix, Ctx, Fail};
 use crate::broker::publish::is_default_exchange;
 use crate::broker::topology::{no_exchange, BindingChange, Dest};
@@ -38,12 +38,16 @@ pub async fn declare(ctx: &Ctx<'_>, m: &QueueDeclare) -> Result<(), Fail> {
         arguments: m.arguments.clone(),
         owner: ctx.conn.cref,
     };
+    let owner = ctx.shard.queue_owner(&name);
+    if m.exclusive {
+        ctx.conn.uses_queue_shard(owner);
+    }
     let OpOk::Declared {
         name,
         message_count,
         consumer_count,
         ..
-    } = ctx.shard.request(ctx.shard.queue_owner(&name), op).await?
+    } = ctx.shard.request(owner, op).await?
     else {
         return Err(internal());
     };
@@ -203,7 +207,7 @@ async fn change(ctx: &Ctx<'_>, b: Binding<'_>, bind: bool) -> Result<(), Fail> {
         routing_key: b.routing_key.clone(),
         arguments: b.arguments.clone(),
     };
-    change_binding(ctx.shard, bind, change).await
+    change_queue_binding(ctx.shard, owner, bind, change).await
 }
 
 /// `amq.gen-…` names that hash to this shard, so server-named queues stay local.

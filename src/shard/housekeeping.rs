@@ -51,8 +51,7 @@ async fn send_grants(shard: Rc<Shard>) {
 impl WriterHost for Shard {
     fn take_batch(&self) -> Option<Batch> {
         let mut broker = self.broker.borrow_mut();
-        let store = broker.store_mut()?;
-        (!store.idle()).then(|| store.take_batch())
+        broker.store_mut()?.next_batch()
     }
 
     /// Releases what waited for the sync; confirms turn negative when a write failed.

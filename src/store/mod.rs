@@ -335,9 +335,15 @@ impl<W> Store<W> {
         None
     }
 
-    /// Everything appended since the last batch, for the writer.
-    pub fn take_batch(&mut self) -> Batch {
+    /// Everything appended since the last batch, for the writer, or None when it has nothing
+    /// to do. Every look clears `woken`, so the next record wakes the writer again even when
+    /// this look found nothing (a waiter released by the batch in flight woke it for naught).
+    pub fn next_batch(&mut self) -> Option<Batch> {
         self.woken = false;
+        (!self.idle()).then(|| self.take_batch())
+    }
+
+    fn take_batch(&mut self) -> Batch {
         self.seal_current();
         // Failed chunks first (of segments that still exist), then what is new.
         let segments = &self.segments;

@@ -104,11 +104,11 @@ fn a_binding_made_right_after_delete_and_redeclare_survives_a_restart() {
             declare_exchange(&channel, EXCHANGE, ExchangeKind::Direct, true).await;
             close_quietly(connection).await;
         }
-        // One connection after the other: run concurrently, binds on three shards can hang
-        // for another reason (a bind-ok that never comes, seen on the unchanged broker too),
-        // which this test is not about.
-        for conn in 0..CONNECTIONS {
-            churn(url.clone(), conn).await;
+        let tasks: Vec<_> = (0..CONNECTIONS)
+            .map(|conn| tokio::spawn(churn(url.clone(), conn)))
+            .collect();
+        for task in tasks {
+            task.await.expect("a churning connection");
         }
         check_every_binding_routes(&url, "before the restart").await;
     });

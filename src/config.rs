@@ -117,6 +117,11 @@ pub struct Config {
     )]
     pub consumer_max_per_channel: usize,
 
+    /// Most queues on the node, over all shards (0: no limit, RabbitMQ's cluster_queue_limit
+    /// = infinity); queue.declare of a new queue past it is refused with 406.
+    #[arg(long = "queue-max", env = "WARREN_QUEUE_MAX", default_value_t = 0)]
+    pub queue_max: usize,
+
     /// Seconds a write to a client may make no progress (the client stopped reading and its
     /// socket buffers are full) before the connection is closed (RabbitMQ's send_timeout).
     #[arg(
@@ -245,6 +250,11 @@ pub fn load_config_file(args: &[String]) -> Result<(), String> {
             "memory-budget",
             "memory-high-watermark",
             "disk-free-limit",
+            "handshake-timeout",
+            "connection-max",
+            "consumer-max-per-channel",
+            "queue-max",
+            "writer-timeout",
         ];
         if !KEYS.contains(&key) {
             return Err(format!("{path}:{}: unknown setting {key:?}", n + 1));

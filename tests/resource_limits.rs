@@ -30,8 +30,9 @@ use support::lapin_client::{
     publish_for_confirm, qos,
 };
 use support::raw::{
-    method_frame, queue_declare_args, Client, Incoming, Message, QueueFlags, RecvError, BASIC_ACK,
-    BASIC_CONSUME, BASIC_DELIVER, CONNECTION_BLOCKED, QUEUE_DECLARE, REPLY_TIMEOUT,
+    method_frame, queue_declare_args, Args, Client, Incoming, Message, QueueFlags, RecvError,
+    BASIC_ACK, BASIC_CONSUME, BASIC_DELIVER, CHANNEL_CLOSE, CHANNEL_CLOSE_OK, CONNECTION_BLOCKED,
+    QUEUE_DECLARE, QUEUE_DECLARE_OK, REPLY_TIMEOUT,
 };
 use support::{run_async, Broker};
 
@@ -683,4 +684,66 @@ fn a_consumer_past_consumer_max_per_channel_is_refused() {
     client.expect_connection_refused(530, BASIC_CONSUME, "a third consumer on one channel");
     let mut other = Client::connect_with_channel(broker.port());
     other.consume(1, "limited", false, false);
+}
+
+/// `--queue-max` (RabbitMQ's cluster_queue_limit): declaring a queue past the node's limit
+/// closes the channel with 406 and RabbitMQ's wording, whichever shard the queue hashes to;
+/// re-declaring an existing queue still works, and deleting one makes room again.
+#[test]
+fn a_queue_past_queue_max_is_refused() {
+    let broker = Broker::start(&["--queue-max", "3", "--shards", "2"]);
+    if broker.is_external() {
+        return;
+    }
+    let mut client = Client::connect_with_channel(broker.port());
+    for q in ["limit-a", "limit-b", "limit-c"] {
+        client.queue_declare(1, q);
+    }
+    client.queue_declare(1, "limit-b");
+    for (channel, q) in [(1, "limit-d"), (2, "limit-e")] {
+        if channel == 2 {
+            client.open_channel(2);
+        }
+        client.queue_declare_with(channel, q, QueueFlags::PLAIN);
+        let (code, text, class, method) = client.expect(channel, CHANNEL_CLOSE).close_reason();
+        client.send(channel, CHANNEL_CLOSE_OK, Args::new());
+        assert_eq!(
+            (code, text.as_str(), (class, method)),
+            (
+                406,
+                &*format!(
+                    "PRECONDITION_FAILED - cannot declare queue '{q}': queue limit in cluster (3) is reached"
+                ),
+                QUEUE_DECLARE
+            )
+        );
+    }
+    client.open_channel(3);
+    client.queue_delete(3, "limit-a");
+    client.queue_declare(3, "limit-d");
+    // An exclusive queue counts too, and its slot comes back when its connection closes.
+    client.queue_delete(3, "limit-b");
+    let mut owner = Client::connect_with_channel(broker.port());
+    owner.queue_declare_as(1, "limit-x", QueueFlags::EXCLUSIVE);
+    client.queue_declare_with(3, "limit-y", QueueFlags::PLAIN);
+    let (code, ..) = client.expect_channel_close(3);
+    assert_eq!(code, 406, "the exclusive queue fills the last slot");
+    drop(owner);
+    let declared = (4..104).any(|channel| {
+        client.open_channel(channel);
+        client.queue_declare_with(channel, "limit-y", QueueFlags::PLAIN);
+        match client.try_recv() {
+            Ok(reply) if reply.id == QUEUE_DECLARE_OK => true,
+            Ok(reply) if reply.id == CHANNEL_CLOSE => {
+                client.send(channel, CHANNEL_CLOSE_OK, Args::new());
+                thread::sleep(Duration::from_millis(20));
+                false
+            }
+            other => panic!("expected declare-ok or channel.close, got {other:?}"),
+        }
+    });
+    assert!(
+        declared,
+        "the exclusive queue's slot came back after its owner left"
+    );
 }

@@ -89,6 +89,13 @@ impl Broker {
         if d.passive {
             return Err(no_queue(&d.name));
         }
+        if !self.queue_count.try_add() {
+            return Err(AmqpError::precondition(format!(
+                "cannot declare queue '{}': queue limit in cluster ({}) is reached",
+                String::from_utf8_lossy(&d.name),
+                self.queue_count.max()
+            )));
+        }
         let owner = d.exclusive.then_some(d.owner);
         let queue_id = self.new_queue_id();
         // Exclusive queues die with their connection, so they are never recovered.
@@ -235,6 +242,7 @@ impl Broker {
     fn delete(&mut self, key: usize, out: &mut Outbox) -> u32 {
         let q = self.queues.remove(key);
         self.by_name.remove(&q.name);
+        self.queue_count.remove();
         if let Some(owner) = q.exclusive_owner {
             self.forget_exclusive(owner, key);
         }

@@ -5,6 +5,7 @@
 //! once the operation returns, so no borrow of this state is ever held across a send.
 
 mod admin;
+pub mod count;
 pub mod envelope;
 pub mod ops;
 pub mod publish;
@@ -15,6 +16,7 @@ mod tests;
 pub mod topology;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use ready::Ready;
@@ -24,6 +26,7 @@ use smallvec::SmallVec;
 
 pub use envelope::{CreditKey, Delivery, Origin, Outbox, QueueTarget, ShardMsg, Waiter};
 pub use ops::{AmqpError, ConsumerSpec, Got, OpOk, QueueOp, SettleKind};
+use count::QueueCount;
 use queue::Queue;
 
 pub use crate::ids::{ConnRef, QueueRef};
@@ -43,6 +46,8 @@ pub struct Broker {
     sh: Shared,
     /// The last operation wrote a definition that must be durable before its -ok goes out.
     sync_wanted: bool,
+    /// Queues on every shard, against `--queue-max`.
+    queue_count: Arc<QueueCount>,
 }
 
 /// What every queue of a shard shares.
@@ -95,7 +100,16 @@ impl Broker {
                 scratch: Vec::new(),
             },
             sync_wanted: false,
+            queue_count: Arc::default(),
         }
+    }
+
+    /// Counts this broker's queues in `count`, shared by every shard, against its limit.
+    pub fn count_queues_in(&mut self, count: Arc<QueueCount>) {
+        for _ in 0..self.queues.len() {
+            count.add();
+        }
+        self.queue_count = count;
     }
 
     /// Adds queues recovered from the store, in the given order (their references are

@@ -14,6 +14,7 @@ use std::sync::{mpsc, Arc};
 
 use crate::alarm::Alarms;
 use crate::broker::topology::Topology;
+use crate::broker::count::QueueCount;
 use crate::broker::{Broker, ShardMsg};
 use crate::config::Config;
 use crate::io::{self, Backend};
@@ -38,6 +39,7 @@ struct Boot {
     backend: Backend,
     alarms: Arc<Alarms>,
     connections: Arc<std::sync::atomic::AtomicUsize>,
+    queue_count: Arc<QueueCount>,
     topology: Arc<Vec<Record>>,
     queue_refs: Arc<HashMap<bytes::Bytes, crate::ids::QueueRef>>,
     budget_per_shard: u64,
@@ -64,8 +66,10 @@ pub fn start(mut config: Config) -> std::io::Result<()> {
         .map(|_| config.listen.iter().map(|a| listen::listener(*a)).collect())
         .collect::<std::io::Result<Vec<Vec<TcpListener>>>>()?;
     log_start(&config, count, backend);
+    let queue_count = Arc::new(QueueCount::new(config.queue_max));
     let boot = Arc::new(Boot {
         config,
+        queue_count,
         backend,
         alarms,
         connections: Arc::default(),
@@ -201,6 +205,7 @@ async fn serve_shard(
     );
     broker.recovered(start.queues, start.resident_bytes);
     broker.attach_store(store, boot.budget_per_shard);
+    broker.count_queues_in(boot.queue_count.clone());
     let topology = Topology::replay(&boot.topology, &boot.queue_refs);
     let shard = std::rc::Rc::new(Shard::new(
         config,

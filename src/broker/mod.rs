@@ -24,9 +24,9 @@ use rustc_hash::FxHashMap;
 use slab::Slab;
 use smallvec::SmallVec;
 
+use count::QueueCount;
 pub use envelope::{CreditKey, Delivery, Origin, Outbox, QueueTarget, ShardMsg, Waiter};
 pub use ops::{AmqpError, ConsumerSpec, Got, OpOk, QueueOp, SettleKind};
-use count::QueueCount;
 use queue::Queue;
 
 pub use crate::ids::{ConnRef, QueueRef};

@@ -13,8 +13,8 @@ use std::net::TcpListener;
 use std::sync::{mpsc, Arc};
 
 use crate::alarm::Alarms;
-use crate::broker::topology::Topology;
 use crate::broker::count::QueueCount;
+use crate::broker::topology::Topology;
 use crate::broker::{Broker, ShardMsg};
 use crate::config::Config;
 use crate::io::{self, Backend};

@@ -313,7 +313,8 @@ fn decode(body: Bytes) -> Option<Record> {
         },
         _ => return None,
     };
-    Some(record)
+    // A record is exactly its fields: bytes after them mean it is not what the writer wrote.
+    r.buf.is_empty().then_some(record)
 }
 
 #[cfg(test)]
@@ -424,6 +425,19 @@ mod tests {
         // A claimed length of 4 GiB is a torn tail, not an allocation.
         let huge = Bytes::from_static(b"\xff\xff\xff\xff\0\0\0\0\x01");
         assert!(matches!(next(&huge), Next::Torn));
+    }
+
+    #[test]
+    fn bytes_after_a_records_fields_make_it_corrupt() {
+        let mut out = BytesMut::new();
+        put_ack(&mut out, 1, 2);
+        let mut framed = BytesMut::new();
+        let body = &out[HEADER_BYTES..];
+        frame(&mut framed, |b| {
+            b.extend_from_slice(body);
+            b.extend_from_slice(b"extra");
+        });
+        assert!(matches!(next(&framed.freeze()), Next::Torn));
     }
 
     #[test]

@@ -96,6 +96,16 @@ struct Live {
     publishes: FxHashMap<(u16, u32), u64>,
 }
 
+/// The segment id after `id`; an error, not a wrap to 0, when a (hostile or corrupt) file
+/// name took the last one.
+fn next_segment_id(id: u32) -> io::Result<u32> {
+    id.checked_add(1).ok_or_else(|| {
+        io::Error::other(format!(
+            "segment id {id} is the last there is; rename the segment files to lower ids"
+        ))
+    })
+}
+
 /// Recovers `data_dir` for `shards` shards, keeping at most `budget_per_shard` body bytes in
 /// memory per shard (the rest stays on disk, read back on delivery).
 pub fn recover(
@@ -112,10 +122,11 @@ pub fn recover(
     let owner_of = |queue_id: u64| queue_shard_bytes(b"/", &queues[&queue_id].name, shards);
     let kept = segments_to_keep(&live, &owner_of, shards);
     let old_max = segments.iter().map(|(_, id, _)| *id).max().unwrap_or(0);
+    let first_new = next_segment_id(old_max)?;
     let mut copy = Copy {
         starts: (0..shards).map(|_| ShardStart::default()).collect(),
         writers: (0..shards)
-            .map(|i| SegmentWriter::new(shard_dir(data_dir, i), old_max + 1, segment_size))
+            .map(|i| SegmentWriter::new(shard_dir(data_dir, i), first_new, segment_size))
             .collect::<io::Result<_>>()?,
         messages: FxHashMap::default(),
         total: 0,
@@ -130,7 +141,7 @@ pub fn recover(
         ..
     } = copy;
     for (i, w) in writers.into_iter().enumerate() {
-        starts[i].first_segment = w.finish()? + 1;
+        starts[i].first_segment = next_segment_id(w.finish()?)?;
     }
     let defs = Definitions {
         queues: &queues,

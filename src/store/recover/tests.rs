@@ -171,3 +171,17 @@ fn a_record_with_a_seq_no_queue_reaches_is_skipped_not_a_panic() {
     assert_eq!(q.next_seq, 2);
     let _ = fs::remove_dir_all(&data);
 }
+
+#[test]
+fn a_segment_named_with_the_last_id_is_an_error_not_a_wrap() {
+    // A segment file named with id u32::MAX left no id for the next segment: it wrapped to 0.
+    let data = temp_dir("last-id");
+    let dir = shard_dir(&data, 0);
+    fs::create_dir_all(&dir).expect("shard dir");
+    fs::write(segment_path(&dir, u32::MAX), b"").expect("segment");
+    let err = recover(&data, 1, 1 << 20, u64::MAX)
+        .err()
+        .expect("recovery refuses the last id");
+    assert!(err.to_string().contains("last there is"), "{err}");
+    let _ = fs::remove_dir_all(&data);
+}

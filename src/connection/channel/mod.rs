@@ -320,8 +320,13 @@ fn close_channel(shard: &Shard, conn: &Conn, channel: u16, err: AmqpError, metho
     };
     ch.closing = true;
     ch.release(shard);
+    let user = state.user.clone();
     drop(state);
     let text = format!("{} - {}", super::reply_name(err.code), err.text);
+    crate::warn!(
+        "channel error on AMQP connection {} ({user}), channel {channel}: {text}",
+        conn.peer
+    );
     let close = ChannelClose {
         reply_code: err.code,
         reply_text: short_text(text),

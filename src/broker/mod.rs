@@ -27,6 +27,7 @@ use smallvec::SmallVec;
 use count::QueueCount;
 pub use envelope::{CreditKey, Delivery, Origin, Outbox, QueueTarget, ShardMsg, Waiter};
 pub use ops::{AmqpError, ConsumerSpec, Got, OpOk, QueueOp, SettleKind};
+pub use queue::Pushed;
 use queue::Queue;
 
 pub use crate::ids::{ConnRef, QueueRef};
@@ -245,18 +246,17 @@ impl Broker {
     }
 
     /// A publish routed to a queue on this shard. Hands the message back when the queue does
-    /// not exist (to be dropped, or returned when mandatory).
-    /// Ok(true) when the message was written to the store: its confirm waits for the sync.
-    #[allow(clippy::result_large_err)] // handing the message back by value is the point
+    /// not exist (to be dropped, or returned when mandatory); see [`Pushed`] otherwise.
     /// `from` is the publishing connection: the queue holds its credit back until it delivers
-    /// the message (a missing queue grants it back at once).
+    /// the message (a missing or full queue grants it back at once).
+    #[allow(clippy::result_large_err)] // handing the message back by value is the point
     pub fn enqueue(
         &mut self,
         target: QueueTarget,
         msg: Message,
         from: ConnRef,
         out: &mut Outbox,
-    ) -> Result<bool, Message> {
+    ) -> Result<Pushed, Message> {
         let credit = target.credit_key(self.shard);
         let key = match target {
             QueueTarget::Name(name) => self.by_name.get(&name).copied(),
@@ -267,11 +267,14 @@ impl Broker {
             return Err(msg);
         };
         let q = &mut self.queues[key];
-        let stored = q.push(msg, (from, credit), &mut self.sh);
-        q.dispatch(&mut self.sh, out);
-        q.compact_waiting(&mut self.sh);
+        let pushed = q.push(msg, (from, credit), &mut self.sh);
+        if pushed != Pushed::Rejected {
+            q.dispatch(&mut self.sh, out);
+            q.drop_over_limit(&mut self.sh);
+            q.compact_waiting(&mut self.sh);
+        }
         debug_assert!(q.check_invariants());
-        Ok(stored)
+        Ok(pushed)
     }
 
     pub fn credit(&mut self, queue: QueueRef, consumer_id: u64, n: u32, out: &mut Outbox) {

@@ -18,9 +18,32 @@ pub struct Ready {
     pub expires_ms: u64,
     pub priority: u8,
     pub msg: Message,
+    /// Body bytes, for x-max-length-bytes; kept apart because paging empties `msg.body`.
+    body_len: u32,
 }
 
 impl Ready {
+    pub fn new(seq: u64, redelivered: bool, expires_ms: u64, priority: u8, msg: Message) -> Self {
+        // A message recovered with its body left on disk: its record's length stands in.
+        let body_len = if msg.loc.paged {
+            msg.loc.len
+        } else {
+            msg.body.len() as u32
+        };
+        Ready {
+            seq,
+            redelivered,
+            expires_ms,
+            priority,
+            msg,
+            body_len,
+        }
+    }
+
+    pub fn body_len(&self) -> u64 {
+        u64::from(self.body_len)
+    }
+
     fn expired(&self, now_ms: u64) -> bool {
         self.expires_ms != 0 && self.expires_ms < now_ms
     }
@@ -35,6 +58,8 @@ pub fn now_ms() -> u64 {
 pub struct ReadyList {
     levels: Vec<VecDeque<Ready>>,
     len: usize,
+    /// Body bytes of every ready message.
+    bytes: u64,
     /// Whether any message ever had an expiry (saves a clock read per dispatch otherwise).
     may_expire: bool,
 }
@@ -44,6 +69,7 @@ impl ReadyList {
         ReadyList {
             levels: (0..=max_priority).map(|_| VecDeque::new()).collect(),
             len: 0,
+            bytes: 0,
             may_expire: false,
         }
     }
@@ -56,6 +82,10 @@ impl ReadyList {
         self.len == 0
     }
 
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
     fn level(&self, priority: u8) -> usize {
         usize::from(priority).min(self.levels.len() - 1)
     }
@@ -64,6 +94,7 @@ impl ReadyList {
     pub fn push_back(&mut self, ready: Ready) {
         self.may_expire |= ready.expires_ms != 0;
         let level = self.level(ready.priority);
+        self.bytes += ready.body_len();
         self.levels[level].push_back(ready);
         self.len += 1;
     }
@@ -74,6 +105,7 @@ impl ReadyList {
         let index = self.level(ready.priority);
         let level = &mut self.levels[index];
         let at = level.partition_point(|r| r.seq < ready.seq);
+        self.bytes += ready.body_len();
         level.insert(at, ready);
         self.len += 1;
     }
@@ -86,6 +118,7 @@ impl ReadyList {
             .rev()
             .find_map(|level| level.pop_front())?;
         self.len -= 1;
+        self.bytes -= ready.body_len();
         Some(ready)
     }
 
@@ -104,8 +137,9 @@ impl ReadyList {
         for level in &mut self.levels {
             while level.front().is_some_and(|r| r.expired(now)) {
                 if let Some(r) = level.pop_front() {
-                    gone.push(r);
                     self.len -= 1;
+                    self.bytes -= r.body_len();
+                    gone.push(r);
                 }
             }
         }
@@ -117,6 +151,7 @@ impl ReadyList {
             gone.extend(level.drain(..));
         }
         self.len = 0;
+        self.bytes = 0;
     }
 
     /// The message `pop_front` would return.
@@ -138,7 +173,7 @@ impl ReadyList {
     }
 
     /// Panics unless `len` counts every level and, for lists of at most `scan_max`
-    /// messages, each level is in strictly increasing seq order.
+    /// messages, each level is in strictly increasing seq order and `bytes` sums the bodies.
     pub fn check_invariants(&self, scan_max: usize) {
         let total: usize = self.levels.iter().map(|l| l.len()).sum();
         assert_eq!(
@@ -156,6 +191,12 @@ impl ReadyList {
                 .all(|(a, b)| a.seq < b.seq);
             assert!(sorted, "ready list: priority level {i} is out of seq order");
         }
+        let bytes: u64 = self.levels.iter().flatten().map(Ready::body_len).sum();
+        assert_eq!(
+            bytes, self.bytes,
+            "ready list: bytes {} but levels hold {bytes}",
+            self.bytes
+        );
     }
 
     /// The message with sequence number `seq`, wherever it is.
@@ -183,13 +224,7 @@ mod tests {
             Bytes::from(seq.to_string()),
             false,
         );
-        Ready {
-            seq,
-            redelivered: false,
-            expires_ms,
-            priority,
-            msg,
-        }
+        Ready::new(seq, false, expires_ms, priority, msg)
     }
 
     #[test]

@@ -4,7 +4,7 @@ use smallvec::SmallVec;
 
 use super::Shard;
 use crate::broker::{
-    Broker, Delivery, Message, OpOk, Origin, Outbox, QueueTarget, SettleKind, ShardMsg,
+    Broker, Delivery, Message, OpOk, Origin, Outbox, Pushed, QueueTarget, SettleKind, ShardMsg,
 };
 use crate::ids::QueueRef;
 
@@ -97,13 +97,24 @@ impl Shard {
             ok: true,
         };
         match result {
-            Ok(true) => {
+            Ok(Pushed::Stored) => {
                 if let Some(seq) = origin.confirm {
                     self.send_after_sync(target, confirm(seq));
                 }
                 return;
             }
-            Ok(false) => {}
+            Ok(Pushed::Kept) => {}
+            Ok(Pushed::Rejected) => {
+                // A full queue with x-overflow reject-publish: the publisher gets basic.nack.
+                if let Some(seq) = origin.confirm {
+                    let mut nack = confirm(seq);
+                    if let ShardMsg::Confirm { ok, .. } = &mut nack {
+                        *ok = false;
+                    }
+                    self.send(target, nack);
+                }
+                return;
+            }
             Err(msg) => {
                 if origin.mandatory {
                     let channel = origin.channel;

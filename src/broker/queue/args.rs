@@ -35,8 +35,11 @@ impl Queue {
             "x-queue-type",
             "x-max-priority",
             "x-max-length",
+            "x-max-length-bytes",
+            "x-overflow",
             "x-message-ttl",
             "x-dead-letter-exchange",
+            "x-dead-letter-routing-key",
             "x-expires",
         ] {
             let (received, current) = (arguments.get(key), self.arguments.get(key));
@@ -95,5 +98,68 @@ fn describe(value: Option<&crate::protocol::FieldValue>) -> String {
     match value {
         None => "none".to_string(),
         Some(v) => format!("{v:?}"),
+    }
+}
+
+/// What a queue does when a publish would take it past x-max-length or x-max-length-bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// Drop (or dead-letter) the oldest ready messages: RabbitMQ's default.
+    DropHead,
+    /// Refuse the new message: the publisher gets basic.nack when it uses confirms.
+    RejectPublish,
+    /// As RejectPublish; RabbitMQ also dead-letters the refused message.
+    RejectPublishDlx,
+}
+
+impl Overflow {
+    pub fn parse(value: &[u8]) -> Option<Overflow> {
+        match value {
+            b"drop-head" => Some(Overflow::DropHead),
+            b"reject-publish" => Some(Overflow::RejectPublish),
+            b"reject-publish-dlx" => Some(Overflow::RejectPublishDlx),
+            _ => None,
+        }
+    }
+}
+
+/// A queue's length limits (x-max-length, x-max-length-bytes) and x-overflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_length: Option<u64>,
+    pub max_bytes: Option<u64>,
+    pub overflow: Overflow,
+}
+
+impl Limits {
+    /// From validated arguments (a negative limit was refused at declare).
+    pub fn from_arguments(arguments: &FieldTable) -> Limits {
+        let limit = |key: &str| {
+            arguments
+                .get(key)
+                .and_then(|v| v.as_i64())
+                .and_then(|n| u64::try_from(n).ok())
+        };
+        let overflow = match arguments.get("x-overflow") {
+            Some(crate::protocol::FieldValue::LongStr(s)) => Overflow::parse(s),
+            _ => None,
+        };
+        Limits {
+            max_length: limit("x-max-length"),
+            max_bytes: limit("x-max-length-bytes"),
+            overflow: overflow.unwrap_or(Overflow::DropHead),
+        }
+    }
+
+    /// True when a queue of `len` messages and `bytes` body bytes is at or past a limit.
+    pub fn full(&self, len: usize, bytes: u64) -> bool {
+        self.max_length.is_some_and(|max| len as u64 >= max)
+            || self.max_bytes.is_some_and(|max| bytes >= max)
+    }
+
+    /// True when a queue of `len` messages and `bytes` body bytes is past a limit.
+    pub fn over(&self, len: usize, bytes: u64) -> bool {
+        self.max_length.is_some_and(|max| len as u64 > max)
+            || self.max_bytes.is_some_and(|max| bytes > max)
     }
 }

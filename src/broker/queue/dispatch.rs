@@ -88,13 +88,7 @@ impl Queue {
             if kind == SettleKind::Ack {
                 self.leave(seq, &u.msg, sh);
             } else {
-                let ready = Ready {
-                    seq,
-                    redelivered: true,
-                    expires_ms: u.expires_ms,
-                    priority: u.priority,
-                    msg: u.msg,
-                };
+                let ready = Ready::new(seq, true, u.expires_ms, u.priority, u.msg);
                 self.ready.insert_in_order(ready);
             }
         }

@@ -32,10 +32,23 @@ use crate::counter::decrease;
 use crate::ids::{ConnRef, QueueRef};
 use crate::message::Message;
 use crate::protocol::FieldTable;
+use args::Limits;
+pub use args::Overflow;
 use dispatch::release_channel_credit;
 
 /// Deliveries per consumer on their way to its socket before dispatch waits for credit.
 pub const TRANSIT_WINDOW: u32 = 512;
+
+/// What became of a published message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Written to the store (persistent, durable queue): its confirm waits for the sync.
+    Stored,
+    /// Kept in memory only.
+    Kept,
+    /// Refused: the queue is full and its x-overflow is reject-publish(-dlx).
+    Rejected,
+}
 
 struct Unacked {
     msg: Message,
@@ -69,6 +82,8 @@ pub struct Queue {
     message_ttl_ms: Option<u64>,
     /// x-max-priority: 0 for a plain queue.
     max_priority: u8,
+    /// x-max-length, x-max-length-bytes and x-overflow.
+    limits: Limits,
     unacked: FxHashMap<u64, Unacked>,
     consumers: Vec<Consumer>,
     /// Consumer id -> index in `consumers`.
@@ -112,6 +127,7 @@ impl Queue {
             .get("x-message-ttl")
             .and_then(|v| v.as_i64())
             .and_then(|ttl| u64::try_from(ttl).ok());
+        let limits = Limits::from_arguments(&arguments);
         Queue {
             id,
             queue_id,
@@ -123,6 +139,7 @@ impl Queue {
             ready: ReadyList::new(max_priority),
             message_ttl_ms,
             max_priority,
+            limits,
             unacked: FxHashMap::default(),
             consumers: Vec::new(),
             by_id: FxHashMap::default(),
@@ -173,9 +190,20 @@ impl Queue {
         ))
     }
 
-    /// Adds a message `from` published (to `key`); returns true when it was written to the
-    /// store (a persistent message in a durable queue), so that its confirm waits for the sync.
-    pub fn push(&mut self, mut msg: Message, from: (ConnRef, CreditKey), sh: &mut Shared) -> bool {
+    /// Adds a message `from` published (to `key`), unless the queue is full and refuses
+    /// publishes (x-overflow reject-publish); see [`Pushed`].
+    pub fn push(
+        &mut self,
+        mut msg: Message,
+        from: (ConnRef, CreditKey),
+        sh: &mut Shared,
+    ) -> Pushed {
+        if self.limits.overflow != Overflow::DropHead
+            && self.limits.full(self.ready.len(), self.ready.bytes())
+        {
+            sh.grant(from.0, from.1, 1);
+            return Pushed::Rejected;
+        }
         self.hold_credit(from.0, from.1, sh);
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -186,26 +214,37 @@ impl Queue {
             msg.loc = store.append_publish(self.queue_id, seq, false, false, &msg);
         }
         sh.resident += msg.body.len() as u64;
-        self.ready.push_back(Ready {
-            seq,
-            redelivered: false,
-            expires_ms,
-            priority,
-            msg,
-        });
-        stored
+        self.ready
+            .push_back(Ready::new(seq, false, expires_ms, priority, msg));
+        if stored {
+            Pushed::Stored
+        } else {
+            Pushed::Kept
+        }
+    }
+
+    /// Past x-max-length or x-max-length-bytes (after dispatch took what consumers could),
+    /// drops the oldest ready messages, as RabbitMQ's default `drop-head` overflow does.
+    pub fn drop_over_limit(&mut self, sh: &mut Shared) {
+        if self.limits.overflow != Overflow::DropHead {
+            return;
+        }
+        let mut fresh = 0;
+        while self.limits.over(self.ready.len(), self.ready.bytes()) {
+            let Some(r) = self.ready.pop_front() else {
+                break;
+            };
+            fresh += u32::from(!r.redelivered);
+            self.leave(r.seq, &r.msg, sh);
+        }
+        self.grant(fresh, sh);
     }
 
     /// A recovered message, in seq order.
     pub fn push_recovered(&mut self, seq: u64, msg: Message) {
         let (priority, expires_ms) = self.priority_and_expiry(&msg);
-        self.ready.push_back(Ready {
-            seq,
-            redelivered: true,
-            expires_ms,
-            priority,
-            msg,
-        });
+        self.ready
+            .push_back(Ready::new(seq, true, expires_ms, priority, msg));
     }
 
     pub fn set_next_seq(&mut self, next: u64) {

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use super::exchange::{change_queue_binding, no_default_exchange};
 use super::{internal, random_suffix, Ctx, Fail};
 use crate::broker::publish::is_default_exchange;
+use crate::broker::queue::Overflow;
 use crate::broker::topology::{no_exchange, BindingChange, Dest};
 use crate::broker::{AmqpError, OpOk, QueueOp};
 use crate::protocol::constants::NOT_FOUND;
@@ -28,6 +29,7 @@ pub async fn declare(ctx: &Ctx<'_>, m: &QueueDeclare) -> Result<(), Fail> {
     check_queue_type(&name, &m.arguments)?;
     if !m.passive {
         check_integer_args(&name, &m.arguments)?;
+        check_length_args(&name, &m.arguments)?;
     }
     let op = QueueOp::Declare {
         name: name.clone(),
@@ -102,6 +104,35 @@ fn check_integer_args(name: &[u8], arguments: &FieldTable) -> Result<(), Fail> {
         ))));
     }
     Ok(())
+}
+
+/// x-max-length and x-max-length-bytes must not be negative, and x-overflow must name a
+/// mode RabbitMQ knows; refusals in RabbitMQ's wording.
+fn check_length_args(name: &[u8], arguments: &FieldTable) -> Result<(), Fail> {
+    let invalid = |key: &str, why: String| {
+        Fail::Soft(AmqpError::precondition(format!(
+            "invalid arg '{key}' for queue '{}' in vhost '/': {why}",
+            String::from_utf8_lossy(name)
+        )))
+    };
+    for key in ["x-max-length", "x-max-length-bytes"] {
+        if let Some(n) = arguments
+            .get(key)
+            .and_then(|v| v.as_i64())
+            .filter(|n| *n < 0)
+        {
+            return Err(invalid(key, format!("{{value_negative,{n}}}")));
+        }
+    }
+    match arguments.get("x-overflow") {
+        None => Ok(()),
+        Some(FieldValue::LongStr(mode)) if Overflow::parse(mode).is_some() => Ok(()),
+        Some(FieldValue::LongStr(_)) => Err(invalid("x-overflow", "invalid_overflow".into())),
+        Some(other) => Err(invalid(
+            "x-overflow",
+            format!("{{unacceptable_type,{}}}", type_name(other)),
+        )),
+    }
 }
 
 pub async fn delete(ctx: &Ctx<'_>, m: &QueueDelete) -> Result<(), Fail> {

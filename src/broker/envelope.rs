@@ -129,6 +129,26 @@ pub struct Origin {
     pub mandatory: bool,
     /// Publisher-confirm sequence number, in confirm mode.
     pub confirm: Option<u64>,
+    /// A queue dead-lettered it (`conn` is then no connection): the target drops it when it
+    /// closes a dead-letter cycle.
+    pub dead_letter: bool,
+}
+
+impl Origin {
+    /// The origin of a message a queue of `shard` dead-lettered: no connection, no confirm.
+    pub fn dead_letter(shard: u16) -> Origin {
+        Origin {
+            conn: ConnRef {
+                shard,
+                key: u32::MAX,
+                serial: 0,
+            },
+            channel: 0,
+            mandatory: false,
+            confirm: None,
+            dead_letter: true,
+        }
+    }
 }
 
 /// How a publish names its queue: the default exchange routes by name (the owner shard looks

@@ -6,6 +6,7 @@
 
 mod admin;
 pub mod count;
+pub mod dead_letter;
 pub mod envelope;
 pub mod ops;
 pub mod publish;
@@ -25,6 +26,7 @@ use slab::Slab;
 use smallvec::SmallVec;
 
 use count::QueueCount;
+use dead_letter::DeadLetter;
 pub use envelope::{CreditKey, Delivery, Origin, Outbox, QueueTarget, ShardMsg, Waiter};
 pub use ops::{AmqpError, ConsumerSpec, Got, OpOk, QueueOp, SettleKind};
 pub use queue::Pushed;
@@ -70,6 +72,8 @@ pub struct Shared {
     pub page_in: Vec<PageRequest>,
     /// Reused buffer for messages leaving a queue in bulk.
     pub scratch: Vec<Ready>,
+    /// Messages queues dead-lettered, for the shard to route.
+    pub dead_letters: Vec<DeadLetter>,
 }
 
 impl Shared {
@@ -99,6 +103,7 @@ impl Broker {
                 grants_due: false,
                 page_in: Vec::new(),
                 scratch: Vec::new(),
+                dead_letters: Vec::new(),
             },
             sync_wanted: false,
             queue_count: Arc::default(),
@@ -182,6 +187,7 @@ impl Broker {
         let q = &mut self.queues[key];
         q.paged_in(bodies, &mut self.sh);
         q.dispatch(&mut self.sh, out);
+        q.drop_over_limit(&mut self.sh);
         debug_assert!(q.check_invariants());
     }
 
@@ -275,6 +281,49 @@ impl Broker {
         }
         debug_assert!(q.check_invariants());
         Ok(pushed)
+    }
+
+    /// As [`Broker::enqueue`], for a message another queue dead-lettered: dropped (and
+    /// reported as refused) when it would close a dead-letter cycle.
+    #[allow(clippy::result_large_err)]
+    pub fn enqueue_dead_letter(
+        &mut self,
+        target: QueueTarget,
+        msg: Message,
+        from: ConnRef,
+        out: &mut Outbox,
+    ) -> Result<Pushed, Message> {
+        let name = match &target {
+            QueueTarget::Name(name) => Some(name.clone()),
+            QueueTarget::Ref(queue) => self.lookup(*queue).map(|k| self.queues[k].name.clone()),
+        };
+        if let Some(name) = name.filter(|n| dead_letter::is_cycle(n, &msg)) {
+            crate::warn!(
+                "dead-letter cycle: message dropped instead of entering queue '{}' again",
+                String::from_utf8_lossy(&name)
+            );
+            return Ok(Pushed::Rejected);
+        }
+        self.enqueue(target, msg, from, out)
+    }
+
+    /// Messages queues dead-lettered, for the shard to route.
+    pub fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
+        std::mem::take(&mut self.sh.dead_letters)
+    }
+
+    pub fn has_dead_letters(&self) -> bool {
+        !self.sh.dead_letters.is_empty()
+    }
+
+    /// Removes expired messages at the head of every queue that may hold some, so that they
+    /// go (or are dead-lettered) on time even where no consumer looks.
+    pub fn expire_all(&mut self) {
+        for (_, q) in self.queues.iter_mut() {
+            if q.may_expire() {
+                q.expire(&mut self.sh);
+            }
+        }
     }
 
     pub fn credit(&mut self, queue: QueueRef, consumer_id: u64, n: u32, out: &mut Outbox) {

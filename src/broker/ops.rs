@@ -113,8 +113,11 @@ pub enum OpOk {
 /// What an ack, nack, reject or channel close does to unacked messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SettleKind {
-    /// Done with: basic.ack, or nack/reject without requeue.
+    /// Done with: basic.ack.
     Ack,
+    /// basic.nack or basic.reject without requeue: dead-lettered where the queue says so,
+    /// dropped otherwise.
+    Reject,
     /// Back to the queue in its original position, marked redelivered.
     Requeue,
 }

@@ -128,14 +128,20 @@ impl ReadyList {
         self.levels[level].back_mut().filter(|r| r.seq == seq)
     }
 
-    /// Moves expired messages at the head of every level into `gone`.
-    pub fn drop_expired(&mut self, gone: &mut Vec<Ready>) {
+    /// Moves expired messages at the head of every level into `gone`; with `stop_at_paged`,
+    /// a level stops at an expired message whose body is paged out, and true says one did.
+    pub fn drop_expired(&mut self, gone: &mut Vec<Ready>, stop_at_paged: bool) -> bool {
         if !self.may_expire {
-            return;
+            return false;
         }
         let now = now_ms();
+        let mut stopped = false;
         for level in &mut self.levels {
-            while level.front().is_some_and(|r| r.expired(now)) {
+            while let Some(r) = level.front().filter(|r| r.expired(now)) {
+                if stop_at_paged && r.msg.loc.paged {
+                    stopped = true;
+                    break;
+                }
                 if let Some(r) = level.pop_front() {
                     self.len -= 1;
                     self.bytes -= r.body_len();
@@ -143,6 +149,12 @@ impl ReadyList {
                 }
             }
         }
+        stopped
+    }
+
+    /// Whether any message ever had an expiry and some are ready.
+    pub fn may_expire(&self) -> bool {
+        self.may_expire && self.len > 0
     }
 
     /// Moves every message into `gone`.
@@ -260,7 +272,7 @@ mod tests {
         list.push_back(ready(2, 0, 0));
         std::thread::sleep(std::time::Duration::from_millis(3));
         let mut gone = Vec::new();
-        list.drop_expired(&mut gone);
+        list.drop_expired(&mut gone, false);
         assert_eq!(gone.len(), 1);
         assert_eq!(list.len(), 1);
     }

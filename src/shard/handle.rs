@@ -87,19 +87,26 @@ impl Shard {
     fn enqueue(&self, queue: QueueTarget, msg: Message, origin: Origin) {
         let mut out = self.take_outbox();
         let from = origin.conn;
-        let result = self.broker.borrow_mut().enqueue(queue, msg, from, &mut out);
+        let result = {
+            let mut broker = self.broker.borrow_mut();
+            if origin.dead_letter {
+                broker.enqueue_dead_letter(queue, msg, from, &mut out)
+            } else {
+                broker.enqueue(queue, msg, from, &mut out)
+            }
+        };
         self.send_all(out);
         let target = origin.conn.shard as usize;
-        let confirm = |seq| ShardMsg::Confirm {
+        let confirm = |seq, ok| ShardMsg::Confirm {
             conn: origin.conn,
             channel: origin.channel,
             seq,
-            ok: true,
+            ok,
         };
         match result {
             Ok(Pushed::Stored) => {
                 if let Some(seq) = origin.confirm {
-                    self.send_after_sync(target, confirm(seq));
+                    self.send_after_sync(target, confirm(seq, true));
                 }
                 return;
             }
@@ -107,11 +114,7 @@ impl Shard {
             Ok(Pushed::Rejected) => {
                 // A full queue with x-overflow reject-publish: the publisher gets basic.nack.
                 if let Some(seq) = origin.confirm {
-                    let mut nack = confirm(seq);
-                    if let ShardMsg::Confirm { ok, .. } = &mut nack {
-                        *ok = false;
-                    }
-                    self.send(target, nack);
+                    self.send(target, confirm(seq, false));
                 }
                 return;
             }
@@ -124,7 +127,7 @@ impl Shard {
             }
         }
         if let Some(seq) = origin.confirm {
-            self.send(target, confirm(seq));
+            self.send(target, confirm(seq, true));
         }
     }
 

@@ -35,6 +35,10 @@ pub fn spawn_tasks(shard: &Rc<Shard>) {
     }
     io::spawn_core("the alarm watcher", watch_alarms(shard.clone()));
     io::spawn_core("the credit sender", send_grants(shard.clone()));
+    io::spawn_core(
+        "the expiry timer",
+        super::dead_letters::expire_idle_queues(shard.clone()),
+    );
 }
 
 /// Sends back publisher credit that gathered below a batch, so that none waits for long.

@@ -20,6 +20,7 @@
 //! ```
 
 pub mod client;
+mod dead_letters;
 mod handle;
 mod housekeeping;
 pub mod mailbox;
@@ -237,6 +238,7 @@ impl Shard {
                     // Publisher credit, in batches of many messages.
                     self.send_grants(false);
                 }
+                None if self.broker.borrow().has_dead_letters() => self.route_dead_letters(),
                 None => break,
             }
         }

@@ -4,6 +4,7 @@
 use rustc_hash::FxHashMap;
 
 use super::{leave, Consumer, Queue, Unacked, TRANSIT_WINDOW};
+use crate::broker::dead_letter::Reason;
 use crate::broker::envelope::{Delivery, Outbox, ShardMsg};
 use crate::broker::ops::SettleKind;
 use crate::broker::ready::Ready;
@@ -67,7 +68,8 @@ impl Queue {
         Ok(Some((ready.seq, ready.redelivered, ready.msg)))
     }
 
-    /// Acks drop unacked messages; requeues put them back in seq order, marked redelivered.
+    /// Acks drop unacked messages, rejects dead-letter or drop them; requeues put them back
+    /// in seq order, marked redelivered.
     /// Unknown seqs (already settled, or from before a purge) are ignored.
     pub fn settle(&mut self, kind: SettleKind, seqs: &[u64], sh: &mut Shared) {
         for &seq in seqs {
@@ -85,11 +87,13 @@ impl Queue {
             if u.counts_for_channel {
                 release_channel_credit(&mut sh.channel_in_flight, u.conn, u.channel);
             }
-            if kind == SettleKind::Ack {
-                self.leave(seq, &u.msg, sh);
-            } else {
-                let ready = Ready::new(seq, true, u.expires_ms, u.priority, u.msg);
-                self.ready.insert_in_order(ready);
+            match kind {
+                SettleKind::Ack => self.leave(seq, &u.msg, sh),
+                SettleKind::Reject => self.discard(seq, u.msg, Reason::Rejected, sh),
+                SettleKind::Requeue => {
+                    let ready = Ready::new(seq, true, u.expires_ms, u.priority, u.msg);
+                    self.ready.insert_in_order(ready);
+                }
             }
         }
     }

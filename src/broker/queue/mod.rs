@@ -24,6 +24,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
 
+use super::dead_letter::{self, DeadLetter, Reason};
 use super::envelope::{CreditKey, Outbox, ShardMsg};
 use super::ops::{AmqpError, ConsumerSpec};
 use super::ready::{Ready, ReadyList};
@@ -84,6 +85,8 @@ pub struct Queue {
     max_priority: u8,
     /// x-max-length, x-max-length-bytes and x-overflow.
     limits: Limits,
+    /// x-dead-letter-exchange and x-dead-letter-routing-key.
+    dead_letter: Option<dead_letter::Target>,
     unacked: FxHashMap<u64, Unacked>,
     consumers: Vec<Consumer>,
     /// Consumer id -> index in `consumers`.
@@ -128,6 +131,7 @@ impl Queue {
             .and_then(|v| v.as_i64())
             .and_then(|ttl| u64::try_from(ttl).ok());
         let limits = Limits::from_arguments(&arguments);
+        let dead_letter = dead_letter::Target::from_arguments(&arguments);
         Queue {
             id,
             queue_id,
@@ -140,6 +144,7 @@ impl Queue {
             message_ttl_ms,
             max_priority,
             limits,
+            dead_letter,
             unacked: FxHashMap::default(),
             consumers: Vec::new(),
             by_id: FxHashMap::default(),
@@ -202,6 +207,9 @@ impl Queue {
             && self.limits.full(self.ready.len(), self.ready.bytes())
         {
             sh.grant(from.0, from.1, 1);
+            if self.limits.overflow == Overflow::RejectPublishDlx {
+                self.dead_letter(msg, Reason::MaxLen, sh);
+            }
             return Pushed::Rejected;
         }
         self.hold_credit(from.0, from.1, sh);
@@ -231,11 +239,16 @@ impl Queue {
         }
         let mut fresh = 0;
         while self.limits.over(self.ready.len(), self.ready.bytes()) {
+            // A dead letter needs its body: wait for the page-in of a paged head.
+            if self.dead_letter.is_some() && self.ready.front().is_some_and(|r| r.msg.loc.paged) {
+                self.request_page_in(sh);
+                break;
+            }
             let Some(r) = self.ready.pop_front() else {
                 break;
             };
             fresh += u32::from(!r.redelivered);
-            self.leave(r.seq, &r.msg, sh);
+            self.discard(r.seq, r.msg, Reason::MaxLen, sh);
         }
         self.grant(fresh, sh);
     }
@@ -256,16 +269,46 @@ impl Queue {
         leave(self.durable, self.queue_id, seq, msg, sh);
     }
 
-    /// Drops expired messages at the head (dead-lettering is not implemented: they go).
+    /// The message leaves the queue for `reason`: dead-lettered when the queue has a
+    /// dead-letter exchange, dropped otherwise. Its body must be in memory.
+    fn discard(&self, seq: u64, msg: Message, reason: Reason, sh: &mut Shared) {
+        self.leave(seq, &msg, sh);
+        self.dead_letter(msg, reason, sh);
+    }
+
+    /// Hands `msg` to the shard for its dead-letter exchange, if the queue has one.
+    fn dead_letter(&self, msg: Message, reason: Reason, sh: &mut Shared) {
+        if let Some(target) = &self.dead_letter {
+            debug_assert!(!msg.loc.paged, "a dead letter without its body");
+            sh.dead_letters.push(DeadLetter {
+                msg,
+                reason,
+                queue: self.name.clone(),
+                target: target.clone(),
+            });
+        }
+    }
+
+    /// Removes expired messages at the head, dead-lettering them where the queue says so
+    /// (a paged body is read back first).
     pub fn expire(&mut self, sh: &mut Shared) {
         let mut gone = std::mem::take(&mut sh.scratch);
-        self.ready.drop_expired(&mut gone);
+        let dead_lettering = self.dead_letter.is_some();
+        let stopped = self.ready.drop_expired(&mut gone, dead_lettering);
         let fresh = gone.iter().filter(|r| !r.redelivered).count() as u32;
         for r in gone.drain(..) {
-            self.leave(r.seq, &r.msg, sh);
+            self.discard(r.seq, r.msg, Reason::Expired, sh);
         }
         sh.scratch = gone;
         self.grant(fresh, sh);
+        if stopped {
+            self.request_page_in(sh);
+        }
+    }
+
+    /// True when some ready message may have expired: worth a look without a consumer.
+    pub fn may_expire(&self) -> bool {
+        self.ready.may_expire()
     }
 
     pub fn purge(&mut self, sh: &mut Shared) -> u32 {

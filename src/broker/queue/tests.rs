@@ -28,6 +28,7 @@ fn shared() -> Shared {
         grants_due: false,
         page_in: Vec::new(),
         scratch: Vec::new(),
+        dead_letters: Vec::new(),
     }
 }
 

@@ -289,6 +289,7 @@ pub fn route(ctx: &Ctx, incoming: Incoming) -> Result<(), AmqpError> {
         channel: ctx.channel,
         mandatory: incoming.mandatory,
         confirm: confirms::register(ctx, route.targets()),
+        dead_letter: false,
     };
     let mut out = ctx.shard.take_outbox();
     fan_out(route, msg, origin, &mut out);

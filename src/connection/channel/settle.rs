@@ -20,12 +20,12 @@ pub fn nack(ctx: &Ctx, m: &BasicNack) -> Result<(), Fail> {
     settle(ctx, m.delivery_tag, m.multiple, kind(m.requeue))
 }
 
-/// nack/reject without requeue drop the message, as an ack does.
+/// nack/reject without requeue: the queue dead-letters or drops the message.
 fn kind(requeue: bool) -> SettleKind {
     if requeue {
         SettleKind::Requeue
     } else {
-        SettleKind::Ack
+        SettleKind::Reject
     }
 }
 

@@ -5,7 +5,8 @@ use super::Queue;
 use crate::broker::ops::AmqpError;
 use crate::broker::ready::now_ms;
 use crate::message::Message;
-use crate::protocol::{BasicProperties, FieldTable};
+use crate::protocol::{BasicProperties, FieldTable, FieldValue};
+use crate::routing::headers::type_name;
 
 impl Queue {
     pub fn check_equivalent(
@@ -47,12 +48,12 @@ impl Queue {
             if key == "x-queue-type" && received.is_none() {
                 continue;
             }
-            if received != current {
+            if !equivalent(received, current) {
                 return Err(AmqpError::precondition(format!(
                     "inequivalent arg '{key}' for queue '{}' in vhost '/': received {} but current is {}",
                     self.display_name(),
-                    describe(received),
-                    describe(current),
+                    describe(received, current.is_some()),
+                    describe(current, received.is_some()),
                 )));
             }
         }
@@ -94,10 +95,33 @@ impl Queue {
     }
 }
 
-fn describe(value: Option<&crate::protocol::FieldValue>) -> String {
-    match value {
-        None => "none".to_string(),
-        Some(v) => format!("{v:?}"),
+/// Equal values, where integers of any width and strings of either kind compare by value,
+/// as RabbitMQ's type-compatible comparison does.
+fn equivalent(a: Option<&FieldValue>, b: Option<&FieldValue>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => match (a.as_i64(), b.as_i64(), a.as_bytes(), b.as_bytes()) {
+            (Some(x), Some(y), ..) => x == y,
+            (_, _, Some(x), Some(y)) => x == y,
+            _ => a == b,
+        },
+        (a, b) => a == b,
+    }
+}
+
+/// A value in RabbitMQ's refusal text: quoted when both sides have one, else with its type.
+fn describe(value: Option<&FieldValue>, other_present: bool) -> String {
+    let Some(v) = value else {
+        return "none".to_string();
+    };
+    let shown = match (v.as_i64(), v.as_bytes()) {
+        (Some(n), _) => n.to_string(),
+        (_, Some(s)) => String::from_utf8_lossy(s).into_owned(),
+        _ => format!("{v:?}"),
+    };
+    if other_present {
+        format!("'{shown}'")
+    } else {
+        format!("the value '{shown}' of type '{}'", type_name(v))
     }
 }
 
@@ -141,7 +165,7 @@ impl Limits {
                 .and_then(|n| u64::try_from(n).ok())
         };
         let overflow = match arguments.get("x-overflow") {
-            Some(crate::protocol::FieldValue::LongStr(s)) => Overflow::parse(s),
+            Some(FieldValue::LongStr(s)) => Overflow::parse(s),
             _ => None,
         };
         Limits {

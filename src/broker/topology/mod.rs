@@ -16,7 +16,7 @@ use smallvec::SmallVec;
 
 use super::ops::AmqpError;
 use crate::ids::QueueRef;
-use crate::protocol::FieldTable;
+use crate::protocol::{FieldTable, FieldValue};
 use crate::routing::{Bindings, ExchangeKind};
 pub use validate::unknown_type;
 
@@ -36,6 +36,8 @@ pub struct Exchange {
     pub internal: bool,
     pub arguments: FieldTable,
     pub bindings: Bindings<Dest>,
+    /// The `alternate-exchange` argument: where what this exchange routes nowhere goes.
+    pub alternate: Option<Bytes>,
 }
 
 #[derive(Debug, Clone)]
@@ -181,6 +183,12 @@ impl Topology {
                         internal: *internal,
                         arguments: arguments.clone(),
                         bindings: Bindings::new(*kind),
+                        alternate: match arguments.get("alternate-exchange") {
+                            Some(FieldValue::LongStr(s) | FieldValue::ShortStr(s)) => {
+                                Some(s.clone())
+                            }
+                            _ => None,
+                        },
                     },
                 );
             }
@@ -242,8 +250,27 @@ impl Topology {
         }
     }
 
+    /// One exchange's bindings; when they route nowhere, its alternate exchange (if it exists)
+    /// is next, as in RabbitMQ.
+    fn route_exchange(
+        &self,
+        ex: &Exchange,
+        routing_key: &[u8],
+        headers: Option<&FieldTable>,
+        dests: &mut SmallVec<[Dest; 8]>,
+    ) {
+        let before = dests.len();
+        ex.bindings.route(routing_key, headers, dests);
+        if dests.len() == before {
+            if let Some(alternate) = ex.alternate.as_ref().and_then(|n| self.exchange(n)) {
+                dests.push(Dest::Exchange(alternate.id));
+            }
+        }
+    }
+
     /// Queues a message published to `exchange` reaches, each once, following
-    /// exchange-to-exchange bindings (cycles allowed: each exchange is visited once).
+    /// exchange-to-exchange bindings and alternate exchanges (cycles allowed: each exchange
+    /// is visited once).
     pub fn route(
         &self,
         exchange: &[u8],
@@ -261,7 +288,7 @@ impl Topology {
             )));
         }
         let mut dests: SmallVec<[Dest; 8]> = SmallVec::new();
-        ex.bindings.route(routing_key, headers, &mut dests);
+        self.route_exchange(ex, routing_key, headers, &mut dests);
         let mut visited: SmallVec<[u32; 4]> = SmallVec::new();
         visited.push(ex.id);
         let mut i = 0;
@@ -272,7 +299,7 @@ impl Topology {
                     if !visited.contains(&id) {
                         visited.push(id);
                         if let Some(next) = self.exchanges.get(&id) {
-                            next.bindings.route(routing_key, headers, &mut dests);
+                            self.route_exchange(next, routing_key, headers, &mut dests);
                         }
                     }
                 }

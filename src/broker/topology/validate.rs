@@ -23,6 +23,7 @@ impl Topology {
             } => {
                 if let Some(existing) = self.exchange(&name) {
                     check_equivalent(existing, kind, durable, auto_delete, internal)?;
+                    check_alternate(existing, &arguments)?;
                     return Ok(None);
                 }
                 Ok(Some(TopologyChange::DeclareExchange {
@@ -101,6 +102,29 @@ fn check_equivalent(
         }
     }
     Ok(())
+}
+
+/// `alternate-exchange` must match on redeclare, in RabbitMQ's wording: a value present on
+/// one side only shows as "none" and "the value 'NAME' of type 'longstr'".
+fn check_alternate(existing: &Exchange, arguments: &FieldTable) -> Result<(), AmqpError> {
+    let received = arguments
+        .get("alternate-exchange")
+        .and_then(|v| v.as_bytes());
+    let current = existing.alternate.as_deref();
+    if received == current {
+        return Ok(());
+    }
+    let show = |v: Option<&[u8]>, other: Option<&[u8]>| match (v, other) {
+        (None, _) => "none".to_string(),
+        (Some(v), Some(_)) => format!("'{}'", lossy(v)),
+        (Some(v), None) => format!("the value '{}' of type 'longstr'", lossy(v)),
+    };
+    Err(AmqpError::precondition(format!(
+        "inequivalent arg 'alternate-exchange' for exchange '{}' in vhost '/': received {} but current is {}",
+        lossy(&existing.name),
+        show(received, current),
+        show(current, received)
+    )))
 }
 
 fn bool_str(b: bool) -> &'static str {

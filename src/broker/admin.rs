@@ -4,6 +4,7 @@
 use bytes::Bytes;
 
 use super::ops::{AmqpError, ConsumerSpec, Got, OpOk, QueueOp};
+use super::ready::now_ms;
 use super::topology::TopologyChange;
 use super::{Broker, ConnRef, Outbox, ShardMsg};
 use crate::protocol::FieldTable;
@@ -72,6 +73,7 @@ impl Broker {
 
     fn declare(&mut self, d: Declare) -> Result<OpOk, AmqpError> {
         if let Some(&key) = self.by_name.get(&d.name) {
+            self.queues[key].touch();
             self.queues[key].expire(&mut self.sh);
             let q = &self.queues[key];
             q.check_exclusive(d.owner)?;
@@ -196,6 +198,7 @@ impl Broker {
         let key = self.existing(name)?;
         let q = &mut self.queues[key];
         q.check_exclusive(conn)?;
+        q.touch();
         let Ok(got) = q.get(no_ack, conn, channel, &mut self.sh) else {
             return Ok(OpOk::PagingIn);
         };
@@ -235,6 +238,24 @@ impl Broker {
             .get(name)
             .copied()
             .ok_or_else(|| no_queue(name))
+    }
+
+    /// Deletes the queues whose x-expires period passed unused.
+    pub(super) fn delete_unused(&mut self, out: &mut Outbox) {
+        let now = now_ms();
+        let unused: Vec<usize> = self
+            .queues
+            .iter()
+            .filter(|(_, q)| q.unused_too_long(now))
+            .map(|(key, _)| key)
+            .collect();
+        for key in unused {
+            crate::info!(
+                "queue '{}' in vhost '/' expired: unused for its x-expires period",
+                self.queues[key].display_name()
+            );
+            self.delete(key, out);
+        }
     }
 
     /// Removes a queue; its consumers are told (basic.cancel from the server). Returns the

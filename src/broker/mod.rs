@@ -317,13 +317,17 @@ impl Broker {
     }
 
     /// Removes expired messages at the head of every queue that may hold some, so that they
-    /// go (or are dead-lettered) on time even where no consumer looks.
-    pub fn expire_all(&mut self) {
+    /// go (or are dead-lettered) on time even where no consumer looks, and deletes queues
+    /// unused for their x-expires period.
+    pub fn expire_all(&mut self, out: &mut Outbox) {
         for (_, q) in self.queues.iter_mut() {
             if q.may_expire() {
                 q.expire(&mut self.sh);
             }
         }
+        self.delete_unused(out);
+        // Nobody waits for these deletions to be durable.
+        self.sync_wanted = false;
     }
 
     pub fn credit(&mut self, queue: QueueRef, consumer_id: u64, n: u32, out: &mut Outbox) {

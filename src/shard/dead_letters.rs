@@ -1,5 +1,6 @@
 //! Routing what this shard's queues dead-lettered, and the timer that expires messages in
-//! queues no consumer looks at (so that a delay queue's messages are dead-lettered on time).
+//! queues no consumer looks at (so that a delay queue's messages are dead-lettered on time)
+//! and deletes queues unused for their x-expires period.
 
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -36,8 +37,11 @@ impl Shard {
 pub(super) async fn expire_idle_queues(shard: Rc<Shard>) {
     loop {
         time::sleep(EXPIRE_EVERY).await;
-        shard.broker.borrow_mut().expire_all();
-        if shard.broker.borrow().has_dead_letters() {
+        let mut out = shard.take_outbox();
+        shard.broker.borrow_mut().expire_all(&mut out);
+        let busy = !out.is_empty() || shard.broker.borrow().has_dead_letters();
+        shard.send_all(out);
+        if busy {
             shard.flush();
         }
     }

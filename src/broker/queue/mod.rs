@@ -27,7 +27,7 @@ use rustc_hash::FxHashMap;
 use super::dead_letter::{self, DeadLetter, Reason};
 use super::envelope::{CreditKey, Outbox, ShardMsg};
 use super::ops::{AmqpError, ConsumerSpec};
-use super::ready::{Ready, ReadyList};
+use super::ready::{now_ms, Ready, ReadyList};
 use super::Shared;
 use crate::counter::decrease;
 use crate::ids::{ConnRef, QueueRef};
@@ -87,6 +87,10 @@ pub struct Queue {
     limits: Limits,
     /// x-dead-letter-exchange and x-dead-letter-routing-key.
     dead_letter: Option<dead_letter::Target>,
+    /// x-expires: the queue goes once unused (no consumer, get or declare) for this long.
+    expires_ms: Option<u64>,
+    /// When the queue was last used, on `now_ms`'s clock.
+    last_used_ms: u64,
     unacked: FxHashMap<u64, Unacked>,
     consumers: Vec<Consumer>,
     /// Consumer id -> index in `consumers`.
@@ -132,6 +136,11 @@ impl Queue {
             .and_then(|ttl| u64::try_from(ttl).ok());
         let limits = Limits::from_arguments(&arguments);
         let dead_letter = dead_letter::Target::from_arguments(&arguments);
+        let expires_ms = arguments
+            .get("x-expires")
+            .and_then(|v| v.as_i64())
+            .and_then(|ms| u64::try_from(ms).ok())
+            .filter(|ms| *ms > 0);
         Queue {
             id,
             queue_id,
@@ -145,6 +154,8 @@ impl Queue {
             max_priority,
             limits,
             dead_letter,
+            expires_ms,
+            last_used_ms: now_ms(),
             unacked: FxHashMap::default(),
             consumers: Vec::new(),
             by_id: FxHashMap::default(),
@@ -306,6 +317,19 @@ impl Queue {
         }
     }
 
+    /// The queue was used (declared again, basic.get, a consumer came or went): its x-expires
+    /// period starts again.
+    pub fn touch(&mut self) {
+        self.last_used_ms = now_ms();
+    }
+
+    /// True when the queue has x-expires and has gone unused for that long.
+    pub fn unused_too_long(&self, now_ms: u64) -> bool {
+        self.expires_ms.is_some_and(|ms| {
+            self.consumers.is_empty() && now_ms >= self.last_used_ms.saturating_add(ms)
+        })
+    }
+
     /// True when some ready message may have expired: worth a look without a consumer.
     pub fn may_expire(&self) -> bool {
         self.ready.may_expire()
@@ -333,6 +357,7 @@ impl Queue {
             )));
         }
         self.had_consumer = true;
+        self.touch();
         self.by_id.insert(spec.id, self.consumers.len());
         self.consumers.push(Consumer {
             spec,
@@ -346,6 +371,7 @@ impl Queue {
 
     /// Cancels a consumer. Linear in the consumers (rare next to deliveries).
     pub fn remove_consumer(&mut self, consumer_id: u64, sh: &mut Shared) {
+        self.touch();
         if let Some(i) = self.by_id.remove(&consumer_id) {
             self.consumers.remove(i);
             for (j, c) in self.consumers.iter().enumerate().skip(i) {

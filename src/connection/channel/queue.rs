@@ -29,7 +29,7 @@ pub async fn declare(ctx: &Ctx<'_>, m: &QueueDeclare) -> Result<(), Fail> {
     check_queue_type(&name, &m.arguments)?;
     if !m.passive {
         check_integer_args(&name, &m.arguments)?;
-        check_length_args(&name, &m.arguments)?;
+        check_value_args(&name, &m.arguments)?;
     }
     let op = QueueOp::Declare {
         name: name.clone(),
@@ -106,22 +106,35 @@ fn check_integer_args(name: &[u8], arguments: &FieldTable) -> Result<(), Fail> {
     Ok(())
 }
 
-/// x-max-length and x-max-length-bytes must not be negative, and x-overflow must name a
-/// mode RabbitMQ knows; refusals in RabbitMQ's wording.
-fn check_length_args(name: &[u8], arguments: &FieldTable) -> Result<(), Fail> {
+/// x-max-length and x-max-length-bytes must not be negative, x-expires must be positive and
+/// x-message-ttl not negative (both at most 2^32 - 1 ms), and x-overflow must name a mode
+/// RabbitMQ knows; refusals in RabbitMQ's wording.
+fn check_value_args(name: &[u8], arguments: &FieldTable) -> Result<(), Fail> {
     let invalid = |key: &str, why: String| {
         Fail::Soft(AmqpError::precondition(format!(
             "invalid arg '{key}' for queue '{}' in vhost '/': {why}",
             String::from_utf8_lossy(name)
         )))
     };
-    for key in ["x-max-length", "x-max-length-bytes"] {
-        if let Some(n) = arguments
-            .get(key)
-            .and_then(|v| v.as_i64())
-            .filter(|n| *n < 0)
-        {
+    const MAX_EXPIRY: i64 = u32::MAX as i64;
+    for key in [
+        "x-max-length",
+        "x-max-length-bytes",
+        "x-expires",
+        "x-message-ttl",
+    ] {
+        let Some(n) = arguments.get(key).and_then(|v| v.as_i64()) else {
+            continue;
+        };
+        let timer = matches!(key, "x-expires" | "x-message-ttl");
+        if key == "x-expires" && n == 0 {
+            return Err(invalid(key, "{value_zero,0}".into()));
+        }
+        if n < 0 {
             return Err(invalid(key, format!("{{value_negative,{n}}}")));
+        }
+        if timer && n > MAX_EXPIRY {
+            return Err(invalid(key, format!("{{value_too_large,{n}}}")));
         }
     }
     match arguments.get("x-overflow") {

@@ -18,6 +18,8 @@ pub struct Ready {
     pub expires_ms: u64,
     pub priority: u8,
     pub msg: Message,
+    /// Times the message came back to the queue unacked (see `queue/redelivery.rs`).
+    pub returns: u32,
     /// Body bytes, for x-max-length-bytes; kept apart because paging empties `msg.body`.
     body_len: u32,
 }
@@ -36,6 +38,7 @@ impl Ready {
             expires_ms,
             priority,
             msg,
+            returns: 0,
             body_len,
         }
     }

@@ -41,6 +41,7 @@ impl Queue {
             "x-message-ttl",
             "x-dead-letter-exchange",
             "x-dead-letter-routing-key",
+            "x-delivery-limit",
             "x-expires",
         ] {
             let (received, current) = (arguments.get(key), self.arguments.get(key));

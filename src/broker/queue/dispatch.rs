@@ -58,6 +58,7 @@ impl Queue {
                 msg: ready.msg.clone(),
                 expires_ms: ready.expires_ms,
                 priority: ready.priority,
+                returns: ready.returns,
                 consumer_id: 0,
                 conn,
                 channel,
@@ -65,7 +66,8 @@ impl Queue {
             };
             self.unacked.insert(ready.seq, unacked);
         }
-        Ok(Some((ready.seq, ready.redelivered, ready.msg)))
+        let msg = self.redelivery.stamp(ready.msg, ready.returns);
+        Ok(Some((ready.seq, ready.redelivered, msg)))
     }
 
     /// Acks drop unacked messages, rejects dead-letter or drop them; requeues put them back
@@ -91,7 +93,13 @@ impl Queue {
                 SettleKind::Ack => self.leave(seq, &u.msg, sh),
                 SettleKind::Reject => self.discard(seq, u.msg, Reason::Rejected, sh),
                 SettleKind::Requeue => {
-                    let ready = Ready::new(seq, true, u.expires_ms, u.priority, u.msg);
+                    let returns = u.returns.saturating_add(1);
+                    if self.redelivery.exceeded(returns) {
+                        self.discard(seq, u.msg, Reason::DeliveryLimit, sh);
+                        continue;
+                    }
+                    let mut ready = Ready::new(seq, true, u.expires_ms, u.priority, u.msg);
+                    ready.returns = returns;
                     self.ready.insert_in_order(ready);
                 }
             }
@@ -194,6 +202,7 @@ impl Queue {
                 msg: ready.msg.clone(),
                 expires_ms: ready.expires_ms,
                 priority: ready.priority,
+                returns: ready.returns,
                 consumer_id: spec.id,
                 conn: spec.conn,
                 channel: spec.channel,
@@ -211,7 +220,7 @@ impl Queue {
             seq: ready.seq,
             redelivered: ready.redelivered,
             no_ack: spec.no_ack,
-            msg: ready.msg,
+            msg: self.redelivery.stamp(ready.msg, ready.returns),
         };
         out.push((spec.conn.shard as usize, ShardMsg::Deliver(delivery)));
     }

@@ -16,6 +16,7 @@ mod credit;
 mod dispatch;
 mod invariants;
 mod paging;
+mod redelivery;
 #[cfg(test)]
 mod tests;
 
@@ -55,6 +56,8 @@ struct Unacked {
     msg: Message,
     expires_ms: u64,
     priority: u8,
+    /// Returns before this delivery.
+    returns: u32,
     consumer_id: u64,
     conn: ConnRef,
     channel: u16,
@@ -87,6 +90,8 @@ pub struct Queue {
     limits: Limits,
     /// x-dead-letter-exchange and x-dead-letter-routing-key.
     dead_letter: Option<dead_letter::Target>,
+    /// x-delivery-limit, and whether returns are counted.
+    redelivery: redelivery::Redelivery,
     /// x-expires: the queue goes once unused (no consumer, get or declare) for this long.
     expires_ms: Option<u64>,
     /// When the queue was last used, on `now_ms`'s clock.
@@ -136,6 +141,7 @@ impl Queue {
             .and_then(|ttl| u64::try_from(ttl).ok());
         let limits = Limits::from_arguments(&arguments);
         let dead_letter = dead_letter::Target::from_arguments(&arguments);
+        let redelivery = redelivery::Redelivery::from_arguments(&arguments);
         let expires_ms = arguments
             .get("x-expires")
             .and_then(|v| v.as_i64())
@@ -156,6 +162,7 @@ impl Queue {
             dead_letter,
             expires_ms,
             last_used_ms: now_ms(),
+            redelivery,
             unacked: FxHashMap::default(),
             consumers: Vec::new(),
             by_id: FxHashMap::default(),

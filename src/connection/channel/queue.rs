@@ -79,7 +79,8 @@ fn check_queue_type(name: &[u8], arguments: &FieldTable) -> Result<(), Fail> {
 }
 
 /// The queue arguments RabbitMQ requires to be integers.
-const INTEGER_ARGS: [&str; 5] = [
+const INTEGER_ARGS: [&str; 6] = [
+    "x-delivery-limit",
     "x-expires",
     "x-message-ttl",
     "x-max-length",
@@ -120,6 +121,7 @@ fn check_value_args(name: &[u8], arguments: &FieldTable) -> Result<(), Fail> {
     for key in [
         "x-max-length",
         "x-max-length-bytes",
+        "x-delivery-limit",
         "x-expires",
         "x-message-ttl",
     ] {

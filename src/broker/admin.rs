@@ -50,9 +50,13 @@ impl Broker {
             } => self.delete_queue(&name, if_unused, if_empty, owner, out),
             QueueOp::Purge { name, owner } => self.purge(&name, owner),
             QueueOp::Consume { name, spec } => self.consume(&name, spec, out),
-            QueueOp::Cancel { queue, consumer_id } => {
+            QueueOp::Cancel {
+                queue,
+                consumer_id,
+                channel_closed,
+            } => {
                 if let Some(key) = self.lookup(queue) {
-                    self.cancel(key, consumer_id, out);
+                    self.cancel(key, consumer_id, channel_closed, out);
                 }
                 Ok(OpOk::Done)
             }
@@ -178,8 +182,13 @@ impl Broker {
         Ok(OpOk::Consuming(self.queue_ref(key)))
     }
 
-    fn cancel(&mut self, key: usize, consumer_id: u64, out: &mut Outbox) {
+    fn cancel(&mut self, key: usize, consumer_id: u64, channel_closed: bool, out: &mut Outbox) {
         let q = &mut self.queues[key];
+        if channel_closed && q.single_active() {
+            // The next consumer gets these first, redelivered; the channel's own requeue of
+            // them (behind this cancel) then finds nothing.
+            q.requeue_unacked_of(consumer_id, &mut self.sh);
+        }
         q.remove_consumer(consumer_id, &mut self.sh);
         if q.should_auto_delete() {
             self.delete(key, out);

@@ -79,6 +79,9 @@ pub enum QueueOp {
     Cancel {
         queue: QueueRef,
         consumer_id: u64,
+        /// The consumer's channel is closing: its unacked messages come back (with single
+        /// active consumer, before the next consumer takes over).
+        channel_closed: bool,
     },
     Get {
         name: Bytes,

@@ -42,6 +42,7 @@ impl Queue {
             "x-dead-letter-exchange",
             "x-dead-letter-routing-key",
             "x-delivery-limit",
+            "x-single-active-consumer",
             "x-expires",
         ] {
             let (received, current) = (arguments.get(key), self.arguments.get(key));

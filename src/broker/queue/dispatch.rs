@@ -167,8 +167,12 @@ impl Queue {
         None
     }
 
-    /// Consumer `index` may have credit again: it gets a turn, at the back, unless it has one.
+    /// Consumer `index` may have credit again: it gets a turn, at the back, unless it has one
+    /// (with a single active consumer, only the first consumer ever gets one).
     pub(super) fn offer(&mut self, index: usize) {
+        if self.single_active && index != 0 {
+            return;
+        }
         let c = &mut self.consumers[index];
         if !c.queued {
             c.queued = true;

@@ -27,13 +27,13 @@ use rustc_hash::FxHashMap;
 
 use super::dead_letter::{self, DeadLetter, Reason};
 use super::envelope::{CreditKey, Outbox, ShardMsg};
-use super::ops::{AmqpError, ConsumerSpec};
+use super::ops::{AmqpError, ConsumerSpec, SettleKind};
 use super::ready::{now_ms, Ready, ReadyList};
 use super::Shared;
 use crate::counter::decrease;
 use crate::ids::{ConnRef, QueueRef};
 use crate::message::Message;
-use crate::protocol::FieldTable;
+use crate::protocol::{FieldTable, FieldValue};
 use args::Limits;
 pub use args::Overflow;
 use dispatch::release_channel_credit;
@@ -90,6 +90,8 @@ pub struct Queue {
     limits: Limits,
     /// x-dead-letter-exchange and x-dead-letter-routing-key.
     dead_letter: Option<dead_letter::Target>,
+    /// x-single-active-consumer: only the first consumer (in order of arrival) gets messages.
+    single_active: bool,
     /// x-delivery-limit, and whether returns are counted.
     redelivery: redelivery::Redelivery,
     /// x-expires: the queue goes once unused (no consumer, get or declare) for this long.
@@ -142,6 +144,10 @@ impl Queue {
         let limits = Limits::from_arguments(&arguments);
         let dead_letter = dead_letter::Target::from_arguments(&arguments);
         let redelivery = redelivery::Redelivery::from_arguments(&arguments);
+        let single_active = arguments
+            .get("x-single-active-consumer")
+            .and_then(FieldValue::as_bool)
+            .unwrap_or(false);
         let expires_ms = arguments
             .get("x-expires")
             .and_then(|v| v.as_i64())
@@ -163,6 +169,7 @@ impl Queue {
             expires_ms,
             last_used_ms: now_ms(),
             redelivery,
+            single_active,
             unacked: FxHashMap::default(),
             consumers: Vec::new(),
             by_id: FxHashMap::default(),
@@ -324,6 +331,22 @@ impl Queue {
         }
     }
 
+    pub fn single_active(&self) -> bool {
+        self.single_active
+    }
+
+    /// Requeues every message delivered to `consumer_id` and not yet acked.
+    pub fn requeue_unacked_of(&mut self, consumer_id: u64, sh: &mut Shared) {
+        let mut seqs: Vec<u64> = self
+            .unacked
+            .iter()
+            .filter(|(_, u)| u.consumer_id == consumer_id)
+            .map(|(seq, _)| *seq)
+            .collect();
+        seqs.sort_unstable();
+        self.settle(SettleKind::Requeue, &seqs, sh);
+    }
+
     /// The queue was used (declared again, basic.get, a consumer came or went): its x-expires
     /// period starts again.
     pub fn touch(&mut self) {
@@ -390,6 +413,9 @@ impl Queue {
         if self.consumers.is_empty() {
             // Nobody consumes now: what is held back is a legitimate backlog.
             self.grant_all(sh);
+        } else if self.single_active {
+            // The next in order takes over (a no-op when the active one stays).
+            self.offer(0);
         }
     }
 

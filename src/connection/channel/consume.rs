@@ -68,6 +68,7 @@ pub async fn consume(ctx: &Ctx<'_>, m: &BasicConsume) -> Result<(), Fail> {
         let op = QueueOp::Cancel {
             queue,
             consumer_id: id,
+            channel_closed: false,
         };
         ctx.shard.send(queue.shard as usize, ShardMsg::Oneway(op));
         return Ok(());
@@ -173,6 +174,7 @@ pub async fn cancel(ctx: &Ctx<'_>, m: &BasicCancel) -> Result<(), Fail> {
         let op = QueueOp::Cancel {
             queue,
             consumer_id: id,
+            channel_closed: false,
         };
         ctx.shard.request(queue.shard as usize, op).await?;
     }

@@ -149,7 +149,11 @@ impl Channel {
         for c in self.consumers.drain(..) {
             if let Some(queue) = c.queue {
                 let consumer_id = c.id;
-                let op = QueueOp::Cancel { queue, consumer_id };
+                let op = QueueOp::Cancel {
+                    queue,
+                    consumer_id,
+                    channel_closed: true,
+                };
                 shard.send(queue.shard as usize, ShardMsg::Oneway(op));
             }
         }

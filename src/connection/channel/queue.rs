@@ -139,6 +139,12 @@ fn check_value_args(name: &[u8], arguments: &FieldTable) -> Result<(), Fail> {
             return Err(invalid(key, format!("{{value_too_large,{n}}}")));
         }
     }
+    if let Some(v) = arguments.get("x-single-active-consumer") {
+        if v.as_bool().is_none() {
+            let why = format!("{{unacceptable_type,{}}}", type_name(v));
+            return Err(invalid("x-single-active-consumer", why));
+        }
+    }
     match arguments.get("x-overflow") {
         None => Ok(()),
         Some(FieldValue::LongStr(mode)) if Overflow::parse(mode).is_some() => Ok(()),

@@ -92,6 +92,7 @@ fn consume(broker: &mut Broker, name: &str, queue: QueueRef, id: u64) -> Consume
         exclusive: false,
         prefetch_count: PREFETCH_COUNT,
         channel_prefetch_count: 0,
+        priority: 0,
     };
     let op = QueueOp::Consume {
         name: Bytes::copy_from_slice(name.as_bytes()),

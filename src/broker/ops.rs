@@ -49,6 +49,8 @@ pub struct ConsumerSpec {
     pub prefetch_count: u16,
     /// basic.qos global=true of the channel (0 = unlimited).
     pub channel_prefetch_count: u16,
+    /// The `x-priority` argument of basic.consume: higher goes first (default 0).
+    pub priority: i32,
 }
 
 #[derive(Debug)]

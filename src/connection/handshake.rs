@@ -25,6 +25,7 @@ fn server_properties() -> FieldTable {
         "consumer_cancel_notify",
         "connection.blocked",
         "per_consumer_qos",
+        "consumer_priorities",
         "authentication_failure_close",
         "direct_reply_to",
     ] {

@@ -115,7 +115,13 @@ impl Queue {
     pub fn dispatch(&mut self, sh: &mut Shared, out: &mut Outbox) {
         self.expire(sh);
         // Another queue's acks may have lifted their channel's prefetch meanwhile.
-        self.turns.extend(self.channel_waiting.drain(..));
+        for id in std::mem::take(&mut self.channel_waiting) {
+            let priority = self
+                .by_id
+                .get(&id)
+                .map_or(0, |&i| self.consumers[i].spec.priority);
+            self.turns.push_back(priority, id);
+        }
         let mut fresh = 0;
         while !self.ready.is_empty() {
             let Some(index) = self.next_turn(sh) else {
@@ -176,7 +182,7 @@ impl Queue {
         let c = &mut self.consumers[index];
         if !c.queued {
             c.queued = true;
-            self.turns.push_back(c.spec.id);
+            self.turns.push_back(c.spec.priority, c.spec.id);
         }
     }
 
@@ -184,7 +190,7 @@ impl Queue {
     fn offer_first(&mut self, index: usize) {
         let c = &mut self.consumers[index];
         c.queued = true;
-        self.turns.push_front(c.spec.id);
+        self.turns.push_front(c.spec.priority, c.spec.id);
     }
 
     /// Sends `ready` to consumer `index`'s connection, tracking it as unacked unless no-ack.

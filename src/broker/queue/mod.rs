@@ -19,6 +19,7 @@ mod paging;
 mod redelivery;
 #[cfg(test)]
 mod tests;
+mod turns;
 
 use std::collections::VecDeque;
 
@@ -103,7 +104,7 @@ pub struct Queue {
     /// Consumer id -> index in `consumers`.
     by_id: FxHashMap<u64, usize>,
     /// Round-robin order of the consumers that may have credit (ids); see `dispatch.rs`.
-    turns: VecDeque<u64>,
+    turns: turns::Turns,
     /// Consumers with credit of their own held back by their channel's prefetch (basic.qos
     /// global=true), which another queue's acks may lift: looked at again every dispatch.
     channel_waiting: Vec<u64>,
@@ -173,7 +174,7 @@ impl Queue {
             unacked: FxHashMap::default(),
             consumers: Vec::new(),
             by_id: FxHashMap::default(),
-            turns: VecDeque::new(),
+            turns: turns::Turns::default(),
             channel_waiting: Vec::new(),
             next_seq: 1,
             had_consumer: false,
@@ -407,7 +408,7 @@ impl Queue {
             for (j, c) in self.consumers.iter().enumerate().skip(i) {
                 self.by_id.insert(c.spec.id, j);
             }
-            self.turns.retain(|&id| id != consumer_id);
+            self.turns.retain(|id| id != consumer_id);
             self.channel_waiting.retain(|&id| id != consumer_id);
         }
         if self.consumers.is_empty() {

@@ -52,6 +52,7 @@ fn consumer(id: u64, prefetch_count: u16) -> ConsumerSpec {
         exclusive: false,
         prefetch_count,
         channel_prefetch_count: 0,
+        priority: 0,
     }
 }
 

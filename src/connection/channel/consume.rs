@@ -7,12 +7,13 @@
 use bytes::Bytes;
 
 use super::{internal, random_suffix, ChannelConsumer, Ctx, Fail};
-use crate::broker::{ConsumerSpec, Delivery, OpOk, QueueOp, ShardMsg};
+use crate::broker::{AmqpError, ConsumerSpec, Delivery, OpOk, QueueOp, ShardMsg};
 use crate::connection::HardError;
 use crate::ids::QueueRef;
 use crate::protocol::constants::*;
 use crate::protocol::method::*;
-use crate::protocol::Method;
+use crate::protocol::{FieldTable, Method};
+use crate::routing::headers::type_name;
 use crate::shard::Client;
 
 pub fn qos(ctx: &Ctx, m: &BasicQos) -> Result<(), Fail> {
@@ -33,8 +34,25 @@ pub fn qos(ctx: &Ctx, m: &BasicQos) -> Result<(), Fail> {
     Ok(())
 }
 
+/// The `x-priority` argument (default 0); anything but an integer is refused as RabbitMQ
+/// refuses it.
+fn consumer_priority(queue: &[u8], arguments: &FieldTable) -> Result<i32, Fail> {
+    match arguments.get("x-priority") {
+        None => Ok(0),
+        Some(v) => match v.as_i64() {
+            Some(n) => Ok(n.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32),
+            None => Err(Fail::Soft(AmqpError::precondition(format!(
+                "invalid arg 'x-priority' for queue '{}' in vhost '/': \"expected integer, got {}\"",
+                String::from_utf8_lossy(queue),
+                type_name(v)
+            )))),
+        },
+    }
+}
+
 pub async fn consume(ctx: &Ctx<'_>, m: &BasicConsume) -> Result<(), Fail> {
     let name = ctx.queue_name_or_last(&m.queue)?;
+    let priority = consumer_priority(&name, &m.arguments)?;
     let tag = consumer_tag(&m.consumer_tag);
     let id = ctx.shard.next_consumer_id();
     let Some((prefetch_count, channel_prefetch_count)) = register(ctx, &tag, id, m.no_ack)? else {
@@ -49,6 +67,7 @@ pub async fn consume(ctx: &Ctx<'_>, m: &BasicConsume) -> Result<(), Fail> {
         exclusive: m.exclusive,
         prefetch_count,
         channel_prefetch_count,
+        priority,
     };
     let owner = ctx.shard.queue_owner(&name);
     ctx.conn.uses_queue_shard(owner);

@@ -25,5 +25,4 @@ bash tests/rabbitmq-node.sh start "$PORT" "$dir"
 
 WARREN_TEST_AMQP_PORT=$PORT timeout 900 cargo test --release \
     --test queue_length --test dead_letter --test queue_expiry --test alternate_exchange \
-    --test delivery_limit --test single_active_consumer --test consumer_priorities \
-    --test queue_features
+    --test delivery_limit --test single_active_consumer --test consumer_priorities

@@ -10,17 +10,17 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
 use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, ExchangeKind};
+use lapin::{BasicProperties, ExchangeKind};
 use support::lapin_client::{
     bind, close_quietly, confirm_channel, connect, connect_channel, consume, declare_exchange,
-    declare_queue, durable, get, message_count, open_channel, publish, publish_for_confirm, table,
-    within,
+    declare_queue, durable, get_eventually, message_count, open_channel, publish,
+    publish_for_confirm, table, within,
 };
 use support::{queue_per_shard, run_async, Broker, RestartableBroker};
 
@@ -165,21 +165,6 @@ fn check_first_and_last(
     }
 }
 
-/// basic.get on `queue` until a message comes (bounded): dead letters arrive asynchronously.
-async fn wait_get(channel: &Channel, queue: &str) -> Delivery {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(delivery) = get(channel, queue, true).await {
-            return delivery;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "expected a dead letter in {queue}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[test]
 fn rejected_and_nacked_messages_are_dead_lettered_with_x_death() {
     let broker = Broker::start(&["--shards", "2"]);
@@ -227,7 +212,7 @@ fn rejected_and_nacked_messages_are_dead_lettered_with_x_death() {
                 outcome.expect("settle");
             }
             for body in ["rejected", "nacked"] {
-                let dead = wait_get(&channel, &target).await;
+                let dead = get_eventually(&channel, &target).await;
                 assert_eq!(&dead.data[..], body.as_bytes(), "{source} -> {target}");
                 assert_eq!(dead.exchange.as_str(), "dlx-direct");
                 assert_eq!(dead.routing_key.as_str(), source, "its own routing key");
@@ -272,7 +257,7 @@ fn expired_messages_are_dead_lettered_on_time_without_a_consumer() {
             .await;
             let per_message = BasicProperties::default().with_expiration("20".into());
             publish(&channel, "", &source, b"message-ttl", per_message).await;
-            let first = wait_get(&channel, &target).await;
+            let first = get_eventually(&channel, &target).await;
             assert_eq!(&first.data[..], b"queue-ttl");
             assert_eq!(
                 first.routing_key.as_str(),
@@ -282,7 +267,7 @@ fn expired_messages_are_dead_lettered_on_time_without_a_consumer() {
             let d = deaths(&first);
             check_death(&d[0], &source, "expired", "", &[&source], 1);
             assert!(d[0].inner().get("original-expiration").is_none());
-            let second = wait_get(&channel, &target).await;
+            let second = get_eventually(&channel, &target).await;
             assert_eq!(&second.data[..], b"message-ttl");
             assert_eq!(
                 second.properties.expiration(),
@@ -324,7 +309,7 @@ fn length_limits_dead_letter_with_reason_maxlen() {
                 BasicProperties::default(),
             )
             .await;
-            let dead = wait_get(&channel, &target).await;
+            let dead = get_eventually(&channel, &target).await;
             assert_eq!(&dead.data[..], b"oldest");
             check_death(
                 &deaths(&dead)[0],
@@ -348,7 +333,7 @@ fn length_limits_dead_letter_with_reason_maxlen() {
                 let got = within("a confirm", confirm).await.expect("a confirm");
                 assert_eq!(matches!(got, Confirmation::Ack(_)), acked, "{body:?}");
             }
-            let dead = wait_get(&channel, &target).await;
+            let dead = get_eventually(&channel, &target).await;
             assert_eq!(
                 &dead.data[..],
                 b"refused",
@@ -468,7 +453,7 @@ fn a_durable_dead_letter_setup_works_after_kill_9() {
             .reject(BasicRejectOptions { requeue: false })
             .await
             .expect("basic.reject");
-        let dead = wait_get(&channel, &target).await;
+        let dead = get_eventually(&channel, &target).await;
         assert_eq!(&dead.data[..], b"survivor");
         assert_eq!(
             dead.properties.delivery_mode(),

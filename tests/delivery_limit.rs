@@ -7,15 +7,15 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lapin::message::Delivery;
 use lapin::options::{BasicNackOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel};
 use support::lapin_client::{
-    close_quietly, connect_channel, consume, declare_queue, get, message_count, open_channel,
-    publish, table,
+    close_quietly, connect_channel, consume, declare_queue, get_eventually, message_count,
+    open_channel, publish, table,
 };
 use support::{queue_per_shard, run_async, Broker};
 
@@ -32,20 +32,6 @@ fn delivery_count(d: &Delivery) -> Option<i64> {
         AMQPValue::LongLongInt(n) => Some(*n),
         AMQPValue::LongInt(n) => Some(i64::from(*n)),
         other => panic!("expected an integer x-delivery-count, got {other:?}"),
-    }
-}
-
-async fn wait_get(channel: &Channel, queue: &str) -> Delivery {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(d) = get(channel, queue, true).await {
-            return d;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "expected a dead letter in {queue}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -90,7 +76,7 @@ async fn run_limit(channel: &Channel, queue: &str, target: &str, kind: &str) {
         };
         d.acker.nack(requeue).await.expect("basic.nack");
     }
-    let dead = wait_get(channel, target).await;
+    let dead = get_eventually(channel, target).await;
     assert_eq!(&dead.data[..], b"flaky");
     let headers = dead.properties.headers().clone().expect("headers");
     let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get("x-death") else {

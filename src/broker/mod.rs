@@ -251,6 +251,14 @@ impl Broker {
         self.queues[key].id
     }
 
+    /// The slab key of the queue a publish names, if it exists.
+    fn find(&self, target: &QueueTarget) -> Option<usize> {
+        match target {
+            QueueTarget::Name(name) => self.by_name.get(name).copied(),
+            QueueTarget::Ref(queue) => self.lookup(*queue),
+        }
+    }
+
     /// A publish routed to a queue on this shard. Hands the message back when the queue does
     /// not exist (to be dropped, or returned when mandatory); see [`Pushed`] otherwise.
     /// `from` is the publishing connection: the queue holds its credit back until it delivers
@@ -264,11 +272,7 @@ impl Broker {
         out: &mut Outbox,
     ) -> Result<Pushed, Message> {
         let credit = target.credit_key(self.shard);
-        let key = match target {
-            QueueTarget::Name(name) => self.by_name.get(&name).copied(),
-            QueueTarget::Ref(queue) => self.lookup(queue),
-        };
-        let Some(key) = key else {
+        let Some(key) = self.find(&target) else {
             *self.sh.grants.entry((from, credit)).or_insert(0) += 1;
             return Err(msg);
         };
@@ -293,10 +297,7 @@ impl Broker {
         from: ConnRef,
         out: &mut Outbox,
     ) -> Result<Pushed, Message> {
-        let name = match &target {
-            QueueTarget::Name(name) => Some(name.clone()),
-            QueueTarget::Ref(queue) => self.lookup(*queue).map(|k| self.queues[k].name.clone()),
-        };
+        let name = self.find(&target).map(|k| self.queues[k].name.clone());
         if let Some(name) = name.filter(|n| dead_letter::is_cycle(n, &msg)) {
             crate::warn!(
                 "dead-letter cycle: message dropped instead of entering queue '{}' again",

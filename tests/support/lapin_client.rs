@@ -263,6 +263,22 @@ pub async fn get(channel: &Channel, queue: &str, no_ack: bool) -> Option<Deliver
 }
 
 /// Everything in `queue`, by basic.get with no-ack, in order.
+/// basic.get (no-ack) on `queue` until a message comes, within `OP_TIMEOUT`: for messages
+/// that arrive asynchronously (dead letters, say).
+pub async fn get_eventually(channel: &Channel, queue: &str) -> Delivery {
+    let deadline = std::time::Instant::now() + OP_TIMEOUT;
+    loop {
+        if let Some(delivery) = get(channel, queue, true).await {
+            return delivery;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expected a message in {queue} within {OP_TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub async fn get_all(channel: &Channel, queue: &str) -> Vec<Delivery> {
     let mut out = Vec::new();
     while let Some(delivery) = get(channel, queue, true).await {

@@ -137,6 +137,12 @@ pub struct Config {
     #[arg(long = "io", env = "WARREN_IO", value_enum, default_value = "auto")]
     pub io: IoChoice,
 
+    /// A JSON definitions file loaded at every start, in the format RabbitMQ exports
+    /// (`rabbitmqctl export_definitions`): its `policies` and `operator_policies` are set
+    /// as `warren ctl set-policy` would set them; other sections are not loaded yet.
+    #[arg(long = "definitions", env = "WARREN_DEFINITIONS")]
+    pub definitions: Option<PathBuf>,
+
     /// A file of `key = value` lines, keys named like the flags without `--` (for example
     /// `data-dir = /var/lib/warren`); flags and environment variables override it.
     #[arg(long = "config", env = "WARREN_CONFIG")]
@@ -255,6 +261,7 @@ pub fn load_config_file(args: &[String]) -> Result<(), String> {
             "consumer-max-per-channel",
             "queue-max",
             "writer-timeout",
+            "definitions",
         ];
         if !KEYS.contains(&key) {
             return Err(format!("{path}:{}: unknown setting {key:?}", n + 1));
@@ -266,6 +273,11 @@ pub fn load_config_file(args: &[String]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Where a broker with data directory `data_dir` listens for `warren ctl`.
+pub fn ctl_socket(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("warren.sock")
 }
 
 impl Config {

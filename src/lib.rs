@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! main
-//! server      boot, listeners, signals
+//! ctl         `warren ctl`: the operator's command line, over the control socket
+//! server      boot, listeners, signals, control socket
 //! connection  handshake, channels (one file per method family), framing out
 //! shard       threads, rings, mailbox, request/reply, metadata broadcast
 //! config alarm auth
@@ -30,6 +31,7 @@ pub mod broker;
 pub mod config;
 pub mod connection;
 pub mod counter;
+pub mod ctl;
 pub mod ids;
 pub mod io;
 pub mod message;

@@ -6,6 +6,9 @@ static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("ctl") {
+        std::process::exit(warren::ctl::main(&args[2..]));
+    }
     if let Err(err) = warren::config::load_config_file(&args) {
         eprintln!("warren: {err}");
         std::process::exit(2);

@@ -5,6 +5,7 @@
 //! The order (also drawn in `src/lib.rs` and the README):
 //!
 //! ```text
+//! 9 ctl
 //! 8 server
 //! 7 connection
 //! 6 shard
@@ -35,6 +36,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("shard", 6),
     ("connection", 7),
     ("server", 8),
+    ("ctl", 9),
 ];
 
 /// The logging macros live in `log`.

@@ -5,6 +5,7 @@
 #   tests/rabbitmq-node.sh start PORT DIR   # AMQP on 127.0.0.1:PORT, state in DIR
 #   WARREN_TEST_AMQP_PORT=PORT cargo test   # run the suite against it
 #   tests/rabbitmq-node.sh stop PORT DIR
+#   tests/rabbitmq-node.sh ctl PORT DIR set_policy ...   # rabbitmqctl against the node
 #
 # The node has its own name (warren-test-PORT@localhost), its own Erlang
 # distribution port (PORT+20000) and its own epmd (PORT+20001, overridable
@@ -17,14 +18,15 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 start|stop PORT DIR" >&2
+    echo "usage: $0 start|stop PORT DIR, or $0 ctl PORT DIR RABBITMQCTL-ARGS..." >&2
     exit 2
 }
 
-[ $# -eq 3 ] || usage
+[ $# -ge 3 ] || usage
 action=$1
 port=$2
 dir=$3
+shift 3
 case "$port" in '' | *[!0-9]*) usage ;; esac
 
 rabbit_server=/usr/lib/rabbitmq/bin/rabbitmq-server
@@ -180,8 +182,16 @@ stop() {
     echo "RabbitMQ node warren-test-$port stopped"
 }
 
+# rabbitmqctl against this node: its name, epmd and cookie (in its HOME).
+ctl() {
+    dir=$(cd "$dir" && pwd)
+    HOME="$dir/home" ERL_EPMD_PORT="$epmd_port" RABBITMQ_USE_LONGNAME=false \
+        /usr/lib/rabbitmq/bin/rabbitmqctl -q -n "warren-test-$port@localhost" "$@"
+}
+
 case "$action" in
-start) start ;;
-stop) stop ;;
+start) [ $# -eq 0 ] || usage; start ;;
+stop) [ $# -eq 0 ] || usage; stop ;;
+ctl) ctl "$@" ;;
 *) usage ;;
 esac

@@ -7,6 +7,8 @@
 //! warren-perf --port 5672 --persistent --confirm 256 --multi-ack-every 50 --prefetch 100
 //! warren-perf --port 5672 --exchange perf.topic --exchange-type topic --bindings 100 \
 //!             --match-ratio 0.01 --autoack --broker-pid $(pidof ...) --json
+//! warren-perf --port 5672 --autoack --queue-arg x-max-length=1000 --queue-arg x-overflow=drop-head
+//! warren-perf --port 5672 --dead-letter --multi-ack-every 50 --prefetch 100
 //! ```
 //!
 //! How it stays cheap: publish and content-header frames are encoded once
@@ -22,7 +24,7 @@
 //! ns into the first 8 body bytes, read back on delivery) p50/p99/p99.9/max
 //! from an HDR histogram; its own CPU (getrusage) and the broker's
 //! (/proc/PID/stat utime+stime, with `--broker-pid`) per message, where a
-//! "message" is max(published, delivered) in the window, so a fanout counts
+//! "message" is max(published, delivered, dead-lettered) in the window, so a fanout counts
 //! deliveries and a mostly unroutable topic run counts publishes. The run
 //! ends by itself: after the window, producers stop, consumers drain for at
 //! most 2 s, the topology is deleted, and a watchdog exits the process if
@@ -40,7 +42,7 @@ use clap::Parser;
 use hdrhistogram::Histogram;
 use warren_perf::args::Args;
 use warren_perf::conn::{Conn, Error, Target, ABORT, RPC_TIMEOUT};
-use warren_perf::consumer::{self, ConsumerResult, ConsumerSpec};
+use warren_perf::consumer::{self, ConsumerResult, ConsumerSpec, Role};
 use warren_perf::producer::{self, ProducerSpec};
 use warren_perf::report::Report;
 use warren_perf::stats::{self, Counters, Shared};
@@ -86,6 +88,9 @@ fn validate(args: &Args) -> Result<(), Error> {
             return Err("--rate must be a positive number".into());
         }
     }
+    if args.dead_letter && args.autoack {
+        return Err("--dead-letter consumers nack what they get: drop --autoack".into());
+    }
     if args.consumers > 0 && args.queues == 0 {
         return Err("consumers need at least one queue".into());
     }
@@ -123,6 +128,8 @@ fn run(args: &Args) -> Result<bool, Error> {
         bindings: args.bindings,
         match_ratio: args.match_ratio,
         persistent: args.persistent,
+        queue_args: args.queue_args.clone(),
+        dead_letter: args.dead_letter,
     })?;
     let mut control = Conn::open(&target, "warren-perf control")?;
     plan.declare(&mut control)?;
@@ -181,8 +188,13 @@ fn measure(args: &Args, shared: &Shared) -> Result<Window, Error> {
         if started.elapsed() >= next_tick && !args.quiet {
             let now = shared.counters();
             let d = now.since(&last);
+            let dead = if args.dead_letter {
+                format!("  dead-lettered {:>8} msg/s", d.dead_lettered)
+            } else {
+                String::new()
+            };
             eprintln!(
-                "warren-perf: {:>3} s  sent {:>8} msg/s  confirmed {:>8} msg/s  received {:>8} msg/s",
+                "warren-perf: {:>3} s  sent {:>8} msg/s  confirmed {:>8} msg/s  received {:>8} msg/s{dead}",
                 next_tick.as_secs(),
                 d.published,
                 d.confirmed,
@@ -218,11 +230,12 @@ fn wind_down(
     shared.stop_producers.store(true, Ordering::Relaxed);
     join_all(producers, Duration::from_secs(8), "producer", shared);
     let drain_started = Instant::now();
-    let mut seen = shared.counters().consumed;
+    let received = |c: Counters| c.consumed + c.dead_lettered;
+    let mut seen = received(shared.counters());
     let mut idle_since = Instant::now();
     while drain_started.elapsed() < DRAIN_MAX && !ABORT.load(Ordering::Relaxed) {
         thread::sleep(Duration::from_millis(20));
-        let now = shared.counters().consumed;
+        let now = received(shared.counters());
         if now != seen {
             seen = now;
             idle_since = Instant::now();
@@ -251,6 +264,37 @@ fn spawn_watchdog(after: Duration) {
     });
 }
 
+/// Consumer i reads work queue i % queues; with `--dead-letter` it nacks
+/// what it gets, and one more consumer per dead-letter queue reads it (autoack).
+fn consumer_specs(args: &Args, plan: &Plan) -> Vec<ConsumerSpec> {
+    let role = if args.dead_letter {
+        Role::Reject
+    } else {
+        Role::Consume
+    };
+    let work = (0..args.consumers).map(|index| ConsumerSpec {
+        index,
+        queue: plan.queues[index % plan.queues.len()].clone(),
+        role,
+        autoack: args.autoack,
+        ack_every: args.multi_ack_every,
+        prefetch: args.prefetch,
+    });
+    let dead = plan
+        .dead_letter_queues
+        .iter()
+        .enumerate()
+        .map(|(i, queue)| ConsumerSpec {
+            index: args.consumers + i,
+            queue: queue.clone(),
+            role: Role::DeadLetters,
+            autoack: true,
+            ack_every: 1,
+            prefetch: None,
+        });
+    work.chain(dead).collect()
+}
+
 fn start_consumers(
     args: &Args,
     target: &Target,
@@ -258,15 +302,11 @@ fn start_consumers(
     shared: &Arc<Shared>,
 ) -> Result<Vec<JoinHandle<Option<ConsumerResult>>>, Error> {
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), Error>>();
-    let mut handles = Vec::with_capacity(args.consumers);
-    for index in 0..args.consumers {
-        let spec = ConsumerSpec {
-            index,
-            queue: plan.queues[index % plan.queues.len()].clone(),
-            autoack: args.autoack,
-            ack_every: args.multi_ack_every,
-            prefetch: args.prefetch,
-        };
+    let specs = consumer_specs(args, plan);
+    let count = specs.len();
+    let mut handles = Vec::with_capacity(count);
+    for spec in specs {
+        let index = spec.index;
         let (target, shared, ready) = (target.clone(), shared.clone(), ready_tx.clone());
         let name = format!("consumer-{index}");
         let handle = thread::Builder::new()
@@ -293,7 +333,7 @@ fn start_consumers(
             .map_err(|e| format!("spawning a consumer thread: {e}"))?;
         handles.push(handle);
     }
-    wait_ready(&ready_rx, args.consumers)?;
+    wait_ready(&ready_rx, count)?;
     Ok(handles)
 }
 

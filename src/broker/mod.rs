@@ -9,6 +9,7 @@ pub mod count;
 pub mod dead_letter;
 pub mod envelope;
 pub mod ops;
+pub mod policy;
 pub mod publish;
 pub mod queue;
 pub mod ready;
@@ -17,6 +18,7 @@ mod tests;
 pub mod topology;
 
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -29,6 +31,7 @@ use count::QueueCount;
 use dead_letter::DeadLetter;
 pub use envelope::{CreditKey, Delivery, Origin, Outbox, QueueTarget, ShardMsg, Waiter};
 pub use ops::{AmqpError, ConsumerSpec, Got, OpOk, QueueOp, SettleKind};
+use policy::Policies;
 pub use queue::Pushed;
 use queue::Queue;
 
@@ -51,6 +54,8 @@ pub struct Broker {
     sync_wanted: bool,
     /// Queues on every shard, against `--queue-max`.
     queue_count: Arc<QueueCount>,
+    /// The policies every queue here reads its settings through (shared with the topology).
+    policies: Rc<Policies>,
 }
 
 /// What every queue of a shard shares.
@@ -107,7 +112,19 @@ impl Broker {
             },
             sync_wanted: false,
             queue_count: Arc::default(),
+            policies: Rc::default(),
         }
+    }
+
+    /// Applies `policies` to every queue at once: new limits, TTLs and dead-letter targets
+    /// hold from now; a queue now over a drop-head length limit drops its oldest messages.
+    pub fn set_policies(&mut self, policies: Rc<Policies>) {
+        self.policies = policies;
+        for (_, q) in self.queues.iter_mut() {
+            q.apply_policies(&self.policies);
+            q.drop_over_limit(&mut self.sh);
+        }
+        debug_assert!(self.check_invariants());
     }
 
     /// Counts this broker's queues in `count`, shared by every shard, against its limit.
@@ -218,6 +235,7 @@ impl Broker {
             auto_delete,
             arguments,
         ));
+        self.queues[key].apply_policies(&self.policies);
         self.by_name.insert(name, key);
         if let Some(owner) = owner {
             self.exclusive_by_conn.entry(owner).or_default().push(key);

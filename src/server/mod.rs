@@ -5,6 +5,7 @@
 //! touches any file, so that a second broker started by mistake changes nothing; recovery
 //! runs before any shard exists, so every shard starts from the same replayed topology.
 
+mod ctl;
 mod listen;
 mod os;
 
@@ -18,6 +19,7 @@ use crate::broker::topology::Topology;
 use crate::broker::{Broker, ShardMsg};
 use crate::config::Config;
 use crate::io::{self, Backend};
+use crate::shard::control::ControlReceiver;
 use crate::shard::{ring, Shard, RING_CAPACITY};
 use crate::store::record::Record;
 use crate::store::recover::{self, Recovered, ShardStart};
@@ -78,9 +80,14 @@ pub fn start(mut config: Config) -> std::io::Result<()> {
         budget_per_shard,
     });
     let (ready_tx, ready_rx) = mpsc::channel::<std::io::Result<()>>();
+    let (control, control_rx) = crate::shard::control::channel();
+    let mut control_rx = Some(control_rx);
     let shards = endpoints.into_iter().zip(listeners).zip(recovered.shards);
     for ((endpoint, listeners), start) in shards {
-        spawn_shard(boot.clone(), endpoint, listeners, start, ready_tx.clone())?;
+        // Shard 0, the topology owner, serves control requests.
+        let control = control_rx.take();
+        let ready = ready_tx.clone();
+        spawn_shard(boot.clone(), endpoint, listeners, start, control, ready)?;
     }
     drop(ready_tx);
     for _ in 0..count {
@@ -90,6 +97,10 @@ pub fn start(mut config: Config) -> std::io::Result<()> {
             Err(_) => return Err(std::io::Error::other("a shard failed to start")),
         }
     }
+    if let Some(path) = &boot.config.definitions {
+        ctl::load_definitions(path, &control)?;
+    }
+    ctl::start(&boot.config.data_dir, control)?;
     crate::info!("Server startup complete; {count} shard(s) accepting connections");
     Ok(())
 }
@@ -155,6 +166,7 @@ fn spawn_shard(
     endpoint: ring::Endpoint<ShardMsg>,
     listeners: Vec<TcpListener>,
     start: ShardStart,
+    control: Option<ControlReceiver>,
     ready: mpsc::Sender<std::io::Result<()>>,
 ) -> std::io::Result<()> {
     let id = endpoint.id();
@@ -167,7 +179,7 @@ fn spawn_shard(
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 io::run(
                     backend,
-                    serve_shard(boot, endpoint, listeners, start, ready),
+                    serve_shard(boot, endpoint, listeners, start, control, ready),
                 )
             }));
             let err = match run {
@@ -190,6 +202,7 @@ async fn serve_shard(
     endpoint: ring::Endpoint<ShardMsg>,
     listeners: Vec<TcpListener>,
     start: ShardStart,
+    control: Option<ControlReceiver>,
     ready: mpsc::Sender<std::io::Result<()>>,
 ) {
     let id = endpoint.id();
@@ -203,10 +216,12 @@ async fn serve_shard(
         start.defs_len,
         start.live,
     );
+    let topology = Topology::replay(&boot.topology, &boot.queue_refs);
+    // Before the queues, so that recovered messages get their policy's TTL.
+    broker.set_policies(topology.policies().clone());
     broker.recovered(start.queues, start.resident_bytes);
     broker.attach_store(store, boot.budget_per_shard);
     broker.count_queues_in(boot.queue_count.clone());
-    let topology = Topology::replay(&boot.topology, &boot.queue_refs);
     let shard = std::rc::Rc::new(Shard::new(
         config,
         boot.alarms.clone(),
@@ -217,6 +232,9 @@ async fn serve_shard(
     ));
     drop(boot);
     crate::shard::spawn_tasks(&shard);
+    if let Some(control) = control {
+        io::spawn(crate::shard::control::serve(shard.clone(), control));
+    }
     for listener in listeners {
         match io::net::TcpListener::from_std(listener) {
             Ok(listener) => {

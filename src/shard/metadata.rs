@@ -72,7 +72,7 @@ impl Shard {
             }
             _ => false,
         };
-        self.topology.borrow_mut().apply(&change);
+        self.apply_topology(&change);
         if self.count == 1 {
             return self.topology_reply(from, id, stored);
         }
@@ -92,8 +92,21 @@ impl Shard {
     }
 
     pub(super) fn topology_apply(&self, change: &TopologyChange, token: u64) {
-        self.topology.borrow_mut().apply(change);
+        self.apply_topology(change);
         self.send(TOPOLOGY_OWNER, ShardMsg::TopologyApplied { token });
+    }
+
+    /// Applies a change to this shard's replica; a policy change also reaches this shard's
+    /// queues at once (what they drop or dead-letter goes out at the next flush).
+    fn apply_topology(&self, change: &TopologyChange) {
+        self.topology.borrow_mut().apply(change);
+        if matches!(
+            change,
+            TopologyChange::SetPolicy(_) | TopologyChange::ClearPolicy { .. }
+        ) {
+            let policies = self.topology.borrow().policies().clone();
+            self.broker.borrow_mut().set_policies(policies);
+        }
     }
 
     pub(super) fn topology_applied(&self, token: u64) {

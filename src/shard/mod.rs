@@ -20,6 +20,7 @@
 //! ```
 
 pub mod client;
+pub mod control;
 mod dead_letters;
 mod handle;
 mod housekeeping;

@@ -30,6 +30,8 @@ const EXCHANGE_GONE: u8 = 21;
 const BIND: u8 = 22;
 const UNBIND: u8 = 23;
 const QUEUE_UNBOUND: u8 = 24;
+const POLICY: u8 = 30;
+const POLICY_GONE: u8 = 31;
 
 /// Where a binding leads, by name (queue references do not survive a restart).
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +46,21 @@ pub struct BindingDef {
     pub dest: DestName,
     pub routing_key: Bytes,
     pub arguments: FieldTable,
+}
+
+/// A policy (or, with `operator`, an operator policy) as stored: the broker compiles its
+/// pattern and checks its definition before it is ever written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyDef {
+    pub vhost: Bytes,
+    pub name: Bytes,
+    pub operator: bool,
+    pub pattern: Bytes,
+    /// `queues`, `exchanges` or `all`.
+    pub apply_to: Bytes,
+    pub priority: i64,
+    /// Definition keys without the `x-` of the arguments they stand for.
+    pub definition: FieldTable,
 }
 
 /// A record as read back.
@@ -87,6 +104,14 @@ pub enum Record {
     /// Every binding to the queue went with it.
     QueueUnbound {
         name: Bytes,
+    },
+    /// A policy set (or replaced, by name).
+    Policy(PolicyDef),
+    /// A policy cleared.
+    PolicyGone {
+        vhost: Bytes,
+        name: Bytes,
+        operator: bool,
     },
 }
 
@@ -205,6 +230,26 @@ pub fn put_def(out: &mut BytesMut, record: &Record) -> usize {
             out.put_u8(QUEUE_UNBOUND);
             put_shortstr(out, name);
         }
+        Record::Policy(p) => {
+            out.put_u8(POLICY);
+            put_shortstr(out, &p.vhost);
+            put_shortstr(out, &p.name);
+            out.put_u8(u8::from(p.operator));
+            put_longstr(out, &p.pattern);
+            put_shortstr(out, &p.apply_to);
+            out.put_i64(p.priority);
+            p.definition.encode(out);
+        }
+        Record::PolicyGone {
+            vhost,
+            name,
+            operator,
+        } => {
+            out.put_u8(POLICY_GONE);
+            put_shortstr(out, vhost);
+            put_shortstr(out, name);
+            out.put_u8(u8::from(*operator));
+        }
     })
 }
 
@@ -311,6 +356,20 @@ fn decode(body: Bytes) -> Option<Record> {
         QUEUE_UNBOUND => Record::QueueUnbound {
             name: r.shortstr().ok()?,
         },
+        POLICY => Record::Policy(PolicyDef {
+            vhost: r.shortstr().ok()?,
+            name: r.shortstr().ok()?,
+            operator: r.octet().ok()? & 1 != 0,
+            pattern: r.longstr().ok()?,
+            apply_to: r.shortstr().ok()?,
+            priority: r.longlong().ok()? as i64,
+            definition: r.table().ok()?,
+        }),
+        POLICY_GONE => Record::PolicyGone {
+            vhost: r.shortstr().ok()?,
+            name: r.shortstr().ok()?,
+            operator: r.octet().ok()? & 1 != 0,
+        },
         _ => return None,
     };
     // A record is exactly its fields: bytes after them mean it is not what the writer wrote.
@@ -401,6 +460,38 @@ mod tests {
         assert!(
             matches!(&seen[4], Record::Bind(b) if b == match &defs[2] { Record::Bind(b) => b, _ => unreachable!() })
         );
+    }
+
+    #[test]
+    fn policy_records_round_trip() {
+        let mut definition = FieldTable::default();
+        definition.insert("max-length", FieldValue::I64(10));
+        let policy = PolicyDef {
+            vhost: Bytes::from_static(b"/"),
+            name: Bytes::from_static(b"cap"),
+            operator: true,
+            pattern: Bytes::from_static(b"^work\\."),
+            apply_to: Bytes::from_static(b"queues"),
+            priority: -3,
+            definition,
+        };
+        let mut out = BytesMut::new();
+        put_def(&mut out, &Record::Policy(policy.clone()));
+        let gone = Record::PolicyGone {
+            vhost: Bytes::from_static(b"/"),
+            name: Bytes::from_static(b"cap"),
+            operator: false,
+        };
+        put_def(&mut out, &gone);
+        let buf = out.freeze();
+        let Next::Record(Record::Policy(read), len) = next(&buf) else {
+            panic!("expected the policy");
+        };
+        assert_eq!(read, policy);
+        assert!(matches!(
+            next(&buf.slice(len..)),
+            Next::Record(Record::PolicyGone { operator: false, ref name, .. }, _) if name == "cap"
+        ));
     }
 
     #[test]

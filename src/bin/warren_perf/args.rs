@@ -2,7 +2,7 @@
 
 use clap::Parser;
 
-use super::topology::ExchangeType;
+use super::topology::{ExchangeType, QueueArg};
 
 /// Load generator for AMQP 0-9-1 brokers (Warren, RabbitMQ).
 #[derive(Parser, Debug, Clone)]
@@ -58,6 +58,18 @@ pub struct Args {
     /// Fraction of publishes whose key matches a binding.
     #[arg(long, default_value_t = 1.0)]
     pub match_ratio: f64,
+    /// An argument of every work queue (repeatable): `x-max-length=1000`,
+    /// `x-overflow=drop-head`. Integers are sent as signed longs, true/false
+    /// as booleans, anything else as a string.
+    #[arg(long = "queue-arg", value_name = "KEY=VALUE")]
+    pub queue_args: Vec<QueueArg>,
+    /// Dead-lettering: each work queue Q dead-letters to queue Q.dead through
+    /// a direct exchange, consumers nack (requeue=false) what they get, one
+    /// more consumer per queue reads Q.dead (autoack) and the run reports
+    /// the rate of dead-lettered messages received there. Without consumers,
+    /// pair it with --queue-arg x-message-ttl=N.
+    #[arg(long)]
+    pub dead_letter: bool,
     /// delivery-mode 2 and durable queues and exchange.
     #[arg(long)]
     pub persistent: bool,

@@ -3,7 +3,8 @@
 //! Each `recv` brings a batch of frames; the thread takes the clock once for
 //! the batch, records one latency sample per message from the timestamp in
 //! its first body frame, and answers with at most one write of acks
-//! (`multiple` every `ack_every` deliveries).
+//! (`multiple` every `ack_every` deliveries), or of nacks (requeue=false)
+//! when its queue is to dead-letter what it got.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -14,8 +15,8 @@ use hdrhistogram::Histogram;
 use warren::protocol::constants::{FRAME_BODY, FRAME_METHOD};
 use warren::protocol::frame::encode_method;
 use warren::protocol::method::{
-    peek_ids, BasicAck, BasicCancel, BasicConsume, BasicConsumeOk, BasicDeliver, BasicQos,
-    BasicQosOk, ConnectionClose, ConnectionCloseOk,
+    peek_ids, BasicAck, BasicCancel, BasicConsume, BasicConsumeOk, BasicDeliver, BasicNack,
+    BasicQos, BasicQosOk, ConnectionClose, ConnectionCloseOk,
 };
 use warren::protocol::Method;
 
@@ -25,9 +26,22 @@ use super::stats::{clock_ns, Shared};
 /// Highest latency the histogram holds: 60 s, in ns.
 const LATENCY_MAX_NS: u64 = 60_000_000_000;
 
+/// What a consumer does with its deliveries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Counts them as consumed, records latency and acks them (unless autoack).
+    Consume,
+    /// Counts them as consumed and nacks them with requeue=false: the queue
+    /// dead-letters them. No latency: that is measured where they arrive.
+    Reject,
+    /// Reads a dead-letter queue: counts them as dead-lettered, records latency.
+    DeadLetters,
+}
+
 pub struct ConsumerSpec {
     pub index: usize,
     pub queue: String,
+    pub role: Role,
     pub autoack: bool,
     pub ack_every: u64,
     pub prefetch: Option<u16>,
@@ -108,7 +122,7 @@ fn consume(
             Err(e) => return Err(format!("reading from the broker: {e}")),
         }
         let now_ns = clock_ns();
-        let measuring = shared.measuring.load(Ordering::Relaxed);
+        let measuring = shared.measuring.load(Ordering::Relaxed) && spec.role != Role::Reject;
         let mut delivered = 0u64;
         while let Some(frame) = conn.parse()? {
             match frame.kind {
@@ -124,7 +138,7 @@ fn consume(
                             last_tag = deliver.delivery_tag;
                             unacked += 1;
                             if unacked >= spec.ack_every {
-                                ack(&mut out, last_tag);
+                                settle(&mut out, last_tag, spec.role);
                                 unacked = 0;
                             }
                         }
@@ -153,7 +167,11 @@ fn consume(
             }
         }
         if delivered > 0 {
-            shared.consumed.fetch_add(delivered, Ordering::Relaxed);
+            let counter = match spec.role {
+                Role::DeadLetters => &shared.dead_lettered,
+                Role::Consume | Role::Reject => &shared.consumed,
+            };
+            counter.fetch_add(delivered, Ordering::Relaxed);
         }
         if !out.is_empty() {
             conn.send(&out)?;
@@ -161,22 +179,29 @@ fn consume(
         }
     }
     if unacked > 0 {
-        ack(&mut out, last_tag);
+        settle(&mut out, last_tag, spec.role);
         conn.send(&out)?;
     }
     Ok(())
 }
 
-fn ack(out: &mut BytesMut, delivery_tag: u64) {
-    encode_method(
-        out,
-        1,
-        &BasicAck {
+/// basic.ack, or basic.nack with requeue=false for a `Reject` consumer, of
+/// every delivery up to `delivery_tag`.
+fn settle(out: &mut BytesMut, delivery_tag: u64, role: Role) {
+    let method = match role {
+        Role::Reject => BasicNack {
+            delivery_tag,
+            multiple: true,
+            requeue: false,
+        }
+        .into(),
+        Role::Consume | Role::DeadLetters => BasicAck {
             delivery_tag,
             multiple: true,
         }
         .into(),
-    );
+    };
+    encode_method(out, 1, &method);
 }
 
 /// connection.close, then up to a second for close-ok; errors are moot here.

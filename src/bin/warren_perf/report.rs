@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use warren::protocol::FieldValue;
 
 use super::args::Args;
 use super::conn::Target;
@@ -34,7 +35,8 @@ impl Report<'_> {
     /// Messages the CPU figures are divided by: deliveries for fanouts,
     /// publishes for mostly unroutable runs.
     fn basis(&self) -> u64 {
-        self.counts.published.max(self.counts.consumed)
+        let c = &self.counts;
+        c.published.max(c.consumed).max(c.dead_lettered)
     }
 
     fn per_msg_us(&self, cpu_ns: u64) -> Option<f64> {
@@ -57,18 +59,18 @@ impl Report<'_> {
         (!self.latency_ns.is_empty()).then(|| self.latency_ns.max() as f64 / 1000.0)
     }
 
-    pub fn summary(&self) -> String {
+    /// The summary's first lines: what was run against what.
+    fn setup(&self) -> String {
         let a = self.args;
-        let c = &self.counts;
         let exchange = if a.exchange.is_empty() {
             "default exchange".to_string()
         } else {
             format!("{} exchange {:?}", a.exchange_type.as_str(), a.exchange)
         };
-        let ack = if a.autoack {
-            "autoack".to_string()
-        } else {
-            format!("ack every {}", a.multi_ack_every)
+        let ack = match (a.autoack, a.dead_letter) {
+            (true, _) => "autoack".to_string(),
+            (false, false) => format!("ack every {}", a.multi_ack_every),
+            (false, true) => format!("nack (requeue=false) every {}", a.multi_ack_every),
         };
         let mut s = format!(
             "warren-perf against {}:{}: {} producer(s), {} consumer(s), {} queue(s), {} B{}, {exchange}, {ack}{}{}{}\n",
@@ -83,6 +85,21 @@ impl Report<'_> {
             a.confirm.map(|w| format!(", confirms window {w}")).unwrap_or_default(),
             a.rate.map(|r| format!(", rate {r} msg/s")).unwrap_or_default(),
         );
+        if !a.queue_args.is_empty() || a.dead_letter {
+            let dead = if a.dead_letter {
+                ", dead-lettering to <queue>.dead (one autoack consumer each)"
+            } else {
+                ""
+            };
+            s += &format!("  queue args  {}{dead}\n", queue_args_json(a));
+        }
+        s
+    }
+
+    pub fn summary(&self) -> String {
+        let a = self.args;
+        let c = &self.counts;
+        let mut s = self.setup();
         s += &format!("  window      {:.2} s\n", self.secs());
         s += &format!(
             "  published   {:>10.0} msg/s  ({} msgs)\n",
@@ -102,6 +119,13 @@ impl Report<'_> {
             self.rate(c.consumed),
             c.consumed
         );
+        if a.dead_letter {
+            s += &format!(
+                "  dead-lettered {:>8.0} msg/s  ({} msgs received from the dead-letter queues)\n",
+                self.rate(c.dead_lettered),
+                c.dead_lettered
+            );
+        }
         match (
             self.lat_us(0.5),
             self.lat_us(0.99),
@@ -151,9 +175,10 @@ impl Report<'_> {
                 "\"producers\":{},\"consumers\":{},\"queues\":{},\"size\":{},",
                 "\"exchange\":{},\"exchange_type\":{},\"persistent\":{},\"confirm\":{},",
                 "\"autoack\":{},\"multi_ack_every\":{},\"prefetch\":{},\"rate\":{},",
+                "\"queue_args\":{},\"dead_letter\":{},",
                 "\"window_s\":{:.3},\"published\":{},\"confirmed\":{},\"nacked\":{},",
-                "\"consumed\":{},\"returned\":{},\"blocked\":{},\"blocked_at_stop\":{},",
-                "\"publish_rate\":{:.1},\"confirm_rate\":{:.1},\"consume_rate\":{:.1},",
+                "\"consumed\":{},\"dead_lettered\":{},\"returned\":{},\"blocked\":{},\"blocked_at_stop\":{},",
+                "\"publish_rate\":{:.1},\"confirm_rate\":{:.1},\"consume_rate\":{:.1},\"dead_letter_rate\":{:.1},",
                 "\"latency_us\":{{\"samples\":{},\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{}}},",
                 "\"cpu_basis_msgs\":{},\"client_cpu_us_per_msg\":{},\"client_cpu_cores\":{:.3},",
                 "\"broker_pid\":{},\"broker_cpu_us_per_msg\":{},\"broker_cpu_cores\":{},",
@@ -173,17 +198,21 @@ impl Report<'_> {
             a.multi_ack_every,
             opt_u(a.prefetch.map(u64::from)),
             json_num(a.rate),
+            queue_args_json(a),
+            a.dead_letter,
             self.secs(),
             c.published,
             c.confirmed,
             c.nacked,
             c.consumed,
+            c.dead_lettered,
             self.returned,
             self.blocked,
             self.blocked_at_stop,
             self.rate(c.published),
             self.rate(c.confirmed),
             self.rate(c.consumed),
+            self.rate(c.dead_lettered),
             self.latency_ns.len(),
             json_num(self.lat_us(0.5)),
             json_num(self.lat_us(0.99)),
@@ -198,4 +227,22 @@ impl Report<'_> {
             errors.join(","),
         )
     }
+}
+
+/// The `--queue-arg`s as a JSON object (integers, booleans and strings are all they can be).
+fn queue_args_json(a: &Args) -> String {
+    let fields: Vec<String> = a
+        .queue_args
+        .iter()
+        .map(|arg| {
+            let value = match &arg.value {
+                FieldValue::I64(n) => n.to_string(),
+                FieldValue::Bool(b) => b.to_string(),
+                FieldValue::LongStr(s) => json_str(&String::from_utf8_lossy(s)),
+                other => json_str(&format!("{other:?}")),
+            };
+            format!("{}:{value}", json_str(&arg.key))
+        })
+        .collect();
+    format!("{{{}}}", fields.join(","))
 }

@@ -23,6 +23,8 @@ pub struct Shared {
     pub nacked: AtomicU64,
     pub returned: AtomicU64,
     pub consumed: AtomicU64,
+    /// Deliveries from the dead-letter queues (`--dead-letter`).
+    pub dead_lettered: AtomicU64,
     pub blocked: AtomicU64,
     /// Producers whose last batch the broker would not take by the end.
     pub blocked_at_stop: AtomicU64,
@@ -48,6 +50,7 @@ impl Shared {
             confirmed: self.confirmed.load(Ordering::Relaxed),
             nacked: self.nacked.load(Ordering::Relaxed),
             consumed: self.consumed.load(Ordering::Relaxed),
+            dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
         }
     }
 }
@@ -58,6 +61,7 @@ pub struct Counters {
     pub confirmed: u64,
     pub nacked: u64,
     pub consumed: u64,
+    pub dead_lettered: u64,
 }
 
 impl Counters {
@@ -67,6 +71,7 @@ impl Counters {
             confirmed: self.confirmed - earlier.confirmed,
             nacked: self.nacked - earlier.nacked,
             consumed: self.consumed - earlier.consumed,
+            dead_lettered: self.dead_lettered - earlier.dead_lettered,
         }
     }
 }

@@ -14,6 +14,11 @@
 //!
 //! A producer cycles through a fixed list of pre-encoded publish+header
 //! frames in which a fraction R, spread evenly, match a binding.
+//!
+//! Every work queue is declared with the `--queue-arg`s. With `--dead-letter`,
+//! each work queue `Q` also gets `x-dead-letter-exchange` = [`DLX`] and
+//! `x-dead-letter-routing-key` = `Q.dead`, a direct exchange that routes that
+//! key to queue `Q.dead` (declared without arguments).
 
 use bytes::{Bytes, BytesMut};
 use clap::ValueEnum;
@@ -25,6 +30,40 @@ use warren::protocol::method::{
 use warren::protocol::{BasicProperties, FieldTable, FieldValue};
 
 use super::conn::{Conn, Error};
+
+/// The direct exchange `--dead-letter` declares for the work queues to dead-letter to.
+pub const DLX: &str = "warren-perf.dlx";
+
+/// One `--queue-arg KEY=VALUE`: an integer goes out as a signed long (`l`),
+/// `true` / `false` as a boolean, anything else as a long string.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueueArg {
+    pub key: String,
+    pub value: FieldValue,
+}
+
+impl std::str::FromStr for QueueArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<QueueArg, String> {
+        let (key, value) = s
+            .split_once('=')
+            .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+        if key.is_empty() || key.len() > 255 {
+            return Err(format!("{key:?}: a key is 1 to 255 bytes"));
+        }
+        let value = match (value.parse::<i64>(), value) {
+            (Ok(n), _) => FieldValue::I64(n),
+            (_, "true") => FieldValue::Bool(true),
+            (_, "false") => FieldValue::Bool(false),
+            (_, text) => long_str(text),
+        };
+        Ok(QueueArg {
+            key: key.to_string(),
+            value,
+        })
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ExchangeType {
@@ -57,6 +96,8 @@ pub struct RoutingArgs {
     pub bindings: Option<usize>,
     pub match_ratio: f64,
     pub persistent: bool,
+    pub queue_args: Vec<QueueArg>,
+    pub dead_letter: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -83,6 +124,39 @@ pub struct Plan {
     /// Cycle of keys shared by all producers; empty for the default
     /// exchange without explicit keys (each producer then targets a queue).
     pub keys: Vec<PublishKey>,
+    /// Arguments of every work queue (`--queue-arg`, `--dead-letter`'s).
+    pub queue_arguments: FieldTable,
+    /// Dead-letter queue i takes what work queue i dead-letters (`--dead-letter`).
+    pub dead_letter_queues: Vec<String>,
+}
+
+/// `--queue-pattern` with `%d` replaced by each queue's index (or `-index`
+/// appended when there are several queues and no `%d`).
+fn queue_names(a: &RoutingArgs) -> Vec<String> {
+    (0..a.queues)
+        .map(|i| {
+            if a.queue_pattern.contains("%d") {
+                a.queue_pattern.replace("%d", &i.to_string())
+            } else if a.queues == 1 {
+                a.queue_pattern.clone()
+            } else {
+                format!("{}-{i}", a.queue_pattern)
+            }
+        })
+        .collect()
+}
+
+/// The work queues' arguments: the `--queue-arg`s in order (a repeated key
+/// keeps its last value).
+fn queue_arguments(a: &RoutingArgs) -> Result<FieldTable, Error> {
+    let mut table = FieldTable::default();
+    for arg in &a.queue_args {
+        if a.dead_letter && arg.key.starts_with("x-dead-letter-") {
+            return Err(format!("--queue-arg {}: --dead-letter sets it", arg.key));
+        }
+        table.insert(&arg.key, arg.value.clone());
+    }
+    Ok(table)
 }
 
 /// Longest key cycle: bounds template memory for tiny match ratios.
@@ -96,25 +170,24 @@ impl Plan {
         if !(0.0..=1.0).contains(&a.match_ratio) {
             return Err("--match-ratio must be within 0..=1".into());
         }
-        let queues: Vec<String> = (0..a.queues)
-            .map(|i| {
-                if a.queue_pattern.contains("%d") {
-                    a.queue_pattern.replace("%d", &i.to_string())
-                } else if a.queues == 1 {
-                    a.queue_pattern.clone()
-                } else {
-                    format!("{}-{i}", a.queue_pattern)
-                }
-            })
-            .collect();
+        if a.dead_letter && a.queues == 0 {
+            return Err("--dead-letter needs at least one queue".into());
+        }
+        let queues = queue_names(a);
         let q = a.queues.max(1);
         let mut plan = Plan {
             exchange: a.exchange.clone(),
             exchange_type: a.exchange_type,
             durable: a.persistent,
+            dead_letter_queues: if a.dead_letter {
+                queues.iter().map(|q| format!("{q}.dead")).collect()
+            } else {
+                Vec::new()
+            },
             queues,
             bindings: Vec::new(),
             keys: Vec::new(),
+            queue_arguments: queue_arguments(a)?,
         };
         let explicit = |keys: &[String]| -> Vec<PublishKey> {
             keys.iter()
@@ -219,55 +292,39 @@ impl Plan {
         !self.exchange.is_empty() && !self.exchange.starts_with("amq.")
     }
 
-    /// Deletes leftovers of an earlier run, then declares everything.
+    /// Deletes leftovers of an earlier run, then declares everything: the
+    /// dead-letter side first, so the work queues can point at it.
     pub fn declare(&self, conn: &mut Conn) -> Result<(), Error> {
         self.delete(conn)?;
-        if self.owns_exchange() {
-            conn.rpc(
-                1,
-                ExchangeDeclare {
-                    exchange: bytes_of(&self.exchange),
-                    kind: Bytes::from_static(self.exchange_type.as_str().as_bytes()),
-                    durable: self.durable,
-                    ..Default::default()
-                }
-                .into(),
-                (ExchangeDeclareOk::CLASS_ID, ExchangeDeclareOk::METHOD_ID),
-            )?;
+        if !self.dead_letter_queues.is_empty() {
+            declare_exchange(conn, DLX, ExchangeType::Direct, self.durable)?;
         }
-        for queue in &self.queues {
-            conn.rpc(
-                1,
-                QueueDeclare {
-                    queue: bytes_of(queue),
-                    durable: self.durable,
-                    ..Default::default()
-                }
-                .into(),
-                (QueueDeclareOk::CLASS_ID, QueueDeclareOk::METHOD_ID),
-            )?;
+        for dead in &self.dead_letter_queues {
+            declare_queue(conn, dead, self.durable, FieldTable::default())?;
+            bind(conn, dead, DLX, dead, FieldTable::default())?;
+        }
+        if self.owns_exchange() {
+            declare_exchange(conn, &self.exchange, self.exchange_type, self.durable)?;
+        }
+        for (i, queue) in self.queues.iter().enumerate() {
+            let mut arguments = self.queue_arguments.clone();
+            if let Some(dead) = self.dead_letter_queues.get(i) {
+                arguments.insert("x-dead-letter-exchange", long_str(DLX));
+                arguments.insert("x-dead-letter-routing-key", long_str(dead));
+            }
+            declare_queue(conn, queue, self.durable, arguments)?;
         }
         for b in &self.bindings {
-            conn.rpc(
-                1,
-                QueueBind {
-                    queue: bytes_of(&self.queues[b.queue]),
-                    exchange: bytes_of(&self.exchange),
-                    routing_key: bytes_of(&b.key),
-                    arguments: b.arguments.clone(),
-                    ..Default::default()
-                }
-                .into(),
-                (QueueBindOk::CLASS_ID, QueueBindOk::METHOD_ID),
-            )?;
+            let queue = &self.queues[b.queue];
+            bind(conn, queue, &self.exchange, &b.key, b.arguments.clone())?;
         }
         Ok(())
     }
 
-    /// Deletes the queues and the exchange (deleting what does not exist
+    /// Deletes the queues and the exchanges (deleting what does not exist
     /// succeeds, as in RabbitMQ).
     pub fn delete(&self, conn: &mut Conn) -> Result<(), Error> {
-        for queue in &self.queues {
+        for queue in self.queues.iter().chain(&self.dead_letter_queues) {
             conn.rpc(
                 1,
                 QueueDelete {
@@ -278,11 +335,13 @@ impl Plan {
                 (QueueDeleteOk::CLASS_ID, QueueDeleteOk::METHOD_ID),
             )?;
         }
-        if self.owns_exchange() {
+        let dlx = (!self.dead_letter_queues.is_empty()).then_some(DLX);
+        let own = self.owns_exchange().then_some(self.exchange.as_str());
+        for exchange in own.into_iter().chain(dlx) {
             conn.rpc(
                 1,
                 ExchangeDelete {
-                    exchange: bytes_of(&self.exchange),
+                    exchange: bytes_of(exchange),
                     ..Default::default()
                 }
                 .into(),
@@ -324,6 +383,68 @@ impl Plan {
             })
             .collect()
     }
+}
+
+fn declare_exchange(
+    conn: &mut Conn,
+    name: &str,
+    kind: ExchangeType,
+    durable: bool,
+) -> Result<(), Error> {
+    conn.rpc(
+        1,
+        ExchangeDeclare {
+            exchange: bytes_of(name),
+            kind: Bytes::from_static(kind.as_str().as_bytes()),
+            durable,
+            ..Default::default()
+        }
+        .into(),
+        (ExchangeDeclareOk::CLASS_ID, ExchangeDeclareOk::METHOD_ID),
+    )?;
+    Ok(())
+}
+
+fn declare_queue(
+    conn: &mut Conn,
+    name: &str,
+    durable: bool,
+    arguments: FieldTable,
+) -> Result<(), Error> {
+    conn.rpc(
+        1,
+        QueueDeclare {
+            queue: bytes_of(name),
+            durable,
+            arguments,
+            ..Default::default()
+        }
+        .into(),
+        (QueueDeclareOk::CLASS_ID, QueueDeclareOk::METHOD_ID),
+    )?;
+    Ok(())
+}
+
+fn bind(
+    conn: &mut Conn,
+    queue: &str,
+    exchange: &str,
+    key: &str,
+    arguments: FieldTable,
+) -> Result<(), Error> {
+    conn.rpc(
+        1,
+        QueueBind {
+            queue: bytes_of(queue),
+            exchange: bytes_of(exchange),
+            routing_key: bytes_of(key),
+            arguments,
+            ..Default::default()
+        }
+        .into(),
+        (QueueBindOk::CLASS_ID, QueueBindOk::METHOD_ID),
+    )?;
+    Ok(())
 }
 
 fn binding_for(kind: ExchangeType, j: usize, queue: usize) -> Binding {
@@ -372,4 +493,60 @@ fn bytes_of(s: &str) -> Bytes {
 
 fn long_str(s: &str) -> FieldValue {
     FieldValue::LongStr(bytes_of(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_args_parse_integers_booleans_and_strings() {
+        let parse = |s: &str| s.parse::<QueueArg>().map(|a| (a.key, a.value));
+        assert_eq!(
+            parse("x-max-length=1000"),
+            Ok(("x-max-length".into(), FieldValue::I64(1000)))
+        );
+        assert_eq!(
+            parse("x-overflow=drop-head"),
+            Ok(("x-overflow".into(), long_str("drop-head")))
+        );
+        assert_eq!(
+            parse("x-single-active-consumer=true"),
+            Ok(("x-single-active-consumer".into(), FieldValue::Bool(true)))
+        );
+        assert_eq!(parse("k=a=b"), Ok(("k".into(), long_str("a=b"))));
+        assert!(parse("no-equals").is_err());
+        assert!(parse("=1").is_err());
+    }
+
+    fn routing(queue_args: Vec<QueueArg>, dead_letter: bool) -> RoutingArgs {
+        RoutingArgs {
+            exchange: String::new(),
+            exchange_type: ExchangeType::Direct,
+            queues: 2,
+            queue_pattern: "q-%d".into(),
+            routing_keys: Vec::new(),
+            binding_keys: Vec::new(),
+            bindings: None,
+            match_ratio: 1.0,
+            persistent: false,
+            queue_args,
+            dead_letter,
+        }
+    }
+
+    #[test]
+    fn dead_letter_plans_one_dead_letter_queue_per_work_queue() {
+        let args = vec!["x-max-length=5".parse().unwrap()];
+        let plan = Plan::new(&routing(args, true)).unwrap();
+        assert_eq!(plan.dead_letter_queues, ["q-0.dead", "q-1.dead"]);
+        assert_eq!(
+            plan.queue_arguments.get("x-max-length"),
+            Some(&FieldValue::I64(5))
+        );
+        let clash = vec!["x-dead-letter-exchange=x".parse().unwrap()];
+        assert!(Plan::new(&routing(clash, true)).is_err());
+        let plain = Plan::new(&routing(Vec::new(), false)).unwrap();
+        assert!(plain.dead_letter_queues.is_empty());
+    }
 }

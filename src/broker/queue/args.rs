@@ -1,14 +1,28 @@
 //! A queue's arguments: what redeclaring must match, and what they make of each message
 //! (priority level, expiry).
 
-use super::Queue;
+use super::{dead_letter, redelivery, Queue};
 use crate::broker::ops::AmqpError;
+use crate::broker::policy::Policies;
 use crate::broker::ready::now_ms;
 use crate::message::Message;
 use crate::protocol::{BasicProperties, FieldTable, FieldValue};
 use crate::routing::headers::type_name;
 
 impl Queue {
+    /// Takes the limits, TTLs, dead-letter target, delivery limit and expiry from the
+    /// queue's arguments with what its policies add. Messages already queued keep the expiry
+    /// they were given; a lower length limit applies at the next `drop_over_limit`.
+    /// (x-max-priority and x-single-active-consumer are fixed at declare.)
+    pub fn apply_policies(&mut self, policies: &Policies) {
+        let s = Settings::read(&policies.queue_arguments(&self.name, &self.arguments));
+        self.message_ttl_ms = s.message_ttl_ms;
+        self.expires_ms = s.expires_ms;
+        self.limits = s.limits;
+        self.dead_letter = s.dead_letter;
+        self.redelivery = s.redelivery;
+    }
+
     pub fn check_equivalent(
         &self,
         durable: bool,
@@ -97,6 +111,33 @@ impl Queue {
     }
 }
 
+/// What a queue's effective arguments make of it.
+struct Settings {
+    message_ttl_ms: Option<u64>,
+    expires_ms: Option<u64>,
+    limits: Limits,
+    dead_letter: Option<dead_letter::Target>,
+    redelivery: redelivery::Redelivery,
+}
+
+impl Settings {
+    fn read(effective: &FieldTable) -> Settings {
+        let non_negative = |key: &str| {
+            effective
+                .get(key)
+                .and_then(FieldValue::as_i64)
+                .and_then(|n| u64::try_from(n).ok())
+        };
+        Settings {
+            message_ttl_ms: non_negative("x-message-ttl"),
+            expires_ms: non_negative("x-expires").filter(|ms| *ms > 0),
+            limits: Limits::from_arguments(effective),
+            dead_letter: dead_letter::Target::from_arguments(effective),
+            redelivery: redelivery::Redelivery::from_arguments(effective),
+        }
+    }
+}
+
 /// Equal values, where integers of any width and strings of either kind compare by value,
 /// as RabbitMQ's type-compatible comparison does.
 fn equivalent(a: Option<&FieldValue>, b: Option<&FieldValue>) -> bool {
@@ -155,6 +196,16 @@ pub struct Limits {
     pub max_length: Option<u64>,
     pub max_bytes: Option<u64>,
     pub overflow: Overflow,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_length: None,
+            max_bytes: None,
+            overflow: Overflow::DropHead,
+        }
+    }
 }
 
 impl Limits {

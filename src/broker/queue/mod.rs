@@ -133,27 +133,16 @@ impl Queue {
         auto_delete: bool,
         arguments: FieldTable,
     ) -> Self {
+        // Read from the arguments until policies apply (see `configure`).
         // RabbitMQ caps x-max-priority at 255; non-positive or non-integer values mean none.
         let max_priority = arguments
             .get("x-max-priority")
             .and_then(|v| v.as_i64())
             .map_or(0, |p| p.clamp(0, 255) as u8);
-        let message_ttl_ms = arguments
-            .get("x-message-ttl")
-            .and_then(|v| v.as_i64())
-            .and_then(|ttl| u64::try_from(ttl).ok());
-        let limits = Limits::from_arguments(&arguments);
-        let dead_letter = dead_letter::Target::from_arguments(&arguments);
-        let redelivery = redelivery::Redelivery::from_arguments(&arguments);
         let single_active = arguments
             .get("x-single-active-consumer")
             .and_then(FieldValue::as_bool)
             .unwrap_or(false);
-        let expires_ms = arguments
-            .get("x-expires")
-            .and_then(|v| v.as_i64())
-            .and_then(|ms| u64::try_from(ms).ok())
-            .filter(|ms| *ms > 0);
         Queue {
             id,
             queue_id,
@@ -163,13 +152,13 @@ impl Queue {
             auto_delete,
             arguments,
             ready: ReadyList::new(max_priority),
-            message_ttl_ms,
+            message_ttl_ms: None,
             max_priority,
-            limits,
-            dead_letter,
-            expires_ms,
+            limits: Limits::default(),
+            dead_letter: None,
+            expires_ms: None,
             last_used_ms: now_ms(),
-            redelivery,
+            redelivery: redelivery::Redelivery::default(),
             single_active,
             unacked: FxHashMap::default(),
             consumers: Vec::new(),

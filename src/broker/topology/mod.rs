@@ -10,14 +10,17 @@ mod records;
 mod validate;
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use bytes::Bytes;
 use smallvec::SmallVec;
 
 use super::ops::AmqpError;
+use super::policy::{Policies, Policy};
 use crate::ids::QueueRef;
-use crate::protocol::{FieldTable, FieldValue};
+use crate::protocol::FieldTable;
 use crate::routing::{Bindings, ExchangeKind};
+use crate::store::record::PolicyDef;
 pub use validate::unknown_type;
 
 /// Where a binding leads.
@@ -36,7 +39,8 @@ pub struct Exchange {
     pub internal: bool,
     pub arguments: FieldTable,
     pub bindings: Bindings<Dest>,
-    /// The `alternate-exchange` argument: where what this exchange routes nowhere goes.
+    /// Where what this exchange routes nowhere goes: its `alternate-exchange` argument, else
+    /// its policy's.
     pub alternate: Option<Bytes>,
 }
 
@@ -62,6 +66,13 @@ pub enum TopologyChange {
         queue: QueueRef,
         name: Bytes,
         durable: bool,
+    },
+    /// A policy or operator policy set, or replaced by name.
+    SetPolicy(PolicyDef),
+    ClearPolicy {
+        vhost: Bytes,
+        name: Bytes,
+        operator: bool,
     },
 }
 
@@ -91,6 +102,8 @@ pub struct Topology {
     next_id: u32,
     /// Recomputed on every change (changes are rare, publishes are not).
     headers_bound: bool,
+    /// Shared with the shard's queues, which read their policies from it.
+    policies: Rc<Policies>,
 }
 
 impl Default for Topology {
@@ -118,6 +131,7 @@ impl Topology {
             by_name: HashMap::new(),
             next_id: 1,
             headers_bound: false,
+            policies: Rc::default(),
         };
         for (name, kind) in PREDECLARED {
             let id = t.next_id;
@@ -145,6 +159,10 @@ impl Topology {
 
     pub fn exchanges(&self) -> impl Iterator<Item = &Exchange> {
         self.exchanges.values()
+    }
+
+    pub fn policies(&self) -> &Rc<Policies> {
+        &self.policies
     }
 
     /// Applies a validated change. Deterministic: every replica ends up identical.
@@ -183,12 +201,7 @@ impl Topology {
                         internal: *internal,
                         arguments: arguments.clone(),
                         bindings: Bindings::new(*kind),
-                        alternate: match arguments.get("alternate-exchange") {
-                            Some(FieldValue::LongStr(s) | FieldValue::ShortStr(s)) => {
-                                Some(s.clone())
-                            }
-                            _ => None,
-                        },
+                        alternate: self.policies.alternate_exchange(name, arguments),
                     },
                 );
             }
@@ -219,6 +232,28 @@ impl Topology {
             TopologyChange::RemoveQueue { queue, .. } => {
                 self.remove_destination(Dest::Queue(*queue))
             }
+            TopologyChange::SetPolicy(def) => {
+                // Validated on the owner; a definition that fails here changes nothing.
+                if let Ok(policy) = Policy::compile(def.clone()) {
+                    Rc::make_mut(&mut self.policies).set(policy);
+                    self.apply_policies();
+                }
+            }
+            TopologyChange::ClearPolicy {
+                vhost,
+                name,
+                operator,
+            } => {
+                Rc::make_mut(&mut self.policies).clear(vhost, name, *operator);
+                self.apply_policies();
+            }
+        }
+    }
+
+    /// Exchanges take their alternate exchange from the policies as they now are.
+    fn apply_policies(&mut self) {
+        for ex in self.exchanges.values_mut() {
+            ex.alternate = self.policies.alternate_exchange(&ex.name, &ex.arguments);
         }
     }
 

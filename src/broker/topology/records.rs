@@ -61,6 +61,16 @@ impl Topology {
                 ..
             } => Some(Record::QueueUnbound { name: name.clone() }),
             TopologyChange::RemoveQueue { .. } => None,
+            TopologyChange::SetPolicy(def) => Some(Record::Policy(def.clone())),
+            TopologyChange::ClearPolicy {
+                vhost,
+                name,
+                operator,
+            } => Some(Record::PolicyGone {
+                vhost: vhost.clone(),
+                name: name.clone(),
+                operator: *operator,
+            }),
         }
     }
 
@@ -121,6 +131,16 @@ impl Topology {
                         durable: true,
                     },
                     None => continue,
+                },
+                Record::Policy(def) => TopologyChange::SetPolicy(def.clone()),
+                Record::PolicyGone {
+                    vhost,
+                    name,
+                    operator,
+                } => TopologyChange::ClearPolicy {
+                    vhost: vhost.clone(),
+                    name: name.clone(),
+                    operator: *operator,
                 },
                 _ => continue,
             };

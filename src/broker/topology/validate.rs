@@ -3,6 +3,7 @@
 
 use super::{lossy, no_exchange, BindingChange, Dest, Exchange, Topology, TopologyChange};
 use crate::broker::ops::AmqpError;
+use crate::broker::policy::Policy;
 use crate::protocol::constants::COMMAND_INVALID;
 use crate::protocol::FieldTable;
 use crate::routing::ExchangeKind;
@@ -54,6 +55,36 @@ impl Topology {
                 .is_some()
                 .then_some(TopologyChange::Unbind(b))),
             change @ TopologyChange::RemoveQueue { .. } => Ok(Some(change)),
+            TopologyChange::SetPolicy(def) => match Policy::compile(def) {
+                // Setting a policy exactly as it is changes nothing (definitions loaded at
+                // every start).
+                Ok(policy) if self.policies.iter().any(|p| *p == policy.def) => Ok(None),
+                Ok(policy) => Ok(Some(TopologyChange::SetPolicy(policy.def))),
+                Err(text) => Err(AmqpError::precondition(text)),
+            },
+            TopologyChange::ClearPolicy {
+                vhost,
+                name,
+                operator,
+            } => {
+                if !self.policies.contains(&vhost, &name, operator) {
+                    let kind = if operator {
+                        "operator policy"
+                    } else {
+                        "policy"
+                    };
+                    return Err(AmqpError::not_found(format!(
+                        "no {kind} '{}' in vhost '{}'",
+                        lossy(&name),
+                        lossy(&vhost)
+                    )));
+                }
+                Ok(Some(TopologyChange::ClearPolicy {
+                    vhost,
+                    name,
+                    operator,
+                }))
+            }
         }
     }
 
@@ -110,7 +141,11 @@ fn check_alternate(existing: &Exchange, arguments: &FieldTable) -> Result<(), Am
     let received = arguments
         .get("alternate-exchange")
         .and_then(|v| v.as_bytes());
-    let current = existing.alternate.as_deref();
+    // The argument, not the effective alternate: a policy's does not make a redeclare differ.
+    let current = existing
+        .arguments
+        .get("alternate-exchange")
+        .and_then(|v| v.as_bytes());
     if received == current {
         return Ok(());
     }

@@ -1,0 +1,157 @@
+//! `warren ctl`: the operator's command line, talking to a running broker over its control
+//! socket (`<data-dir>/warren.sock`), as `rabbitmqctl` talks to a RabbitMQ node. Commands
+//! and their options follow rabbitmqctl's (`set_policy` spelled either way).
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Value};
+
+#[derive(Parser, Debug)]
+#[command(name = "warren ctl", about = "Manage a running Warren broker")]
+struct Ctl {
+    /// The broker's data directory (its control socket is there).
+    #[arg(
+        long = "data-dir",
+        env = "WARREN_DATA_DIR",
+        default_value = "data",
+        global = true
+    )]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Sets (or replaces) a policy: NAME, a PATTERN (regular expression) on queue and/or
+    /// exchange names, and a DEFINITION in JSON, e.g. '{"max-length": 1000}'.
+    #[command(alias = "set_policy")]
+    SetPolicy(PolicyArgs),
+    /// Removes a policy.
+    #[command(alias = "clear_policy")]
+    ClearPolicy(NameArgs),
+    /// Lists the policies as JSON.
+    #[command(alias = "list_policies")]
+    ListPolicies(VhostArgs),
+    /// Sets an operator policy: caps on numeric limits that users' arguments and policies
+    /// cannot exceed.
+    #[command(alias = "set_operator_policy")]
+    SetOperatorPolicy(PolicyArgs),
+    /// Removes an operator policy.
+    #[command(alias = "clear_operator_policy")]
+    ClearOperatorPolicy(NameArgs),
+    /// Lists the operator policies as JSON.
+    #[command(alias = "list_operator_policies")]
+    ListOperatorPolicies(VhostArgs),
+}
+
+#[derive(Args, Debug)]
+struct PolicyArgs {
+    name: String,
+    pattern: String,
+    definition: String,
+    #[arg(long, short = 'p', default_value = "/")]
+    vhost: String,
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    priority: i64,
+    /// queues, exchanges or all (operator policies: queues).
+    #[arg(long = "apply-to")]
+    apply_to: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct NameArgs {
+    name: String,
+    #[arg(long, short = 'p', default_value = "/")]
+    vhost: String,
+}
+
+#[derive(Args, Debug)]
+struct VhostArgs {
+    #[arg(long, short = 'p', default_value = "/")]
+    vhost: String,
+}
+
+/// Runs `warren ctl ARGS...` (`args` without the program name and `ctl`); the exit code.
+pub fn main(args: &[String]) -> i32 {
+    let argv = std::iter::once("warren ctl".to_string()).chain(args.iter().cloned());
+    let ctl = match Ctl::try_parse_from(argv) {
+        Ok(ctl) => ctl,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() { 64 } else { 0 };
+        }
+    };
+    let request = match request(ctl.command) {
+        Ok(request) => request,
+        Err(err) => {
+            eprintln!("warren ctl: {err}");
+            return 64;
+        }
+    };
+    match send(&crate::config::ctl_socket(&ctl.data_dir), &request) {
+        Ok(output) => {
+            if !output.is_empty() {
+                println!("{output}");
+            }
+            0
+        }
+        Err(err) => {
+            eprintln!("warren ctl: {err}");
+            1
+        }
+    }
+}
+
+fn request(command: Command) -> Result<Value, String> {
+    let policy = |p: PolicyArgs, operator: bool| -> Result<Value, String> {
+        let definition: Value = serde_json::from_str(&p.definition)
+            .map_err(|e| format!("the definition is not valid JSON: {e}"))?;
+        let apply_to = p
+            .apply_to
+            .unwrap_or_else(|| if operator { "queues" } else { "all" }.to_string());
+        Ok(json!({
+            "command": "set-policy",
+            "operator": operator,
+            "policy": {
+                "vhost": p.vhost, "name": p.name, "pattern": p.pattern,
+                "apply-to": apply_to, "priority": p.priority, "definition": definition,
+            },
+        }))
+    };
+    let clear = |n: NameArgs, operator: bool| json!({"command": "clear-policy", "operator": operator, "vhost": n.vhost, "name": n.name});
+    let list = |v: VhostArgs, operator: bool| json!({"command": "list-policies", "operator": operator, "vhost": v.vhost});
+    Ok(match command {
+        Command::SetPolicy(p) => policy(p, false)?,
+        Command::SetOperatorPolicy(p) => policy(p, true)?,
+        Command::ClearPolicy(n) => clear(n, false),
+        Command::ClearOperatorPolicy(n) => clear(n, true),
+        Command::ListPolicies(v) => list(v, false),
+        Command::ListOperatorPolicies(v) => list(v, true),
+    })
+}
+
+/// Sends one request and returns the broker's output, or its refusal.
+fn send(socket: &std::path::Path, request: &Value) -> Result<String, String> {
+    let mut stream = UnixStream::connect(socket).map_err(|e| {
+        format!(
+            "cannot reach a broker at {} ({e}); is it running with this --data-dir?",
+            socket.display()
+        )
+    })?;
+    writeln!(stream, "{request}").map_err(|e| format!("cannot send the request: {e}"))?;
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .map_err(|e| format!("no answer from the broker: {e}"))?;
+    let reply: Value =
+        serde_json::from_str(&line).map_err(|_| format!("unexpected answer: {line:?}"))?;
+    if reply["ok"].as_bool() == Some(true) {
+        Ok(reply["output"].as_str().unwrap_or_default().to_string())
+    } else {
+        Err(reply["error"].as_str().unwrap_or("refused").to_string())
+    }
+}

@@ -1,0 +1,171 @@
+//! The control socket `warren ctl` talks to (`<data-dir>/warren.sock`, owner-only), and the
+//! definitions file loaded at start. Both run off the shards, on a plain thread, and hand
+//! each request to shard 0 ([`crate::shard::control`]).
+//!
+//! The socket speaks one JSON object per line each way: a request such as
+//! `{"command": "set-policy", "operator": false, "policy": {...}}` (a policy in RabbitMQ's
+//! export format), and `{"ok": true, "output": "..."}` or `{"ok": false, "error": "..."}`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use crate::broker::policy::definition_from_json;
+use crate::shard::control::{Control, ControlReply, ControlRequest, ControlSender};
+use crate::store::record::PolicyDef;
+
+/// Longest request line read from the socket.
+const MAX_REQUEST_BYTES: u64 = 1 << 20;
+
+/// Listens on the control socket on a thread of its own. The data directory is locked by
+/// this broker, so a socket file left there is a dead broker's and is replaced.
+pub fn start(data_dir: &Path, control: ControlSender) -> std::io::Result<()> {
+    let path = crate::config::ctl_socket(data_dir);
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {}: {e}", path.display()),
+        )
+    })?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    std::thread::Builder::new()
+        .name("warren-ctl".to_string())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                serve(stream, &control);
+            }
+        })?;
+    Ok(())
+}
+
+/// One client: requests until it hangs up (or stays silent too long).
+fn serve(stream: UnixStream, control: &ControlSender) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut lines = BufReader::new(stream.take(MAX_REQUEST_BYTES)).lines();
+    while let Some(Ok(line)) = lines.next() {
+        let answer = match parse_request(&line) {
+            Ok(what) => ask(control, what),
+            Err(err) => Err(err),
+        };
+        let reply = match answer {
+            Ok(output) => json!({"ok": true, "output": output}),
+            Err(error) => json!({"ok": false, "error": error}),
+        };
+        if writeln!(writer, "{reply}").is_err() {
+            return;
+        }
+    }
+}
+
+/// Hands `what` to shard 0 and waits for its answer.
+pub fn ask(control: &ControlSender, what: Control) -> ControlReply {
+    let (reply, answer) = oneshot::channel();
+    control
+        .send(ControlRequest { what, reply })
+        .map_err(|_| "the broker is stopping".to_string())?;
+    answer
+        .blocking_recv()
+        .unwrap_or_else(|_| Err("the broker is stopping".to_string()))
+}
+
+fn parse_request(line: &str) -> Result<Control, String> {
+    let request: Value =
+        serde_json::from_str(line).map_err(|e| format!("not a JSON request: {e}"))?;
+    let operator = request["operator"].as_bool().unwrap_or(false);
+    let text = |v: &Value, what: &str| -> Result<Bytes, String> {
+        v.as_str()
+            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+            .ok_or_else(|| format!("{what} must be a string"))
+    };
+    match request["command"].as_str() {
+        Some("set-policy") => {
+            policy_from_json(&request["policy"], operator).map(Control::SetPolicy)
+        }
+        Some("clear-policy") => Ok(Control::ClearPolicy {
+            vhost: text(request.get("vhost").unwrap_or(&json!("/")), "vhost")?,
+            name: text(&request["name"], "name")?,
+            operator,
+        }),
+        Some("list-policies") => Ok(Control::ListPolicies { operator }),
+        Some(other) => Err(format!("unknown command '{other}'")),
+        None => Err("a request needs a command".to_string()),
+    }
+}
+
+/// A policy as RabbitMQ exports it: `vhost` (default `/`), `name`, `pattern`, `apply-to`
+/// (default `all`; `queues` for an operator policy), `priority` (default 0), `definition`.
+pub fn policy_from_json(policy: &Value, operator: bool) -> Result<PolicyDef, String> {
+    let text = |key: &str, default: Option<&str>| -> Result<Bytes, String> {
+        match (policy.get(key), default) {
+            (Some(Value::String(s)), _) => Ok(Bytes::copy_from_slice(s.as_bytes())),
+            (None | Some(Value::Null), Some(d)) => Ok(Bytes::copy_from_slice(d.as_bytes())),
+            _ => Err(format!("policy field '{key}' must be a string")),
+        }
+    };
+    let priority = match policy.get("priority") {
+        None | Some(Value::Null) => 0,
+        Some(v) => v
+            .as_i64()
+            .ok_or_else(|| "policy field 'priority' must be an integer".to_string())?,
+    };
+    let definition = match policy.get("definition") {
+        Some(d) => definition_from_json(d)?,
+        None => return Err("policy field 'definition' is missing".to_string()),
+    };
+    Ok(PolicyDef {
+        vhost: text("vhost", Some("/"))?,
+        name: text("name", None)?,
+        operator,
+        pattern: text("pattern", None)?,
+        apply_to: text("apply-to", Some(if operator { "queues" } else { "all" }))?,
+        priority,
+        definition,
+    })
+}
+
+/// Sets the policies and operator policies of a definitions file (RabbitMQ's export
+/// format). A policy the broker refuses stops the start, naming it.
+pub fn load_definitions(path: &Path, control: &ControlSender) -> std::io::Result<()> {
+    let fail =
+        |why: String| std::io::Error::other(format!("definitions {}: {why}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let defs: Value = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
+    let Some(sections) = defs.as_object() else {
+        return Err(fail("expected a JSON object".to_string()));
+    };
+    let mut count = 0;
+    for (section, items) in sections {
+        let operator = match section.as_str() {
+            "policies" => false,
+            "operator_policies" => true,
+            _ => {
+                if items.as_array().is_some_and(|a| !a.is_empty()) {
+                    crate::warn!(
+                        "definitions {}: '{section}' not loaded (only policies are)",
+                        path.display()
+                    );
+                }
+                continue;
+            }
+        };
+        for item in items.as_array().map(Vec::as_slice).unwrap_or_default() {
+            let def = policy_from_json(item, operator).map_err(&fail)?;
+            let name = String::from_utf8_lossy(&def.name).into_owned();
+            ask(control, Control::SetPolicy(def))
+                .map_err(|e| fail(format!("policy '{name}': {e}")))?;
+            count += 1;
+        }
+    }
+    crate::info!("Loaded {count} polic(ies) from {}", path.display());
+    Ok(())
+}

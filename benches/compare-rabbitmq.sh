@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Warren and RabbitMQ side by side on scenarios S1-S8 of issue 4, driven by
-# warren-perf with the same flags against both, brokers alternating.
+# Warren and RabbitMQ side by side on scenarios S1-S8 of issue 4 and the queue
+# features of issue 13 (S9 x-max-length with drop-head, S10 dead-lettering),
+# driven by warren-perf with the same flags against both, brokers alternating.
 #
 #   benches/compare-rabbitmq.sh               # 1 run per broker and scenario
 #   RUNS=5 benches/compare-rabbitmq.sh        # medians of 5
@@ -9,13 +10,14 @@
 #   ONLY="S2 S2f" benches/compare-rabbitmq.sh                               # some scenarios
 #
 # S1, S2 and S7 also run against a second Warren on the epoll backend (--io epoll,
-# EPOLL_PORT), shown beside io_uring's.
+# EPOLL_PORT), shown beside io_uring's; it is not started when ONLY leaves none of them.
 #
 # RabbitMQ is installed from apt if missing and run as a private node by
 # tests/rabbitmq-node.sh (own port, data dir, epmd); Warren is the release
 # build on its own port and data dir. Both are stopped by PID on exit, never
 # by name. The run is bounded: DURATION shrinks (to 2 s at least) when
-# RUNS x 16 runs would not fit in BUDGET_S seconds. The table goes to stdout
+# the selected runs (RUNS x 2 per scenario, plus the epoll ones) would not fit in
+# BUDGET_S seconds. The table goes to stdout
 # and to target/compare-rabbitmq.md; logs and raw JSON lines stay in
 # target/compare-rabbitmq/.
 set -euo pipefail
@@ -151,9 +153,20 @@ done
 rabbit_pid=$(cat "$rabbit_dir/rabbit.pid")
 rabbit_version=$(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null || echo unknown)
 
+# selected LABEL: true when ONLY is unset or names LABEL.
+selected() {
+    [ -z "${ONLY:-}" ] && return 0
+    case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac
+}
+
+epoll_selected=""
+for label in $EPOLL_SCENARIOS; do
+    if selected "$label"; then epoll_selected="$epoll_selected $label"; fi
+done
+
 log "starting Warren on 127.0.0.1:$WARREN_PORT with $SHARDS shard(s)"
 start_warren
-if [ -n "$EPOLL_SCENARIOS" ]; then
+if [ -n "$epoll_selected" ]; then
     log "starting Warren (epoll) on 127.0.0.1:$EPOLL_PORT with $SHARDS shard(s)"
     start_epoll
 fi
@@ -174,9 +187,15 @@ scenarios=(
     "S2f as S2, flat-out amqprs publisher, lapin consumer|flat:S2|consume_rate"
     "S5f as S5, flat-out amqprs publisher, 8 lapin consumers|flat:S5|consume_rate|8"
     "S8f as S8, 4 flat-out amqprs publishers, 4 lapin consumers|flat:S8|consume_rate"
+    "S9 as S1, x-max-length 1000, drop-head|--producers 1 --consumers 1 --queues 1 --size 16 --autoack --queue-arg x-max-length=1000 --queue-arg x-overflow=drop-head|consume_rate"
+    "S10 dead-lettering: 1p, consumer nacks requeue=false every 50 (prefetch 100), direct DLX, 1 autoack consumer on the DL queue|--producers 1 --consumers 1 --queues 1 --size 16 --dead-letter --multi-ack-every 50 --prefetch 100|dead_letter_rate"
 )
 
-runs_total=$((RUNS * (2 * ${#scenarios[@]} + $(echo $EPOLL_SCENARIOS | wc -w))))
+chosen=0
+for entry in "${scenarios[@]}"; do
+    if selected "${entry%% *}"; then chosen=$((chosen + 1)); fi
+done
+runs_total=$((RUNS * (2 * chosen + $(echo $epoll_selected | wc -w))))
 if [ $((runs_total * (DURATION + OVERHEAD_S))) -gt "$BUDGET_S" ]; then
     fitted=$((BUDGET_S / runs_total - OVERHEAD_S))
     [ "$fitted" -lt 2 ] && fitted=2
@@ -228,7 +247,7 @@ print(json.dumps(r))' "$broker" >>"$results"
     log "$label $broker: $(echo "$line" | python3 -c '
 import json, sys
 r = json.loads(sys.stdin.readline())
-print("pub %.0f conf %.0f cons %.0f msg/s, errors %s" % (r.get("publish_rate", 0), r.get("confirm_rate", 0), r.get("consume_rate", 0), r.get("errors")))' 2>/dev/null || echo "$line")"
+print("pub %.0f conf %.0f cons %.0f dl %.0f msg/s, errors %s" % (r.get("publish_rate", 0), r.get("confirm_rate", 0), r.get("consume_rate", 0), r.get("dead_letter_rate", 0), r.get("errors")))' 2>/dev/null || echo "$line")"
     sleep 0.5
 }
 
@@ -237,13 +256,14 @@ i=0
 for entry in "${scenarios[@]}"; do
     IFS='|' read -r name flags _metric _fanout <<<"$entry"
     label=${name%% *}
-    if [ -n "${ONLY:-}" ]; then
-        case " $ONLY " in *" $label "*) ;; *) i=$((i + 1)); continue ;; esac
+    if ! selected "$label"; then
+        i=$((i + 1))
+        continue
     fi
     for run in $(seq 1 "$RUNS"); do
         # Alternate which broker goes first, per scenario and per run.
         if [ $(((i + run) % 2)) -eq 0 ]; then order="warren rabbitmq"; else order="rabbitmq warren"; fi
-        case " $EPOLL_SCENARIOS " in *" $label "*) order="$order warren-epoll" ;; esac
+        case " $epoll_selected " in *" $label "*) order="$order warren-epoll" ;; esac
         for broker in $order; do
             # shellcheck disable=SC2086
             run_one "$broker" "$label" $flags
@@ -254,6 +274,7 @@ done
 
 command="benches/compare-rabbitmq.sh"
 [ "$RUNS" != 1 ] && command="RUNS=$RUNS $command"
+[ -n "${ONLY:-}" ] && command="ONLY=\"$ONLY\" $command"
 meta="$started_at; $(nproc) cores, $(uname -r); Warren $(git rev-parse --short HEAD 2>/dev/null || echo '?') with $SHARDS shard(s); RabbitMQ $rabbit_version; $RUNS run(s) of $DURATION s per broker and scenario, median shown"
 
 python3 - "$results" "$command" "$meta" "${scenarios[@]}" <<'EOF' | tee "$root/target/compare-rabbitmq.md"
@@ -292,15 +313,19 @@ print("| scenario | metric | Warren | RabbitMQ | Warren/RabbitMQ | latency p50 /
 print("|---|---|---|---|---|---|---|---|---|---|")
 epoll_rows = []
 notes = []
-def fmt_share(v):
+def fmt_share(v, lossy=False):
     if v is None:
         return "n/a"
-    flag = " ⚠" if v < 0.9 else ""
+    flag = " ⚠" if v < 0.9 and not lossy else ""
     return f"{v*100:.0f}%{flag}"
 
 flagged = []
 for entry in scenarios:
-    name, _flags, metric, *rest = entry.split("|")
+    name, flags, metric, *rest = entry.split("|")
+    # A drop-head queue discards by design: delivering less than it accepted is no fault.
+    lossy = "x-overflow=drop-head" in flags
+    # What reaches the consumers counted by the metric: the dead-letter queues' for S10.
+    received = "dead_lettered" if metric == "dead_letter_rate" else "consumed"
     fanout = float(rest[0]) if rest and rest[0] else 1.0
     if not [r for r in rows if r.get("label") == name.split()[0]]:
         continue  # not run (ONLY)
@@ -323,8 +348,8 @@ for entry in scenarios:
             "cpu": med([r.get("broker_cpu_us_per_msg") for r in good]),
             "own": med([r.get("client_cpu_us_per_msg") for r in good]),
             # What the broker delivered of what it accepted in the window (fan-out counted).
-            "share": med([r["consumed"] / (r["published"] * fanout)
-                          for r in good if r.get("published") and "consumed" in r]),
+            "share": med([r[received] / (r["published"] * fanout)
+                          for r in good if r.get("published") and received in r]),
             "ok": f"{len(good)}/{len(rs)}",
             "failed": len(good) < len([r for r in rs if "note" not in r]),
         }
@@ -335,11 +360,12 @@ for entry in scenarios:
         if metric == "confirm_rate" and c["consumed"] is not None:
             s += f" ({fmt_rate(c['consumed'])} consumed/s)"
         return s + (f" ({c['ok']} runs ok)" if c["failed"] else "")
-    what = {"consume_rate": "consumed/s", "confirm_rate": "confirmed/s", "publish_rate": "published/s"}[metric]
+    what = {"consume_rate": "consumed/s", "confirm_rate": "confirmed/s", "publish_rate": "published/s",
+            "dead_letter_rate": "dead-lettered/s"}[metric]
     print(f"| {name} | {what} | {rate_cell(w)} | {rate_cell(r)} | {ratio} | "
           f"{fmt_lat(w)} | {fmt_lat(r)} | "
-          f"{fmt_cpu(w['cpu'])} | {fmt_cpu(r['cpu'])} | {fmt_share(w['share'])} / {fmt_share(r['share'])} |")
-    if metric == "consume_rate" and w["share"] is not None and w["share"] < 0.9:
+          f"{fmt_cpu(w['cpu'])} | {fmt_cpu(r['cpu'])} | {fmt_share(w['share'], lossy)} / {fmt_share(r['share'], lossy)} |")
+    if metric in ("consume_rate", "dead_letter_rate") and not lossy and w["share"] is not None and w["share"] < 0.9:
         flagged.append(f"{label}: Warren delivered {w['share']*100:.0f}% of what it accepted in the window")
     e = cells["warren-epoll"]
     if e["rate"] is not None:
@@ -368,7 +394,15 @@ print("Throughput is the median over runs with no error; CPU per message divides
       "without an fsync per message. S2f/S5f/S8f: amqprs publishers that publish flat out "
       "without confirms and lapin consumers (benches/flat_out.rs) instead of warren-perf. "
       "Consumed / accepted: deliveries over publishes in the window (fan-out counted); "
-      "⚠ marks a broker delivering less than 90% of what it took in.")
+      "⚠ marks a broker delivering less than 90% of what it took in. "
+      "S9: the queue holds at most 1000 messages and drops the oldest (x-overflow drop-head) "
+      "when a publish would exceed that, so consumed / accepted below 100% is expected "
+      "there, not a fault; its rate is what the consumer got. S10: producers publish to a "
+      "work queue with x-dead-letter-exchange (a direct exchange) and "
+      "x-dead-letter-routing-key; its consumer nacks with requeue=false (multiple, every "
+      "50, prefetch 100), so every message is dead-lettered to a second queue read by an "
+      "autoack consumer; the rate and latency are of arrivals there (publish to "
+      "dead-letter delivery), consumed / accepted is dead-lettered arrivals over publishes.")
 if notes:
     print()
     print("Problems seen:")

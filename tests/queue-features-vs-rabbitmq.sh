@@ -23,6 +23,8 @@ stop() {
 trap stop EXIT
 bash tests/rabbitmq-node.sh start "$PORT" "$dir"
 
-WARREN_TEST_AMQP_PORT=$PORT timeout 900 cargo test --release \
+# Policies are set on the node with rabbitmqctl where the tests use `warren ctl`.
+WARREN_TEST_AMQP_PORT=$PORT WARREN_TEST_RABBITMQCTL="bash tests/rabbitmq-node.sh ctl $PORT $dir" \
+    timeout 900 cargo test --release \
     --test queue_length --test dead_letter --test queue_expiry --test alternate_exchange \
-    --test delivery_limit --test single_active_consumer --test consumer_priorities
+    --test delivery_limit --test single_active_consumer --test consumer_priorities --test policies

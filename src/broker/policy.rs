@@ -134,11 +134,12 @@ impl Policy {
     }
 
     fn matches(&self, name: &[u8], target: Target) -> bool {
-        let kind = match (self.apply_to, target) {
-            (ApplyTo::All, _) => true,
-            (ApplyTo::Queues, Target::Queue) | (ApplyTo::Exchanges, Target::Exchange) => true,
-            _ => false,
-        };
+        let kind = matches!(
+            (self.apply_to, target),
+            (ApplyTo::All, _)
+                | (ApplyTo::Queues, Target::Queue)
+                | (ApplyTo::Exchanges, Target::Exchange)
+        );
         kind && self.pattern.is_match(name)
     }
 

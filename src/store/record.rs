@@ -230,6 +230,12 @@ pub fn put_def(out: &mut BytesMut, record: &Record) -> usize {
             out.put_u8(QUEUE_UNBOUND);
             put_shortstr(out, name);
         }
+        Record::Policy(_) | Record::PolicyGone { .. } => put_policy(out, record),
+    })
+}
+
+fn put_policy(out: &mut BytesMut, record: &Record) {
+    match record {
         Record::Policy(p) => {
             out.put_u8(POLICY);
             put_shortstr(out, &p.vhost);
@@ -250,7 +256,8 @@ pub fn put_def(out: &mut BytesMut, record: &Record) -> usize {
             put_shortstr(out, name);
             out.put_u8(u8::from(*operator));
         }
-    })
+        _ => unreachable!("only policy records are written here"),
+    }
 }
 
 /// What [`next`] found at the front of a buffer.
@@ -356,24 +363,30 @@ fn decode(body: Bytes) -> Option<Record> {
         QUEUE_UNBOUND => Record::QueueUnbound {
             name: r.shortstr().ok()?,
         },
-        POLICY => Record::Policy(PolicyDef {
-            vhost: r.shortstr().ok()?,
-            name: r.shortstr().ok()?,
-            operator: r.octet().ok()? & 1 != 0,
-            pattern: r.longstr().ok()?,
-            apply_to: r.shortstr().ok()?,
-            priority: r.longlong().ok()? as i64,
-            definition: r.table().ok()?,
-        }),
-        POLICY_GONE => Record::PolicyGone {
-            vhost: r.shortstr().ok()?,
-            name: r.shortstr().ok()?,
-            operator: r.octet().ok()? & 1 != 0,
-        },
+        POLICY | POLICY_GONE => read_policy(kind, &mut r)?,
         _ => return None,
     };
     // A record is exactly its fields: bytes after them mean it is not what the writer wrote.
     r.buf.is_empty().then_some(record)
+}
+
+fn read_policy(kind: u8, r: &mut Reader) -> Option<Record> {
+    if kind == POLICY_GONE {
+        return Some(Record::PolicyGone {
+            vhost: r.shortstr().ok()?,
+            name: r.shortstr().ok()?,
+            operator: r.octet().ok()? & 1 != 0,
+        });
+    }
+    Some(Record::Policy(PolicyDef {
+        vhost: r.shortstr().ok()?,
+        name: r.shortstr().ok()?,
+        operator: r.octet().ok()? & 1 != 0,
+        pattern: r.longstr().ok()?,
+        apply_to: r.shortstr().ok()?,
+        priority: r.longlong().ok()? as i64,
+        definition: r.table().ok()?,
+    }))
 }
 
 #[cfg(test)]

@@ -155,6 +155,11 @@ impl Broker {
         amqp_url(self.port)
     }
 
+    /// The data directory of a broker this harness started (`None` for an external one).
+    pub fn data_dir(&self) -> Option<&Path> {
+        self.owned_dir.as_deref()
+    }
+
     /// True when the tests run against an external broker.
     pub fn is_external(&self) -> bool {
         self.process.is_none()

@@ -14,6 +14,7 @@
 //! * [`raw`]: a synchronous AMQP 0-9-1 client on a raw socket, for tests that must see (or
 //!   send) exactly which frames go over the wire.
 //! * [`lapin_client`]: lapin plumbing (connect, channels, declare, publish, consume, ...).
+//! * [`policy_ctl`]: policies set with `warren ctl`, or with rabbitmqctl on a RabbitMQ node.
 //!
 //! Every child process inherits the test's environment (so `WARREN_*` settings reach every
 //! broker, restarted ones included), and is stopped through its `Child` handle, by PID: the
@@ -22,6 +23,7 @@
 
 pub mod broker;
 pub mod lapin_client;
+pub mod policy_ctl;
 pub mod powercut;
 pub mod process;
 pub mod raw;

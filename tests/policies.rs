@@ -518,3 +518,15 @@ fn a_definitions_file_sets_policies_at_start() {
         Err(output) => assert!(output.contains("broken"), "{output}"),
     }
 }
+
+#[test]
+fn warren_ctl_says_when_no_broker_runs_on_the_data_directory() {
+    let dir = support::fresh_dir("no-broker");
+    let ctl = PolicyCtl::warren(&dir);
+    match ctl.run(&["list_policies"]) {
+        Ok(out) => panic!("expected an error without a broker, got {out}"),
+        Err(err) => assert!(err.contains("cannot reach a broker"), "{err}"),
+    }
+    let refused = ctl.run(&["set_policy", "p", ".*", "{not json"]);
+    assert!(refused.is_err_and(|e| e.contains("not valid JSON")));
+}

@@ -100,7 +100,11 @@ pub fn start(mut config: Config) -> std::io::Result<()> {
     if let Some(path) = &boot.config.definitions {
         ctl::load_definitions(path, &control)?;
     }
-    ctl::start(&boot.config.data_dir, control)?;
+    // Without it the broker still serves clients; only `warren ctl` cannot reach it (a
+    // socket path longer than 107 bytes, say).
+    if let Err(err) = ctl::start(&boot.config.data_dir, control) {
+        crate::warn!("warren ctl cannot reach this broker: {err}");
+    }
     crate::info!("Server startup complete; {count} shard(s) accepting connections");
     Ok(())
 }

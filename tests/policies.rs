@@ -530,3 +530,66 @@ fn warren_ctl_says_when_no_broker_runs_on_the_data_directory() {
     let refused = ctl.run(&["set_policy", "p", ".*", "{not json"]);
     assert!(refused.is_err_and(|e| e.contains("not valid JSON")));
 }
+
+#[test]
+fn an_expires_policy_deletes_unused_queues() {
+    let (broker, Some(ctl)) = start() else { return };
+    let base = broker.queue_name("pol-exp");
+    let policy = format!("{base}-p");
+    let pattern = format!("^{base}-");
+    let url = broker.amqp_url();
+    let queues = queue_per_shard(&base, SHARDS);
+    let declared = queues.clone();
+    run_async(TEST_TIMEOUT, async move {
+        let (connection, channel) = connect_channel(&url).await;
+        for queue in &declared {
+            declare(&channel, queue, FieldTable::default()).await;
+        }
+        close_quietly(connection).await;
+    });
+    ctl.ok(&[
+        "set_policy",
+        &policy,
+        &pattern,
+        r#"{"expires": 200}"#,
+        "--apply-to",
+        "queues",
+    ]);
+    let url = broker.amqp_url();
+    run_async(TEST_TIMEOUT, async move {
+        let connection = support::lapin_client::connect(&url).await;
+        for queue in &queues {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            // Each look is a use: looks are three periods apart.
+            loop {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                if !exists(&connection, queue).await {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "expected {queue} to expire"
+                );
+            }
+        }
+        close_quietly(connection).await;
+    });
+    ctl.ok(&["clear_policy", &policy]);
+}
+
+/// True when `queue` exists (a passive declare on a fresh channel succeeds).
+async fn exists(connection: &lapin::Connection, queue: &str) -> bool {
+    let channel = support::lapin_client::open_channel(connection).await;
+    let options = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let found = channel
+        .queue_declare(queue, options, FieldTable::default())
+        .await
+        .is_ok();
+    if found {
+        let _ = channel.close(200, "done").await;
+    }
+    found
+}

@@ -17,6 +17,10 @@ impl Queue {
     pub fn apply_policies(&mut self, policies: &Policies) {
         let s = Settings::read(&policies.queue_arguments(&self.name, &self.arguments));
         self.message_ttl_ms = s.message_ttl_ms;
+        if s.expires_ms != self.expires_ms {
+            // A new expiry period counts from now, as RabbitMQ re-arms its timer.
+            self.touch();
+        }
         self.expires_ms = s.expires_ms;
         self.limits = s.limits;
         self.dead_letter = s.dead_letter;

@@ -1,12 +1,18 @@
-//! Authentication: SASL PLAIN and AMQPLAIN against the built-in user table.
+//! Authentication: SASL PLAIN and AMQPLAIN against the broker's users.
 //!
 //! As in RabbitMQ, the default user `guest` (password `guest`) may only log in from a loopback
-//! address unless the operator says otherwise.
+//! address unless the operator says otherwise. Failed logins are counted per source address:
+//! past a limit within a window, every login from that address is refused until the window
+//! ends, so guessing passwords is slow (RabbitMQ leaves this to the network).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::broker::users::Users;
 use crate::protocol::FieldTable;
 
 pub const MECHANISMS: &[u8] = b"PLAIN AMQPLAIN";
@@ -19,12 +25,21 @@ pub enum AuthError {
     Refused { mechanism: String, reason: String },
 }
 
+/// Who may log in from where: the users, whether `guest` may log in from other hosts, and
+/// how many failed logins a source address may make per window.
+pub struct Gate<'a> {
+    pub users: &'a Users,
+    pub allow_remote_guest: bool,
+    pub failures_max: u32,
+    pub failure_window: Duration,
+}
+
 /// Checks a connection.start-ok response; returns the user name on success.
 pub fn authenticate(
     mechanism: &[u8],
     response: &[u8],
     peer: IpAddr,
-    allow_remote_guest: bool,
+    gate: &Gate,
 ) -> Result<String, AuthError> {
     let mech = String::from_utf8_lossy(mechanism).into_owned();
     let refused = |reason: &str| AuthError::Refused {
@@ -38,13 +53,51 @@ pub fn authenticate(
         }
         _ => return Err(AuthError::UnknownMechanism(mech)),
     };
-    if user != "guest" || pass != "guest" {
+    if failures_exceeded(peer, gate) {
+        return Err(refused(&format!(
+            "user '{user}' - too many failed logins from {peer}; refused for up to {} s",
+            gate.failure_window.as_secs()
+        )));
+    }
+    if !gate.users.check_password(user.as_bytes(), pass.as_bytes()) {
+        record_failure(peer, gate);
         return Err(refused(&format!("user '{user}' - invalid credentials")));
     }
-    if !allow_remote_guest && !peer.is_loopback() && !is_mapped_loopback(peer) {
+    let loopback = peer.is_loopback() || is_mapped_loopback(peer);
+    if user == "guest" && !gate.allow_remote_guest && !loopback {
+        record_failure(peer, gate);
         return Err(refused("user 'guest' can only connect via localhost"));
     }
     Ok(user)
+}
+
+/// Failed logins per source address: (count, start of the window).
+static FAILURES: LazyLock<Mutex<HashMap<IpAddr, (u32, Instant)>>> = LazyLock::new(Mutex::default);
+
+/// Most addresses tracked; past it the expired ones go, then (under a flood from very many
+/// addresses) all of them: memory stays bounded whatever the peers do.
+const TRACKED_MAX: usize = 65_536;
+
+fn failures_exceeded(peer: IpAddr, gate: &Gate) -> bool {
+    let failures = FAILURES.lock().unwrap_or_else(|e| e.into_inner());
+    failures.get(&peer).is_some_and(|(count, since)| {
+        *count >= gate.failures_max && since.elapsed() < gate.failure_window
+    })
+}
+
+fn record_failure(peer: IpAddr, gate: &Gate) {
+    let mut failures = FAILURES.lock().unwrap_or_else(|e| e.into_inner());
+    if failures.len() >= TRACKED_MAX && !failures.contains_key(&peer) {
+        failures.retain(|_, (_, since)| since.elapsed() < gate.failure_window);
+        if failures.len() >= TRACKED_MAX {
+            failures.clear();
+        }
+    }
+    let entry = failures.entry(peer).or_insert((0, Instant::now()));
+    if entry.1.elapsed() >= gate.failure_window {
+        *entry = (0, Instant::now());
+    }
+    entry.0 = entry.0.saturating_add(1);
 }
 
 fn is_mapped_loopback(peer: IpAddr) -> bool {
@@ -92,10 +145,59 @@ mod tests {
     const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
     const REMOTE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7));
 
+    fn guest_only() -> Users {
+        let mut users = Users::default();
+        users.put(crate::broker::users::new_user(
+            b"guest",
+            b"guest",
+            b"administrator",
+        ));
+        users
+    }
+
+    /// The gate of a broker with only guest; `remote`: guest may log in from anywhere.
+    fn authenticate_as(
+        mechanism: &[u8],
+        response: &[u8],
+        peer: IpAddr,
+        remote: bool,
+    ) -> Result<String, AuthError> {
+        let users = guest_only();
+        let gate = Gate {
+            users: &users,
+            allow_remote_guest: remote,
+            failures_max: u32::MAX,
+            failure_window: Duration::from_secs(60),
+        };
+        authenticate(mechanism, response, peer, &gate)
+    }
+
+    #[test]
+    fn failed_logins_past_the_limit_refuse_even_the_right_password() {
+        let users = guest_only();
+        let gate = Gate {
+            users: &users,
+            allow_remote_guest: true,
+            failures_max: 3,
+            failure_window: Duration::from_secs(60),
+        };
+        let peer = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 9));
+        for _ in 0..3 {
+            assert!(authenticate(b"PLAIN", b"\0guest\0wrong", peer, &gate).is_err());
+        }
+        let refused = authenticate(b"PLAIN", b"\0guest\0guest", peer, &gate);
+        assert!(
+            matches!(refused, Err(AuthError::Refused { reason, .. }) if reason.contains("too many"))
+        );
+        // Another address is not affected.
+        let other = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 10));
+        assert!(authenticate(b"PLAIN", b"\0guest\0guest", other, &gate).is_ok());
+    }
+
     #[test]
     fn plain_guest_from_loopback_is_accepted() {
         assert_eq!(
-            authenticate(b"PLAIN", b"\0guest\0guest", LOOPBACK, false),
+            authenticate_as(b"PLAIN", b"\0guest\0guest", LOOPBACK, false),
             Ok("guest".into())
         );
     }
@@ -103,20 +205,20 @@ mod tests {
     #[test]
     fn guest_from_remote_is_refused() {
         assert!(matches!(
-            authenticate(b"PLAIN", b"\0guest\0guest", REMOTE, false),
+            authenticate_as(b"PLAIN", b"\0guest\0guest", REMOTE, false),
             Err(AuthError::Refused { .. })
         ));
-        assert!(authenticate(b"PLAIN", b"\0guest\0guest", REMOTE, true).is_ok());
+        assert!(authenticate_as(b"PLAIN", b"\0guest\0guest", REMOTE, true).is_ok());
     }
 
     #[test]
     fn wrong_password_and_unknown_mechanism() {
         assert!(matches!(
-            authenticate(b"PLAIN", b"\0guest\0nope", LOOPBACK, false),
+            authenticate_as(b"PLAIN", b"\0guest\0nope", LOOPBACK, false),
             Err(AuthError::Refused { .. })
         ));
         assert!(matches!(
-            authenticate(b"EXTERNAL", b"", LOOPBACK, false),
+            authenticate_as(b"EXTERNAL", b"", LOOPBACK, false),
             Err(AuthError::UnknownMechanism(_))
         ));
     }
@@ -135,7 +237,7 @@ mod tests {
         let mut buf = BytesMut::new();
         table.encode(&mut buf);
         assert_eq!(
-            authenticate(b"AMQPLAIN", &buf[4..], LOOPBACK, false),
+            authenticate_as(b"AMQPLAIN", &buf[4..], LOOPBACK, false),
             Ok("guest".into())
         );
     }

@@ -137,6 +137,40 @@ pub struct Config {
     #[arg(long = "io", env = "WARREN_IO", value_enum, default_value = "auto")]
     pub io: IoChoice,
 
+    /// The user created on a new data directory (RabbitMQ's `default_user`), with tag
+    /// administrator; it may log in from loopback only while named `guest`.
+    #[arg(
+        long = "default-user",
+        env = "WARREN_DEFAULT_USER",
+        default_value = "guest"
+    )]
+    pub default_user: String,
+
+    /// The default user's password (RabbitMQ's `default_pass`).
+    #[arg(
+        long = "default-pass",
+        env = "WARREN_DEFAULT_PASS",
+        default_value = "guest"
+    )]
+    pub default_pass: String,
+
+    /// Failed logins one source address may make within `--login-failure-window` before every
+    /// login from it is refused until the window ends (so guessing passwords is slow).
+    #[arg(
+        long = "login-failures-max",
+        env = "WARREN_LOGIN_FAILURES_MAX",
+        default_value_t = 10
+    )]
+    pub login_failures_max: u32,
+
+    /// Seconds over which failed logins are counted per source address.
+    #[arg(
+        long = "login-failure-window",
+        env = "WARREN_LOGIN_FAILURE_WINDOW",
+        default_value_t = 60
+    )]
+    pub login_failure_window_secs: u64,
+
     /// A JSON definitions file loaded at every start, in the format RabbitMQ exports
     /// (`rabbitmqctl export_definitions`): its `policies` and `operator_policies` are set
     /// as `warren ctl set-policy` would set them; other sections are not loaded yet.
@@ -262,6 +296,10 @@ pub fn load_config_file(args: &[String]) -> Result<(), String> {
             "queue-max",
             "writer-timeout",
             "definitions",
+            "login-failures-max",
+            "default-user",
+            "default-pass",
+            "login-failure-window",
         ];
         if !KEYS.contains(&key) {
             return Err(format!("{path}:{}: unknown setting {key:?}", n + 1));

@@ -33,7 +33,7 @@ enum Command {
     /// Removes a policy.
     #[command(alias = "clear_policy")]
     ClearPolicy(NameArgs),
-    /// Lists the policies as JSON.
+    /// Lists the policies.
     #[command(alias = "list_policies")]
     ListPolicies(VhostArgs),
     /// Sets an operator policy: caps on numeric limits that users' arguments and policies
@@ -43,9 +43,25 @@ enum Command {
     /// Removes an operator policy.
     #[command(alias = "clear_operator_policy")]
     ClearOperatorPolicy(NameArgs),
-    /// Lists the operator policies as JSON.
+    /// Lists the operator policies.
     #[command(alias = "list_operator_policies")]
     ListOperatorPolicies(VhostArgs),
+    /// Adds a user with a password (stored as a salted hash) and no tags.
+    #[command(alias = "add_user")]
+    AddUser { name: String, password: String },
+    /// Deletes a user.
+    #[command(alias = "delete_user")]
+    DeleteUser { name: String },
+    /// Sets a user's password.
+    #[command(alias = "change_password")]
+    ChangePassword { name: String, password: String },
+    /// Replaces a user's tags (administrator, monitoring, policymaker, management,
+    /// impersonator; none for no tags).
+    #[command(alias = "set_user_tags")]
+    SetUserTags { name: String, tags: Vec<String> },
+    /// Lists users and their tags.
+    #[command(alias = "list_users")]
+    ListUsers,
 }
 
 #[derive(Args, Debug)]
@@ -131,6 +147,17 @@ fn request(command: Command) -> Result<Value, String> {
         Command::ClearOperatorPolicy(n) => clear(n, true),
         Command::ListPolicies(v) => list(v, false),
         Command::ListOperatorPolicies(v) => list(v, true),
+        Command::AddUser { name, password } => {
+            json!({"command": "add-user", "name": name, "password": password})
+        }
+        Command::DeleteUser { name } => json!({"command": "delete-user", "name": name}),
+        Command::ChangePassword { name, password } => {
+            json!({"command": "change-password", "name": name, "password": password})
+        }
+        Command::SetUserTags { name, tags } => {
+            json!({"command": "set-user-tags", "name": name, "tags": tags})
+        }
+        Command::ListUsers => json!({"command": "list-users"}),
     })
 }
 

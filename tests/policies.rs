@@ -448,7 +448,7 @@ fn policies_survive_kill_9_and_apply_to_recovered_queues() {
     broker.restart_after_kill_9();
     let listed = ctl.ok(&["list_policies"]);
     assert!(
-        listed.contains(r#""name":"cap""#) && listed.contains("max-length"),
+        listed.contains("\tcap\t^pol-durable-\tall\t") && listed.contains("max-length"),
         "{listed}"
     );
     let listed = ctl.ok(&["list_operator_policies"]);
@@ -469,7 +469,8 @@ fn policies_survive_kill_9_and_apply_to_recovered_queues() {
     // A cleared policy stays cleared across a restart.
     ctl.ok(&["clear_policy", "cap"]);
     broker.restart_after_kill_9();
-    assert_eq!(ctl.ok(&["list_policies"]).trim(), "[]");
+    // Only rabbitmqctl's header line is left.
+    assert_eq!(ctl.ok(&["list_policies"]).trim().lines().count(), 1);
 }
 
 #[test]

@@ -16,6 +16,7 @@ pub mod ready;
 #[cfg(test)]
 mod tests;
 pub mod topology;
+pub mod users;
 
 use std::collections::HashMap;
 use std::rc::Rc;

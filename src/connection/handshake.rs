@@ -1,10 +1,12 @@
 //! connection.* methods: start / start-ok, tune / tune-ok, open, close, and the rest of
 //! channel 0.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 
 use super::{Conn, HardError, Phase};
-use crate::auth::{authenticate, AuthError, MECHANISMS};
+use crate::auth::{authenticate, AuthError, Gate, MECHANISMS};
 use crate::protocol::constants::*;
 use crate::protocol::method::*;
 use crate::protocol::{FieldTable, FieldValue, Method};
@@ -145,12 +147,17 @@ fn start_ok(shard: &Shard, conn: &Conn, m: ConnectionStartOk) -> Result<(), Hard
             .and_then(FieldValue::as_bool)
             .unwrap_or(false)
     };
-    match authenticate(
-        &m.mechanism,
-        &m.response,
-        conn.peer.ip(),
-        shard.config.allow_remote_guest,
-    ) {
+    let authenticated = {
+        let topology = shard.topology.borrow();
+        let gate = Gate {
+            users: topology.users(),
+            allow_remote_guest: shard.config.allow_remote_guest,
+            failures_max: shard.config.login_failures_max,
+            failure_window: Duration::from_secs(shard.config.login_failure_window_secs),
+        };
+        authenticate(&m.mechanism, &m.response, conn.peer.ip(), &gate)
+    };
+    match authenticated {
         Ok(user) => {
             let mut state = conn.state.borrow_mut();
             state.user = user;

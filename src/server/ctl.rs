@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use crate::broker::policy::definition_from_json;
+use crate::broker::users::{imported_user, new_user, KNOWN_TAGS};
 use crate::shard::control::{Control, ControlReply, ControlRequest, ControlSender};
 use crate::store::record::PolicyDef;
 
@@ -67,6 +68,19 @@ fn serve(stream: UnixStream, control: &ControlSender) {
     }
 }
 
+/// On a broker that never had users (a new data directory): the default user, as RabbitMQ
+/// creates `guest` on a fresh node. Deleting it later is remembered.
+pub fn seed_default_user(
+    control: &ControlSender,
+    name: &str,
+    password: &str,
+) -> std::io::Result<()> {
+    let user = new_user(name.as_bytes(), password.as_bytes(), b"administrator");
+    ask(control, Control::AddUser(user)).map_err(std::io::Error::other)?;
+    crate::info!("Created the default user '{name}'");
+    Ok(())
+}
+
 /// Hands `what` to shard 0 and waits for its answer.
 pub fn ask(control: &ControlSender, what: Control) -> ControlReply {
     let (reply, answer) = oneshot::channel();
@@ -97,9 +111,63 @@ fn parse_request(line: &str) -> Result<Control, String> {
             operator,
         }),
         Some("list-policies") => Ok(Control::ListPolicies { operator }),
+        Some("add-user") => Ok(Control::AddUser(new_user(
+            &text(&request["name"], "name")?,
+            &text(&request["password"], "password")?,
+            b"",
+        ))),
+        Some("delete-user") => Ok(Control::DeleteUser {
+            name: text(&request["name"], "name")?,
+        }),
+        Some("change-password") => Ok(Control::ChangePassword(new_user(
+            &text(&request["name"], "name")?,
+            &text(&request["password"], "password")?,
+            b"",
+        ))),
+        Some("set-user-tags") => Ok(Control::SetUserTags {
+            name: text(&request["name"], "name")?,
+            tags: tags_of(&request["tags"])?,
+        }),
+        Some("list-users") => Ok(Control::ListUsers),
         Some(other) => Err(format!("unknown command '{other}'")),
         None => Err("a request needs a command".to_string()),
     }
+}
+
+/// Tags as a JSON array or a comma-separated string (RabbitMQ 3.10 exports the latter),
+/// stored comma-separated; `none` alone means no tags.
+fn tags_of(tags: &Value) -> Result<Bytes, String> {
+    let list: Vec<String> = match tags {
+        Value::Null => Vec::new(),
+        Value::String(s) => s.split(',').map(|t| t.trim().to_string()).collect(),
+        Value::Array(items) => items
+            .iter()
+            .map(|t| t.as_str().map(str::to_string).ok_or("tags must be strings"))
+            .collect::<Result<_, _>>()?,
+        _ => return Err("tags must be a list".to_string()),
+    };
+    let list: Vec<String> = list
+        .into_iter()
+        .filter(|t| !t.is_empty() && t != "none")
+        .collect();
+    for tag in &list {
+        if !KNOWN_TAGS.contains(&tag.as_str()) {
+            crate::warn!("user tag '{tag}' has no meaning to Warren; kept as given");
+        }
+    }
+    Ok(Bytes::from(list.join(",")))
+}
+
+/// A user as RabbitMQ exports it: `name`, `password_hash` (base64), `hashing_algorithm`,
+/// `tags`.
+fn user_from_json(user: &Value) -> Result<crate::store::record::UserDef, String> {
+    let name = user["name"]
+        .as_str()
+        .ok_or("user field 'name' must be a string")?;
+    let hash = user["password_hash"].as_str().unwrap_or_default();
+    let tags = tags_of(&user["tags"])?;
+    let tags = std::str::from_utf8(&tags).unwrap_or_default();
+    imported_user(name, hash, user["hashing_algorithm"].as_str(), tags)
 }
 
 /// A policy as RabbitMQ exports it: `vhost` (default `/`), `name`, `pattern`, `apply-to`
@@ -133,8 +201,8 @@ pub fn policy_from_json(policy: &Value, operator: bool) -> Result<PolicyDef, Str
     })
 }
 
-/// Sets the policies and operator policies of a definitions file (RabbitMQ's export
-/// format). A policy the broker refuses stops the start, naming it.
+/// Sets the users, policies and operator policies of a definitions file (RabbitMQ's export
+/// format). One the broker refuses stops the start, naming it.
 pub fn load_definitions(path: &Path, control: &ControlSender) -> std::io::Result<()> {
     let fail =
         |why: String| std::io::Error::other(format!("definitions {}: {why}", path.display()));
@@ -145,6 +213,14 @@ pub fn load_definitions(path: &Path, control: &ControlSender) -> std::io::Result
     };
     let mut count = 0;
     for (section, items) in sections {
+        if section == "users" {
+            for item in items.as_array().map(Vec::as_slice).unwrap_or_default() {
+                let user = user_from_json(item).map_err(&fail)?;
+                ask(control, Control::ImportUser(user)).map_err(&fail)?;
+                count += 1;
+            }
+            continue;
+        }
         let operator = match section.as_str() {
             "policies" => false,
             "operator_policies" => true,
@@ -166,6 +242,9 @@ pub fn load_definitions(path: &Path, control: &ControlSender) -> std::io::Result
             count += 1;
         }
     }
-    crate::info!("Loaded {count} polic(ies) from {}", path.display());
+    crate::info!(
+        "Loaded {count} user(s) and polic(ies) from {}",
+        path.display()
+    );
     Ok(())
 }

@@ -97,6 +97,14 @@ pub fn start(mut config: Config) -> std::io::Result<()> {
             Err(_) => return Err(std::io::Error::other("a shard failed to start")),
         }
     }
+    let had_users = boot
+        .topology
+        .iter()
+        .any(|r| matches!(r, Record::User(_) | Record::UserGone { .. }));
+    if !had_users {
+        let config = &boot.config;
+        ctl::seed_default_user(&control, &config.default_user, &config.default_pass)?;
+    }
     if let Some(path) = &boot.config.definitions {
         ctl::load_definitions(path, &control)?;
     }

@@ -10,7 +10,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::Shard;
 use crate::broker::policy::definition_to_json;
 use crate::broker::topology::TopologyChange;
-use crate::store::record::PolicyDef;
+use crate::broker::users::tags_list;
+use crate::store::record::{PolicyDef, UserDef};
 
 /// What an operator asks.
 #[derive(Debug)]
@@ -21,10 +22,24 @@ pub enum Control {
         name: Bytes,
         operator: bool,
     },
-    /// Policies (or operator policies) as a JSON array, in RabbitMQ's export format.
+    /// Policies (or operator policies) in rabbitmqctl's columns.
     ListPolicies {
         operator: bool,
     },
+    AddUser(UserDef),
+    DeleteUser {
+        name: Bytes,
+    },
+    /// A new password hash (the rest of the user unchanged).
+    ChangePassword(UserDef),
+    SetUserTags {
+        name: Bytes,
+        tags: Bytes,
+    },
+    /// Users in rabbitmqctl's columns.
+    ListUsers,
+    /// A user from a definitions file: added, or replacing the one of that name.
+    ImportUser(UserDef),
 }
 
 /// The answer: text to show, or why the request was refused.
@@ -56,7 +71,26 @@ pub async fn serve(shard: Rc<Shard>, mut requests: ControlReceiver) {
 async fn handle(shard: &Shard, what: Control) -> ControlReply {
     let change = match what {
         Control::ListPolicies { operator } => return Ok(list_policies(shard, operator)),
+        Control::ListUsers => return Ok(list_users(shard)),
         Control::SetPolicy(def) => TopologyChange::SetPolicy(def),
+        Control::AddUser(user) => TopologyChange::AddUser(user),
+        Control::DeleteUser { name } => TopologyChange::DeleteUser { name },
+        Control::ChangePassword(new) => {
+            let user = existing_user(shard, &new.name)?;
+            TopologyChange::UpdateUser(UserDef {
+                password_hash: new.password_hash,
+                hashing: new.hashing,
+                ..user
+            })
+        }
+        Control::ImportUser(user) => match existing_user(shard, &user.name) {
+            Ok(_) => TopologyChange::UpdateUser(user),
+            Err(_) => TopologyChange::AddUser(user),
+        },
+        Control::SetUserTags { name, tags } => {
+            let user = existing_user(shard, &name)?;
+            TopologyChange::UpdateUser(UserDef { tags, ..user })
+        }
         Control::ClearPolicy {
             vhost,
             name,
@@ -73,23 +107,49 @@ async fn handle(shard: &Shard, what: Control) -> ControlReply {
     }
 }
 
-fn list_policies(shard: &Shard, operator: bool) -> String {
-    let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+fn existing_user(shard: &Shard, name: &[u8]) -> Result<UserDef, String> {
     let topology = shard.topology.borrow();
-    let list: Vec<serde_json::Value> = topology
+    match topology.users().get(name) {
+        Some(user) => Ok(user.clone()),
+        None => Err(format!(
+            "User \"{}\" does not exist",
+            String::from_utf8_lossy(name)
+        )),
+    }
+}
+
+fn text(b: &Bytes) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(b)
+}
+
+/// As `rabbitmqctl -q list_policies` prints them: a header, then tab-separated rows.
+fn list_policies(shard: &Shard, operator: bool) -> String {
+    let topology = shard.topology.borrow();
+    let mut out = String::from("vhost\tname\tpattern\tapply-to\tdefinition\tpriority");
+    for p in topology
         .policies()
         .iter()
         .filter(|p| p.operator == operator)
-        .map(|p| {
-            serde_json::json!({
-                "vhost": text(&p.vhost),
-                "name": text(&p.name),
-                "pattern": text(&p.pattern),
-                "apply-to": text(&p.apply_to),
-                "definition": definition_to_json(&p.definition),
-                "priority": p.priority,
-            })
-        })
-        .collect();
-    serde_json::Value::Array(list).to_string()
+    {
+        out.push_str(&format!(
+            "\n{}\t{}\t{}\t{}\t{}\t{}",
+            text(&p.vhost),
+            text(&p.name),
+            text(&p.pattern),
+            text(&p.apply_to),
+            definition_to_json(&p.definition),
+            p.priority
+        ));
+    }
+    out
+}
+
+/// As `rabbitmqctl -q list_users` prints them.
+fn list_users(shard: &Shard) -> String {
+    let topology = shard.topology.borrow();
+    let mut out = String::from("user\ttags");
+    for user in topology.users().iter() {
+        out.push_str(&format!("\n{}\t{}", text(&user.name), tags_list(user)));
+    }
+    out
 }

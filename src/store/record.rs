@@ -32,6 +32,8 @@ const UNBIND: u8 = 23;
 const QUEUE_UNBOUND: u8 = 24;
 const POLICY: u8 = 30;
 const POLICY_GONE: u8 = 31;
+const USER: u8 = 40;
+const USER_GONE: u8 = 41;
 
 /// Where a binding leads, by name (queue references do not survive a restart).
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +63,19 @@ pub struct PolicyDef {
     pub priority: i64,
     /// Definition keys without the `x-` of the arguments they stand for.
     pub definition: FieldTable,
+}
+
+/// A user as stored: a salted password hash (never the password) in RabbitMQ's format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserDef {
+    pub name: Bytes,
+    /// Salt and digest, as RabbitMQ's `password_hash` holds them before base64; empty: the
+    /// user cannot log in with a password.
+    pub password_hash: Bytes,
+    /// `rabbit_password_hashing_sha256` (or `_sha512`, `_md5`).
+    pub hashing: Bytes,
+    /// Comma-separated tags (`administrator`, `monitoring`, ...).
+    pub tags: Bytes,
 }
 
 /// A record as read back.
@@ -112,6 +127,11 @@ pub enum Record {
         vhost: Bytes,
         name: Bytes,
         operator: bool,
+    },
+    /// A user added or changed.
+    User(UserDef),
+    UserGone {
+        name: Bytes,
     },
 }
 
@@ -231,7 +251,25 @@ pub fn put_def(out: &mut BytesMut, record: &Record) -> usize {
             put_shortstr(out, name);
         }
         Record::Policy(_) | Record::PolicyGone { .. } => put_policy(out, record),
+        Record::User(_) | Record::UserGone { .. } => put_user(out, record),
     })
+}
+
+fn put_user(out: &mut BytesMut, record: &Record) {
+    match record {
+        Record::User(u) => {
+            out.put_u8(USER);
+            put_shortstr(out, &u.name);
+            put_longstr(out, &u.password_hash);
+            put_shortstr(out, &u.hashing);
+            put_longstr(out, &u.tags);
+        }
+        Record::UserGone { name } => {
+            out.put_u8(USER_GONE);
+            put_shortstr(out, name);
+        }
+        _ => unreachable!("only user records are written here"),
+    }
 }
 
 fn put_policy(out: &mut BytesMut, record: &Record) {
@@ -364,10 +402,25 @@ fn decode(body: Bytes) -> Option<Record> {
             name: r.shortstr().ok()?,
         },
         POLICY | POLICY_GONE => read_policy(kind, &mut r)?,
+        USER | USER_GONE => read_user(kind, &mut r)?,
         _ => return None,
     };
     // A record is exactly its fields: bytes after them mean it is not what the writer wrote.
     r.buf.is_empty().then_some(record)
+}
+
+fn read_user(kind: u8, r: &mut Reader) -> Option<Record> {
+    if kind == USER_GONE {
+        return Some(Record::UserGone {
+            name: r.shortstr().ok()?,
+        });
+    }
+    Some(Record::User(UserDef {
+        name: r.shortstr().ok()?,
+        password_hash: r.longstr().ok()?,
+        hashing: r.shortstr().ok()?,
+        tags: r.longstr().ok()?,
+    }))
 }
 
 fn read_policy(kind: u8, r: &mut Reader) -> Option<Record> {
@@ -496,7 +549,22 @@ mod tests {
             operator: false,
         };
         put_def(&mut out, &gone);
+        let user = UserDef {
+            name: Bytes::from_static(b"alice"),
+            password_hash: Bytes::from_static(b"\x01\x02\x03\x04digest"),
+            hashing: Bytes::from_static(b"rabbit_password_hashing_sha256"),
+            tags: Bytes::from_static(b"administrator,monitoring"),
+        };
+        put_def(&mut out, &Record::User(user.clone()));
         let buf = out.freeze();
+        let mut rest = buf.clone();
+        for _ in 0..2 {
+            let Next::Record(_, len) = next(&rest) else {
+                panic!("expected a record");
+            };
+            rest = rest.slice(len..);
+        }
+        assert!(matches!(next(&rest), Next::Record(Record::User(u), _) if u == user));
         let Next::Record(Record::Policy(read), len) = next(&buf) else {
             panic!("expected the policy");
         };

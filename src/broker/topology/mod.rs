@@ -17,10 +17,11 @@ use smallvec::SmallVec;
 
 use super::ops::AmqpError;
 use super::policy::{Policies, Policy};
+use super::users::Users;
 use crate::ids::QueueRef;
 use crate::protocol::FieldTable;
 use crate::routing::{Bindings, ExchangeKind};
-use crate::store::record::PolicyDef;
+use crate::store::record::{PolicyDef, UserDef};
 pub use validate::unknown_type;
 
 /// Where a binding leads.
@@ -74,6 +75,13 @@ pub enum TopologyChange {
         name: Bytes,
         operator: bool,
     },
+    /// A new user; refused if the name is taken.
+    AddUser(UserDef),
+    /// A user's new password hash or tags; refused if there is no such user.
+    UpdateUser(UserDef),
+    DeleteUser {
+        name: Bytes,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +112,7 @@ pub struct Topology {
     headers_bound: bool,
     /// Shared with the shard's queues, which read their policies from it.
     policies: Rc<Policies>,
+    users: Users,
 }
 
 impl Default for Topology {
@@ -132,6 +141,7 @@ impl Topology {
             next_id: 1,
             headers_bound: false,
             policies: Rc::default(),
+            users: Users::default(),
         };
         for (name, kind) in PREDECLARED {
             let id = t.next_id;
@@ -163,6 +173,10 @@ impl Topology {
 
     pub fn policies(&self) -> &Rc<Policies> {
         &self.policies
+    }
+
+    pub fn users(&self) -> &Users {
+        &self.users
     }
 
     /// Applies a validated change. Deterministic: every replica ends up identical.
@@ -246,6 +260,12 @@ impl Topology {
             } => {
                 Rc::make_mut(&mut self.policies).clear(vhost, name, *operator);
                 self.apply_policies();
+            }
+            TopologyChange::AddUser(user) | TopologyChange::UpdateUser(user) => {
+                self.users.put(user.clone());
+            }
+            TopologyChange::DeleteUser { name } => {
+                self.users.remove(name);
             }
         }
     }

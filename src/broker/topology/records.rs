@@ -71,6 +71,10 @@ impl Topology {
                 name: name.clone(),
                 operator: *operator,
             }),
+            TopologyChange::AddUser(user) | TopologyChange::UpdateUser(user) => {
+                Some(Record::User(user.clone()))
+            }
+            TopologyChange::DeleteUser { name } => Some(Record::UserGone { name: name.clone() }),
         }
     }
 
@@ -133,6 +137,15 @@ impl Topology {
                     None => continue,
                 },
                 Record::Policy(def) => TopologyChange::SetPolicy(def.clone()),
+                // Stored changes were valid when made: replayed as they were, never refused.
+                Record::User(user) => {
+                    t.users.put(user.clone());
+                    continue;
+                }
+                Record::UserGone { name } => {
+                    t.users.remove(name);
+                    continue;
+                }
                 Record::PolicyGone {
                     vhost,
                     name,

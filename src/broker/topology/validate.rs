@@ -55,6 +55,13 @@ impl Topology {
                 .is_some()
                 .then_some(TopologyChange::Unbind(b))),
             change @ TopologyChange::RemoveQueue { .. } => Ok(Some(change)),
+            change => self.validate_admin(change),
+        }
+    }
+
+    /// Policies and users.
+    fn validate_admin(&self, change: TopologyChange) -> Result<Option<TopologyChange>, AmqpError> {
+        match change {
             TopologyChange::SetPolicy(def) => match Policy::compile(def) {
                 // Setting a policy exactly as it is changes nothing (definitions loaded at
                 // every start).
@@ -85,6 +92,34 @@ impl Topology {
                     operator,
                 }))
             }
+            TopologyChange::AddUser(user) => {
+                if self.users.get(&user.name).is_some() {
+                    return Err(AmqpError::precondition(format!(
+                        "User \"{}\" already exists",
+                        lossy(&user.name)
+                    )));
+                }
+                Ok(Some(TopologyChange::AddUser(user)))
+            }
+            TopologyChange::UpdateUser(user) => {
+                self.user_exists(&user.name)?;
+                Ok(Some(TopologyChange::UpdateUser(user)))
+            }
+            TopologyChange::DeleteUser { name } => {
+                self.user_exists(&name)?;
+                Ok(Some(TopologyChange::DeleteUser { name }))
+            }
+            other => Ok(Some(other)),
+        }
+    }
+
+    fn user_exists(&self, name: &[u8]) -> Result<(), AmqpError> {
+        match self.users.get(name) {
+            Some(_) => Ok(()),
+            None => Err(AmqpError::not_found(format!(
+                "User \"{}\" does not exist",
+                lossy(name)
+            ))),
         }
     }
 

@@ -62,6 +62,27 @@ enum Command {
     /// Lists users and their tags.
     #[command(alias = "list_users")]
     ListUsers,
+    /// Sets what USER may do in a vhost: regular expressions on the names it may configure
+    /// (declare, delete), write (publish to, bind to) and read (consume, get, bind from).
+    #[command(alias = "set_permissions")]
+    SetPermissions {
+        user: String,
+        configure: String,
+        write: String,
+        read: String,
+        #[arg(long, short = 'p', default_value = "/")]
+        vhost: String,
+    },
+    /// Removes USER's permissions in a vhost.
+    #[command(alias = "clear_permissions")]
+    ClearPermissions {
+        user: String,
+        #[arg(long, short = 'p', default_value = "/")]
+        vhost: String,
+    },
+    /// Lists the permissions in a vhost.
+    #[command(alias = "list_permissions")]
+    ListPermissions(VhostArgs),
 }
 
 #[derive(Args, Debug)]
@@ -158,6 +179,18 @@ fn request(command: Command) -> Result<Value, String> {
             json!({"command": "set-user-tags", "name": name, "tags": tags})
         }
         Command::ListUsers => json!({"command": "list-users"}),
+        Command::SetPermissions {
+            user,
+            configure,
+            write,
+            read,
+            vhost,
+        } => json!({"command": "set-permissions", "user": user, "vhost": vhost,
+            "configure": configure, "write": write, "read": read}),
+        Command::ClearPermissions { user, vhost } => {
+            json!({"command": "clear-permissions", "user": user, "vhost": vhost})
+        }
+        Command::ListPermissions(v) => json!({"command": "list-permissions", "vhost": v.vhost}),
     })
 }
 

@@ -73,6 +73,7 @@ fn added_users_log_in_with_their_password_only() {
         "user\ttags\nguest\t[administrator]"
     );
     ctl.ok(&["add_user", "alice", "wonder land"]);
+    ctl.ok(&["set_permissions", "alice", ".*", ".*", ".*"]);
     ok_login(port, "alice", "wonder land");
     refused_login(port, "alice", "wonder");
     refused_login(port, "nobody", "wonder land");
@@ -108,6 +109,7 @@ fn users_survive_kill_9_and_a_deleted_guest_stays_deleted() {
     };
     let ctl = PolicyCtl::warren(broker.data_dir());
     ctl.ok(&["add_user", "admin", "s3cret"]);
+    ctl.ok(&["set_permissions", "-p", "/", "admin", ".*", ".*", ".*"]);
     ctl.ok(&["set_user_tags", "admin", "administrator"]);
     ctl.ok(&["delete_user", "guest"]);
     broker.restart_after_kill_9();
@@ -148,6 +150,11 @@ fn a_rabbitmq_definitions_export_imports_and_its_users_log_in() {
         return;
     };
     let port = broker.port();
+    // The export gives only guest permissions (as RabbitMQ's did): others need some to log in.
+    refused_login(port, "alice", "alice-pw");
+    for user in ["alice", "bob"] {
+        ctl.ok(&["set_permissions", user, ".*", ".*", ".*"]);
+    }
     // Passwords set with rabbitmqctl add_user on RabbitMQ 3.10, stored there as salted SHA-256.
     ok_login(port, "alice", "alice-pw");
     ok_login(port, "bob", "bob-pw");

@@ -88,17 +88,28 @@ pub async fn connection_method(
         (Phase::StartOk, Method::ConnectionStartOk(m)) => start_ok(shard, conn, m),
         (Phase::TuneOk, Method::ConnectionTuneOk(m)) => tune_ok(shard, conn, m),
         (Phase::Open, Method::ConnectionOpen(m)) => {
-            if &m.virtual_host[..] != b"/" {
-                return Err(HardError::new(
-                    NOT_ALLOWED,
-                    format!(
-                        "vhost {} not found",
-                        String::from_utf8_lossy(&m.virtual_host)
-                    ),
-                )
-                .on(&Method::ConnectionOpen(m)));
+            let vhost = String::from_utf8_lossy(&m.virtual_host).into_owned();
+            if vhost != "/" {
+                return Err(
+                    HardError::new(NOT_ALLOWED, format!("vhost {vhost} not found"))
+                        .on(&Method::ConnectionOpen(m)),
+                );
             }
-            conn.state.borrow_mut().phase = Phase::Opened;
+            let user = conn.state.borrow().user.clone();
+            let permission = shard
+                .topology
+                .borrow()
+                .permissions()
+                .get(user.as_bytes(), vhost.as_bytes())
+                .cloned();
+            let Some(permission) = permission else {
+                let text = format!("access to vhost '{vhost}' refused for user '{user}'");
+                return Err(HardError::new(NOT_ALLOWED, text).on(&Method::ConnectionOpen(m)));
+            };
+            let mut state = conn.state.borrow_mut();
+            state.permission = Some(permission);
+            state.phase = Phase::Opened;
+            drop(state);
             crate::info!(
                 "accepting AMQP connection {} (user '{}', shard {})",
                 conn.peer,

@@ -21,6 +21,7 @@ mod writer;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -28,6 +29,7 @@ use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 use tokio::sync::Notify;
 
+use crate::broker::permissions::Permission;
 use crate::ids::{ConnRef, QueueRef};
 use crate::protocol::frame::encode_method;
 use crate::protocol::method::*;
@@ -84,6 +86,8 @@ struct ConnState {
     capabilities: ClientCapabilities,
     channels: FxHashMap<u16, Channel>,
     user: String,
+    /// The user's permissions in the vhost, taken when it was opened.
+    permission: Option<Rc<Permission>>,
 }
 
 /// Deliveries of one consumer written since the last write.
@@ -141,6 +145,7 @@ impl Conn {
                 capabilities: ClientCapabilities::default(),
                 channels: FxHashMap::default(),
                 user: String::new(),
+                permission: None,
             }),
             done: Cell::new(false),
             last_read: Cell::new(now),

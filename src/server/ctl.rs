@@ -16,10 +16,11 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
+use crate::broker::permissions::Permission;
 use crate::broker::policy::definition_from_json;
 use crate::broker::users::{imported_user, new_user, KNOWN_TAGS};
 use crate::shard::control::{Control, ControlReply, ControlRequest, ControlSender};
-use crate::store::record::PolicyDef;
+use crate::store::record::{PermissionDef, PolicyDef};
 
 /// Longest request line read from the socket.
 const MAX_REQUEST_BYTES: u64 = 1 << 20;
@@ -77,6 +78,8 @@ pub fn seed_default_user(
 ) -> std::io::Result<()> {
     let user = new_user(name.as_bytes(), password.as_bytes(), b"administrator");
     ask(control, Control::AddUser(user)).map_err(std::io::Error::other)?;
+    let full = Permission::full(name.as_bytes(), b"/");
+    ask(control, Control::SetPermissions(full)).map_err(std::io::Error::other)?;
     crate::info!("Created the default user '{name}'");
     Ok(())
 }
@@ -101,12 +104,14 @@ fn parse_request(line: &str) -> Result<Control, String> {
             .map(|s| Bytes::copy_from_slice(s.as_bytes()))
             .ok_or_else(|| format!("{what} must be a string"))
     };
+    let default_vhost = json!("/");
+    let vhost = request.get("vhost").unwrap_or(&default_vhost);
     match request["command"].as_str() {
         Some("set-policy") => {
             policy_from_json(&request["policy"], operator).map(Control::SetPolicy)
         }
         Some("clear-policy") => Ok(Control::ClearPolicy {
-            vhost: text(request.get("vhost").unwrap_or(&json!("/")), "vhost")?,
+            vhost: text(vhost, "vhost")?,
             name: text(&request["name"], "name")?,
             operator,
         }),
@@ -129,6 +134,20 @@ fn parse_request(line: &str) -> Result<Control, String> {
             tags: tags_of(&request["tags"])?,
         }),
         Some("list-users") => Ok(Control::ListUsers),
+        Some("set-permissions") => Ok(Control::SetPermissions(PermissionDef {
+            user: text(&request["user"], "user")?,
+            vhost: text(vhost, "vhost")?,
+            configure: text(&request["configure"], "configure")?,
+            write: text(&request["write"], "write")?,
+            read: text(&request["read"], "read")?,
+        })),
+        Some("clear-permissions") => Ok(Control::ClearPermissions {
+            user: text(&request["user"], "user")?,
+            vhost: text(vhost, "vhost")?,
+        }),
+        Some("list-permissions") => Ok(Control::ListPermissions {
+            vhost: text(vhost, "vhost")?,
+        }),
         Some(other) => Err(format!("unknown command '{other}'")),
         None => Err("a request needs a command".to_string()),
     }
@@ -168,6 +187,23 @@ fn user_from_json(user: &Value) -> Result<crate::store::record::UserDef, String>
     let tags = tags_of(&user["tags"])?;
     let tags = std::str::from_utf8(&tags).unwrap_or_default();
     imported_user(name, hash, user["hashing_algorithm"].as_str(), tags)
+}
+
+/// A permission as RabbitMQ exports it: `user`, `vhost`, `configure`, `write`, `read`.
+fn permission_from_json(p: &Value) -> Result<PermissionDef, String> {
+    let field = |key: &str| -> Result<Bytes, String> {
+        p[key]
+            .as_str()
+            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+            .ok_or_else(|| format!("permission field '{key}' must be a string"))
+    };
+    Ok(PermissionDef {
+        user: field("user")?,
+        vhost: field("vhost")?,
+        configure: field("configure")?,
+        write: field("write")?,
+        read: field("read")?,
+    })
 }
 
 /// A policy as RabbitMQ exports it: `vhost` (default `/`), `name`, `pattern`, `apply-to`
@@ -213,6 +249,14 @@ pub fn load_definitions(path: &Path, control: &ControlSender) -> std::io::Result
     };
     let mut count = 0;
     for (section, items) in sections {
+        if section == "permissions" {
+            for item in items.as_array().map(Vec::as_slice).unwrap_or_default() {
+                let def = permission_from_json(item).map_err(&fail)?;
+                ask(control, Control::SetPermissions(def)).map_err(&fail)?;
+                count += 1;
+            }
+            continue;
+        }
         if section == "users" {
             for item in items.as_array().map(Vec::as_slice).unwrap_or_default() {
                 let user = user_from_json(item).map_err(&fail)?;

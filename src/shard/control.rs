@@ -11,7 +11,7 @@ use super::Shard;
 use crate::broker::policy::definition_to_json;
 use crate::broker::topology::TopologyChange;
 use crate::broker::users::tags_list;
-use crate::store::record::{PolicyDef, UserDef};
+use crate::store::record::{PermissionDef, PolicyDef, UserDef};
 
 /// What an operator asks.
 #[derive(Debug)]
@@ -40,6 +40,15 @@ pub enum Control {
     ListUsers,
     /// A user from a definitions file: added, or replacing the one of that name.
     ImportUser(UserDef),
+    SetPermissions(PermissionDef),
+    ClearPermissions {
+        user: Bytes,
+        vhost: Bytes,
+    },
+    /// Permissions in a vhost, in rabbitmqctl's columns.
+    ListPermissions {
+        vhost: Bytes,
+    },
 }
 
 /// The answer: text to show, or why the request was refused.
@@ -72,6 +81,11 @@ async fn handle(shard: &Shard, what: Control) -> ControlReply {
     let change = match what {
         Control::ListPolicies { operator } => return Ok(list_policies(shard, operator)),
         Control::ListUsers => return Ok(list_users(shard)),
+        Control::ListPermissions { vhost } => return Ok(list_permissions(shard, &vhost)),
+        Control::SetPermissions(def) => TopologyChange::SetPermissions(def),
+        Control::ClearPermissions { user, vhost } => {
+            TopologyChange::ClearPermissions { user, vhost }
+        }
         Control::SetPolicy(def) => TopologyChange::SetPolicy(def),
         Control::AddUser(user) => TopologyChange::AddUser(user),
         Control::DeleteUser { name } => TopologyChange::DeleteUser { name },
@@ -139,6 +153,22 @@ fn list_policies(shard: &Shard, operator: bool) -> String {
             text(&p.apply_to),
             definition_to_json(&p.definition),
             p.priority
+        ));
+    }
+    out
+}
+
+/// As `rabbitmqctl -q list_permissions -p VHOST` prints them.
+fn list_permissions(shard: &Shard, vhost: &[u8]) -> String {
+    let topology = shard.topology.borrow();
+    let mut out = String::from("user\tconfigure\twrite\tread");
+    for p in topology.permissions().iter().filter(|p| p.vhost == vhost) {
+        out.push_str(&format!(
+            "\n{}\t{}\t{}\t{}",
+            text(&p.user),
+            text(&p.configure),
+            text(&p.write),
+            text(&p.read)
         ));
     }
     out

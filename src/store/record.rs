@@ -34,6 +34,8 @@ const POLICY: u8 = 30;
 const POLICY_GONE: u8 = 31;
 const USER: u8 = 40;
 const USER_GONE: u8 = 41;
+const PERMISSION: u8 = 42;
+const PERMISSION_GONE: u8 = 43;
 
 /// Where a binding leads, by name (queue references do not survive a restart).
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +78,16 @@ pub struct UserDef {
     pub hashing: Bytes,
     /// Comma-separated tags (`administrator`, `monitoring`, ...).
     pub tags: Bytes,
+}
+
+/// What a user may do in a vhost: three regular expressions on resource names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PermissionDef {
+    pub user: Bytes,
+    pub vhost: Bytes,
+    pub configure: Bytes,
+    pub write: Bytes,
+    pub read: Bytes,
 }
 
 /// A record as read back.
@@ -132,6 +144,11 @@ pub enum Record {
     User(UserDef),
     UserGone {
         name: Bytes,
+    },
+    Permission(PermissionDef),
+    PermissionGone {
+        user: Bytes,
+        vhost: Bytes,
     },
 }
 
@@ -252,6 +269,7 @@ pub fn put_def(out: &mut BytesMut, record: &Record) -> usize {
         }
         Record::Policy(_) | Record::PolicyGone { .. } => put_policy(out, record),
         Record::User(_) | Record::UserGone { .. } => put_user(out, record),
+        Record::Permission(_) | Record::PermissionGone { .. } => put_permission(out, record),
     })
 }
 
@@ -269,6 +287,25 @@ fn put_user(out: &mut BytesMut, record: &Record) {
             put_shortstr(out, name);
         }
         _ => unreachable!("only user records are written here"),
+    }
+}
+
+fn put_permission(out: &mut BytesMut, record: &Record) {
+    match record {
+        Record::Permission(p) => {
+            out.put_u8(PERMISSION);
+            put_shortstr(out, &p.user);
+            put_shortstr(out, &p.vhost);
+            put_longstr(out, &p.configure);
+            put_longstr(out, &p.write);
+            put_longstr(out, &p.read);
+        }
+        Record::PermissionGone { user, vhost } => {
+            out.put_u8(PERMISSION_GONE);
+            put_shortstr(out, user);
+            put_shortstr(out, vhost);
+        }
+        _ => unreachable!("only permission records are written here"),
     }
 }
 
@@ -403,10 +440,26 @@ fn decode(body: Bytes) -> Option<Record> {
         },
         POLICY | POLICY_GONE => read_policy(kind, &mut r)?,
         USER | USER_GONE => read_user(kind, &mut r)?,
+        PERMISSION | PERMISSION_GONE => read_permission(kind, &mut r)?,
         _ => return None,
     };
     // A record is exactly its fields: bytes after them mean it is not what the writer wrote.
     r.buf.is_empty().then_some(record)
+}
+
+fn read_permission(kind: u8, r: &mut Reader) -> Option<Record> {
+    let user = r.shortstr().ok()?;
+    let vhost = r.shortstr().ok()?;
+    if kind == PERMISSION_GONE {
+        return Some(Record::PermissionGone { user, vhost });
+    }
+    Some(Record::Permission(PermissionDef {
+        user,
+        vhost,
+        configure: r.longstr().ok()?,
+        write: r.longstr().ok()?,
+        read: r.longstr().ok()?,
+    }))
 }
 
 fn read_user(kind: u8, r: &mut Reader) -> Option<Record> {
@@ -556,6 +609,14 @@ mod tests {
             tags: Bytes::from_static(b"administrator,monitoring"),
         };
         put_def(&mut out, &Record::User(user.clone()));
+        let permission = PermissionDef {
+            user: Bytes::from_static(b"alice"),
+            vhost: Bytes::from_static(b"/"),
+            configure: Bytes::from_static(b"^alice-"),
+            write: Bytes::from_static(b".*"),
+            read: Bytes::new(),
+        };
+        put_def(&mut out, &Record::Permission(permission.clone()));
         let buf = out.freeze();
         let mut rest = buf.clone();
         for _ in 0..2 {
@@ -564,7 +625,13 @@ mod tests {
             };
             rest = rest.slice(len..);
         }
-        assert!(matches!(next(&rest), Next::Record(Record::User(u), _) if u == user));
+        let Next::Record(Record::User(u), len) = next(&rest) else {
+            panic!("expected the user");
+        };
+        assert_eq!(u, user);
+        assert!(
+            matches!(next(&rest.slice(len..)), Next::Record(Record::Permission(p), _) if p == permission)
+        );
         let Next::Record(Record::Policy(read), len) = next(&buf) else {
             panic!("expected the policy");
         };

@@ -16,12 +16,13 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 
 use super::ops::AmqpError;
+use super::permissions::{Permission, Permissions};
 use super::policy::{Policies, Policy};
 use super::users::Users;
 use crate::ids::QueueRef;
 use crate::protocol::FieldTable;
 use crate::routing::{Bindings, ExchangeKind};
-use crate::store::record::{PolicyDef, UserDef};
+use crate::store::record::{PermissionDef, PolicyDef, UserDef};
 pub use validate::unknown_type;
 
 /// Where a binding leads.
@@ -82,6 +83,11 @@ pub enum TopologyChange {
     DeleteUser {
         name: Bytes,
     },
+    SetPermissions(PermissionDef),
+    ClearPermissions {
+        user: Bytes,
+        vhost: Bytes,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +119,7 @@ pub struct Topology {
     /// Shared with the shard's queues, which read their policies from it.
     policies: Rc<Policies>,
     users: Users,
+    permissions: Permissions,
 }
 
 impl Default for Topology {
@@ -142,6 +149,7 @@ impl Topology {
             headers_bound: false,
             policies: Rc::default(),
             users: Users::default(),
+            permissions: Permissions::default(),
         };
         for (name, kind) in PREDECLARED {
             let id = t.next_id;
@@ -177,6 +185,10 @@ impl Topology {
 
     pub fn users(&self) -> &Users {
         &self.users
+    }
+
+    pub fn permissions(&self) -> &Permissions {
+        &self.permissions
     }
 
     /// Applies a validated change. Deterministic: every replica ends up identical.
@@ -266,6 +278,15 @@ impl Topology {
             }
             TopologyChange::DeleteUser { name } => {
                 self.users.remove(name);
+                self.permissions.clear_user(name);
+            }
+            TopologyChange::SetPermissions(def) => {
+                if let Ok(permission) = Permission::compile(def.clone()) {
+                    self.permissions.set(permission);
+                }
+            }
+            TopologyChange::ClearPermissions { user, vhost } => {
+                self.permissions.clear(user, vhost);
             }
         }
     }

@@ -75,6 +75,11 @@ impl Topology {
                 Some(Record::User(user.clone()))
             }
             TopologyChange::DeleteUser { name } => Some(Record::UserGone { name: name.clone() }),
+            TopologyChange::SetPermissions(def) => Some(Record::Permission(def.clone())),
+            TopologyChange::ClearPermissions { user, vhost } => Some(Record::PermissionGone {
+                user: user.clone(),
+                vhost: vhost.clone(),
+            }),
         }
     }
 
@@ -137,15 +142,14 @@ impl Topology {
                     None => continue,
                 },
                 Record::Policy(def) => TopologyChange::SetPolicy(def.clone()),
-                // Stored changes were valid when made: replayed as they were, never refused.
-                Record::User(user) => {
-                    t.users.put(user.clone());
-                    continue;
-                }
-                Record::UserGone { name } => {
-                    t.users.remove(name);
-                    continue;
-                }
+                // Users and permissions were checked when made: applied as stored.
+                Record::User(user) => TopologyChange::UpdateUser(user.clone()),
+                Record::UserGone { name } => TopologyChange::DeleteUser { name: name.clone() },
+                Record::Permission(def) => TopologyChange::SetPermissions(def.clone()),
+                Record::PermissionGone { user, vhost } => TopologyChange::ClearPermissions {
+                    user: user.clone(),
+                    vhost: vhost.clone(),
+                },
                 Record::PolicyGone {
                     vhost,
                     name,
@@ -157,7 +161,16 @@ impl Topology {
                 },
                 _ => continue,
             };
-            if let Ok(Some(change)) = t.validate(change) {
+            let checked = matches!(
+                record,
+                Record::User(_)
+                    | Record::UserGone { .. }
+                    | Record::Permission(_)
+                    | Record::PermissionGone { .. }
+            );
+            if checked {
+                t.apply(&change);
+            } else if let Ok(Some(change)) = t.validate(change) {
                 t.apply(&change);
             }
         }

@@ -3,6 +3,7 @@
 
 use super::{lossy, no_exchange, BindingChange, Dest, Exchange, Topology, TopologyChange};
 use crate::broker::ops::AmqpError;
+use crate::broker::permissions::Permission;
 use crate::broker::policy::Policy;
 use crate::protocol::constants::COMMAND_INVALID;
 use crate::protocol::FieldTable;
@@ -109,6 +110,17 @@ impl Topology {
                 self.user_exists(&name)?;
                 Ok(Some(TopologyChange::DeleteUser { name }))
             }
+            TopologyChange::SetPermissions(def) => {
+                self.user_exists(&def.user)?;
+                vhost_exists(&def.vhost)?;
+                let permission = Permission::compile(def).map_err(AmqpError::precondition)?;
+                Ok(Some(TopologyChange::SetPermissions(permission.def)))
+            }
+            TopologyChange::ClearPermissions { user, vhost } => {
+                self.user_exists(&user)?;
+                vhost_exists(&vhost)?;
+                Ok(Some(TopologyChange::ClearPermissions { user, vhost }))
+            }
             other => Ok(Some(other)),
         }
     }
@@ -194,6 +206,17 @@ fn check_alternate(existing: &Exchange, arguments: &FieldTable) -> Result<(), Am
         lossy(&existing.name),
         show(received, current),
         show(current, received)
+    )))
+}
+
+/// Only the default vhost exists for now.
+fn vhost_exists(vhost: &[u8]) -> Result<(), AmqpError> {
+    if vhost == b"/" {
+        return Ok(());
+    }
+    Err(AmqpError::not_found(format!(
+        "Virtual host '{}' does not exist",
+        lossy(vhost)
     )))
 }
 

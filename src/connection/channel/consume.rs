@@ -7,6 +7,7 @@
 use bytes::Bytes;
 
 use super::{internal, random_suffix, ChannelConsumer, Ctx, Fail};
+use crate::broker::permissions::Access;
 use crate::broker::{AmqpError, ConsumerSpec, Delivery, OpOk, QueueOp, ShardMsg};
 use crate::connection::HardError;
 use crate::ids::QueueRef;
@@ -52,6 +53,7 @@ fn consumer_priority(queue: &[u8], arguments: &FieldTable) -> Result<i32, Fail> 
 
 pub async fn consume(ctx: &Ctx<'_>, m: &BasicConsume) -> Result<(), Fail> {
     let name = ctx.queue_name_or_last(&m.queue)?;
+    ctx.permit(Access::Read, "queue", &name)?;
     let priority = consumer_priority(&name, &m.arguments)?;
     let tag = consumer_tag(&m.consumer_tag);
     let id = ctx.shard.next_consumer_id();

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 
 use super::{Ctx, Fail};
+use crate::broker::permissions::Access;
 use crate::broker::publish::is_default_exchange;
 use crate::broker::topology::{no_exchange, unknown_type, BindingChange, Dest, TopologyChange};
 use crate::broker::AmqpError;
@@ -24,6 +25,7 @@ pub async fn declare(ctx: &Ctx<'_>, m: &ExchangeDeclare) -> Result<(), Fail> {
         if m.exchange.starts_with(b"amq.") {
             return Err(Fail::Soft(reserved_exchange(&m.exchange)));
         }
+        ctx.permit(Access::Configure, "exchange", &m.exchange)?;
         let kind = ExchangeKind::parse(&m.kind).ok_or_else(|| Fail::from(unknown_type(&m.kind)))?;
         let change = TopologyChange::DeclareExchange {
             id: 0,
@@ -46,6 +48,7 @@ pub async fn delete(ctx: &Ctx<'_>, m: &ExchangeDelete) -> Result<(), Fail> {
     if m.exchange.is_empty() || m.exchange.starts_with(b"amq.") {
         return Err(Fail::Soft(reserved_exchange(&m.exchange)));
     }
+    ctx.permit(Access::Configure, "exchange", &m.exchange)?;
     let change = TopologyChange::DeleteExchange {
         name: m.exchange.clone(),
         if_unused: m.if_unused,
@@ -58,6 +61,7 @@ pub async fn delete(ctx: &Ctx<'_>, m: &ExchangeDelete) -> Result<(), Fail> {
 }
 
 pub async fn bind(ctx: &Ctx<'_>, m: &ExchangeBind) -> Result<(), Fail> {
+    permit_binding(ctx, &m.destination, &m.source)?;
     let binding = Binding {
         source: &m.source,
         destination: &m.destination,
@@ -72,6 +76,7 @@ pub async fn bind(ctx: &Ctx<'_>, m: &ExchangeBind) -> Result<(), Fail> {
 }
 
 pub async fn unbind(ctx: &Ctx<'_>, m: &ExchangeUnbind) -> Result<(), Fail> {
+    permit_binding(ctx, &m.destination, &m.source)?;
     let binding = Binding {
         source: &m.source,
         destination: &m.destination,
@@ -83,6 +88,12 @@ pub async fn unbind(ctx: &Ctx<'_>, m: &ExchangeUnbind) -> Result<(), Fail> {
         ctx.send(Method::ExchangeUnbindOk(ExchangeUnbindOk {}));
     }
     Ok(())
+}
+
+/// Binding needs write on the destination and read on the source, as in RabbitMQ.
+fn permit_binding(ctx: &Ctx<'_>, destination: &[u8], source: &[u8]) -> Result<(), AmqpError> {
+    ctx.permit(Access::Write, "exchange", destination)?;
+    ctx.permit(Access::Read, "exchange", source)
 }
 
 /// An exchange-to-exchange binding as exchange.bind and exchange.unbind name it.

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use super::{internal, Ctx, Fail};
 use std::time::{Duration, Instant};
 
+use crate::broker::permissions::Access;
 use crate::broker::{Got, OpOk, QueueOp};
 use crate::io::time;
 use crate::protocol::method::*;
@@ -12,6 +13,7 @@ use crate::protocol::Method;
 
 pub async fn get(ctx: &Ctx<'_>, m: &BasicGet) -> Result<(), Fail> {
     let name = ctx.queue_name_or_last(&m.queue)?;
+    ctx.permit(Access::Read, "queue", &name)?;
     let Some(got) = fetch(ctx, &name, m.no_ack).await? else {
         return Err(internal());
     };

@@ -34,6 +34,7 @@ mod unacked;
 use bytes::Bytes;
 
 use super::{short_text, Conn, HardError};
+use crate::broker::permissions::Access;
 use crate::broker::{AmqpError, Delivery, QueueOp, QueueRef, SettleKind, ShardMsg};
 use crate::protocol::constants::*;
 use crate::protocol::method::*;
@@ -298,6 +299,38 @@ impl Ctx<'_> {
 
     fn send(&self, method: Method) {
         self.conn.send_method(self.channel, &method);
+    }
+
+    /// Refuses, as RabbitMQ does (403, channel error), what the user's permissions in the
+    /// vhost do not allow on the `kind` ("queue" or "exchange") named `name`.
+    fn permit(&self, access: Access, kind: &str, name: &[u8]) -> Result<(), AmqpError> {
+        let state = self.conn.state.borrow();
+        let allowed = state
+            .permission
+            .as_ref()
+            .is_some_and(|p| p.allows(access, name));
+        if allowed {
+            return Ok(());
+        }
+        let name = if name.is_empty() {
+            &b"amq.default"[..]
+        } else {
+            name
+        };
+        Err(AmqpError::access_refused(format!(
+            "access to {kind} '{}' in vhost '/' refused for user '{}'",
+            String::from_utf8_lossy(name),
+            state.user
+        )))
+    }
+
+    /// True when publishing needs no check per exchange (write permission `.*`).
+    fn may_write_anywhere(&self) -> bool {
+        let state = self.conn.state.borrow();
+        state
+            .permission
+            .as_ref()
+            .is_some_and(|p| p.allows_all(Access::Write))
     }
 
     /// The queue a queue method names: "" means the last one declared on the channel.

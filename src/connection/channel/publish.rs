@@ -5,6 +5,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::{close_channel, confirms, reply_to, Channel, Ctx, Fail};
+use crate::broker::permissions::Access;
 use crate::broker::publish::{fan_out, is_default_exchange, route as route_message, Route};
 use crate::broker::topology::no_exchange;
 use crate::broker::{AmqpError, Origin, ShardMsg};
@@ -51,6 +52,9 @@ pub fn publish(ctx: &Ctx, m: &BasicPublish) -> Result<(), Fail> {
             NOT_IMPLEMENTED,
             "immediate=true",
         )));
+    }
+    if !ctx.may_write_anywhere() {
+        ctx.permit(Access::Write, "exchange", &m.exchange)?;
     }
     if !is_default_exchange(&m.exchange) {
         let topology = ctx.shard.topology.borrow();

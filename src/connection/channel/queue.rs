@@ -4,6 +4,7 @@ use bytes::Bytes;
 
 use super::exchange::{change_queue_binding, no_default_exchange};
 use super::{internal, random_suffix, Ctx, Fail};
+use crate::broker::permissions::Access;
 use crate::broker::publish::is_default_exchange;
 use crate::broker::queue::Overflow;
 use crate::broker::topology::{no_exchange, BindingChange, Dest};
@@ -28,6 +29,7 @@ pub async fn declare(ctx: &Ctx<'_>, m: &QueueDeclare) -> Result<(), Fail> {
     };
     check_queue_type(&name, &m.arguments)?;
     if !m.passive {
+        ctx.permit(Access::Configure, "queue", &name)?;
         check_integer_args(&name, &m.arguments)?;
         check_value_args(&name, &m.arguments)?;
     }
@@ -158,6 +160,7 @@ fn check_value_args(name: &[u8], arguments: &FieldTable) -> Result<(), Fail> {
 
 pub async fn delete(ctx: &Ctx<'_>, m: &QueueDelete) -> Result<(), Fail> {
     let name = ctx.queue_name_or_last(&m.queue)?;
+    ctx.permit(Access::Configure, "queue", &name)?;
     let op = QueueOp::Delete {
         name: name.clone(),
         if_unused: m.if_unused,
@@ -176,6 +179,7 @@ pub async fn delete(ctx: &Ctx<'_>, m: &QueueDelete) -> Result<(), Fail> {
 
 pub async fn purge(ctx: &Ctx<'_>, m: &QueuePurge) -> Result<(), Fail> {
     let name = ctx.queue_name_or_last(&m.queue)?;
+    ctx.permit(Access::Read, "queue", &name)?;
     let op = QueueOp::Purge {
         name: name.clone(),
         owner: ctx.conn.cref,
@@ -192,6 +196,7 @@ pub async fn purge(ctx: &Ctx<'_>, m: &QueuePurge) -> Result<(), Fail> {
 
 pub async fn bind(ctx: &Ctx<'_>, m: &QueueBind) -> Result<(), Fail> {
     let name = ctx.queue_name_or_last(&m.queue)?;
+    permit_binding(ctx, &name, &m.exchange)?;
     let binding = Binding {
         queue: &name,
         exchange: &m.exchange,
@@ -207,6 +212,7 @@ pub async fn bind(ctx: &Ctx<'_>, m: &QueueBind) -> Result<(), Fail> {
 
 pub async fn unbind(ctx: &Ctx<'_>, m: &QueueUnbind) -> Result<(), Fail> {
     let name = ctx.queue_name_or_last(&m.queue)?;
+    permit_binding(ctx, &name, &m.exchange)?;
     let binding = Binding {
         queue: &name,
         exchange: &m.exchange,
@@ -216,6 +222,12 @@ pub async fn unbind(ctx: &Ctx<'_>, m: &QueueUnbind) -> Result<(), Fail> {
     change(ctx, binding, false).await?;
     ctx.send(Method::QueueUnbindOk(QueueUnbindOk {}));
     Ok(())
+}
+
+/// Binding needs write on the queue and read on the exchange, as in RabbitMQ.
+fn permit_binding(ctx: &Ctx<'_>, queue: &[u8], exchange: &[u8]) -> Result<(), AmqpError> {
+    ctx.permit(Access::Write, "queue", queue)?;
+    ctx.permit(Access::Read, "exchange", exchange)
 }
 
 /// A queue binding as queue.bind and queue.unbind name it.

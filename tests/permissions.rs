@@ -1,0 +1,257 @@
+//! Permissions as RabbitMQ checks them, set with `warren ctl set_permissions` (rabbitmqctl on
+//! a RabbitMQ node, see `tests/queue-features-vs-rabbitmq.sh`): a user without permissions
+//! on the vhost cannot open it (530); configure covers declare and delete, write covers
+//! publish (the default exchange is `amq.default`) and being bound to, read covers consume,
+//! get, purge and being bound from; each refusal is 403 on the channel in RabbitMQ's words,
+//! and the connection carries on.
+
+mod support;
+
+use std::time::Duration;
+
+use lapin::options::{
+    BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use support::lapin_client::{
+    close_quietly, confirm_select, connect_channel, declare, open_channel,
+};
+use support::policy_ctl::PolicyCtl;
+use support::{run_async, unique_suffix, Broker};
+
+const TEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn start() -> Option<(Broker, PolicyCtl)> {
+    let broker = Broker::start(&[]);
+    let Some(ctl) = PolicyCtl::of(&broker) else {
+        eprintln!("skipped: no way to manage users on the external broker");
+        return None;
+    };
+    Some((broker, ctl))
+}
+
+async fn connect_as(port: u16, user: &str, password: &str) -> Result<Connection, String> {
+    let url = format!("amqp://{user}:{password}@127.0.0.1:{port}/%2f");
+    let attempt = Connection::connect(&url, ConnectionProperties::default());
+    match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err("no answer within 10 s".to_string()),
+    }
+}
+
+/// The error of a refused operation must be RabbitMQ's 403 text.
+fn assert_refused<T>(result: Result<T, lapin::Error>, text: &str) {
+    match result {
+        Ok(_) => panic!("expected a refusal: {text}"),
+        Err(e) => {
+            let shown = e.to_string();
+            assert!(shown.contains(text), "expected {text:?}, got {shown}");
+        }
+    }
+}
+
+#[test]
+fn a_user_without_permissions_cannot_open_the_vhost() {
+    let Some((broker, ctl)) = start() else { return };
+    let user = format!("perm-none-{}", unique_suffix());
+    ctl.ok(&["add_user", &user, "pw"]);
+    let port = broker.port();
+    let name = user.clone();
+    run_async(TEST_TIMEOUT, async move {
+        let refused = connect_as(port, &name, "pw").await;
+        let err = refused.err().expect("expected the vhost to be refused");
+        assert!(
+            err.contains(&format!("access to vhost '/' refused for user '{name}'")),
+            "{err}"
+        );
+    });
+    ctl.ok(&["set_permissions", &user, "", "", ""]);
+    let name = user.clone();
+    run_async(TEST_TIMEOUT, async move {
+        // Empty patterns still open the vhost; they allow nothing in it.
+        let connection = connect_as(port, &name, "pw")
+            .await
+            .expect("the vhost opens");
+        let channel = open_channel(&connection).await;
+        let q = format!("{name}-q");
+        let declared = channel
+            .queue_declare(&q, QueueDeclareOptions::default(), FieldTable::default())
+            .await;
+        assert_refused(
+            declared,
+            &format!("access to queue '{q}' in vhost '/' refused for user '{name}'"),
+        );
+        close_quietly(connection).await;
+    });
+    ctl.ok(&["delete_user", &user]);
+}
+
+#[test]
+fn each_operation_needs_its_permission() {
+    let Some((broker, ctl)) = start() else { return };
+    let suffix = unique_suffix();
+    let user = format!("perm-u-{suffix}");
+    let own = format!("perm-own-{suffix}");
+    let other = format!("perm-other-{suffix}");
+    ctl.ok(&["add_user", &user, "pw"]);
+    let mine = format!("^{own}");
+    let write = format!("^{own}|^amq\\.default$");
+    ctl.ok(&["set_permissions", &user, &mine, &write, &mine]);
+    let port = broker.port();
+    let guest_url = broker.amqp_url();
+    let name = user.clone();
+    run_async(TEST_TIMEOUT, async move {
+        let user = name;
+        // Set up as guest: someone else's queue and exchange.
+        let (guest, channel) = connect_channel(&guest_url).await;
+        declare(&channel, &other, false).await;
+        let options = ExchangeDeclareOptions::default();
+        channel
+            .exchange_declare(&other, ExchangeKind::Fanout, options, FieldTable::default())
+            .await
+            .expect("guest declares the exchange");
+        close_quietly(guest).await;
+
+        let connection = connect_as(port, &user, "pw")
+            .await
+            .expect("the user connects");
+        let refused = |kind: &str, name: &str| {
+            format!("access to {kind} '{name}' in vhost '/' refused for user '{user}'")
+        };
+        // configure: declare own, not others'; delete likewise.
+        let ch = open_channel(&connection).await;
+        declare(&ch, &own, false).await;
+        let q2 = format!("{other}-2");
+        let r = ch
+            .queue_declare(&q2, QueueDeclareOptions::default(), FieldTable::default())
+            .await;
+        assert_refused(r, &refused("queue", &q2));
+        let ch = open_channel(&connection).await;
+        assert_refused(
+            ch.queue_delete(&other, QueueDeleteOptions::default()).await,
+            &refused("queue", &other),
+        );
+        let ch = open_channel(&connection).await;
+        let r = ch
+            .exchange_declare(
+                &q2,
+                ExchangeKind::Direct,
+                ExchangeDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await;
+        assert_refused(r, &refused("exchange", &q2));
+        // read: consume, get and purge own, not others'.
+        let ch = open_channel(&connection).await;
+        assert!(ch.basic_get(&own, BasicGetOptions::default()).await.is_ok());
+        let r = ch
+            .basic_consume(
+                &other,
+                "c",
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await;
+        assert_refused(r, &refused("queue", &other));
+        let ch = open_channel(&connection).await;
+        assert_refused(
+            ch.basic_get(&other, BasicGetOptions::default()).await,
+            &refused("queue", &other),
+        );
+        let ch = open_channel(&connection).await;
+        assert_refused(
+            ch.queue_purge(&other, QueuePurgeOptions::default()).await,
+            &refused("queue", &other),
+        );
+        // bind: write on the queue and read on the exchange.
+        let ch = open_channel(&connection).await;
+        let r = ch
+            .queue_bind(
+                &own,
+                &other,
+                "",
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await;
+        assert_refused(r, &refused("exchange", &other));
+        // write: publish to the default exchange, not to others' exchanges.
+        let ch = open_channel(&connection).await;
+        confirm_select(&ch).await;
+        publish_confirmed(&ch, "", &own)
+            .await
+            .expect("a publish to amq.default is allowed");
+        assert_refused(
+            publish_confirmed(&ch, &other, "").await,
+            &refused("exchange", &other),
+        );
+        // The connection carries on after every channel error.
+        let ch = open_channel(&connection).await;
+        let got = ch
+            .basic_get(&own, BasicGetOptions { no_ack: true })
+            .await
+            .expect("get");
+        assert!(
+            got.is_some(),
+            "expected the message published to amq.default"
+        );
+        close_quietly(connection).await;
+    });
+    ctl.ok(&["delete_user", &user]);
+}
+
+async fn publish_confirmed(
+    channel: &Channel,
+    exchange: &str,
+    key: &str,
+) -> Result<(), lapin::Error> {
+    let confirm = channel
+        .basic_publish(
+            exchange,
+            key,
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default(),
+        )
+        .await?;
+    confirm.await.map(|_| ())
+}
+
+#[test]
+fn permissions_are_listed_cleared_and_go_with_their_user() {
+    let Some((broker, ctl)) = start() else { return };
+    if broker.is_external() {
+        return; // Columns and wording below are Warren's ctl output.
+    }
+    let listed = ctl.ok(&["list_permissions"]);
+    assert_eq!(
+        listed.trim(),
+        "user\tconfigure\twrite\tread\nguest\t.*\t.*\t.*"
+    );
+    ctl.ok(&["add_user", "carol", "pw"]);
+    ctl.ok(&["set_permissions", "carol", "^c-", "", ".*"]);
+    assert!(ctl
+        .ok(&["list_permissions", "-p", "/"])
+        .contains("carol\t^c-\t\t.*"));
+    let bad = ctl.run(&["set_permissions", "carol", "(", "", ""]);
+    assert!(bad.is_err_and(|e| e.contains("invalid permission pattern")));
+    let nobody = ctl.run(&["set_permissions", "nobody", ".*", ".*", ".*"]);
+    assert!(nobody.is_err_and(|e| e.contains(r#"User "nobody" does not exist"#)));
+    let vhost = ctl.run(&[
+        "set_permissions",
+        "-p",
+        "elsewhere",
+        "carol",
+        ".*",
+        ".*",
+        ".*",
+    ]);
+    assert!(vhost.is_err_and(|e| e.contains("Virtual host 'elsewhere' does not exist")));
+    ctl.ok(&["clear_permissions", "carol"]);
+    assert!(!ctl.ok(&["list_permissions"]).contains("carol"));
+    ctl.ok(&["set_permissions", "carol", ".*", ".*", ".*"]);
+    ctl.ok(&["delete_user", "carol"]);
+    assert!(!ctl.ok(&["list_permissions"]).contains("carol"));
+}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the queue-feature integration tests against a private RabbitMQ node, so that they are
+# Runs the queue-feature and permission integration tests against a private RabbitMQ node, so that they are
 # shown to encode RabbitMQ's behaviour and not only Warren's:
 #
 #   bash tests/queue-features-vs-rabbitmq.sh          # node on 127.0.0.1:35699
@@ -27,4 +27,5 @@ bash tests/rabbitmq-node.sh start "$PORT" "$dir"
 WARREN_TEST_AMQP_PORT=$PORT WARREN_TEST_RABBITMQCTL="bash tests/rabbitmq-node.sh ctl $PORT $dir" \
     timeout 900 cargo test --release \
     --test queue_length --test dead_letter --test queue_expiry --test alternate_exchange \
-    --test delivery_limit --test single_active_consumer --test consumer_priorities --test policies
+    --test delivery_limit --test single_active_consumer --test consumer_priorities --test policies \
+    --test permissions

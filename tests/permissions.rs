@@ -61,7 +61,7 @@ fn a_user_without_permissions_cannot_open_the_vhost() {
     let name = user.clone();
     run_async(TEST_TIMEOUT, async move {
         let refused = connect_as(port, &name, "pw").await;
-        let err = refused.err().expect("expected the vhost to be refused");
+        let err = refused.expect_err("expected the vhost to be refused");
         assert!(
             err.contains(&format!("access to vhost '/' refused for user '{name}'")),
             "{err}"
@@ -104,16 +104,7 @@ fn each_operation_needs_its_permission() {
     let name = user.clone();
     run_async(TEST_TIMEOUT, async move {
         let user = name;
-        // Set up as guest: someone else's queue and exchange.
-        let (guest, channel) = connect_channel(&guest_url).await;
-        declare(&channel, &other, false).await;
-        let options = ExchangeDeclareOptions::default();
-        channel
-            .exchange_declare(&other, ExchangeKind::Fanout, options, FieldTable::default())
-            .await
-            .expect("guest declares the exchange");
-        close_quietly(guest).await;
-
+        someone_elses(&guest_url, &other).await;
         let connection = connect_as(port, &user, "pw")
             .await
             .expect("the user connects");
@@ -143,28 +134,7 @@ fn each_operation_needs_its_permission() {
             )
             .await;
         assert_refused(r, &refused("exchange", &q2));
-        // read: consume, get and purge own, not others'.
-        let ch = open_channel(&connection).await;
-        assert!(ch.basic_get(&own, BasicGetOptions::default()).await.is_ok());
-        let r = ch
-            .basic_consume(
-                &other,
-                "c",
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await;
-        assert_refused(r, &refused("queue", &other));
-        let ch = open_channel(&connection).await;
-        assert_refused(
-            ch.basic_get(&other, BasicGetOptions::default()).await,
-            &refused("queue", &other),
-        );
-        let ch = open_channel(&connection).await;
-        assert_refused(
-            ch.queue_purge(&other, QueuePurgeOptions::default()).await,
-            &refused("queue", &other),
-        );
+        check_read(&connection, &own, &other, &refused("queue", &other)).await;
         // bind: write on the queue and read on the exchange.
         let ch = open_channel(&connection).await;
         let r = ch
@@ -200,6 +170,43 @@ fn each_operation_needs_its_permission() {
         close_quietly(connection).await;
     });
     ctl.ok(&["delete_user", &user]);
+}
+
+/// As guest: a queue and a fanout exchange named `name` that the user has no rights on.
+async fn someone_elses(guest_url: &str, name: &str) {
+    let (guest, channel) = connect_channel(guest_url).await;
+    declare(&channel, name, false).await;
+    let options = ExchangeDeclareOptions::default();
+    channel
+        .exchange_declare(name, ExchangeKind::Fanout, options, FieldTable::default())
+        .await
+        .expect("guest declares the exchange");
+    close_quietly(guest).await;
+}
+
+/// read: consume, get and purge `own`, not `other`.
+async fn check_read(connection: &Connection, own: &str, other: &str, refused: &str) {
+    let ch = open_channel(connection).await;
+    assert!(ch.basic_get(own, BasicGetOptions::default()).await.is_ok());
+    let r = ch
+        .basic_consume(
+            other,
+            "c",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await;
+    assert_refused(r, refused);
+    let ch = open_channel(connection).await;
+    assert_refused(
+        ch.basic_get(other, BasicGetOptions::default()).await,
+        refused,
+    );
+    let ch = open_channel(connection).await;
+    assert_refused(
+        ch.queue_purge(other, QueuePurgeOptions::default()).await,
+        refused,
+    );
 }
 
 async fn publish_confirmed(

@@ -69,19 +69,32 @@ fn serve(stream: UnixStream, control: &ControlSender) {
     }
 }
 
-/// On a broker that never had users (a new data directory): the default user, as RabbitMQ
-/// creates `guest` on a fresh node. Deleting it later is remembered.
-pub fn seed_default_user(
-    control: &ControlSender,
-    name: &str,
-    password: &str,
-) -> std::io::Result<()> {
-    let user = new_user(name.as_bytes(), password.as_bytes(), b"administrator");
-    ask(control, Control::AddUser(user)).map_err(std::io::Error::other)?;
-    let full = Permission::full(name.as_bytes(), b"/");
-    ask(control, Control::SetPermissions(full)).map_err(std::io::Error::other)?;
-    crate::info!("Created the default user '{name}'");
-    Ok(())
+/// The default user, as RabbitMQ creates `guest` on a fresh node: the user on a broker that
+/// never had users, and its full permissions on `/` on a broker that never had permissions
+/// (two steps, each decided by its own kind of record, so that a crash between them is
+/// finished at the next start). Deleting either later is remembered. A failed write is only
+/// logged: the change is in force until the next start, which tries again.
+pub fn seed_default_user(control: &ControlSender, seed: Seed, name: &str, password: &str) {
+    if seed.user {
+        let user = new_user(name.as_bytes(), password.as_bytes(), b"administrator");
+        match ask(control, Control::AddUser(user)) {
+            Ok(_) => crate::info!("Created the default user '{name}'"),
+            Err(err) => crate::warn!("the default user '{name}' may not be stored: {err}"),
+        }
+    }
+    if seed.permissions {
+        let full = Permission::full(name.as_bytes(), b"/");
+        if let Err(err) = ask(control, Control::SetPermissions(full)) {
+            crate::warn!("the default user's permissions may not be stored: {err}");
+        }
+    }
+}
+
+/// What [`seed_default_user`] has to create.
+#[derive(Debug, Clone, Copy)]
+pub struct Seed {
+    pub user: bool,
+    pub permissions: bool,
 }
 
 /// Hands `what` to shard 0 and waits for its answer.

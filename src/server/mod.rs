@@ -97,13 +97,14 @@ pub fn start(mut config: Config) -> std::io::Result<()> {
             Err(_) => return Err(std::io::Error::other("a shard failed to start")),
         }
     }
-    let had_users = boot
-        .topology
-        .iter()
-        .any(|r| matches!(r, Record::User(_) | Record::UserGone { .. }));
-    if !had_users {
+    let had = |kind: fn(&Record) -> bool| boot.topology.iter().any(kind);
+    let seed = ctl::Seed {
+        user: !had(|r| matches!(r, Record::User(_) | Record::UserGone { .. })),
+        permissions: !had(|r| matches!(r, Record::Permission(_) | Record::PermissionGone { .. })),
+    };
+    if seed.user || seed.permissions {
         let config = &boot.config;
-        ctl::seed_default_user(&control, &config.default_user, &config.default_pass)?;
+        ctl::seed_default_user(&control, seed, &config.default_user, &config.default_pass);
     }
     if let Some(path) = &boot.config.definitions {
         ctl::load_definitions(path, &control)?;

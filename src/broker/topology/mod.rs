@@ -258,6 +258,13 @@ impl Topology {
             TopologyChange::RemoveQueue { queue, .. } => {
                 self.remove_destination(Dest::Queue(*queue))
             }
+            admin => self.apply_admin(admin),
+        }
+    }
+
+    /// Policies, users and permissions.
+    fn apply_admin(&mut self, change: &TopologyChange) {
+        match change {
             TopologyChange::SetPolicy(def) => {
                 // Validated on the owner; a definition that fails here changes nothing.
                 if let Ok(policy) = Policy::compile(def.clone()) {
@@ -288,6 +295,7 @@ impl Topology {
             TopologyChange::ClearPermissions { user, vhost } => {
                 self.permissions.clear(user, vhost);
             }
+            _ => {}
         }
     }
 

@@ -88,78 +88,8 @@ impl Topology {
     pub fn replay(records: &[Record], queues: &HashMap<Bytes, QueueRef>) -> Topology {
         let mut t = Topology::new();
         for record in records {
-            let change = match record {
-                Record::Exchange {
-                    name,
-                    kind,
-                    auto_delete,
-                    internal,
-                    arguments,
-                } => TopologyChange::DeclareExchange {
-                    id: 0,
-                    name: name.clone(),
-                    kind: *kind,
-                    durable: true,
-                    auto_delete: *auto_delete,
-                    internal: *internal,
-                    arguments: arguments.clone(),
-                },
-                Record::ExchangeGone { name } => TopologyChange::DeleteExchange {
-                    name: name.clone(),
-                    if_unused: false,
-                },
-                Record::Bind(def) | Record::Unbind(def) => {
-                    let (dest, dest_name) = match &def.dest {
-                        DestName::Queue(name) => match queues.get(name) {
-                            Some(q) => (Dest::Queue(*q), name.clone()),
-                            None => continue,
-                        },
-                        DestName::Exchange(name) => match t.exchange(name) {
-                            Some(ex) => (Dest::Exchange(ex.id), name.clone()),
-                            None => continue,
-                        },
-                    };
-                    let b = BindingChange {
-                        source: def.source.clone(),
-                        dest,
-                        dest_name,
-                        dest_durable: true,
-                        routing_key: def.routing_key.clone(),
-                        arguments: def.arguments.clone(),
-                    };
-                    if matches!(record, Record::Bind(_)) {
-                        TopologyChange::Bind(b)
-                    } else {
-                        TopologyChange::Unbind(b)
-                    }
-                }
-                Record::QueueUnbound { name } => match queues.get(name) {
-                    Some(q) => TopologyChange::RemoveQueue {
-                        queue: *q,
-                        name: name.clone(),
-                        durable: true,
-                    },
-                    None => continue,
-                },
-                Record::Policy(def) => TopologyChange::SetPolicy(def.clone()),
-                // Users and permissions were checked when made: applied as stored.
-                Record::User(user) => TopologyChange::UpdateUser(user.clone()),
-                Record::UserGone { name } => TopologyChange::DeleteUser { name: name.clone() },
-                Record::Permission(def) => TopologyChange::SetPermissions(def.clone()),
-                Record::PermissionGone { user, vhost } => TopologyChange::ClearPermissions {
-                    user: user.clone(),
-                    vhost: vhost.clone(),
-                },
-                Record::PolicyGone {
-                    vhost,
-                    name,
-                    operator,
-                } => TopologyChange::ClearPolicy {
-                    vhost: vhost.clone(),
-                    name: name.clone(),
-                    operator: *operator,
-                },
-                _ => continue,
+            let Some(change) = change_of(record, queues, &t) else {
+                continue;
             };
             let checked = matches!(
                 record,
@@ -176,4 +106,87 @@ impl Topology {
         }
         t
     }
+}
+
+/// The change a stored record stands for; None for records of other kinds, and for bindings
+/// and removals naming queues or exchanges that are gone.
+fn change_of(
+    record: &Record,
+    queues: &HashMap<Bytes, QueueRef>,
+    t: &Topology,
+) -> Option<TopologyChange> {
+    let change = match record {
+        Record::Exchange {
+            name,
+            kind,
+            auto_delete,
+            internal,
+            arguments,
+        } => TopologyChange::DeclareExchange {
+            id: 0,
+            name: name.clone(),
+            kind: *kind,
+            durable: true,
+            auto_delete: *auto_delete,
+            internal: *internal,
+            arguments: arguments.clone(),
+        },
+        Record::ExchangeGone { name } => TopologyChange::DeleteExchange {
+            name: name.clone(),
+            if_unused: false,
+        },
+        Record::Bind(def) | Record::Unbind(def) => {
+            let (dest, dest_name) = match &def.dest {
+                DestName::Queue(name) => match queues.get(name) {
+                    Some(q) => (Dest::Queue(*q), name.clone()),
+                    None => return None,
+                },
+                DestName::Exchange(name) => match t.exchange(name) {
+                    Some(ex) => (Dest::Exchange(ex.id), name.clone()),
+                    None => return None,
+                },
+            };
+            let b = BindingChange {
+                source: def.source.clone(),
+                dest,
+                dest_name,
+                dest_durable: true,
+                routing_key: def.routing_key.clone(),
+                arguments: def.arguments.clone(),
+            };
+            if matches!(record, Record::Bind(_)) {
+                TopologyChange::Bind(b)
+            } else {
+                TopologyChange::Unbind(b)
+            }
+        }
+        Record::QueueUnbound { name } => match queues.get(name) {
+            Some(q) => TopologyChange::RemoveQueue {
+                queue: *q,
+                name: name.clone(),
+                durable: true,
+            },
+            None => return None,
+        },
+        Record::Policy(def) => TopologyChange::SetPolicy(def.clone()),
+        // Users and permissions were checked when made: applied as stored.
+        Record::User(user) => TopologyChange::UpdateUser(user.clone()),
+        Record::UserGone { name } => TopologyChange::DeleteUser { name: name.clone() },
+        Record::Permission(def) => TopologyChange::SetPermissions(def.clone()),
+        Record::PermissionGone { user, vhost } => TopologyChange::ClearPermissions {
+            user: user.clone(),
+            vhost: vhost.clone(),
+        },
+        Record::PolicyGone {
+            vhost,
+            name,
+            operator,
+        } => TopologyChange::ClearPolicy {
+            vhost: vhost.clone(),
+            name: name.clone(),
+            operator: *operator,
+        },
+        _ => return None,
+    };
+    Some(change)
 }

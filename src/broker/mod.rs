@@ -9,6 +9,7 @@ pub mod count;
 pub mod dead_letter;
 pub mod envelope;
 pub mod ops;
+pub mod overflow;
 pub mod permissions;
 pub mod policy;
 pub mod publish;

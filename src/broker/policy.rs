@@ -19,7 +19,7 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use regex::bytes::Regex;
 
-use super::queue::Overflow;
+use super::overflow::Overflow;
 use crate::protocol::{FieldTable, FieldValue};
 use crate::store::record::PolicyDef;
 

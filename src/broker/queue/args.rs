@@ -3,6 +3,7 @@
 
 use super::{dead_letter, redelivery, Queue};
 use crate::broker::ops::AmqpError;
+use crate::broker::overflow::Overflow;
 use crate::broker::policy::Policies;
 use crate::broker::ready::now_ms;
 use crate::message::Message;
@@ -169,28 +170,6 @@ fn describe(value: Option<&FieldValue>, other_present: bool) -> String {
         format!("'{shown}'")
     } else {
         format!("the value '{shown}' of type '{}'", type_name(v))
-    }
-}
-
-/// What a queue does when a publish would take it past x-max-length or x-max-length-bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Overflow {
-    /// Drop (or dead-letter) the oldest ready messages: RabbitMQ's default.
-    DropHead,
-    /// Refuse the new message: the publisher gets basic.nack when it uses confirms.
-    RejectPublish,
-    /// As RejectPublish; RabbitMQ also dead-letters the refused message.
-    RejectPublishDlx,
-}
-
-impl Overflow {
-    pub fn parse(value: &[u8]) -> Option<Overflow> {
-        match value {
-            b"drop-head" => Some(Overflow::DropHead),
-            b"reject-publish" => Some(Overflow::RejectPublish),
-            b"reject-publish-dlx" => Some(Overflow::RejectPublishDlx),
-            _ => None,
-        }
     }
 }
 

@@ -29,6 +29,7 @@ use rustc_hash::FxHashMap;
 use super::dead_letter::{self, DeadLetter, Reason};
 use super::envelope::{CreditKey, Outbox, ShardMsg};
 use super::ops::{AmqpError, ConsumerSpec, SettleKind};
+pub use super::overflow::Overflow;
 use super::ready::{now_ms, Ready, ReadyList};
 use super::Shared;
 use crate::counter::decrease;
@@ -36,7 +37,6 @@ use crate::ids::{ConnRef, QueueRef};
 use crate::message::Message;
 use crate::protocol::{FieldTable, FieldValue};
 use args::Limits;
-pub use args::Overflow;
 use dispatch::release_channel_credit;
 
 /// Deliveries per consumer on their way to its socket before dispatch waits for credit.

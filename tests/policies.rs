@@ -15,7 +15,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, ExchangeKind};
 use support::lapin_client::{
     bind, bodies, close_quietly, connect_channel, declare_exchange, declare_queue, durable, get,
-    get_all, get_eventually, message_count, publish, publish_confirmed, table,
+    get_all, get_eventually, message_count, publish, publish_confirmed, queue_exists, table,
 };
 use support::policy_ctl::PolicyCtl;
 use support::{queue_per_shard, run_async, Broker, RestartableBroker};
@@ -564,7 +564,7 @@ fn an_expires_policy_deletes_unused_queues() {
             // Each look is a use: looks are three periods apart.
             loop {
                 tokio::time::sleep(Duration::from_millis(600)).await;
-                if !exists(&connection, queue).await {
+                if !queue_exists(&connection, queue).await {
                     break;
                 }
                 assert!(
@@ -576,21 +576,4 @@ fn an_expires_policy_deletes_unused_queues() {
         close_quietly(connection).await;
     });
     ctl.ok(&["clear_policy", &policy]);
-}
-
-/// True when `queue` exists (a passive declare on a fresh channel succeeds).
-async fn exists(connection: &lapin::Connection, queue: &str) -> bool {
-    let channel = support::lapin_client::open_channel(connection).await;
-    let options = QueueDeclareOptions {
-        passive: true,
-        ..QueueDeclareOptions::default()
-    };
-    let found = channel
-        .queue_declare(queue, options, FieldTable::default())
-        .await
-        .is_ok();
-    if found {
-        let _ = channel.close(200, "done").await;
-    }
-    found
 }

@@ -12,7 +12,8 @@ use lapin::options::{BasicCancelOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::Connection;
 use support::lapin_client::{
-    close_quietly, connect, declare_queue, durable, open_channel, start_consumer, table,
+    close_quietly, connect, declare_queue, durable, open_channel, queue_exists, start_consumer,
+    table,
 };
 use support::{queue_per_shard, run_async, Broker, RestartableBroker};
 
@@ -22,31 +23,13 @@ fn expires(ms: i64) -> FieldTable {
     table(&[("x-expires", AMQPValue::LongLongInt(ms))])
 }
 
-/// True when `queue` exists (a passive declare on a fresh channel succeeds). As in RabbitMQ,
-/// the declare counts as a use: the queue's period starts again.
-async fn exists(connection: &Connection, queue: &str) -> bool {
-    let channel = open_channel(connection).await;
-    let options = QueueDeclareOptions {
-        passive: true,
-        ..QueueDeclareOptions::default()
-    };
-    let found = channel
-        .queue_declare(queue, options, FieldTable::default())
-        .await
-        .is_ok();
-    if found {
-        let _ = channel.close(200, "done").await;
-    }
-    found
-}
-
 /// Waits (bounded) until `queue`, with an x-expires `period`, is gone: each look is a use,
 /// so looks are three periods apart.
 async fn wait_gone(connection: &Connection, queue: &str, period: Duration) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         tokio::time::sleep(period * 3).await;
-        if !exists(connection, queue).await {
+        if !queue_exists(connection, queue).await {
             return;
         }
         assert!(Instant::now() < deadline, "expected {queue} to expire");
@@ -81,7 +64,10 @@ fn an_unused_queue_expires_and_one_with_a_consumer_does_not() {
             let consumer = open_channel(&connection).await;
             let holder = start_consumer(&consumer, &queue, "holder", true).await;
             tokio::time::sleep(Duration::from_millis(1000)).await;
-            assert!(exists(&connection, &queue).await, "{queue} has a consumer");
+            assert!(
+                queue_exists(&connection, &queue).await,
+                "{queue} has a consumer"
+            );
             consumer
                 .basic_cancel("holder", BasicCancelOptions::default())
                 .await
@@ -145,7 +131,7 @@ fn a_durable_queue_expires_after_a_restart_with_its_period_started_again() {
     run_async(TEST_TIMEOUT, async {
         let connection = connect(&broker.amqp_url()).await;
         assert!(
-            exists(&connection, &queue).await,
+            queue_exists(&connection, &queue).await,
             "recovered, its period started again"
         );
         wait_gone(&connection, &queue, Duration::from_millis(1500)).await;
@@ -155,7 +141,7 @@ fn a_durable_queue_expires_after_a_restart_with_its_period_started_again() {
     run_async(TEST_TIMEOUT, async {
         let connection = connect(&broker.amqp_url()).await;
         assert!(
-            !exists(&connection, &queue).await,
+            !queue_exists(&connection, &queue).await,
             "its deletion was durable"
         );
         close_quietly(connection).await;

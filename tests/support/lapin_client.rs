@@ -404,3 +404,21 @@ pub async fn start_consumer(channel: &Channel, queue: &str, tag: &str, no_ack: b
 pub async fn consume(channel: &Channel, queue: &str, tag: &str, no_ack: bool) -> Deliveries {
     Deliveries::of([start_consumer(channel, queue, tag, no_ack).await])
 }
+
+/// True when `queue` exists (a passive declare on a fresh channel succeeds). As in RabbitMQ,
+/// the declare counts as a use: the queue's period starts again.
+pub async fn queue_exists(connection: &Connection, queue: &str) -> bool {
+    let channel = open_channel(connection).await;
+    let options = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let found = channel
+        .queue_declare(queue, options, FieldTable::default())
+        .await
+        .is_ok();
+    if found {
+        let _ = channel.close(200, "done").await;
+    }
+    found
+}

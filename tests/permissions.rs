@@ -262,3 +262,75 @@ fn permissions_are_listed_cleared_and_go_with_their_user() {
     ctl.ok(&["delete_user", "carol"]);
     assert!(!ctl.ok(&["list_permissions"]).contains("carol"));
 }
+
+/// Validated user-id: a message may carry the connection's own user name in `user_id`, any
+/// other name closes the channel with 406, unless the user is tagged `impersonator`.
+#[test]
+fn a_publish_claiming_another_user_id_is_refused() {
+    let Some((broker, ctl)) = start() else { return };
+    let suffix = unique_suffix();
+    let user = format!("uid-{suffix}");
+    let forger = format!("uid-imp-{suffix}");
+    for u in [&user, &forger] {
+        ctl.ok(&["add_user", u, "pw"]);
+        ctl.ok(&["set_permissions", u, ".*", ".*", ".*"]);
+    }
+    ctl.ok(&["set_user_tags", &forger, "impersonator"]);
+    let port = broker.port();
+    let (name, forger_name) = (user.clone(), forger.clone());
+    run_async(TEST_TIMEOUT, async move {
+        let q = format!("uid-q-{suffix}");
+        let connection = connect_as(port, &name, "pw").await.expect("connects");
+        let ch = open_channel(&connection).await;
+        declare(&ch, &q, false).await;
+        confirm_select(&ch).await;
+        let own = BasicProperties::default().with_user_id(name.clone().into());
+        publish_with(&ch, &q, own)
+            .await
+            .expect("the user's own name is accepted");
+        let forged = BasicProperties::default().with_user_id("someone-else".into());
+        assert_refused(
+            publish_with(&ch, &q, forged.clone()).await,
+            &format!(
+                "PRECONDITION_FAILED - user_id property set to 'someone-else' but authenticated user was '{name}'"
+            ),
+        );
+        let impersonator = connect_as(port, &forger_name, "pw")
+            .await
+            .expect("connects");
+        let ch = open_channel(&impersonator).await;
+        confirm_select(&ch).await;
+        publish_with(&ch, &q, forged)
+            .await
+            .expect("an impersonator may set any user_id");
+        let ch = open_channel(&connection).await;
+        let mut seen = 0;
+        while let Some(m) = ch
+            .basic_get(&q, BasicGetOptions { no_ack: true })
+            .await
+            .expect("get")
+        {
+            seen += 1;
+            assert!(m.delivery.properties.user_id().is_some());
+        }
+        assert_eq!(seen, 2, "expected the two accepted messages");
+        ch.queue_delete(&q, QueueDeleteOptions::default())
+            .await
+            .expect("delete");
+        close_quietly(impersonator).await;
+        close_quietly(connection).await;
+    });
+    ctl.ok(&["delete_user", &user]);
+    ctl.ok(&["delete_user", &forger]);
+}
+
+async fn publish_with(
+    channel: &Channel,
+    key: &str,
+    properties: BasicProperties,
+) -> Result<(), lapin::Error> {
+    let confirm = channel
+        .basic_publish("", key, BasicPublishOptions::default(), b"x", properties)
+        .await?;
+    confirm.await.map(|_| ())
+}

@@ -165,6 +165,11 @@ fn random_salt() -> [u8; 4] {
     salt
 }
 
+/// True when `user` carries `tag` (tags are stored comma-separated).
+pub fn has_tag(user: &UserDef, tag: &str) -> bool {
+    user.tags.split(|b| *b == b',').any(|t| t == tag.as_bytes())
+}
+
 /// Tags as rabbitmqctl lists them: `[administrator, monitoring]`.
 pub fn tags_list(user: &UserDef) -> String {
     let tags: Vec<&str> = std::str::from_utf8(&user.tags)

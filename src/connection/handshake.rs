@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use super::{Conn, HardError, Phase};
 use crate::auth::{authenticate, AuthError, Gate, MECHANISMS};
+use crate::broker::users;
 use crate::protocol::constants::*;
 use crate::protocol::method::*;
 use crate::protocol::{FieldTable, FieldValue, Method};
@@ -96,18 +97,23 @@ pub async fn connection_method(
                 );
             }
             let user = conn.state.borrow().user.clone();
-            let permission = shard
-                .topology
-                .borrow()
+            let topology = shard.topology.borrow();
+            let permission = topology
                 .permissions()
                 .get(user.as_bytes(), vhost.as_bytes())
                 .cloned();
+            let impersonator = topology
+                .users()
+                .get(user.as_bytes())
+                .is_some_and(|u| users::has_tag(u, "impersonator"));
+            drop(topology);
             let Some(permission) = permission else {
                 let text = format!("access to vhost '{vhost}' refused for user '{user}'");
                 return Err(HardError::new(NOT_ALLOWED, text).on(&Method::ConnectionOpen(m)));
             };
             let mut state = conn.state.borrow_mut();
             state.permission = Some(permission);
+            state.impersonator = impersonator;
             state.phase = Phase::Opened;
             drop(state);
             crate::info!(

@@ -88,6 +88,8 @@ struct ConnState {
     user: String,
     /// The user's permissions in the vhost, taken when it was opened.
     permission: Option<Rc<Permission>>,
+    /// The user has the `impersonator` tag: it may publish with another `user-id`.
+    impersonator: bool,
 }
 
 /// Deliveries of one consumer written since the last write.
@@ -146,6 +148,7 @@ impl Conn {
                 channels: FxHashMap::default(),
                 user: String::new(),
                 permission: None,
+                impersonator: false,
             }),
             done: Cell::new(false),
             last_read: Cell::new(now),

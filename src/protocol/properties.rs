@@ -239,6 +239,11 @@ impl BasicProperties {
         short(out, &self.cluster_id);
     }
 
+    /// True when the `user-id` property is present (a look at the flag word only).
+    pub fn has_user_id(raw: &[u8]) -> bool {
+        raw.len() >= 2 && u16::from_be_bytes([raw[0], raw[1]]) & USER_ID != 0
+    }
+
     /// Delivery-mode (2 = persistent) without a full decode; `None` when
     /// absent or when the list is too short to reach it. Skips the
     /// properties before it, including the headers table by its length.

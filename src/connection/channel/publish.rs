@@ -236,6 +236,26 @@ fn body(incoming: &mut Incoming, frame: Frame) -> Result<bool, HardError> {
     Ok(incoming.received == body_size)
 }
 
+/// Validated user-id: a message may only name the connection's own user, unless the user is
+/// an impersonator (RabbitMQ's rule and wording).
+fn check_user_id(ctx: &Ctx, properties: &[u8]) -> Result<(), AmqpError> {
+    let Ok(decoded) = BasicProperties::decode(properties) else {
+        return Ok(());
+    };
+    let Some(claimed) = decoded.user_id else {
+        return Ok(());
+    };
+    let state = ctx.conn.state.borrow();
+    if state.impersonator || claimed.as_ref() == state.user.as_bytes() {
+        return Ok(());
+    }
+    Err(AmqpError::precondition(format!(
+        "user_id property set to '{}' but authenticated user was '{}'",
+        String::from_utf8_lossy(&claimed),
+        state.user
+    )))
+}
+
 /// A complete message: route it on this shard's replica and hand it to each queue's shard.
 pub fn route(ctx: &Ctx, incoming: Incoming) -> Result<(), AmqpError> {
     let (_, mut properties) = incoming.header.unwrap_or_default();
@@ -244,6 +264,9 @@ pub fn route(ctx: &Ctx, incoming: Incoming) -> Result<(), AmqpError> {
         Body::One(b) => b,
         Body::Many(b) => b.freeze(),
     };
+    if BasicProperties::has_user_id(&properties) {
+        check_user_id(ctx, &properties)?;
+    }
     if reply_to::has_reply_to(&properties) {
         properties = reply_to::rewrite_request(ctx, properties)?;
     }

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
+mod access;
+
 #[derive(Parser, Debug)]
 #[command(name = "warren ctl", about = "Manage a running Warren broker")]
 struct Ctl {
@@ -83,6 +85,8 @@ enum Command {
     /// Lists the permissions in a vhost.
     #[command(alias = "list_permissions")]
     ListPermissions(VhostArgs),
+    #[command(flatten)]
+    Access(access::AccessCommand),
 }
 
 #[derive(Args, Debug)]
@@ -191,6 +195,7 @@ fn request(command: Command) -> Result<Value, String> {
             json!({"command": "clear-permissions", "user": user, "vhost": vhost})
         }
         Command::ListPermissions(v) => json!({"command": "list-permissions", "vhost": v.vhost}),
+        Command::Access(a) => a.request(),
     })
 }
 

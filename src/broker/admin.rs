@@ -95,6 +95,14 @@ impl Broker {
         if d.passive {
             return Err(no_queue(&d.name));
         }
+        if let Some(max) = self.vhost_queue_max {
+            if self.queue_count.get() as u64 >= max {
+                return Err(AmqpError::precondition(format!(
+                    "cannot declare queue '{}': queue limit in vhost '/' ({max}) is reached",
+                    String::from_utf8_lossy(&d.name),
+                )));
+            }
+        }
         if !self.queue_count.try_add() {
             return Err(AmqpError::precondition(format!(
                 "cannot declare queue '{}': queue limit in cluster ({}) is reached",

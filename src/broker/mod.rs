@@ -8,6 +8,7 @@ mod admin;
 pub mod count;
 pub mod dead_letter;
 pub mod envelope;
+pub mod limits;
 pub mod ops;
 pub mod overflow;
 pub mod permissions;
@@ -17,6 +18,7 @@ pub mod queue;
 pub mod ready;
 #[cfg(test)]
 mod tests;
+pub mod topic_permissions;
 pub mod topology;
 pub mod users;
 
@@ -59,6 +61,8 @@ pub struct Broker {
     queue_count: Arc<QueueCount>,
     /// The policies every queue here reads its settings through (shared with the topology).
     policies: Rc<Policies>,
+    /// The default vhost's `max-queues` limit (vhost limits), if any.
+    vhost_queue_max: Option<u64>,
 }
 
 /// What every queue of a shard shares.
@@ -116,7 +120,13 @@ impl Broker {
             sync_wanted: false,
             queue_count: Arc::default(),
             policies: Rc::default(),
+            vhost_queue_max: None,
         }
+    }
+
+    /// The vhost's `max-queues` limit now (None: no limit); it bounds new queues only.
+    pub fn set_vhost_queue_max(&mut self, max: Option<u64>) {
+        self.vhost_queue_max = max;
     }
 
     /// Applies `policies` to every queue at once: new limits, TTLs and dead-letter targets

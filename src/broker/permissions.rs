@@ -26,14 +26,14 @@ pub enum Access {
 /// One of the three patterns: `.*` and the empty pattern (RabbitMQ's synonym for `^$`) are
 /// decided without a regex.
 #[derive(Debug, Clone)]
-enum Matcher {
+pub(super) enum Matcher {
     All,
     Nothing,
     Pattern(Regex),
 }
 
 impl Matcher {
-    fn compile(pattern: &[u8]) -> Result<Matcher, String> {
+    pub(super) fn compile(pattern: &[u8]) -> Result<Matcher, String> {
         match pattern {
             b".*" | b"^.*" | b"^.*$" | b".*$" => Ok(Matcher::All),
             b"" | b"^$" => Ok(Matcher::Nothing),
@@ -48,7 +48,7 @@ impl Matcher {
         }
     }
 
-    fn matches(&self, name: &[u8]) -> bool {
+    pub(super) fn matches(&self, name: &[u8]) -> bool {
         match self {
             Matcher::All => true,
             Matcher::Nothing => name.is_empty(),

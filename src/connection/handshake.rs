@@ -5,13 +5,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::tracking::{self, Refused};
 use super::{Conn, HardError, Phase};
 use crate::auth::{authenticate, AuthError, Gate, MECHANISMS};
+use crate::broker::topic_permissions::Variables;
 use crate::broker::users;
 use crate::protocol::constants::*;
 use crate::protocol::method::*;
 use crate::protocol::{FieldTable, FieldValue, Method};
 use crate::shard::Shard;
+use crate::store::record::LimitScope;
 
 fn text(s: &str) -> FieldValue {
     FieldValue::LongStr(Bytes::copy_from_slice(s.as_bytes()))
@@ -88,48 +91,7 @@ pub async fn connection_method(
     match (phase, method) {
         (Phase::StartOk, Method::ConnectionStartOk(m)) => start_ok(shard, conn, m),
         (Phase::TuneOk, Method::ConnectionTuneOk(m)) => tune_ok(shard, conn, m),
-        (Phase::Open, Method::ConnectionOpen(m)) => {
-            let vhost = String::from_utf8_lossy(&m.virtual_host).into_owned();
-            if vhost != "/" {
-                return Err(
-                    HardError::new(NOT_ALLOWED, format!("vhost {vhost} not found"))
-                        .on(&Method::ConnectionOpen(m)),
-                );
-            }
-            let user = conn.state.borrow().user.clone();
-            let topology = shard.topology.borrow();
-            let permission = topology
-                .permissions()
-                .get(user.as_bytes(), vhost.as_bytes())
-                .cloned();
-            let impersonator = topology
-                .users()
-                .get(user.as_bytes())
-                .is_some_and(|u| users::has_tag(u, "impersonator"));
-            drop(topology);
-            let Some(permission) = permission else {
-                let text = format!("access to vhost '{vhost}' refused for user '{user}'");
-                return Err(HardError::new(NOT_ALLOWED, text).on(&Method::ConnectionOpen(m)));
-            };
-            let mut state = conn.state.borrow_mut();
-            state.permission = Some(permission);
-            state.impersonator = impersonator;
-            state.phase = Phase::Opened;
-            drop(state);
-            crate::info!(
-                "accepting AMQP connection {} (user '{}', shard {})",
-                conn.peer,
-                conn.state.borrow().user,
-                shard.id
-            );
-            conn.send_method(
-                0,
-                &Method::ConnectionOpenOk(ConnectionOpenOk {
-                    known_hosts: Bytes::new(),
-                }),
-            );
-            Ok(())
-        }
+        (Phase::Open, Method::ConnectionOpen(m)) => open(shard, conn, m),
         (_, Method::ConnectionClose(_)) => {
             conn.send_method(0, &Method::ConnectionCloseOk(ConnectionCloseOk {}));
             conn.state.borrow_mut().phase = Phase::Closed;
@@ -152,6 +114,72 @@ pub async fn connection_method(
         .on(&method)),
         (phase, method) => Err(expect(phase, &method)),
     }
+}
+
+/// connection.open: the vhost must exist, be under its connection limit and the user under
+/// theirs, and the user needs permissions there; RabbitMQ's checks, in its order.
+fn open(shard: &Shard, conn: &Conn, m: ConnectionOpen) -> Result<(), HardError> {
+    let vhost = String::from_utf8_lossy(&m.virtual_host).into_owned();
+    let refuse =
+        |text: String| HardError::new(NOT_ALLOWED, text).on(&Method::ConnectionOpen(m.clone()));
+    if vhost != "/" {
+        return Err(refuse(format!("vhost {vhost} not found")));
+    }
+    let user = conn.state.borrow().user.clone();
+    let topology = shard.topology.borrow();
+    let permission = topology
+        .permissions()
+        .get(user.as_bytes(), vhost.as_bytes())
+        .cloned();
+    let impersonator = topology
+        .users()
+        .get(user.as_bytes())
+        .is_some_and(|u| users::has_tag(u, "impersonator"));
+    let topic = topology.topic_permissions().for_connection(&Variables {
+        username: &user,
+        vhost: &vhost,
+        client_id: None,
+    });
+    let limits = topology.limits();
+    let user_max = limits.get(LimitScope::User, user.as_bytes(), "max-connections");
+    let vhost_max = limits.get(LimitScope::Vhost, vhost.as_bytes(), "max-connections");
+    drop(topology);
+    tracking::open_connection(&user, vhost.as_bytes(), user_max, vhost_max).map_err(|r| {
+        refuse(match r {
+            Refused::Vhost(max) => format!(
+                "access to vhost '{vhost}' refused for user '{user}': connection limit ({max}) is reached"
+            ),
+            Refused::User(max) => format!(
+                "Connection refused for user '{user}': user connection limit ({max}) is reached"
+            ),
+        })
+    })?;
+    let Some(permission) = permission else {
+        tracking::close_connection(&user, vhost.as_bytes(), 0);
+        return Err(refuse(format!(
+            "access to vhost '{vhost}' refused for user '{user}'"
+        )));
+    };
+    let mut state = conn.state.borrow_mut();
+    state.permission = Some(permission);
+    state.impersonator = impersonator;
+    state.topic = topic;
+    state.tracked = true;
+    state.vhost = vhost;
+    state.phase = Phase::Opened;
+    drop(state);
+    crate::info!(
+        "accepting AMQP connection {} (user '{user}', shard {})",
+        conn.peer,
+        shard.id
+    );
+    conn.send_method(
+        0,
+        &Method::ConnectionOpenOk(ConnectionOpenOk {
+            known_hosts: Bytes::new(),
+        }),
+    );
+    Ok(())
 }
 
 fn start_ok(shard: &Shard, conn: &Conn, m: ConnectionStartOk) -> Result<(), HardError> {

@@ -50,6 +50,7 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     conn.writable.notify_one();
     let _ = time::timeout(Duration::from_secs(5), writer).await;
     heartbeat.abort();
+    conn.untrack();
     release(&shard, &conn);
     shard.unregister(conn.cref);
     shard.connection_gone();

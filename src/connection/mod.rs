@@ -17,6 +17,7 @@ mod heartbeat;
 mod listener;
 mod output;
 mod reader;
+mod tracking;
 mod writer;
 
 use std::cell::{Cell, RefCell};
@@ -30,6 +31,7 @@ use smallvec::SmallVec;
 use tokio::sync::Notify;
 
 use crate::broker::permissions::Permission;
+use crate::broker::topic_permissions::TopicGrants;
 use crate::ids::{ConnRef, QueueRef};
 use crate::protocol::frame::encode_method;
 use crate::protocol::method::*;
@@ -90,6 +92,12 @@ struct ConnState {
     permission: Option<Rc<Permission>>,
     /// The user has the `impersonator` tag: it may publish with another `user-id`.
     impersonator: bool,
+    /// The user's topic permissions in the vhost, compiled when it was opened; None: none.
+    topic: Option<Rc<TopicGrants>>,
+    /// Counted against user and vhost connection limits (see `tracking`) since the open.
+    tracked: bool,
+    /// The vhost it opened.
+    vhost: String,
 }
 
 /// Deliveries of one consumer written since the last write.
@@ -149,6 +157,9 @@ impl Conn {
                 user: String::new(),
                 permission: None,
                 impersonator: false,
+                topic: None,
+                tracked: false,
+                vhost: String::new(),
             }),
             done: Cell::new(false),
             last_read: Cell::new(now),
@@ -188,6 +199,15 @@ impl Conn {
                 .channels
                 .values()
                 .any(|ch| ch.has_acking_consumer())
+    }
+
+    /// The connection is gone: its user's and vhost's counts drop (see `tracking`).
+    fn untrack(&self) {
+        let mut state = self.state.borrow_mut();
+        if std::mem::take(&mut state.tracked) {
+            let channels = state.channels.len() as u64;
+            tracking::close_connection(&state.user, state.vhost.as_bytes(), channels);
+        }
     }
 
     fn frame_max(&self) -> u32 {

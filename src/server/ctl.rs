@@ -22,6 +22,8 @@ use crate::broker::users::{imported_user, new_user, KNOWN_TAGS};
 use crate::shard::control::{Control, ControlReply, ControlRequest, ControlSender};
 use crate::store::record::{PermissionDef, PolicyDef};
 
+mod access;
+
 /// Longest request line read from the socket.
 const MAX_REQUEST_BYTES: u64 = 1 << 20;
 
@@ -161,7 +163,8 @@ fn parse_request(line: &str) -> Result<Control, String> {
         Some("list-permissions") => Ok(Control::ListPermissions {
             vhost: text(vhost, "vhost")?,
         }),
-        Some(other) => Err(format!("unknown command '{other}'")),
+        Some(other) => access::parse(other, &request)
+            .unwrap_or_else(|| Err(format!("unknown command '{other}'"))),
         None => Err("a request needs a command".to_string()),
     }
 }

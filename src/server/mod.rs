@@ -232,6 +232,7 @@ async fn serve_shard(
     let topology = Topology::replay(&boot.topology, &boot.queue_refs);
     // Before the queues, so that recovered messages get their policy's TTL.
     broker.set_policies(topology.policies().clone());
+    broker.set_vhost_queue_max(topology.vhost_queue_max());
     broker.recovered(start.queues, start.resident_bytes);
     broker.attach_store(store, boot.budget_per_shard);
     broker.count_queues_in(boot.queue_count.clone());

@@ -11,7 +11,9 @@ use super::Shard;
 use crate::broker::policy::definition_to_json;
 use crate::broker::topology::TopologyChange;
 use crate::broker::users::tags_list;
-use crate::store::record::{PermissionDef, PolicyDef, UserDef};
+use crate::store::record::{LimitScope, PermissionDef, PolicyDef, UserDef};
+
+mod access;
 
 /// What an operator asks.
 #[derive(Debug)]
@@ -49,6 +51,24 @@ pub enum Control {
     ListPermissions {
         vhost: Bytes,
     },
+    /// A change applied as it is (topic permissions, limits).
+    Change(TopologyChange),
+    /// Removes one limit of a user or vhost, or every one with `all`.
+    ClearLimit {
+        scope: LimitScope,
+        name: Bytes,
+        key: String,
+    },
+    /// Topic permissions of a vhost (or of a user, in every vhost).
+    ListTopicPermissions {
+        vhost: Option<Bytes>,
+        user: Option<Bytes>,
+    },
+    /// Limits of one user or vhost (JSON), or of all of them (rows).
+    ListLimits {
+        scope: LimitScope,
+        name: Option<Bytes>,
+    },
 }
 
 /// The answer: text to show, or why the request was refused.
@@ -82,6 +102,12 @@ async fn handle(shard: &Shard, what: Control) -> ControlReply {
         Control::ListPolicies { operator } => return Ok(list_policies(shard, operator)),
         Control::ListUsers => return Ok(list_users(shard)),
         Control::ListPermissions { vhost } => return Ok(list_permissions(shard, &vhost)),
+        Control::ListTopicPermissions { vhost, user } => {
+            return Ok(access::list_topic_permissions(shard, vhost, user))
+        }
+        Control::ListLimits { scope, name } => return Ok(access::list_limits(shard, scope, name)),
+        Control::Change(change) => change,
+        Control::ClearLimit { scope, name, key } => access::clear_limit(shard, scope, name, &key)?,
         Control::SetPermissions(def) => TopologyChange::SetPermissions(def),
         Control::ClearPermissions { user, vhost } => {
             TopologyChange::ClearPermissions { user, vhost }

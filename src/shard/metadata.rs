@@ -107,6 +107,10 @@ impl Shard {
             let policies = self.topology.borrow().policies().clone();
             self.broker.borrow_mut().set_policies(policies);
         }
+        if matches!(change, TopologyChange::SetLimits(_)) {
+            let max = self.topology.borrow().vhost_queue_max();
+            self.broker.borrow_mut().set_vhost_queue_max(max);
+        }
     }
 
     pub(super) fn topology_applied(&self, token: u64) {

@@ -13,6 +13,9 @@ use crate::protocol::FieldTable;
 use crate::protocol::Reader;
 use crate::routing::ExchangeKind;
 
+mod access;
+pub use access::{LimitScope, LimitsDef, TopicPermissionDef};
+
 pub const HEADER_BYTES: usize = 8;
 /// No record is larger than this (a body is capped well below it by max-message-size); a
 /// claimed length above it is treated as a torn tail, never allocated.
@@ -150,6 +153,14 @@ pub enum Record {
         user: Bytes,
         vhost: Bytes,
     },
+    TopicPermission(TopicPermissionDef),
+    /// A user's topic permissions on one exchange of a vhost cleared.
+    TopicPermissionGone {
+        user: Bytes,
+        vhost: Bytes,
+        exchange: Bytes,
+    },
+    Limits(LimitsDef),
 }
 
 /// Appends one framed record to `out`; `fields` writes the kind byte and the fields.
@@ -270,6 +281,9 @@ pub fn put_def(out: &mut BytesMut, record: &Record) -> usize {
         Record::Policy(_) | Record::PolicyGone { .. } => put_policy(out, record),
         Record::User(_) | Record::UserGone { .. } => put_user(out, record),
         Record::Permission(_) | Record::PermissionGone { .. } => put_permission(out, record),
+        Record::TopicPermission(_) | Record::TopicPermissionGone { .. } | Record::Limits(_) => {
+            access::put(out, record)
+        }
     })
 }
 
@@ -441,6 +455,9 @@ fn decode(body: Bytes) -> Option<Record> {
         POLICY | POLICY_GONE => read_policy(kind, &mut r)?,
         USER | USER_GONE => read_user(kind, &mut r)?,
         PERMISSION | PERMISSION_GONE => read_permission(kind, &mut r)?,
+        access::TOPIC_PERMISSION | access::TOPIC_PERMISSION_GONE | access::LIMITS => {
+            access::read(kind, &mut r)?
+        }
         _ => return None,
     };
     // A record is exactly its fields: bytes after them mean it is not what the writer wrote.

@@ -15,14 +15,18 @@ use std::rc::Rc;
 use bytes::Bytes;
 use smallvec::SmallVec;
 
+use super::limits::Limits;
 use super::ops::AmqpError;
 use super::permissions::{Permission, Permissions};
 use super::policy::{Policies, Policy};
+use super::topic_permissions::TopicPermissions;
 use super::users::Users;
 use crate::ids::QueueRef;
 use crate::protocol::FieldTable;
 use crate::routing::{Bindings, ExchangeKind};
-use crate::store::record::{PermissionDef, PolicyDef, UserDef};
+use crate::store::record::{
+    LimitScope, LimitsDef, PermissionDef, PolicyDef, TopicPermissionDef, UserDef,
+};
 pub use validate::unknown_type;
 
 /// Where a binding leads.
@@ -88,6 +92,16 @@ pub enum TopologyChange {
         user: Bytes,
         vhost: Bytes,
     },
+    SetTopicPermission(TopicPermissionDef),
+    /// One exchange's topic permissions of the user in the vhost; every one with an empty
+    /// `exchange` (the default exchange is never a topic exchange).
+    ClearTopicPermissions {
+        user: Bytes,
+        vhost: Bytes,
+        exchange: Bytes,
+    },
+    /// A user's or vhost's limits, replacing the ones before (empty: cleared).
+    SetLimits(LimitsDef),
 }
 
 #[derive(Debug, Clone)]
@@ -120,6 +134,8 @@ pub struct Topology {
     policies: Rc<Policies>,
     users: Users,
     permissions: Permissions,
+    topic_permissions: TopicPermissions,
+    limits: Limits,
 }
 
 impl Default for Topology {
@@ -150,6 +166,8 @@ impl Topology {
             policies: Rc::default(),
             users: Users::default(),
             permissions: Permissions::default(),
+            topic_permissions: TopicPermissions::default(),
+            limits: Limits::default(),
         };
         for (name, kind) in PREDECLARED {
             let id = t.next_id;
@@ -189,6 +207,19 @@ impl Topology {
 
     pub fn permissions(&self) -> &Permissions {
         &self.permissions
+    }
+
+    pub fn topic_permissions(&self) -> &TopicPermissions {
+        &self.topic_permissions
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The default vhost's `max-queues` limit, if any.
+    pub fn vhost_queue_max(&self) -> Option<u64> {
+        self.limits.get(LimitScope::Vhost, b"/", "max-queues")
     }
 
     /// Applies a validated change. Deterministic: every replica ends up identical.
@@ -286,6 +317,8 @@ impl Topology {
             TopologyChange::DeleteUser { name } => {
                 self.users.remove(name);
                 self.permissions.clear_user(name);
+                self.topic_permissions.clear_user(name);
+                self.limits.clear_user(name);
             }
             TopologyChange::SetPermissions(def) => {
                 if let Ok(permission) = Permission::compile(def.clone()) {
@@ -295,6 +328,13 @@ impl Topology {
             TopologyChange::ClearPermissions { user, vhost } => {
                 self.permissions.clear(user, vhost);
             }
+            TopologyChange::SetTopicPermission(def) => self.topic_permissions.set(def.clone()),
+            TopologyChange::ClearTopicPermissions {
+                user,
+                vhost,
+                exchange,
+            } => self.topic_permissions.clear(user, vhost, exchange),
+            TopologyChange::SetLimits(def) => self.limits.set(def.clone()),
             _ => {}
         }
     }

@@ -80,6 +80,17 @@ impl Topology {
                 user: user.clone(),
                 vhost: vhost.clone(),
             }),
+            TopologyChange::SetTopicPermission(def) => Some(Record::TopicPermission(def.clone())),
+            TopologyChange::ClearTopicPermissions {
+                user,
+                vhost,
+                exchange,
+            } => Some(Record::TopicPermissionGone {
+                user: user.clone(),
+                vhost: vhost.clone(),
+                exchange: exchange.clone(),
+            }),
+            TopologyChange::SetLimits(def) => Some(Record::Limits(def.clone())),
         }
     }
 
@@ -97,6 +108,9 @@ impl Topology {
                     | Record::UserGone { .. }
                     | Record::Permission(_)
                     | Record::PermissionGone { .. }
+                    | Record::TopicPermission(_)
+                    | Record::TopicPermissionGone { .. }
+                    | Record::Limits(_)
             );
             if checked {
                 t.apply(&change);
@@ -169,14 +183,6 @@ fn change_of(
             None => return None,
         },
         Record::Policy(def) => TopologyChange::SetPolicy(def.clone()),
-        // Users and permissions were checked when made: applied as stored.
-        Record::User(user) => TopologyChange::UpdateUser(user.clone()),
-        Record::UserGone { name } => TopologyChange::DeleteUser { name: name.clone() },
-        Record::Permission(def) => TopologyChange::SetPermissions(def.clone()),
-        Record::PermissionGone { user, vhost } => TopologyChange::ClearPermissions {
-            user: user.clone(),
-            vhost: vhost.clone(),
-        },
         Record::PolicyGone {
             vhost,
             name,
@@ -186,6 +192,33 @@ fn change_of(
             name: name.clone(),
             operator: *operator,
         },
+        access => return access_change_of(access),
+    };
+    Some(change)
+}
+
+/// The change a stored user, permission or limits record stands for.
+fn access_change_of(record: &Record) -> Option<TopologyChange> {
+    let change = match record {
+        // Users and permissions were checked when made: applied as stored.
+        Record::User(user) => TopologyChange::UpdateUser(user.clone()),
+        Record::UserGone { name } => TopologyChange::DeleteUser { name: name.clone() },
+        Record::Permission(def) => TopologyChange::SetPermissions(def.clone()),
+        Record::PermissionGone { user, vhost } => TopologyChange::ClearPermissions {
+            user: user.clone(),
+            vhost: vhost.clone(),
+        },
+        Record::TopicPermission(def) => TopologyChange::SetTopicPermission(def.clone()),
+        Record::TopicPermissionGone {
+            user,
+            vhost,
+            exchange,
+        } => TopologyChange::ClearTopicPermissions {
+            user: user.clone(),
+            vhost: vhost.clone(),
+            exchange: exchange.clone(),
+        },
+        Record::Limits(def) => TopologyChange::SetLimits(def.clone()),
         _ => return None,
     };
     Some(change)

@@ -5,9 +5,11 @@ use super::{lossy, no_exchange, BindingChange, Dest, Exchange, Topology, Topolog
 use crate::broker::ops::AmqpError;
 use crate::broker::permissions::Permission;
 use crate::broker::policy::Policy;
+use crate::broker::{limits, topic_permissions};
 use crate::protocol::constants::COMMAND_INVALID;
 use crate::protocol::FieldTable;
 use crate::routing::ExchangeKind;
+use crate::store::record::LimitScope;
 
 impl Topology {
     /// Checks a change on the owner shard and fills in what the owner decides (exchange ids).
@@ -120,6 +122,36 @@ impl Topology {
                 self.user_exists(&user)?;
                 vhost_exists(&vhost)?;
                 Ok(Some(TopologyChange::ClearPermissions { user, vhost }))
+            }
+            access => self.validate_access(access),
+        }
+    }
+
+    /// Topic permissions and limits.
+    fn validate_access(&self, change: TopologyChange) -> Result<Option<TopologyChange>, AmqpError> {
+        match change {
+            TopologyChange::SetTopicPermission(def) => {
+                self.user_exists(&def.user)?;
+                vhost_exists(&def.vhost)?;
+                topic_permissions::validate(&def).map_err(AmqpError::precondition)?;
+                Ok(Some(TopologyChange::SetTopicPermission(def)))
+            }
+            TopologyChange::ClearTopicPermissions {
+                ref user,
+                ref vhost,
+                ..
+            } => {
+                self.user_exists(user)?;
+                vhost_exists(vhost)?;
+                Ok(Some(change))
+            }
+            TopologyChange::SetLimits(def) => {
+                match def.scope {
+                    LimitScope::User => self.user_exists(&def.name)?,
+                    LimitScope::Vhost => vhost_exists(&def.name)?,
+                }
+                limits::validate(&def).map_err(AmqpError::precondition)?;
+                Ok(Some(TopologyChange::SetLimits(def)))
             }
             other => Ok(Some(other)),
         }

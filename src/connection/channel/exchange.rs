@@ -61,7 +61,7 @@ pub async fn delete(ctx: &Ctx<'_>, m: &ExchangeDelete) -> Result<(), Fail> {
 }
 
 pub async fn bind(ctx: &Ctx<'_>, m: &ExchangeBind) -> Result<(), Fail> {
-    permit_binding(ctx, &m.destination, &m.source)?;
+    permit_binding(ctx, &m.destination, &m.source, &m.routing_key)?;
     let binding = Binding {
         source: &m.source,
         destination: &m.destination,
@@ -76,7 +76,7 @@ pub async fn bind(ctx: &Ctx<'_>, m: &ExchangeBind) -> Result<(), Fail> {
 }
 
 pub async fn unbind(ctx: &Ctx<'_>, m: &ExchangeUnbind) -> Result<(), Fail> {
-    permit_binding(ctx, &m.destination, &m.source)?;
+    permit_binding(ctx, &m.destination, &m.source, &m.routing_key)?;
     let binding = Binding {
         source: &m.source,
         destination: &m.destination,
@@ -90,10 +90,17 @@ pub async fn unbind(ctx: &Ctx<'_>, m: &ExchangeUnbind) -> Result<(), Fail> {
     Ok(())
 }
 
-/// Binding needs write on the destination and read on the source, as in RabbitMQ.
-fn permit_binding(ctx: &Ctx<'_>, destination: &[u8], source: &[u8]) -> Result<(), AmqpError> {
+/// Binding needs write on the destination and read on the source (and on the key, for a
+/// topic source with topic permissions), as in RabbitMQ.
+fn permit_binding(
+    ctx: &Ctx<'_>,
+    destination: &[u8],
+    source: &[u8],
+    key: &[u8],
+) -> Result<(), AmqpError> {
     ctx.permit(Access::Write, "exchange", destination)?;
-    ctx.permit(Access::Read, "exchange", source)
+    ctx.permit(Access::Read, "exchange", source)?;
+    ctx.permit_topic(Access::Read, source, key)
 }
 
 /// An exchange-to-exchange binding as exchange.bind and exchange.unbind name it.

@@ -4,15 +4,17 @@
 use bytes::Bytes;
 
 use super::{Channel, Ctx, Fail};
-use crate::connection::{Conn, HardError};
+use crate::connection::{tracking, Conn, HardError};
 use crate::protocol::constants::*;
 use crate::protocol::method::*;
 use crate::protocol::Method;
+use crate::shard::Shard;
+use crate::store::record::LimitScope;
 
 /// Decides whether `method` runs on `channel` now: opens a channel on channel.open, drops
 /// what a closing channel receives (answering its close), and refuses methods outside a
 /// channel's state. Ok(true): run the method.
-pub fn admit(conn: &Conn, channel: u16, method: &Method) -> Result<bool, HardError> {
+pub fn admit(shard: &Shard, conn: &Conn, channel: u16, method: &Method) -> Result<bool, HardError> {
     let mut state = conn.state.borrow_mut();
     let open = state.channels.len();
     let channel_max = state.channel_max;
@@ -29,6 +31,19 @@ pub fn admit(conn: &Conn, channel: u16, method: &Method) -> Result<bool, HardErr
                 );
                 return Err(HardError::new(NOT_ALLOWED, text).on(method));
             }
+            let limits = shard.topology.borrow();
+            let max = limits
+                .limits()
+                .get(LimitScope::User, state.user.as_bytes(), "max-channels");
+            drop(limits);
+            if !tracking::open_channel(&state.user, max) {
+                let text = format!(
+                    "number of channels opened for user '{}' has reached the maximum allowed user limit of ({})",
+                    state.user,
+                    max.unwrap_or_default()
+                );
+                return Err(HardError::new(NOT_ALLOWED, text).on(method));
+            }
             state.channels.insert(channel, Channel::new());
             drop(state);
             let ok = ChannelOpenOk {
@@ -42,9 +57,11 @@ pub fn admit(conn: &Conn, channel: u16, method: &Method) -> Result<bool, HardErr
             match method {
                 Method::ChannelCloseOk(_) => {
                     state.channels.remove(&channel);
+                    tracking::close_channel(&state.user);
                 }
                 Method::ChannelClose(_) => {
                     state.channels.remove(&channel);
+                    tracking::close_channel(&state.user);
                     drop(state);
                     conn.send_method(channel, &Method::ChannelCloseOk(ChannelCloseOk {}));
                 }
@@ -73,7 +90,14 @@ pub fn admit(conn: &Conn, channel: u16, method: &Method) -> Result<bool, HardErr
 }
 
 pub fn close(ctx: &Ctx) -> Result<(), Fail> {
-    let ch = ctx.conn.state.borrow_mut().channels.remove(&ctx.channel);
+    let ch = {
+        let mut state = ctx.conn.state.borrow_mut();
+        let ch = state.channels.remove(&ctx.channel);
+        if ch.is_some() {
+            tracking::close_channel(&state.user);
+        }
+        ch
+    };
     if let Some(mut ch) = ch {
         ch.release(ctx.shard);
     }

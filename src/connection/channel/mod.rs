@@ -39,6 +39,7 @@ use crate::broker::{AmqpError, Delivery, QueueOp, QueueRef, SettleKind, ShardMsg
 use crate::protocol::constants::*;
 use crate::protocol::method::*;
 use crate::protocol::Method;
+use crate::routing::ExchangeKind;
 use crate::shard::Shard;
 pub use publish::content;
 
@@ -209,7 +210,7 @@ pub async fn method(
     channel: u16,
     method: Method,
 ) -> Result<(), HardError> {
-    if !lifecycle::admit(conn, channel, &method)? {
+    if !lifecycle::admit(shard, conn, channel, &method)? {
         return Ok(());
     }
     with_channel(conn, channel, |ch| ch.busy = true);
@@ -320,6 +321,30 @@ impl Ctx<'_> {
         Err(AmqpError::access_refused(format!(
             "access to {kind} '{}' in vhost '/' refused for user '{}'",
             String::from_utf8_lossy(name),
+            state.user
+        )))
+    }
+
+    /// Topic permissions: may `key` be published with (`Write`) or bound with (`Read`) on
+    /// `exchange`, when it is a topic exchange? 403 in RabbitMQ's words when not.
+    fn permit_topic(&self, access: Access, exchange: &[u8], key: &[u8]) -> Result<(), AmqpError> {
+        let state = self.conn.state.borrow();
+        let Some(grants) = state.topic.as_ref() else {
+            return Ok(());
+        };
+        let is_topic = self
+            .shard
+            .topology
+            .borrow()
+            .exchange(exchange)
+            .is_some_and(|ex| ex.kind == ExchangeKind::Topic);
+        if !is_topic || grants.allows(access, exchange, key) {
+            return Ok(());
+        }
+        Err(AmqpError::access_refused(format!(
+            "access to topic '{}' in exchange '{}' in vhost '/' refused for user '{}'",
+            String::from_utf8_lossy(key),
+            String::from_utf8_lossy(exchange),
             state.user
         )))
     }

@@ -15,6 +15,7 @@ use crate::message::Message;
 use crate::protocol::constants::*;
 use crate::protocol::method::*;
 use crate::protocol::{BasicProperties, ContentHeader, Frame, Method};
+use crate::routing::ExchangeKind;
 use crate::shard::Shard;
 
 enum Body {
@@ -65,6 +66,10 @@ pub fn publish(ctx: &Ctx, m: &BasicPublish) -> Result<(), Fail> {
                     "cannot publish to internal exchange '{}' in vhost '/'",
                     String::from_utf8_lossy(&m.exchange)
                 ))))
+            }
+            Some(ex) if ex.kind == ExchangeKind::Topic => {
+                drop(topology);
+                ctx.permit_topic(Access::Write, &m.exchange, &m.routing_key)?;
             }
             Some(_) => {}
         }

@@ -196,7 +196,7 @@ pub async fn purge(ctx: &Ctx<'_>, m: &QueuePurge) -> Result<(), Fail> {
 
 pub async fn bind(ctx: &Ctx<'_>, m: &QueueBind) -> Result<(), Fail> {
     let name = ctx.queue_name_or_last(&m.queue)?;
-    permit_binding(ctx, &name, &m.exchange)?;
+    permit_binding(ctx, &name, &m.exchange, &m.routing_key)?;
     let binding = Binding {
         queue: &name,
         exchange: &m.exchange,
@@ -212,7 +212,7 @@ pub async fn bind(ctx: &Ctx<'_>, m: &QueueBind) -> Result<(), Fail> {
 
 pub async fn unbind(ctx: &Ctx<'_>, m: &QueueUnbind) -> Result<(), Fail> {
     let name = ctx.queue_name_or_last(&m.queue)?;
-    permit_binding(ctx, &name, &m.exchange)?;
+    permit_binding(ctx, &name, &m.exchange, &m.routing_key)?;
     let binding = Binding {
         queue: &name,
         exchange: &m.exchange,
@@ -224,10 +224,17 @@ pub async fn unbind(ctx: &Ctx<'_>, m: &QueueUnbind) -> Result<(), Fail> {
     Ok(())
 }
 
-/// Binding needs write on the queue and read on the exchange, as in RabbitMQ.
-fn permit_binding(ctx: &Ctx<'_>, queue: &[u8], exchange: &[u8]) -> Result<(), AmqpError> {
+/// Binding needs write on the queue and read on the exchange (and on the key, for a topic
+/// exchange with topic permissions), as in RabbitMQ.
+fn permit_binding(
+    ctx: &Ctx<'_>,
+    queue: &[u8],
+    exchange: &[u8],
+    key: &[u8],
+) -> Result<(), AmqpError> {
     ctx.permit(Access::Write, "queue", queue)?;
-    ctx.permit(Access::Read, "exchange", exchange)
+    ctx.permit(Access::Read, "exchange", exchange)?;
+    ctx.permit_topic(Access::Read, exchange, key)
 }
 
 /// A queue binding as queue.bind and queue.unbind name it.

@@ -1,0 +1,89 @@
+//! Control-socket requests for topic permissions and limits.
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::broker::limits::from_json;
+use crate::broker::topology::TopologyChange;
+use crate::shard::control::Control;
+use crate::store::record::{LimitScope, LimitsDef, TopicPermissionDef};
+
+fn text(request: &Value, key: &str) -> Result<Bytes, String> {
+    request[key]
+        .as_str()
+        .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+        .ok_or_else(|| format!("{key} must be a string"))
+}
+
+fn optional(request: &Value, key: &str) -> Option<Bytes> {
+    text(request, key).ok()
+}
+
+fn vhost(request: &Value) -> Bytes {
+    optional(request, "vhost").unwrap_or_else(|| Bytes::from_static(b"/"))
+}
+
+fn scope(request: &Value) -> Result<LimitScope, String> {
+    match request["scope"].as_str() {
+        Some("user") => Ok(LimitScope::User),
+        Some("vhost") => Ok(LimitScope::Vhost),
+        _ => Err("scope must be user or vhost".to_string()),
+    }
+}
+
+/// The request for `command`, or None when the command is not one of these.
+pub fn parse(command: &str, request: &Value) -> Option<Result<Control, String>> {
+    let parsed = match command {
+        "set-topic-permissions" => set_topic_permissions(request),
+        "clear-topic-permissions" => (|| {
+            Ok(Control::Change(TopologyChange::ClearTopicPermissions {
+                user: text(request, "user")?,
+                vhost: vhost(request),
+                exchange: optional(request, "exchange").unwrap_or_default(),
+            }))
+        })(),
+        "list-topic-permissions" => Ok(Control::ListTopicPermissions {
+            vhost: optional(request, "vhost"),
+            user: optional(request, "user"),
+        }),
+        "set-limits" => set_limits(request),
+        "clear-limit" => (|| {
+            Ok(Control::ClearLimit {
+                scope: scope(request)?,
+                name: text(request, "name")?,
+                key: request["key"].as_str().unwrap_or("all").to_string(),
+            })
+        })(),
+        "list-limits" => (|| {
+            Ok(Control::ListLimits {
+                scope: scope(request)?,
+                name: optional(request, "name"),
+            })
+        })(),
+        _ => return None,
+    };
+    Some(parsed)
+}
+
+fn set_topic_permissions(request: &Value) -> Result<Control, String> {
+    Ok(Control::Change(TopologyChange::SetTopicPermission(
+        TopicPermissionDef {
+            user: text(request, "user")?,
+            vhost: vhost(request),
+            exchange: text(request, "exchange")?,
+            write: text(request, "write")?,
+            read: text(request, "read")?,
+        },
+    )))
+}
+
+fn set_limits(request: &Value) -> Result<Control, String> {
+    let limits = request["limits"]
+        .as_str()
+        .ok_or("limits must be a JSON string")?;
+    Ok(Control::Change(TopologyChange::SetLimits(LimitsDef {
+        scope: scope(request)?,
+        name: text(request, "name")?,
+        limits: from_json(limits)?,
+    })))
+}

@@ -1,0 +1,234 @@
+//! Topic permissions and user/vhost limits, set with `warren ctl` (rabbitmqctl on a RabbitMQ
+//! node: `tests/queue-features-vs-rabbitmq.sh`): a topic permission bounds the routing keys a
+//! user publishes with and binds with on one topic exchange, with `{username}` expanded;
+//! `max-connections` and `max-channels` bound a user's connections and channels, and the
+//! default vhost's `max-connections` and `max-queues` bound everyone's. Refusals carry
+//! RabbitMQ's codes and texts.
+
+mod support;
+
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use support::lapin_client::{close_quietly, confirm_select, declare, open_channel};
+use support::policy_ctl::PolicyCtl;
+use support::{run_async, unique_suffix, Broker, RestartableBroker};
+
+const TEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn start() -> Option<(Broker, PolicyCtl)> {
+    let broker = Broker::start(&[]);
+    let Some(ctl) = PolicyCtl::of(&broker) else {
+        eprintln!("skipped: no way to manage users on the external broker");
+        return None;
+    };
+    Some((broker, ctl))
+}
+
+async fn connect_as(port: u16, user: &str, password: &str) -> Result<Connection, String> {
+    let url = format!("amqp://{user}:{password}@127.0.0.1:{port}/%2f");
+    let attempt = Connection::connect(&url, ConnectionProperties::default());
+    match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err("no answer within 10 s".to_string()),
+    }
+}
+
+fn assert_refused<T>(result: Result<T, lapin::Error>, text: &str) {
+    match result {
+        Ok(_) => panic!("expected a refusal: {text}"),
+        Err(e) => {
+            let shown = e.to_string();
+            assert!(shown.contains(text), "expected {text:?}, got {shown}");
+        }
+    }
+}
+
+async fn publish(channel: &Channel, exchange: &str, key: &str) -> Result<(), lapin::Error> {
+    let options = BasicPublishOptions::default();
+    let properties = BasicProperties::default();
+    let confirm = channel
+        .basic_publish(exchange, key, options, b"x", properties)
+        .await?;
+    confirm.await.map(|_| ())
+}
+
+async fn bind(channel: &Channel, queue: &str, key: &str) -> Result<(), lapin::Error> {
+    let options = QueueBindOptions::default();
+    channel
+        .queue_bind(queue, "amq.topic", key, options, FieldTable::default())
+        .await
+}
+
+/// A user with full permissions in `/`.
+fn add_user(ctl: &PolicyCtl, user: &str) {
+    ctl.ok(&["add_user", user, "pw"]);
+    ctl.ok(&["set_permissions", user, ".*", ".*", ".*"]);
+}
+
+#[test]
+fn topic_permissions_bound_publish_and_bind_keys() {
+    let Some((broker, ctl)) = start() else { return };
+    let user = format!("topic-{}", unique_suffix());
+    add_user(&ctl, &user);
+    ctl.ok(&[
+        "set_topic_permissions",
+        &user,
+        "amq.topic",
+        "^{username}\\.",
+        "^public\\.",
+    ]);
+    let port = broker.port();
+    let name = user.clone();
+    run_async(TEST_TIMEOUT, async move {
+        let connection = connect_as(port, &name, "pw").await.expect("connects");
+        let refused = |key: &str| {
+            format!(
+                "ACCESS_REFUSED - access to topic '{key}' in exchange 'amq.topic' in vhost '/' refused for user '{name}'"
+            )
+        };
+        let ch = open_channel(&connection).await;
+        confirm_select(&ch).await;
+        publish(&ch, "amq.topic", &format!("{name}.news"))
+            .await
+            .expect("the user's own prefix is allowed");
+        let key = "someone.news";
+        assert_refused(publish(&ch, "amq.topic", key).await, &refused(key));
+        // Other exchange types are not checked.
+        let ch = open_channel(&connection).await;
+        confirm_select(&ch).await;
+        publish(&ch, "amq.direct", "someone.news")
+            .await
+            .expect("a direct exchange has no topic permissions");
+        let q = format!("{name}-q");
+        declare(&ch, &q, false).await;
+        bind(&ch, &q, "public.#").await.expect("public keys bind");
+        assert_refused(bind(&ch, &q, "secret.#").await, &refused("secret.#"));
+        close_quietly(connection).await;
+    });
+    let listed = ctl.ok(&["list_topic_permissions"]);
+    assert!(
+        listed.contains(&format!("{user}\tamq.topic\t^{{username}}\\.\t^public\\.")),
+        "{listed}"
+    );
+    ctl.ok(&["clear_topic_permissions", &user, "amq.topic"]);
+    let name = user.clone();
+    run_async(TEST_TIMEOUT, async move {
+        let connection = connect_as(port, &name, "pw").await.expect("connects");
+        let ch = open_channel(&connection).await;
+        confirm_select(&ch).await;
+        publish(&ch, "amq.topic", "someone.news")
+            .await
+            .expect("cleared: every key allowed again");
+        close_quietly(connection).await;
+    });
+    ctl.ok(&["delete_user", &user]);
+}
+
+#[test]
+fn user_limits_bound_connections_and_channels() {
+    let Some((broker, ctl)) = start() else { return };
+    let user = format!("limited-{}", unique_suffix());
+    add_user(&ctl, &user);
+    ctl.ok(&[
+        "set_user_limits",
+        &user,
+        r#"{"max-connections": 1, "max-channels": 2}"#,
+    ]);
+    let port = broker.port();
+    let name = user.clone();
+    run_async(TEST_TIMEOUT, async move {
+        let first = connect_as(port, &name, "pw")
+            .await
+            .expect("the first connects");
+        let second = connect_as(port, &name, "pw").await;
+        let Err(err) = second else {
+            panic!("the second connection is refused")
+        };
+        let text = format!(
+            "NOT_ALLOWED - Connection refused for user '{name}': user connection limit (1) is reached"
+        );
+        assert!(err.contains(&text), "{err}");
+        let _a = open_channel(&first).await;
+        let _b = open_channel(&first).await;
+        let third = first.create_channel().await;
+        assert_refused(
+            third,
+            &format!(
+                "NOT_ALLOWED - number of channels opened for user '{name}' has reached the maximum allowed user limit of (2)"
+            ),
+        );
+        // A closed connection makes room.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let again = connect_as(port, &name, "pw").await.expect("room again");
+        let ch = open_channel(&again).await;
+        drop(ch);
+        close_quietly(again).await;
+    });
+    ctl.ok(&["clear_user_limits", &user, "max-connections"]);
+    let name = user.clone();
+    run_async(TEST_TIMEOUT, async move {
+        let a = connect_as(port, &name, "pw")
+            .await
+            .expect("no connection limit");
+        let b = connect_as(port, &name, "pw")
+            .await
+            .expect("no connection limit");
+        close_quietly(a).await;
+        close_quietly(b).await;
+    });
+    ctl.ok(&["delete_user", &user]);
+}
+
+#[test]
+fn vhost_limits_bound_connections_and_queues_and_survive_a_restart() {
+    let Some(mut broker) = RestartableBroker::start(&[]) else {
+        eprintln!("skipped: vhost limits would disturb an external broker's other tests");
+        return;
+    };
+    let ctl = PolicyCtl::warren(broker.data_dir());
+    ctl.ok(&[
+        "set_vhost_limits",
+        "-p",
+        "/",
+        r#"{"max-connections": 1, "max-queues": 2}"#,
+    ]);
+    broker.restart_after_kill_9();
+    assert_eq!(
+        ctl.ok(&["list_vhost_limits", "-p", "/"]).trim(),
+        r#"{"max-connections":1,"max-queues":2}"#
+    );
+    let port = broker.port();
+    run_async(TEST_TIMEOUT, async move {
+        let first = connect_as(port, "guest", "guest").await.expect("connects");
+        let second = connect_as(port, "guest", "guest").await;
+        let Err(err) = second else {
+            panic!("the vhost is full")
+        };
+        assert!(
+            err.contains(
+                "NOT_ALLOWED - access to vhost '/' refused for user 'guest': connection limit (1) is reached"
+            ),
+            "{err}"
+        );
+        let ch = open_channel(&first).await;
+        declare(&ch, "vq-1", false).await;
+        declare(&ch, "vq-2", false).await;
+        let third = ch
+            .queue_declare(
+                "vq-3",
+                QueueDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await;
+        assert_refused(
+            third,
+            "PRECONDITION_FAILED - cannot declare queue 'vq-3': queue limit in vhost '/' (2) is reached",
+        );
+        close_quietly(first).await;
+    });
+    ctl.ok(&["clear_vhost_limits", "-p", "/"]);
+    assert_eq!(ctl.ok(&["list_vhost_limits", "-p", "/"]).trim(), "{}");
+}

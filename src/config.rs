@@ -11,6 +11,8 @@ use clap::Parser;
 use crate::io::IoChoice;
 use crate::store::SyncPolicy;
 
+mod rabbitmq_conf;
+
 /// Warren: an AMQP 0-9-1 broker with one io_uring shard per core.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "warren", version, about, long_about = None)]
@@ -248,9 +250,44 @@ fn parse_watermark(s: &str) -> Result<Watermark, String> {
     parse_bytes(s).map(Watermark::Absolute)
 }
 
+/// Settings a config file may hold: the long flags, without `--`.
+const FILE_KEYS: &[&str] = &[
+    "listen",
+    "data-dir",
+    "shards",
+    "heartbeat",
+    "frame-max",
+    "channel-max",
+    "max-message-size",
+    "allow-remote-guest",
+    "segment-size",
+    "sync",
+    "memory-budget",
+    "memory-high-watermark",
+    "disk-free-limit",
+    "handshake-timeout",
+    "connection-max",
+    "consumer-max-per-channel",
+    "queue-max",
+    "writer-timeout",
+    "definitions",
+    "login-failures-max",
+    "default-user",
+    "default-pass",
+    "login-failure-window",
+    "tls-port",
+    "tls-cert",
+    "tls-key",
+    "tls-ca",
+    "tls-verify-peer",
+    "tls-fail-if-no-peer-cert",
+    "ssl-cert-login-from",
+];
+
 /// Reads the config file named by `--config FILE` / `--config=FILE` in `args` or by
 /// `WARREN_CONFIG`, and exports each `key = value` as the environment variable of that flag
-/// unless it is already set, so that flags, then the environment, then the file decide.
+/// unless it is already set, so that flags, then the environment, then the file decide. Keys
+/// are Warren's flags or rabbitmq.conf's (see `rabbitmq_conf`); several `listen` lines add up.
 pub fn load_config_file(args: &[String]) -> Result<(), String> {
     let from_args = args.iter().enumerate().find_map(|(i, a)| {
         a.strip_prefix("--config=").map(str::to_string).or_else(|| {
@@ -264,53 +301,51 @@ pub fn load_config_file(args: &[String]) -> Result<(), String> {
     };
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read config file {path}: {e}"))?;
+    let settings = parse_config_file(&text).map_err(|e| format!("{path}:{e}"))?;
+    for (key, value) in settings {
+        let var = format!("WARREN_{}", key.to_ascii_uppercase().replace('-', "_"));
+        if std::env::var_os(&var).is_none() {
+            // Called from main before any other thread exists.
+            std::env::set_var(var, value);
+        }
+    }
+    Ok(())
+}
+
+/// The (setting, value) pairs of a config file, in file order; `listen` lines joined.
+fn parse_config_file(text: &str) -> Result<Vec<(&'static str, String)>, String> {
+    let mut settings: Vec<(&'static str, String)> = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         let Some((key, value)) = line.split_once('=') else {
-            return Err(format!(
-                "{path}:{}: expected `key = value`, got {line:?}",
-                n + 1
-            ));
+            return Err(format!("{}: expected `key = value`, got {line:?}", n + 1));
         };
-        let key = key.trim();
-        const KEYS: &[&str] = &[
-            "listen",
-            "data-dir",
-            "shards",
-            "heartbeat",
-            "frame-max",
-            "channel-max",
-            "max-message-size",
-            "allow-remote-guest",
-            "segment-size",
-            "sync",
-            "memory-budget",
-            "memory-high-watermark",
-            "disk-free-limit",
-            "handshake-timeout",
-            "connection-max",
-            "consumer-max-per-channel",
-            "queue-max",
-            "writer-timeout",
-            "definitions",
-            "login-failures-max",
-            "default-user",
-            "default-pass",
-            "login-failure-window",
-        ];
-        if !KEYS.contains(&key) {
-            return Err(format!("{path}:{}: unknown setting {key:?}", n + 1));
-        }
-        let var = format!("WARREN_{}", key.to_ascii_uppercase().replace('-', "_"));
-        if std::env::var_os(&var).is_none() {
-            // Called from main before any other thread exists.
-            std::env::set_var(var, value.trim());
+        let (key, value) = match rabbitmq_conf::translate(key.trim(), value.trim()) {
+            Some(Ok(translated)) => translated,
+            Some(Err(why)) => return Err(format!("{}: {why}", n + 1)),
+            None => {
+                let key = key.trim();
+                let known = FILE_KEYS.iter().find(|k| **k == key);
+                let Some(known) = known else {
+                    return Err(format!("{}: unknown setting {key:?}", n + 1));
+                };
+                (*known, value.trim().to_string())
+            }
+        };
+        match settings.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, joined)) if key == "listen" => {
+                joined.push(',');
+                joined.push_str(&value);
+            }
+            Some((_, old)) => *old = value,
+            None if key == "default-vhost" => {} // only "/", the default
+            None => settings.push((key, value)),
         }
     }
-    Ok(())
+    Ok(settings)
 }
 
 /// Where a broker with data directory `data_dir` listens for `warren ctl`.
@@ -359,5 +394,23 @@ mod tests {
         assert!(parse_bytes("5XB").is_err());
         assert_eq!(parse_watermark("0.4"), Ok(Watermark::Relative(0.4)));
         assert_eq!(parse_watermark("4GiB"), Ok(Watermark::Absolute(4 << 30)));
+    }
+
+    #[test]
+    fn config_files_mix_warren_and_rabbitmq_keys() {
+        let text = "# comment\nlisteners.tcp.a = 5673\nlisteners.tcp.b = 127.0.0.1:5674\n\
+                    default_user = admin\nqueue-max = 10\ndefault_vhost = /\n";
+        let settings = parse_config_file(text).expect("valid");
+        assert_eq!(
+            settings,
+            vec![
+                ("listen", "[::]:5673,127.0.0.1:5674".to_string()),
+                ("default-user", "admin".to_string()),
+                ("queue-max", "10".to_string()),
+            ]
+        );
+        let unknown = parse_config_file("log.console.level = info\n");
+        assert!(unknown.is_err_and(|e| e.contains("unknown setting \"log.console.level\"")));
+        assert!(parse_config_file("default_vhost = /other\n").is_err());
     }
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs the queue-feature and permission integration tests against a private RabbitMQ node, so that they are
+# Runs the queue-feature, permission and limit integration tests against a private RabbitMQ node, so that they are
 # shown to encode RabbitMQ's behaviour and not only Warren's:
 #
 #   bash tests/queue-features-vs-rabbitmq.sh          # node on 127.0.0.1:35699
 #   PORT=35700 bash tests/queue-features-vs-rabbitmq.sh
+#   TESTS="permissions" bash tests/queue-features-vs-rabbitmq.sh   # some suites only
 #
 # The node is started by tests/rabbitmq-node.sh (installed from Debian if missing: 3.10) on
 # its own port and a fresh data directory, and stopped through it (by PID) on exit. Tests that
@@ -24,8 +25,10 @@ trap stop EXIT
 bash tests/rabbitmq-node.sh start "$PORT" "$dir"
 
 # Policies are set on the node with rabbitmqctl where the tests use `warren ctl`.
+# TESTS="permissions topic_permissions_and_limits" runs only those suites.
+TESTS=${TESTS:-queue_length dead_letter queue_expiry alternate_exchange delivery_limit \
+single_active_consumer consumer_priorities policies permissions topic_permissions_and_limits}
+args=()
+for t in $TESTS; do args+=(--test "$t"); done
 WARREN_TEST_AMQP_PORT=$PORT WARREN_TEST_RABBITMQCTL="bash tests/rabbitmq-node.sh ctl $PORT $dir" \
-    timeout 900 cargo test --release \
-    --test queue_length --test dead_letter --test queue_expiry --test alternate_exchange \
-    --test delivery_limit --test single_active_consumer --test consumer_priorities --test policies \
-    --test permissions
+    timeout 900 cargo test --release "${args[@]}"

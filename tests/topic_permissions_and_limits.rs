@@ -148,7 +148,7 @@ fn user_limits_bound_connections_and_channels() {
             panic!("the second connection is refused")
         };
         let text = format!(
-            "NOT_ALLOWED - Connection refused for user '{name}': user connection limit (1) is reached"
+            "NOT_ALLOWED - connection refused for user '{name}': user connection limit (1) is reached"
         );
         assert!(err.contains(&text), "{err}");
         let _a = open_channel(&first).await;

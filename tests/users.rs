@@ -12,7 +12,7 @@ use std::time::Duration;
 use lapin::{Connection, ConnectionProperties};
 use support::lapin_client::{close_quietly, declare, open_channel};
 use support::policy_ctl::PolicyCtl;
-use support::{run_async, Broker, RestartableBroker};
+use support::{run_async, unique_suffix, Broker, RestartableBroker};
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -231,4 +231,21 @@ async fn futures_join_all<F: std::future::Future>(
     })
     .await;
     out
+}
+
+/// rabbitmq.conf keys in `--config`: the default user comes from `default_user` and
+/// `default_pass`, as in RabbitMQ.
+#[test]
+fn a_rabbitmq_conf_style_config_file_sets_the_default_user() {
+    if support::broker::external_port().is_some() {
+        return; // the external broker's configuration is its own
+    }
+    let path = std::env::temp_dir().join(format!("warren-{}.conf", unique_suffix()));
+    let conf = "# rabbitmq.conf keys\ndefault_user = admin\ndefault_pass = s3cret\n\
+                loopback_users.guest = false\nheartbeat = 30\n";
+    std::fs::write(&path, conf).expect("write the config file");
+    let broker = Broker::start(&["--config", path.to_str().expect("UTF-8 path")]);
+    ok_login(broker.port(), "admin", "s3cret");
+    refused_login(broker.port(), "guest", "guest");
+    let _ = std::fs::remove_file(&path);
 }

@@ -150,7 +150,7 @@ fn open(shard: &Shard, conn: &Conn, m: ConnectionOpen) -> Result<(), HardError> 
                 "access to vhost '{vhost}' refused for user '{user}': connection limit ({max}) is reached"
             ),
             Refused::User(max) => format!(
-                "Connection refused for user '{user}': user connection limit ({max}) is reached"
+                "connection refused for user '{user}': user connection limit ({max}) is reached"
             ),
         })
     })?;

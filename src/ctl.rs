@@ -249,9 +249,7 @@ fn request(command: Command) -> Result<Value, String> {
 
 /// The listing, status and definitions requests.
 fn query(command: Command) -> Result<Value, String> {
-    let listing = |command: &str, c: ColumnArgs| {
-        json!({"command": command, "vhost": c.vhost, "columns": column_list(&c.columns)})
-    };
+    let listing = |command: &str, c: ColumnArgs| json!({"command": command, "vhost": c.vhost, "columns": column_list(&c.columns)});
     Ok(match command {
         Command::ListQueues(c) => listing("list-queues", c),
         Command::ListExchanges(c) => listing("list-exchanges", c),

@@ -16,7 +16,10 @@ pub enum Inspect {
     Queues,
     Connections,
     /// connection.close 320 CONNECTION_FORCED to the connection of that name, if it is here.
-    CloseConnection { name: String, explanation: String },
+    CloseConnection {
+        name: String,
+        explanation: String,
+    },
 }
 
 /// One shard's answer.

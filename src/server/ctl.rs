@@ -307,8 +307,8 @@ fn import_definitions(
     control: &ControlSender,
 ) -> Result<usize, String> {
     for (section, items) in sections {
-        let known = SECTIONS.contains(&section.as_str())
-            || NOTHING_TO_LOAD.contains(&section.as_str());
+        let known =
+            SECTIONS.contains(&section.as_str()) || NOTHING_TO_LOAD.contains(&section.as_str());
         if !known && items.as_array().is_some_and(|a| !a.is_empty()) {
             crate::warn!("definitions: '{section}' not loaded (Warren has no such thing)");
         }
@@ -319,7 +319,10 @@ fn import_definitions(
         for item in items.map(Vec::as_slice).unwrap_or_default() {
             let what = definition_item(section, item).map_err(|e| format!("{section}: {e}"))?;
             ask(control, what).map_err(|e| {
-                let name = item["name"].as_str().or(item["user"].as_str()).unwrap_or("");
+                let name = item["name"]
+                    .as_str()
+                    .or(item["user"].as_str())
+                    .unwrap_or("");
                 format!("{section} '{name}': {e}")
             })?;
             count += 1;

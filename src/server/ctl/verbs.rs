@@ -10,13 +10,15 @@ use crate::shard::control::{BindingDef, Control, ExchangeDef, Query, QueueDef};
 
 /// The request for `command`, if it is one of these verbs.
 pub fn parse_query(command: &str, request: &Value) -> Option<Result<Control, String>> {
-    let vhost = || {
-        Bytes::copy_from_slice(request["vhost"].as_str().unwrap_or("/").as_bytes())
-    };
+    let vhost = || Bytes::copy_from_slice(request["vhost"].as_str().unwrap_or("/").as_bytes());
     let columns = || -> Vec<String> {
         request["columns"]
             .as_array()
-            .map(|c| c.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|c| {
+                c.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let query = match command {
@@ -35,7 +37,10 @@ pub fn parse_query(command: &str, request: &Value) -> Option<Result<Control, Str
         "list-connections" => Query::ListConnections { columns: columns() },
         "close-connection" => Query::CloseConnection {
             name: request["name"].as_str().unwrap_or_default().to_string(),
-            explanation: request["explanation"].as_str().unwrap_or_default().to_string(),
+            explanation: request["explanation"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
         },
         "status" => Query::Status,
         "export-definitions" => Query::ExportDefinitions,
@@ -79,9 +84,8 @@ pub fn exchange_from_json(item: &Value) -> Result<ExchangeDef, String> {
     let kind = text(item, "type", "exchange")?;
     Ok(ExchangeDef {
         name: text(item, "name", "exchange")?,
-        kind: ExchangeKind::parse(&kind).ok_or_else(|| {
-            format!("unknown exchange type '{}'", String::from_utf8_lossy(&kind))
-        })?,
+        kind: ExchangeKind::parse(&kind)
+            .ok_or_else(|| format!("unknown exchange type '{}'", String::from_utf8_lossy(&kind)))?,
         durable: flag(item, "durable", true),
         auto_delete: flag(item, "auto_delete", false),
         internal: flag(item, "internal", false),

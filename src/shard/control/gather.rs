@@ -15,7 +15,10 @@ impl Shard {
             Inspect::CloseConnection { name, explanation } => {
                 let mut closed = 0;
                 for conn in self.conns_snapshot() {
-                    if conn.info().is_some_and(|i| self.connection_name(&i) == *name) {
+                    if conn
+                        .info()
+                        .is_some_and(|i| self.connection_name(&i) == *name)
+                    {
                         conn.force_close(explanation);
                         closed += 1;
                     }

@@ -24,8 +24,14 @@ pub const QUEUE_COLUMNS: &[&str] = &[
     "arguments",
     "type",
 ];
-pub const EXCHANGE_COLUMNS: &[&str] =
-    &["name", "type", "durable", "auto_delete", "internal", "arguments"];
+pub const EXCHANGE_COLUMNS: &[&str] = &[
+    "name",
+    "type",
+    "durable",
+    "auto_delete",
+    "internal",
+    "arguments",
+];
 pub const BINDING_COLUMNS: &[&str] = &[
     "source_name",
     "source_kind",
@@ -35,7 +41,13 @@ pub const BINDING_COLUMNS: &[&str] = &[
     "arguments",
 ];
 pub const CONNECTION_COLUMNS: &[&str] = &[
-    "name", "user", "vhost", "peer_host", "peer_port", "state", "channels",
+    "name",
+    "user",
+    "vhost",
+    "peer_host",
+    "peer_port",
+    "state",
+    "channels",
 ];
 
 /// The columns asked for, or `default`; RabbitMQ's refusal for one it does not know.
@@ -203,7 +215,11 @@ pub fn bindings(topology: &Topology, queues: &[QueueInfo], implicit: bool) -> Ve
         }
     }
     explicit.sort_by(|a, b| {
-        (&a.source, &a.destination, &a.routing_key).cmp(&(&b.source, &b.destination, &b.routing_key))
+        (&a.source, &a.destination, &a.routing_key).cmp(&(
+            &b.source,
+            &b.destination,
+            &b.routing_key,
+        ))
     });
     out.extend(explicit);
     out

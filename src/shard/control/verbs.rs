@@ -20,11 +20,25 @@ use crate::shard::Shard;
 /// A read-only or topology-loading request.
 #[derive(Debug)]
 pub enum Query {
-    ListQueues { vhost: Bytes, columns: Vec<String> },
-    ListExchanges { vhost: Bytes, columns: Vec<String> },
-    ListBindings { vhost: Bytes, columns: Vec<String> },
-    ListConnections { columns: Vec<String> },
-    CloseConnection { name: String, explanation: String },
+    ListQueues {
+        vhost: Bytes,
+        columns: Vec<String>,
+    },
+    ListExchanges {
+        vhost: Bytes,
+        columns: Vec<String>,
+    },
+    ListBindings {
+        vhost: Bytes,
+        columns: Vec<String>,
+    },
+    ListConnections {
+        columns: Vec<String>,
+    },
+    CloseConnection {
+        name: String,
+        explanation: String,
+    },
     Status,
     /// Definitions in RabbitMQ's export format, as JSON text.
     ExportDefinitions,
@@ -99,7 +113,10 @@ pub async fn handle(shard: &Shard, query: Query) -> ControlReply {
         Query::ListConnections { columns: c } => {
             let default = ["user", "peer_host", "peer_port", "state"];
             let c = columns(&c, listing::CONNECTION_COLUMNS, &default)?;
-            Ok(listing::list_connections(&shard.all_connections().await, &c))
+            Ok(listing::list_connections(
+                &shard.all_connections().await,
+                &c,
+            ))
         }
         Query::CloseConnection { name, explanation } => {
             close_connection(shard, name, explanation).await

@@ -39,7 +39,7 @@ impl Shard {
             }
             let (id, rx) = self.expect_reply();
             let from = self.id as u16;
-            let what = what.clone();
+            let what = Box::new(what.clone());
             self.send(target, ShardMsg::Inspect { from, id, what });
             waits.push(rx);
         }

@@ -85,8 +85,55 @@ enum Command {
     /// Lists the permissions in a vhost.
     #[command(alias = "list_permissions")]
     ListPermissions(VhostArgs),
+    /// Lists queues: name and messages, or the columns given (name, messages,
+    /// messages_ready, messages_unacknowledged, consumers, durable, auto_delete, exclusive,
+    /// arguments, type).
+    #[command(alias = "list_queues")]
+    ListQueues(ColumnArgs),
+    /// Lists exchanges: name and type, or the columns given (name, type, durable,
+    /// auto_delete, internal, arguments).
+    #[command(alias = "list_exchanges")]
+    ListExchanges(ColumnArgs),
+    /// Lists bindings: source_name, source_kind, destination_name, destination_kind,
+    /// routing_key, arguments (or the columns given).
+    #[command(alias = "list_bindings")]
+    ListBindings(ColumnArgs),
+    /// Lists client connections: user, peer_host, peer_port, state, or the columns given
+    /// (also name, vhost, channels).
+    #[command(alias = "list_connections")]
+    ListConnections { columns: Vec<String> },
+    /// Closes the connection NAME (as list_connections names it): the client gets
+    /// connection.close 320 CONNECTION_FORCED with EXPLANATION.
+    #[command(alias = "close_connection")]
+    CloseConnection { name: String, explanation: String },
+    /// A short summary of the running broker.
+    Status,
+    /// Writes the definitions (users, permissions, policies, durable queues, exchanges and
+    /// bindings) as RabbitMQ's JSON to PATH, or to standard output for -.
+    #[command(alias = "export_definitions")]
+    ExportDefinitions { path: String },
+    /// Loads a definitions file (RabbitMQ's JSON export) into the running broker.
+    #[command(alias = "import_definitions")]
+    ImportDefinitions { path: PathBuf },
     #[command(flatten)]
     Access(access::AccessCommand),
+}
+
+#[derive(Args, Debug)]
+struct ColumnArgs {
+    #[arg(long, short = 'p', default_value = "/")]
+    vhost: String,
+    columns: Vec<String>,
+}
+
+/// Columns given one per argument or comma-separated.
+fn column_list(columns: &[String]) -> Vec<String> {
+    columns
+        .iter()
+        .flat_map(|c| c.split(','))
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 #[derive(Args, Debug)]
@@ -126,6 +173,10 @@ pub fn main(args: &[String]) -> i32 {
             return if err.use_stderr() { 64 } else { 0 };
         }
     };
+    let export_to = match &ctl.command {
+        Command::ExportDefinitions { path } if path != "-" => Some(PathBuf::from(path)),
+        _ => None,
+    };
     let request = match request(ctl.command) {
         Ok(request) => request,
         Err(err) => {
@@ -134,6 +185,7 @@ pub fn main(args: &[String]) -> i32 {
         }
     };
     match send(&crate::config::ctl_socket(&ctl.data_dir), &request) {
+        Ok(output) if export_to.is_some() => write_definitions(export_to, &output),
         Ok(output) => {
             if !output.is_empty() {
                 println!("{output}");
@@ -196,7 +248,46 @@ fn request(command: Command) -> Result<Value, String> {
         }
         Command::ListPermissions(v) => json!({"command": "list-permissions", "vhost": v.vhost}),
         Command::Access(a) => a.request(),
+        other => query(other)?,
     })
+}
+
+/// The listing, status and definitions requests.
+fn query(command: Command) -> Result<Value, String> {
+    let listing = |command: &str, c: ColumnArgs| json!({"command": command, "vhost": c.vhost, "columns": column_list(&c.columns)});
+    Ok(match command {
+        Command::ListQueues(c) => listing("list-queues", c),
+        Command::ListExchanges(c) => listing("list-exchanges", c),
+        Command::ListBindings(c) => listing("list-bindings", c),
+        Command::ListConnections { columns } => {
+            json!({"command": "list-connections", "columns": column_list(&columns)})
+        }
+        Command::CloseConnection { name, explanation } => {
+            json!({"command": "close-connection", "name": name, "explanation": explanation})
+        }
+        Command::Status => json!({"command": "status"}),
+        Command::ExportDefinitions { .. } => json!({"command": "export-definitions"}),
+        Command::ImportDefinitions { path } => {
+            let path = std::fs::canonicalize(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            json!({"command": "import-definitions", "path": path})
+        }
+        other => return Err(format!("unexpected command {other:?}")),
+    })
+}
+
+/// Writes exported definitions to their file; the exit code.
+fn write_definitions(path: Option<PathBuf>, json: &str) -> i32 {
+    let Some(path) = path else {
+        return 0;
+    };
+    match std::fs::write(&path, json) {
+        Ok(()) => 0,
+        Err(err) => {
+            eprintln!("warren ctl: cannot write {}: {err}", path.display());
+            1
+        }
+    }
 }
 
 /// Sends one request and returns the broker's output, or its refusal.

@@ -232,3 +232,49 @@ fn vhost_limits_bound_connections_and_queues_and_survive_a_restart() {
     ctl.ok(&["clear_vhost_limits", "-p", "/"]);
     assert_eq!(ctl.ok(&["list_vhost_limits", "-p", "/"]).trim(), "{}");
 }
+
+/// Topic permissions, user limits and vhost limits go out with export_definitions (in
+/// RabbitMQ's places: `topic_permissions`, each user's `limits`, `vhost-limits` parameters)
+/// and come back with --definitions on a new broker.
+#[test]
+fn topic_permissions_and_limits_round_trip_through_definitions() {
+    if support::broker::external_port().is_some() {
+        return; // Warren's export and start-up flag
+    }
+    let (first, ctl) = start().expect("a broker of our own");
+    add_user(&ctl, "rt");
+    ctl.ok(&["set_topic_permissions", "rt", "amq.topic", "^rt\\.", ""]);
+    ctl.ok(&["set_user_limits", "rt", r#"{"max-channels": 3}"#]);
+    ctl.ok(&["set_vhost_limits", r#"{"max-queues": 7}"#]);
+    let exported = ctl.ok(&["export_definitions", "-"]);
+    let defs: serde_json::Value = serde_json::from_str(&exported).expect("JSON");
+    assert_eq!(
+        defs["topic_permissions"][0],
+        serde_json::json!({"user": "rt", "vhost": "/", "exchange": "amq.topic",
+            "write": "^rt\\.", "read": ""})
+    );
+    let user = defs["users"]
+        .as_array()
+        .and_then(|users| users.iter().find(|u| u["name"] == "rt"))
+        .expect("the user is exported");
+    assert_eq!(user["limits"], serde_json::json!({"max-channels": 3}));
+    assert_eq!(
+        defs["parameters"][0],
+        serde_json::json!({"vhost": "/", "component": "vhost-limits", "name": "limits",
+            "value": {"max-queues": 7}})
+    );
+    drop(first);
+    let path = std::env::temp_dir().join(format!("warren-defs-{}.json", unique_suffix()));
+    std::fs::write(&path, exported).expect("write the export");
+    let second = Broker::start(&["--definitions", path.to_str().expect("UTF-8 path")]);
+    let ctl = PolicyCtl::of(&second).expect("a broker of our own");
+    assert!(ctl
+        .ok(&["list_topic_permissions"])
+        .contains("rt\tamq.topic\t^rt\\.\t"));
+    assert_eq!(
+        ctl.ok(&["list_user_limits", "--user", "rt"]).trim(),
+        r#"{"max-channels":3}"#
+    );
+    assert_eq!(ctl.ok(&["list_vhost_limits"]).trim(), r#"{"max-queues":7}"#);
+    let _ = std::fs::remove_file(&path);
+}

@@ -112,6 +112,13 @@ pub enum ShardMsg {
     TopologyApplied {
         token: u64,
     },
+    /// From shard 0 for `warren ctl`: answer `id` on `from` with what this shard holds
+    /// (or did). Boxed: a rare message must not make every ring slot bigger.
+    Inspect {
+        from: u16,
+        id: u64,
+        what: Box<super::inspect::Inspect>,
+    },
     /// Answer `id` on `from` once everything this shard's store holds so far is durable
     /// (tx.commit waits for it).
     SyncBarrier {

@@ -41,6 +41,11 @@ pub fn validate(def: &LimitsDef) -> Result<(), String> {
 pub fn from_json(text: &str) -> Result<FieldTable, String> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    from_value(&value)
+}
+
+/// A limits table from a JSON object (as definitions files hold them).
+pub fn from_value(value: &serde_json::Value) -> Result<FieldTable, String> {
     let Some(object) = value.as_object() else {
         return Err("limits must be a JSON object".to_string());
     };
@@ -58,6 +63,11 @@ pub fn from_json(text: &str) -> Result<FieldTable, String> {
 
 /// As JSON, the way list_user_limits and list_vhost_limits print them.
 pub fn to_json(limits: &FieldTable) -> String {
+    to_value(limits).to_string()
+}
+
+/// As a JSON object.
+pub fn to_value(limits: &FieldTable) -> serde_json::Value {
     let object: serde_json::Map<String, serde_json::Value> = limits
         .0
         .iter()
@@ -66,7 +76,7 @@ pub fn to_json(limits: &FieldTable) -> String {
             Some((key, v.as_i64()?.into()))
         })
         .collect();
-    serde_json::Value::Object(object).to_string()
+    serde_json::Value::Object(object)
 }
 
 #[derive(Debug, Clone, Default)]

@@ -8,6 +8,7 @@ mod admin;
 pub mod count;
 pub mod dead_letter;
 pub mod envelope;
+pub mod inspect;
 pub mod limits;
 pub mod ops;
 pub mod overflow;

@@ -112,6 +112,8 @@ pub enum OpOk {
     Got(Option<Box<Got>>),
     /// basic.get: the head's body is being read back from disk; ask again.
     PagingIn,
+    /// A shard's answer to `warren ctl` (see [`super::inspect`]).
+    Inspected(Box<super::inspect::Inspected>),
     Done,
 }
 

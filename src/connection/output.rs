@@ -4,11 +4,12 @@
 
 use bytes::Bytes;
 
-use super::{Conn, Credit};
+use super::{Conn, Credit, HardError, Phase};
+use crate::broker::inspect::ConnectionInfo;
 use crate::broker::{CreditKey, Delivery};
 use crate::ids::{ConnRef, QueueRef};
 use crate::message::Message;
-use crate::protocol::constants::NO_ROUTE;
+use crate::protocol::constants::{CONNECTION_FORCED, NO_ROUTE};
 use crate::protocol::frame::{
     encode_body, encode_deliver, encode_header, encode_method, DeliverFields,
 };
@@ -75,6 +76,33 @@ impl Conn {
 impl Client for Conn {
     fn cref(&self) -> ConnRef {
         self.cref
+    }
+
+    fn info(&self) -> Option<ConnectionInfo> {
+        let state = self.state.borrow();
+        let phase = match state.phase {
+            Phase::Header | Phase::StartOk => "starting",
+            Phase::TuneOk => "tuning",
+            Phase::Open => "opening",
+            Phase::Opened => "running",
+            Phase::Closing | Phase::Closed => "closing",
+        };
+        Some(ConnectionInfo {
+            name: String::new(),
+            user: state.user.clone(),
+            vhost: state
+                .permission
+                .as_ref()
+                .map(|p| String::from_utf8_lossy(&p.def.vhost).into_owned())
+                .unwrap_or_default(),
+            peer: self.peer,
+            state: phase,
+            channels: state.channels.len(),
+        })
+    }
+
+    fn force_close(&self, explanation: &str) {
+        self.hard_close(HardError::new(CONNECTION_FORCED, explanation));
     }
 
     fn publish_credit(&self, key: CreditKey, n: u32) {

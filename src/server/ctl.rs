@@ -6,6 +6,8 @@
 //! `{"command": "set-policy", "operator": false, "policy": {...}}` (a policy in RabbitMQ's
 //! export format), and `{"ok": true, "output": "..."}` or `{"ok": false, "error": "..."}`.
 
+mod verbs;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -19,7 +21,7 @@ use tokio::sync::oneshot;
 use crate::broker::permissions::Permission;
 use crate::broker::policy::definition_from_json;
 use crate::broker::users::{imported_user, new_user, KNOWN_TAGS};
-use crate::shard::control::{Control, ControlReply, ControlRequest, ControlSender};
+use crate::shard::control::{Control, ControlReply, ControlRequest, ControlSender, Query};
 use crate::store::record::{PermissionDef, PolicyDef};
 
 mod access;
@@ -57,10 +59,7 @@ fn serve(stream: UnixStream, control: &ControlSender) {
     };
     let mut lines = BufReader::new(stream.take(MAX_REQUEST_BYTES)).lines();
     while let Some(Ok(line)) = lines.next() {
-        let answer = match parse_request(&line) {
-            Ok(what) => ask(control, what),
-            Err(err) => Err(err),
-        };
+        let answer = answer(&line, control);
         let reply = match answer {
             Ok(output) => json!({"ok": true, "output": output}),
             Err(error) => json!({"ok": false, "error": error}),
@@ -69,6 +68,19 @@ fn serve(stream: UnixStream, control: &ControlSender) {
             return;
         }
     }
+}
+
+/// Serves one request line. A definitions file is loaded here, item by item, each one a
+/// request to shard 0 as at start.
+fn answer(line: &str, control: &ControlSender) -> ControlReply {
+    if let Ok(request) = serde_json::from_str::<Value>(line) {
+        if request["command"] == "import-definitions" {
+            let path = request["path"].as_str().ok_or("path must be a string")?;
+            load_definitions(Path::new(path), control).map_err(|e| e.to_string())?;
+            return Ok(String::new());
+        }
+    }
+    ask(control, parse_request(line)?)
 }
 
 /// The default user, as RabbitMQ creates `guest` on a fresh node: the user on a broker that
@@ -164,6 +176,7 @@ fn parse_request(line: &str) -> Result<Control, String> {
             vhost: text(vhost, "vhost")?,
         }),
         Some(other) => access::parse(other, &request)
+            .or_else(|| verbs::parse_query(other, &request))
             .unwrap_or_else(|| Err(format!("unknown command '{other}'"))),
         None => Err("a request needs a command".to_string()),
     }
@@ -253,8 +266,9 @@ pub fn policy_from_json(policy: &Value, operator: bool) -> Result<PolicyDef, Str
     })
 }
 
-/// Sets the users, policies and operator policies of a definitions file (RabbitMQ's export
-/// format). One the broker refuses stops the start, naming it.
+/// Loads a definitions file (RabbitMQ's export format) into the running broker: at start
+/// (`--definitions`) and for `warren ctl import_definitions`. One item the broker refuses
+/// stops the load, naming it.
 pub fn load_definitions(path: &Path, control: &ControlSender) -> std::io::Result<()> {
     let fail =
         |why: String| std::io::Error::other(format!("definitions {}: {why}", path.display()));
@@ -263,48 +277,100 @@ pub fn load_definitions(path: &Path, control: &ControlSender) -> std::io::Result
     let Some(sections) = defs.as_object() else {
         return Err(fail("expected a JSON object".to_string()));
     };
-    let mut count = 0;
+    let count = import_definitions(sections, control).map_err(fail)?;
+    crate::info!("Loaded {count} definition(s) from {}", path.display());
+    Ok(())
+}
+
+/// Sections read by [`import_definitions`], in the order they are applied (a binding needs
+/// its queue and exchanges, a permission its user), and those with nothing to load.
+const SECTIONS: [&str; 10] = [
+    "users",
+    "user_limits",
+    "permissions",
+    "topic_permissions",
+    "vhost_limits",
+    "policies",
+    "operator_policies",
+    "queues",
+    "exchanges",
+    "bindings",
+];
+const NOTHING_TO_LOAD: [&str; 7] = [
+    "rabbit_version",
+    "rabbitmq_version",
+    "product_name",
+    "product_version",
+    "vhosts",
+    "parameters",
+    "global_parameters",
+];
+
+/// Applies every item of the known sections; how many there were.
+fn import_definitions(
+    sections: &serde_json::Map<String, Value>,
+    control: &ControlSender,
+) -> Result<usize, String> {
     for (section, items) in sections {
-        if section == "permissions" {
-            for item in items.as_array().map(Vec::as_slice).unwrap_or_default() {
-                let def = permission_from_json(item).map_err(&fail)?;
-                ask(control, Control::SetPermissions(def)).map_err(&fail)?;
-                count += 1;
-            }
-            continue;
+        let known =
+            SECTIONS.contains(&section.as_str()) || NOTHING_TO_LOAD.contains(&section.as_str());
+        if !known && items.as_array().is_some_and(|a| !a.is_empty()) {
+            crate::warn!("definitions: '{section}' not loaded (Warren has no such thing)");
         }
-        if section == "users" {
-            for item in items.as_array().map(Vec::as_slice).unwrap_or_default() {
-                let user = user_from_json(item).map_err(&fail)?;
-                ask(control, Control::ImportUser(user)).map_err(&fail)?;
-                count += 1;
-            }
-            continue;
-        }
-        let operator = match section.as_str() {
-            "policies" => false,
-            "operator_policies" => true,
-            _ => {
-                if items.as_array().is_some_and(|a| !a.is_empty()) {
-                    crate::warn!(
-                        "definitions {}: '{section}' not loaded (only policies are)",
-                        path.display()
-                    );
-                }
-                continue;
-            }
+    }
+    let mut count = 0;
+    for section in SECTIONS {
+        // User limits ride on the users, vhost limits on the parameters.
+        let from = match section {
+            "user_limits" => "users",
+            "vhost_limits" => "parameters",
+            other => other,
         };
-        for item in items.as_array().map(Vec::as_slice).unwrap_or_default() {
-            let def = policy_from_json(item, operator).map_err(&fail)?;
-            let name = String::from_utf8_lossy(&def.name).into_owned();
-            ask(control, Control::SetPolicy(def))
-                .map_err(|e| fail(format!("policy '{name}': {e}")))?;
+        let items = sections.get(from).and_then(Value::as_array);
+        for item in items.map(Vec::as_slice).unwrap_or_default() {
+            let what = match definition_item(section, item) {
+                Some(what) => what.map_err(|e| format!("{section}: {e}"))?,
+                None => continue,
+            };
+            ask(control, what).map_err(|e| {
+                let name = item["name"]
+                    .as_str()
+                    .or(item["user"].as_str())
+                    .unwrap_or("");
+                format!("{section} '{name}': {e}")
+            })?;
             count += 1;
         }
     }
-    crate::info!(
-        "Loaded {count} user(s) and polic(ies) from {}",
-        path.display()
-    );
-    Ok(())
+    Ok(count)
+}
+
+/// The request that loads one item of a definitions section; None when the item holds
+/// nothing for this pass (a user without limits, a parameter of another component).
+fn definition_item(section: &str, item: &Value) -> Option<Result<Control, String>> {
+    let what = |f: fn(&Value) -> Result<Control, String>| Some(f(item));
+    match section {
+        "users" => what(|i| user_from_json(i).map(Control::ImportUser)),
+        "user_limits" => access::user_limits_from_json(item),
+        "permissions" => what(|i| permission_from_json(i).map(Control::SetPermissions)),
+        "topic_permissions" => what(access::topic_permission_from_json),
+        "vhost_limits" => access::vhost_limits_from_json(item),
+        "policies" => what(|i| policy_from_json(i, false).map(Control::SetPolicy)),
+        "operator_policies" => what(|i| policy_from_json(i, true).map(Control::SetPolicy)),
+        "queues" => what(|i| {
+            Ok(Control::Query(Query::ImportQueue(verbs::queue_from_json(
+                i,
+            )?)))
+        }),
+        "exchanges" => what(|i| {
+            Ok(Control::Query(Query::ImportExchange(
+                verbs::exchange_from_json(i)?,
+            )))
+        }),
+        _ => what(|i| {
+            Ok(Control::Query(Query::ImportBinding(
+                verbs::binding_from_json(i)?,
+            )))
+        }),
+    }
 }

@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 
+use crate::broker::inspect::ConnectionInfo;
 use crate::broker::{CreditKey, Delivery};
 use crate::ids::{ConnRef, QueueRef};
 use crate::message::Message;
@@ -28,4 +29,11 @@ pub trait Client {
     fn publish_credit(&self, key: CreditKey, n: u32);
     /// A resource alarm changed (0: cleared).
     fn alarm(&self, state: u8);
+    /// What `warren ctl list_connections` shows (`name` left empty: the shard fills it in).
+    fn info(&self) -> Option<ConnectionInfo> {
+        None
+    }
+    /// `warren ctl close_connection`: connection.close 320 CONNECTION_FORCED with
+    /// `explanation`.
+    fn force_close(&self, _explanation: &str) {}
 }

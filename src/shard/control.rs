@@ -2,6 +2,11 @@
 //! management API): they arrive on a channel from another thread and are served on shard 0,
 //! the topology owner, as any topology change is.
 
+mod definitions;
+mod gather;
+mod listing;
+mod verbs;
+
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -12,6 +17,7 @@ use crate::broker::policy::definition_to_json;
 use crate::broker::topology::TopologyChange;
 use crate::broker::users::tags_list;
 use crate::store::record::{LimitScope, PermissionDef, PolicyDef, UserDef};
+pub use verbs::{BindingDef, ExchangeDef, Query, QueueDef};
 
 mod access;
 
@@ -69,6 +75,8 @@ pub enum Control {
         scope: LimitScope,
         name: Option<Bytes>,
     },
+    /// Listings, status, definitions (see [`verbs`]).
+    Query(Query),
 }
 
 /// The answer: text to show, or why the request was refused.
@@ -88,10 +96,14 @@ pub fn channel() -> (ControlSender, ControlReceiver) {
 
 /// Serves control requests on `shard` (shard 0) until every sender is gone.
 pub async fn serve(shard: Rc<Shard>, mut requests: ControlReceiver) {
+    verbs::mark_started();
     while let Some(request) = requests.recv().await {
         let shard = shard.clone();
         crate::io::spawn(async move {
-            let answer = handle(&shard, request.what).await;
+            let answer = match request.what {
+                Control::Query(query) => verbs::handle(&shard, query).await,
+                what => handle(&shard, what).await,
+            };
             let _ = request.reply.send(answer);
         });
     }
@@ -140,6 +152,7 @@ async fn handle(shard: &Shard, what: Control) -> ControlReply {
             name,
             operator,
         },
+        Control::Query(query) => return verbs::handle(shard, query).await,
     };
     match shard.change_topology(change).await {
         Ok(()) => Ok(String::new()),

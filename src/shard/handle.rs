@@ -65,6 +65,10 @@ impl Shard {
             }
             ShardMsg::TopologyApply { change, token } => self.topology_apply(&change, token),
             ShardMsg::TopologyApplied { token } => self.topology_applied(token),
+            ShardMsg::Inspect { from, id, what } => {
+                let answer = OpOk::Inspected(Box::new(self.inspect_local(&what)));
+                self.reply(from, id, Ok(answer));
+            }
             ShardMsg::SyncBarrier { from, id } => self.reply_after_sync(from, id, Ok(OpOk::Done)),
             ShardMsg::Reply { id, result } => {
                 if let Some(tx) = self.pending.borrow_mut().remove(&id) {

@@ -187,6 +187,11 @@ impl Queue {
         self.consumers.len()
     }
 
+    /// Deliveries waiting for an ack.
+    pub fn unacked_count(&self) -> usize {
+        self.unacked.len()
+    }
+
     pub fn should_auto_delete(&self) -> bool {
         self.auto_delete && self.had_consumer && self.consumers.is_empty()
     }

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::broker::limits::from_json;
+use crate::broker::limits::{from_json, from_value};
 use crate::broker::topology::TopologyChange;
 use crate::shard::control::Control;
 use crate::store::record::{LimitScope, LimitsDef, TopicPermissionDef};
@@ -86,4 +86,39 @@ fn set_limits(request: &Value) -> Result<Control, String> {
         name: text(request, "name")?,
         limits: from_json(limits)?,
     })))
+}
+
+/// A `topic_permissions` item of a definitions file.
+pub fn topic_permission_from_json(item: &Value) -> Result<Control, String> {
+    set_topic_permissions(item)
+}
+
+/// The limits of a `users` item, when it has some.
+pub fn user_limits_from_json(item: &Value) -> Option<Result<Control, String>> {
+    let limits = item.get("limits")?;
+    if limits.as_object().is_none_or(|o| o.is_empty()) {
+        return None;
+    }
+    Some((|| {
+        Ok(Control::Change(TopologyChange::SetLimits(LimitsDef {
+            scope: LimitScope::User,
+            name: text(item, "name")?,
+            limits: from_value(limits)?,
+        })))
+    })())
+}
+
+/// A `parameters` item holding a vhost's limits (component `vhost-limits`, as RabbitMQ
+/// exports them); None for other components.
+pub fn vhost_limits_from_json(item: &Value) -> Option<Result<Control, String>> {
+    if item["component"].as_str() != Some("vhost-limits") {
+        return None;
+    }
+    Some((|| {
+        Ok(Control::Change(TopologyChange::SetLimits(LimitsDef {
+            scope: LimitScope::Vhost,
+            name: vhost(item),
+            limits: from_value(&item["value"])?,
+        })))
+    })())
 }

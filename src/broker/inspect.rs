@@ -1,0 +1,79 @@
+//! What `warren ctl` lists about the running broker (queues, connections), as plain values a
+//! shard sends shard 0 in answer to [`Inspect`]: each shard reports what it owns, shard 0
+//! gathers and formats. Nothing here runs on the message path.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+use super::Broker;
+use crate::ids::QueueRef;
+use crate::protocol::FieldTable;
+
+/// What shard 0 asks every shard.
+#[derive(Debug, Clone)]
+pub enum Inspect {
+    Queues,
+    Connections,
+    /// connection.close 320 CONNECTION_FORCED to the connection of that name, if it is here.
+    CloseConnection {
+        name: String,
+        explanation: String,
+    },
+}
+
+/// One shard's answer.
+#[derive(Debug)]
+pub enum Inspected {
+    Queues(Vec<QueueInfo>),
+    Connections(Vec<ConnectionInfo>),
+    /// How many connections were told to close.
+    Closed(usize),
+}
+
+/// A queue in `rabbitmqctl list_queues`' terms.
+#[derive(Debug, Clone)]
+pub struct QueueInfo {
+    pub id: QueueRef,
+    pub name: Bytes,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub exclusive: bool,
+    pub arguments: FieldTable,
+    pub messages_ready: u64,
+    pub messages_unacknowledged: u64,
+    pub consumers: u64,
+}
+
+/// A client connection in `rabbitmqctl list_connections`' terms.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    /// RabbitMQ's name: `PEER -> LOCAL`.
+    pub name: String,
+    pub user: String,
+    pub vhost: String,
+    pub peer: SocketAddr,
+    /// `starting`, `tuning`, `opening`, `running` or `closing`.
+    pub state: &'static str,
+    pub channels: usize,
+}
+
+impl Broker {
+    /// Every queue of this shard.
+    pub fn queue_infos(&self) -> Vec<QueueInfo> {
+        self.queues
+            .iter()
+            .map(|(_, q)| QueueInfo {
+                id: q.id,
+                name: q.name.clone(),
+                durable: q.durable,
+                auto_delete: q.auto_delete,
+                exclusive: q.exclusive_owner.is_some(),
+                arguments: q.arguments.clone(),
+                messages_ready: q.ready_count() as u64,
+                messages_unacknowledged: q.unacked_count() as u64,
+                consumers: q.consumer_count() as u64,
+            })
+            .collect()
+    }
+}

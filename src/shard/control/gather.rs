@@ -1,0 +1,99 @@
+//! Listings that span every shard: shard 0 asks each shard by message
+//! ([`ShardMsg::Inspect`]) and waits for all answers. Each shard answers from its own state
+//! between two messages, so nothing is locked and publishes never wait for a listing.
+
+use crate::broker::inspect::{ConnectionInfo, Inspect, Inspected, QueueInfo};
+use crate::broker::{OpOk, ShardMsg};
+use crate::shard::Shard;
+
+impl Shard {
+    /// What this shard holds (or did) for `what`.
+    pub(in crate::shard) fn inspect_local(&self, what: &Inspect) -> Inspected {
+        match what {
+            Inspect::Queues => Inspected::Queues(self.broker.borrow().queue_infos()),
+            Inspect::Connections => Inspected::Connections(self.connection_infos()),
+            Inspect::CloseConnection { name, explanation } => {
+                let mut closed = 0;
+                for conn in self.conns_snapshot() {
+                    if conn
+                        .info()
+                        .is_some_and(|i| self.connection_name(&i) == *name)
+                    {
+                        conn.force_close(explanation);
+                        closed += 1;
+                    }
+                }
+                Inspected::Closed(closed)
+            }
+        }
+    }
+
+    /// Every shard's answer to `what`, this shard's included.
+    pub(super) async fn gather(&self, what: Inspect) -> Vec<Inspected> {
+        let mut waits = Vec::with_capacity(self.count);
+        let mut answers = Vec::with_capacity(self.count);
+        for target in 0..self.count {
+            if target == self.id {
+                answers.push(self.inspect_local(&what));
+                continue;
+            }
+            let (id, rx) = self.expect_reply();
+            let from = self.id as u16;
+            let what = Box::new(what.clone());
+            self.send(target, ShardMsg::Inspect { from, id, what });
+            waits.push(rx);
+        }
+        self.flush();
+        for rx in waits {
+            if let Ok(Ok(OpOk::Inspected(answer))) = rx.await {
+                answers.push(*answer);
+            }
+        }
+        answers
+    }
+
+    /// Every queue on every shard.
+    pub(super) async fn all_queues(&self) -> Vec<QueueInfo> {
+        let mut queues = Vec::new();
+        for answer in self.gather(Inspect::Queues).await {
+            if let Inspected::Queues(q) = answer {
+                queues.extend(q);
+            }
+        }
+        queues
+    }
+
+    /// Every client connection on every shard.
+    pub(super) async fn all_connections(&self) -> Vec<ConnectionInfo> {
+        let mut conns = Vec::new();
+        for answer in self.gather(Inspect::Connections).await {
+            if let Inspected::Connections(c) = answer {
+                conns.extend(c);
+            }
+        }
+        conns
+    }
+
+    fn conns_snapshot(&self) -> Vec<std::rc::Rc<dyn crate::shard::Client>> {
+        self.conns.borrow().iter().map(|(_, c)| c.clone()).collect()
+    }
+
+    fn connection_infos(&self) -> Vec<ConnectionInfo> {
+        let mut infos = Vec::new();
+        for conn in self.conns_snapshot() {
+            if let Some(mut info) = conn.info() {
+                info.name = self.connection_name(&info);
+                infos.push(info);
+            }
+        }
+        infos
+    }
+
+    /// RabbitMQ's connection name, `PEER -> LOCAL` (the listener's address).
+    fn connection_name(&self, info: &ConnectionInfo) -> String {
+        match self.config.listen.first() {
+            Some(local) => format!("{} -> {local}", info.peer),
+            None => info.peer.to_string(),
+        }
+    }
+}

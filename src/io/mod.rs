@@ -19,7 +19,9 @@
 pub mod fs;
 pub mod net;
 mod probe;
+pub mod stream;
 pub mod time;
+pub mod tls;
 mod uring;
 mod wake;
 
@@ -27,6 +29,7 @@ use std::cell::Cell;
 use std::future::Future;
 
 pub use probe::uring_refusal;
+pub use stream::Stream;
 pub use wake::EventFd;
 
 /// What `--io` asks for.

@@ -98,7 +98,7 @@ async fn secure(
         name
     });
     crate::info!("TLS connection from {peer}: {}", stream.describe());
-    Some((Stream::Tls(stream), cert_user))
+    Some((Stream::Tls(Box::new(stream)), cert_user))
 }
 
 /// Waits (bounded) for the peer to close first, as RabbitMQ does after close-ok: a client may

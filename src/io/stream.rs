@@ -11,7 +11,8 @@ use super::tls::TlsStream;
 
 pub enum Stream {
     Plain(TcpStream),
-    Tls(TlsStream),
+    /// Boxed: a TLS session is over a kilobyte, a plain stream a few words.
+    Tls(Box<TlsStream>),
 }
 
 impl Stream {

@@ -54,7 +54,10 @@ async fn serve(shard: Rc<Shard>, tcp: TcpStream, peer: SocketAddr, tls: Option<T
     reader::read_loop(&shard, &conn, &stream).await;
     conn.done.set(true);
     conn.writable.notify_one();
-    let _ = time::timeout(Duration::from_secs(5), writer).await;
+    if time::timeout(Duration::from_secs(5), writer).await.is_ok() {
+        // Only once the writer is done: a TLS close_notify must not cut into its records.
+        let _ = time::timeout(Duration::from_secs(1), stream.close_notify()).await;
+    }
     heartbeat.abort();
     release(&shard, &conn);
     shard.unregister(conn.cref);

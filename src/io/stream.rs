@@ -32,6 +32,13 @@ impl Stream {
         }
     }
 
+    /// Tells a TLS peer that no more data follows (close_notify); nothing on plain TCP.
+    pub async fn close_notify(&self) {
+        if let Stream::Tls(s) = self {
+            s.close_notify().await;
+        }
+    }
+
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
         match self {
             Stream::Plain(s) => s.set_nodelay(on),

@@ -173,6 +173,12 @@ impl TlsStream {
         }
     }
 
+    /// Sends close_notify: the peer learns that the end of the stream is no truncation.
+    pub async fn close_notify(&self) {
+        self.session.borrow_mut().send_close_notify();
+        let _ = self.flush(Duration::from_secs(1)).await;
+    }
+
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
         self.tcp.set_nodelay(on)
     }

@@ -63,6 +63,12 @@ impl Certs {
         certs.issue("server", "/CN=localhost", "server.ext");
         certs.issue("guest", "/O=Warren/CN=guest", "client.ext");
         certs.issue("nobody", "/O=Warren/CN=nobody", "client.ext");
+        std::fs::write(
+            certs.path("san.ext"),
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\nsubjectAltName=DNS:guest\n",
+        )
+        .expect("write san.ext");
+        certs.issue("san", "/O=Warren/CN=someone-else", "san.ext");
         certs
     }
 
@@ -339,6 +345,24 @@ fn external_takes_the_distinguished_name_by_default() {
     wait_for_log(
         &mut broker,
         "user 'CN=guest,O=Warren' (from the TLS client certificate)",
+    );
+}
+
+#[test]
+fn external_takes_the_first_dns_san_when_asked() {
+    let certs = Certs::new();
+    let extra = [
+        "--tls-verify-peer",
+        "--ssl-cert-login-from",
+        "subject_alternative_name",
+    ];
+    let Some((_broker, tls_port)) = tls_broker(&certs, &extra) else {
+        return;
+    };
+    let line = pika(tls_port, &certs, "tls-san", "external", Some("san"));
+    assert_eq!(
+        line, "got over tls",
+        "expected EXTERNAL as guest, the SAN's DNS name"
     );
 }
 

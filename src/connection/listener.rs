@@ -96,7 +96,8 @@ async fn secure(
         let from = shard.config.ssl_cert_login_from;
         let name = tls::login_name(&cert, from);
         if name.is_none() {
-            crate::warn!("TLS client {peer}: its certificate has no {from:?} to log in with");
+            let from = from.name();
+            crate::warn!("TLS client {peer}: its certificate has no {from} to log in with");
         }
         name
     });

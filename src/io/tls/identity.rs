@@ -22,6 +22,17 @@ pub enum LoginFrom {
     SubjectAlternativeName,
 }
 
+impl LoginFrom {
+    /// As the flag spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            LoginFrom::DistinguishedName => "distinguished_name",
+            LoginFrom::CommonName => "common_name",
+            LoginFrom::SubjectAlternativeName => "subject_alternative_name",
+        }
+    }
+}
+
 /// The user name in the DER certificate `der`; `None` when it is unreadable or has no such
 /// name.
 pub fn login_name(der: &[u8], from: LoginFrom) -> Option<String> {

@@ -80,12 +80,27 @@ fn distinguished_name(name: &X509Name) -> String {
 /// RFC 4514 escaping of an attribute value.
 fn escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
-    for (i, c) in value.chars().enumerate() {
-        let edge = (i == 0 && (c == ' ' || c == '#')) || (i + 1 == value.len() && c == ' ');
-        if edge || matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=') {
+    for (i, c) in value.char_indices() {
+        let last = i + c.len_utf8() == value.len();
+        let edge = (i == 0 && (c == ' ' || c == '#')) || (last && c == ' ');
+        if edge || matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';') {
             out.push('\\');
         }
         out.push(c);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn rfc4514_escapes_specials_and_edge_spaces() {
+        assert_eq!(escape("Example, Inc."), "Example\\, Inc.");
+        assert_eq!(escape(" padded "), "\\ padded\\ ");
+        assert_eq!(escape("#1"), "\\#1");
+        assert_eq!(escape("Zürich"), "Zürich");
+        assert_eq!(escape("a+b=c"), "a\\+b=c");
+    }
 }

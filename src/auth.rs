@@ -1,4 +1,6 @@
-//! Authentication: SASL PLAIN and AMQPLAIN against the broker's users.
+//! Authentication: SASL PLAIN and AMQPLAIN against the broker's users, and EXTERNAL for TLS
+//! clients whose verified certificate names a user (RabbitMQ's rabbitmq_auth_mechanism_ssl:
+//! the user must exist, its password is not checked).
 //!
 //! As in RabbitMQ, the default user `guest` (password `guest`) may only log in from a loopback
 //! address unless the operator says otherwise. Failed logins are counted per source address:
@@ -16,6 +18,8 @@ use crate::broker::users::Users;
 use crate::protocol::FieldTable;
 
 pub const MECHANISMS: &[u8] = b"PLAIN AMQPLAIN";
+/// Offered to a TLS client that presented a verified certificate.
+pub const MECHANISMS_WITH_EXTERNAL: &[u8] = b"PLAIN AMQPLAIN EXTERNAL";
 
 #[derive(Debug, PartialEq)]
 pub enum AuthError {
@@ -32,6 +36,9 @@ pub struct Gate<'a> {
     pub allow_remote_guest: bool,
     pub failures_max: u32,
     pub failure_window: Duration,
+    /// The user the connection's verified TLS client certificate names: EXTERNAL is
+    /// offered, and logs in as this user.
+    pub cert_user: Option<&'a str>,
 }
 
 /// Checks a connection.start-ok response; returns the user name on success.
@@ -51,6 +58,10 @@ pub fn authenticate(
         b"AMQPLAIN" => {
             parse_amqplain(response).ok_or_else(|| refused("malformed AMQPLAIN response"))?
         }
+        b"EXTERNAL" => match gate.cert_user {
+            Some(user) => (user.to_string(), String::new()),
+            None => return Err(AuthError::UnknownMechanism(mech)),
+        },
         _ => return Err(AuthError::UnknownMechanism(mech)),
     };
     if failures_exceeded(peer, gate) {
@@ -59,7 +70,14 @@ pub fn authenticate(
             gate.failure_window.as_secs()
         )));
     }
-    if !gate.users.check_password(user.as_bytes(), pass.as_bytes()) {
+    if mechanism == b"EXTERNAL" {
+        if gate.users.get(user.as_bytes()).is_none() {
+            record_failure(peer, gate);
+            return Err(refused(&format!(
+                "user '{user}' (from the TLS client certificate) - no such user"
+            )));
+        }
+    } else if !gate.users.check_password(user.as_bytes(), pass.as_bytes()) {
         record_failure(peer, gate);
         return Err(refused(&format!("user '{user}' - invalid credentials")));
     }
@@ -168,6 +186,7 @@ mod tests {
             allow_remote_guest: remote,
             failures_max: u32::MAX,
             failure_window: Duration::from_secs(60),
+            cert_user: None,
         };
         authenticate(mechanism, response, peer, &gate)
     }
@@ -180,6 +199,7 @@ mod tests {
             allow_remote_guest: true,
             failures_max: 3,
             failure_window: Duration::from_secs(60),
+            cert_user: None,
         };
         let peer = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 9));
         for _ in 0..3 {
@@ -192,6 +212,30 @@ mod tests {
         // Another address is not affected.
         let other = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 10));
         assert!(authenticate(b"PLAIN", b"\0guest\0guest", other, &gate).is_ok());
+    }
+
+    #[test]
+    fn external_logs_in_as_the_certificate_user_if_it_exists() {
+        let users = guest_only();
+        let gate = |cert_user| Gate {
+            users: &users,
+            allow_remote_guest: false,
+            failures_max: u32::MAX,
+            failure_window: Duration::from_secs(60),
+            cert_user,
+        };
+        assert_eq!(
+            authenticate(b"EXTERNAL", b"", LOOPBACK, &gate(Some("guest"))),
+            Ok("guest".into())
+        );
+        assert!(matches!(
+            authenticate(b"EXTERNAL", b"", LOOPBACK, &gate(Some("nobody"))),
+            Err(AuthError::Refused { reason, .. }) if reason.contains("no such user")
+        ));
+        assert!(matches!(
+            authenticate(b"EXTERNAL", b"", LOOPBACK, &gate(None)),
+            Err(AuthError::UnknownMechanism(_))
+        ));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::io::tls::{CertFiles, LoginFrom};
 use crate::io::IoChoice;
 use crate::store::SyncPolicy;
 
@@ -178,6 +179,49 @@ pub struct Config {
     /// as `warren ctl set-policy` would set them; other sections are not loaded yet.
     #[arg(long = "definitions", env = "WARREN_DEFINITIONS")]
     pub definitions: Option<PathBuf>,
+
+    /// Port of the AMQPS (TLS) listener, on the addresses of `--listen`; it listens only
+    /// when `--tls-cert` and `--tls-key` are given (RabbitMQ's `listeners.ssl.default`).
+    #[arg(long = "tls-port", env = "WARREN_TLS_PORT", default_value_t = 5671)]
+    pub tls_port: u16,
+
+    /// PEM file with the server's certificate chain, end-entity certificate first
+    /// (`ssl_options.certfile`). Reloaded with the key on SIGHUP.
+    #[arg(long = "tls-cert", env = "WARREN_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM file with the server's private key (`ssl_options.keyfile`).
+    #[arg(long = "tls-key", env = "WARREN_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM file with the CA certificates client certificates are verified against
+    /// (`ssl_options.cacertfile`).
+    #[arg(long = "tls-ca", env = "WARREN_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Ask TLS clients for a certificate and verify it against `--tls-ca`
+    /// (`ssl_options.verify = verify_peer`); a verified certificate allows EXTERNAL login.
+    #[arg(long = "tls-verify-peer", env = "WARREN_TLS_VERIFY_PEER")]
+    pub tls_verify_peer: bool,
+
+    /// With `--tls-verify-peer`, refuse TLS clients that present no certificate
+    /// (`ssl_options.fail_if_no_peer_cert = true`).
+    #[arg(
+        long = "tls-fail-if-no-peer-cert",
+        env = "WARREN_TLS_FAIL_IF_NO_PEER_CERT",
+        requires = "tls_verify_peer"
+    )]
+    pub tls_fail_if_no_peer_cert: bool,
+
+    /// Which part of a client certificate names the user logging in with EXTERNAL
+    /// (RabbitMQ's `ssl_cert_login_from`).
+    #[arg(
+        long = "ssl-cert-login-from",
+        env = "WARREN_SSL_CERT_LOGIN_FROM",
+        value_enum,
+        default_value = "distinguished_name"
+    )]
+    pub ssl_cert_login_from: LoginFrom,
 
     /// A file of `key = value` lines, keys named like the flags without `--` (for example
     /// `data-dir = /var/lib/warren`); flags and environment variables override it.
@@ -361,6 +405,17 @@ impl Config {
         } else {
             self.memory_high_watermark.bytes() / 2
         }
+    }
+
+    /// The TLS files and client verification, when `--tls-cert` is given.
+    pub fn tls_files(&self) -> Option<CertFiles> {
+        Some(CertFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            ca: self.tls_ca.clone(),
+            verify_peer: self.tls_verify_peer,
+            fail_if_no_peer_cert: self.tls_fail_if_no_peer_cert,
+        })
     }
 
     pub fn shard_count(&self) -> usize {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::tracking::{self, Refused};
 use super::{Conn, HardError, Phase};
-use crate::auth::{authenticate, AuthError, Gate, MECHANISMS};
+use crate::auth::{authenticate, AuthError, Gate, MECHANISMS, MECHANISMS_WITH_EXTERNAL};
 use crate::broker::topic_permissions::Variables;
 use crate::broker::users;
 use crate::protocol::constants::*;
@@ -48,14 +48,21 @@ fn server_properties() -> FieldTable {
     props
 }
 
+/// connection.start; EXTERNAL is among the mechanisms only for a TLS client with a
+/// verified certificate that names a user.
 pub fn send_start(conn: &Conn) {
+    let mechanisms = if conn.cert_user.is_some() {
+        MECHANISMS_WITH_EXTERNAL
+    } else {
+        MECHANISMS
+    };
     conn.send_method(
         0,
         &Method::ConnectionStart(ConnectionStart {
             version_major: 0,
             version_minor: 9,
             server_properties: server_properties(),
-            mechanisms: Bytes::from_static(MECHANISMS),
+            mechanisms: Bytes::from_static(mechanisms),
             locales: Bytes::from_static(b"en_US"),
         }),
     );
@@ -199,6 +206,7 @@ fn start_ok(shard: &Shard, conn: &Conn, m: ConnectionStartOk) -> Result<(), Hard
             allow_remote_guest: shard.config.allow_remote_guest,
             failures_max: shard.config.login_failures_max,
             failure_window: Duration::from_secs(shard.config.login_failure_window_secs),
+            cert_user: conn.cert_user.as_deref(),
         };
         authenticate(&m.mechanism, &m.response, conn.peer.ip(), &gate)
     };

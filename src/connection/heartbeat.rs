@@ -4,12 +4,12 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::Conn;
-use crate::io::net::TcpStream;
 use crate::io::time;
+use crate::io::Stream;
 use crate::protocol::frame::encode_heartbeat;
 
 /// Sends heartbeats when the link is idle and drops peers silent for two intervals.
-pub async fn heartbeat_loop(conn: Rc<Conn>, stream: Rc<TcpStream>) {
+pub async fn heartbeat_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
     loop {
         let interval_secs = conn.state.borrow().heartbeat_secs;
         if interval_secs == 0 {

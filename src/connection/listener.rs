@@ -9,15 +9,17 @@ use super::{heartbeat, reader, writer, Conn, LINGER_TIMEOUT};
 use crate::broker::QueueOp;
 use crate::broker::ShardMsg;
 use crate::io::net::{TcpListener, TcpStream};
-use crate::io::{self, time};
+use crate::io::tls::{self, TlsConfig};
+use crate::io::{self, time, Stream};
 use crate::shard::Shard;
 
 /// Accepts forever; past `--connection-max` open connections, a new one is closed at once.
-pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+/// With `tls`, each connection starts with a TLS handshake (the AMQPS listener).
+pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, tls: Option<TlsConfig>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) if shard.admit_connection() => {
-                io::spawn(serve(shard.clone(), stream, peer));
+                io::spawn(serve(shard.clone(), stream, peer, tls.clone()));
             }
             Ok((stream, peer)) => {
                 crate::warn!(
@@ -35,10 +37,14 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
 }
 
 /// Serves one connection until it closes, then releases everything it held.
-async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
-    let _ = stream.set_nodelay(true);
+async fn serve(shard: Rc<Shard>, tcp: TcpStream, peer: SocketAddr, tls: Option<TlsConfig>) {
+    let _ = tcp.set_nodelay(true);
+    let Some((stream, cert_user)) = secure(&shard, tcp, peer, tls).await else {
+        shard.connection_gone();
+        return;
+    };
     let stream = Rc::new(stream);
-    let conn = shard.register(|cref| Conn::new(cref, peer));
+    let conn = shard.register(|cref| Conn::new(cref, peer, cert_user));
     let writer = io::spawn(writer::write_loop(
         shard.clone(),
         conn.clone(),
@@ -48,7 +54,10 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     reader::read_loop(&shard, &conn, &stream).await;
     conn.done.set(true);
     conn.writable.notify_one();
-    let _ = time::timeout(Duration::from_secs(5), writer).await;
+    if time::timeout(Duration::from_secs(5), writer).await.is_ok() {
+        // Only once the writer is done: a TLS close_notify must not cut into its records.
+        let _ = time::timeout(Duration::from_secs(1), stream.close_notify()).await;
+    }
     heartbeat.abort();
     conn.untrack();
     release(&shard, &conn);
@@ -59,10 +68,48 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     }
 }
 
+/// The connection's stream: plain, or TLS once the handshake completed. With a verified
+/// client certificate, also the user name it stands for (EXTERNAL is offered then). `None`
+/// when the handshake failed; that is logged.
+async fn secure(
+    shard: &Shard,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsConfig>,
+) -> Option<(Stream, Option<String>)> {
+    let Some(config) = tls else {
+        return Some((Stream::Plain(tcp), None));
+    };
+    let limit = Duration::from_secs(shard.config.handshake_timeout_secs);
+    let stream = match tls::accept(tcp, config, limit).await {
+        Ok(stream) => stream,
+        Err(err) => {
+            let hint = if err.plaintext_amqp {
+                " (a plaintext AMQP client on the TLS port?)"
+            } else {
+                ""
+            };
+            crate::warn!("TLS handshake with {peer} failed: {}{hint}", err.cause);
+            return None;
+        }
+    };
+    let cert_user = stream.peer_certificate().and_then(|cert| {
+        let from = shard.config.ssl_cert_login_from;
+        let name = tls::login_name(&cert, from);
+        if name.is_none() {
+            let from = from.name();
+            crate::warn!("TLS client {peer}: its certificate has no {from} to log in with");
+        }
+        name
+    });
+    crate::info!("TLS connection from {peer}: {}", stream.describe());
+    Some((Stream::Tls(Box::new(stream)), cert_user))
+}
+
 /// Waits (bounded) for the peer to close first, as RabbitMQ does after close-ok: a client may
 /// still be reading our last frames, and an early FIN or a reset (closing with unread input)
 /// makes some clients report the close as an aborted connection.
-async fn linger(stream: &TcpStream) {
+async fn linger(stream: &Stream) {
     let deadline = Instant::now() + LINGER_TIMEOUT;
     let mut buf = bytes::BytesMut::with_capacity(4096);
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {

@@ -135,10 +135,13 @@ pub struct Conn {
     /// Shards this connection declared exclusive queues or consumed on: the only ones told
     /// when it closes (see `listener::release`).
     queue_shards: RefCell<SmallVec<[u16; 4]>>,
+    /// The user a verified TLS client certificate names (`--ssl-cert-login-from`): the
+    /// connection may log in with EXTERNAL as that user.
+    cert_user: Option<String>,
 }
 
 impl Conn {
-    fn new(cref: ConnRef, peer: SocketAddr) -> Self {
+    fn new(cref: ConnRef, peer: SocketAddr, cert_user: Option<String>) -> Self {
         let now = Instant::now();
         Conn {
             cref,
@@ -170,6 +173,7 @@ impl Conn {
             credit: RefCell::new(credit::PublishCredit::default()),
             credit_back: Notify::new(),
             queue_shards: RefCell::new(SmallVec::new()),
+            cert_user,
         }
     }
 

@@ -13,14 +13,14 @@ use super::{channel, handshake, Conn, Phase};
 use super::{
     CLOSE_OK_TIMEOUT, FRAMES_PER_TURN, OUTPUT_HIGH_WATER_BYTES, READ_MAX_BYTES, READ_MIN_BYTES,
 };
-use crate::io::net::TcpStream;
+use crate::io::Stream;
 use crate::io::{self, time};
 use crate::protocol::constants::*;
 use crate::protocol::method::*;
 use crate::protocol::{parse_frame, Frame, Method};
 use crate::shard::Shard;
 
-pub async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &TcpStream) {
+pub async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &Stream) {
     let mut buf = BytesMut::new();
     let mut want = READ_MIN_BYTES;
     let handshake_deadline =
@@ -129,6 +129,9 @@ async fn wait_while_congested(shard: &Shard, conn: &Conn) -> bool {
     true
 }
 
+/// The first byte of a TLS ClientHello (a handshake record).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
 /// How often a reader waiting for credit looks again without being woken (the connection
 /// may have closed, or started consuming).
 const CREDIT_RECHECK: Duration = Duration::from_millis(100);
@@ -141,6 +144,12 @@ async fn process(shard: &Rc<Shard>, conn: &Rc<Conn>, buf: &mut BytesMut) -> bool
         }
         let header = buf.split_to(8);
         if &header[..] != PROTOCOL_HEADER {
+            if header[0] == TLS_HANDSHAKE_RECORD {
+                crate::warn!(
+                    "TLS handshake on the plain AMQP port from {}; use the TLS port (--tls-port, 5671 by default)",
+                    conn.peer
+                );
+            }
             // Tell the client which protocol we speak, then hang up (AMQP 0-9-1 section 4.2.2).
             conn.out.borrow_mut().extend_from_slice(PROTOCOL_HEADER);
             conn.hang_up.set(true);

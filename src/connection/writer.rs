@@ -9,11 +9,11 @@ use bytes::BytesMut;
 
 use super::{Conn, Credit, SPARE_KEEP_BYTES};
 use crate::broker::ShardMsg;
-use crate::io::net::TcpStream;
+use crate::io::Stream;
 use crate::shard::Shard;
 
 /// Writes whatever the connection produced, one write per turn.
-pub async fn write_loop(shard: Rc<Shard>, conn: Rc<Conn>, stream: Rc<TcpStream>) {
+pub async fn write_loop(shard: Rc<Shard>, conn: Rc<Conn>, stream: Rc<Stream>) {
     let mut spare = BytesMut::new();
     let mut credits: Vec<Credit> = Vec::new();
     loop {

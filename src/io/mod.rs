@@ -13,13 +13,18 @@
 //! `--io auto` probes io_uring once at start ([`resolve`]) and falls back to epoll with one
 //! log line that says why and how to enable io_uring.
 //!
+//! A client connection is a [`Stream`]: plain TCP, or TLS ([`tls`]: rustls driven through
+//! its buffered API on top of the same sockets, so both backends serve AMQPS).
+//!
 //! Nothing outside this module names io_uring or tokio's reactor. Both backends run the shard
 //! on a tokio current-thread runtime; timers ([`time`]) are tokio's in both.
 
 pub mod fs;
 pub mod net;
 mod probe;
+pub mod stream;
 pub mod time;
+pub mod tls;
 mod uring;
 mod wake;
 
@@ -27,6 +32,7 @@ use std::cell::Cell;
 use std::future::Future;
 
 pub use probe::uring_refusal;
+pub use stream::Stream;
 pub use wake::EventFd;
 
 /// What `--io` asks for.

@@ -18,6 +18,7 @@ use crate::broker::count::QueueCount;
 use crate::broker::topology::Topology;
 use crate::broker::{Broker, ShardMsg};
 use crate::config::Config;
+use crate::io::tls::{ServerTls, TlsConfig};
 use crate::io::{self, Backend};
 use crate::shard::control::ControlReceiver;
 use crate::shard::{ring, Shard, RING_CAPACITY};
@@ -25,14 +26,37 @@ use crate::store::record::Record;
 use crate::store::recover::{self, Recovered, ShardStart};
 use crate::store::Store;
 
-/// Starts every shard and blocks until SIGINT or SIGTERM.
+/// Starts every shard and blocks until SIGINT or SIGTERM; SIGHUP reloads the TLS
+/// certificate and key.
 pub fn run(config: Config) -> std::io::Result<()> {
     // Before any shard thread exists, so that they all inherit the mask.
     let signals = os::block_signals()?;
-    start(config)?;
-    let signal = os::wait_for_signal(&signals);
-    crate::info!("Received signal {signal}, stopping");
-    Ok(())
+    let tls = start(config)?;
+    loop {
+        let signal = os::wait_for_signal(&signals);
+        if signal == libc::SIGHUP {
+            reload_tls(tls.as_deref());
+            continue;
+        }
+        crate::info!("Received signal {signal}, stopping");
+        return Ok(());
+    }
+}
+
+/// SIGHUP: new TLS handshakes use the certificate and key files as they are now; existing
+/// connections go on. A file that cannot be used leaves the old pair in place.
+fn reload_tls(tls: Option<&ServerTls>) {
+    let Some(tls) = tls else {
+        crate::info!("Received SIGHUP; no TLS listener, nothing to reload");
+        return;
+    };
+    let cert = tls.files().cert.display();
+    match tls.reload() {
+        Ok(()) => crate::info!("Received SIGHUP; reloaded TLS certificate {cert}"),
+        Err(err) => crate::error!(
+            "Received SIGHUP; TLS certificate not reloaded, the old one stays in use: {err}"
+        ),
+    }
 }
 
 /// What every shard thread starts from.
@@ -47,11 +71,20 @@ struct Boot {
     budget_per_shard: u64,
 }
 
-/// Starts every shard on its own thread and returns once all of them accept connections.
-/// The shards run until the process exits.
-pub fn start(mut config: Config) -> std::io::Result<()> {
+/// A shard's listening socket, and the TLS settings of its connections when it is the
+/// AMQPS listener.
+type Listener = (TcpListener, Option<TlsConfig>);
+
+/// Starts every shard on its own thread and returns once all of them accept connections,
+/// with the TLS settings (for SIGHUP) when there is a TLS listener. The shards run until
+/// the process exits.
+pub fn start(mut config: Config) -> std::io::Result<Option<Arc<ServerTls>>> {
     let backend = io::resolve(config.io)?;
     config.listen = listen::usable(&config.listen);
+    let tls = match config.tls_files() {
+        Some(files) => Some(Arc::new(ServerTls::load(files)?)),
+        None => None,
+    };
     let count = config.shard_count();
     let config = Arc::new(config);
     claim(&config)?;
@@ -65,9 +98,9 @@ pub fn start(mut config: Config) -> std::io::Result<()> {
     )?;
     let endpoints = ring::mesh::<ShardMsg>(count, RING_CAPACITY)?;
     let listeners = (0..count)
-        .map(|_| config.listen.iter().map(|a| listen::listener(*a)).collect())
-        .collect::<std::io::Result<Vec<Vec<TcpListener>>>>()?;
-    log_start(&config, count, backend);
+        .map(|_| shard_listeners(&config, tls.as_deref()))
+        .collect::<std::io::Result<Vec<Vec<Listener>>>>()?;
+    log_start(&config, count, backend, tls.is_some());
     let queue_count = Arc::new(QueueCount::new(config.queue_max));
     let boot = Arc::new(Boot {
         config,
@@ -115,7 +148,37 @@ pub fn start(mut config: Config) -> std::io::Result<()> {
         crate::warn!("warren ctl cannot reach this broker: {err}");
     }
     crate::info!("Server startup complete; {count} shard(s) accepting connections");
-    Ok(())
+    Ok(tls)
+}
+
+/// One shard's listeners: the AMQP addresses, then the same addresses on `--tls-port` when
+/// TLS is configured.
+fn shard_listeners(config: &Config, tls: Option<&ServerTls>) -> std::io::Result<Vec<Listener>> {
+    let mut listeners = Vec::new();
+    for addr in &config.listen {
+        listeners.push((listen::listener(*addr)?, None));
+    }
+    if let Some(tls) = tls {
+        for addr in tls_addresses(config) {
+            listeners.push((listen::listener(addr)?, Some(tls.config.clone())));
+        }
+    }
+    Ok(listeners)
+}
+
+/// The AMQPS addresses: those of `--listen` with `--tls-port`.
+fn tls_addresses(config: &Config) -> Vec<std::net::SocketAddr> {
+    if config.tls_cert.is_none() {
+        return Vec::new();
+    }
+    let mut addrs: Vec<std::net::SocketAddr> = Vec::new();
+    for addr in &config.listen {
+        let tls = std::net::SocketAddr::new(addr.ip(), config.tls_port);
+        if !addrs.contains(&tls) {
+            addrs.push(tls);
+        }
+    }
+    addrs
 }
 
 /// Creates and locks the data directory, and checks that nobody listens on our addresses.
@@ -125,7 +188,7 @@ fn claim(config: &Config) -> std::io::Result<()> {
         std::io::Error::new(e.kind(), format!("cannot create data directory {dir}: {e}"))
     })?;
     os::lock_data_dir(&config.data_dir)?;
-    for addr in &config.listen {
+    for addr in config.listen.iter().chain(&tls_addresses(config)) {
         listen::ensure_address_free(*addr)?;
     }
     Ok(())
@@ -160,8 +223,11 @@ fn queue_refs(shards: &[ShardStart]) -> HashMap<bytes::Bytes, crate::ids::QueueR
     refs
 }
 
-fn log_start(config: &Config, count: usize, backend: Backend) {
-    let addrs: Vec<String> = config.listen.iter().map(|a| a.to_string()).collect();
+fn log_start(config: &Config, count: usize, backend: Backend, tls: bool) {
+    let mut addrs: Vec<String> = config.listen.iter().map(|a| a.to_string()).collect();
+    if tls {
+        addrs.extend(tls_addresses(config).iter().map(|a| format!("{a} (TLS)")));
+    }
     crate::info!(
         "Warren {} starting: {} shard(s) on {}, listening on {}, data in {}",
         env!("CARGO_PKG_VERSION"),
@@ -177,7 +243,7 @@ fn log_start(config: &Config, count: usize, backend: Backend) {
 fn spawn_shard(
     boot: Arc<Boot>,
     endpoint: ring::Endpoint<ShardMsg>,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Listener>,
     start: ShardStart,
     control: Option<ControlReceiver>,
     ready: mpsc::Sender<std::io::Result<()>>,
@@ -213,7 +279,7 @@ fn spawn_shard(
 async fn serve_shard(
     boot: Arc<Boot>,
     endpoint: ring::Endpoint<ShardMsg>,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Listener>,
     start: ShardStart,
     control: Option<ControlReceiver>,
     ready: mpsc::Sender<std::io::Result<()>>,
@@ -249,10 +315,10 @@ async fn serve_shard(
     if let Some(control) = control {
         io::spawn(crate::shard::control::serve(shard.clone(), control));
     }
-    for listener in listeners {
+    for (listener, tls) in listeners {
         match io::net::TcpListener::from_std(listener) {
             Ok(listener) => {
-                io::spawn(crate::connection::accept_loop(shard.clone(), listener));
+                io::spawn(crate::connection::accept_loop(shard.clone(), listener, tls));
             }
             Err(err) => {
                 let _ = ready.send(Err(err));

@@ -44,8 +44,8 @@ pub fn pin_to_core(id: usize) {
     }
 }
 
-/// Blocks SIGINT/SIGTERM in every thread (shards inherit the mask) so that only the main thread
-/// receives them, synchronously, through sigwait.
+/// Blocks SIGINT/SIGTERM/SIGHUP in every thread (shards inherit the mask) so that only the
+/// main thread receives them, synchronously, through sigwait.
 pub fn block_signals() -> std::io::Result<libc::sigset_t> {
     // SAFETY: sigset manipulation on a local, then pthread_sigmask on the calling thread.
     unsafe {
@@ -53,6 +53,7 @@ pub fn block_signals() -> std::io::Result<libc::sigset_t> {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
             return Err(std::io::Error::last_os_error());
         }

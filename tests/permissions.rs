@@ -14,9 +14,10 @@ use lapin::options::{
     QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 use support::lapin_client::{
-    close_quietly, confirm_select, connect_channel, declare, open_channel,
+    assert_refused, close_quietly, confirm_select, connect_as, connect_channel, declare,
+    open_channel,
 };
 use support::policy_ctl::PolicyCtl;
 use support::{run_async, unique_suffix, Broker};
@@ -30,26 +31,6 @@ fn start() -> Option<(Broker, PolicyCtl)> {
         return None;
     };
     Some((broker, ctl))
-}
-
-async fn connect_as(port: u16, user: &str, password: &str) -> Result<Connection, String> {
-    let url = format!("amqp://{user}:{password}@127.0.0.1:{port}/%2f");
-    let attempt = Connection::connect(&url, ConnectionProperties::default());
-    match tokio::time::timeout(Duration::from_secs(10), attempt).await {
-        Ok(result) => result.map_err(|e| e.to_string()),
-        Err(_) => Err("no answer within 10 s".to_string()),
-    }
-}
-
-/// The error of a refused operation must be RabbitMQ's 403 text.
-fn assert_refused<T>(result: Result<T, lapin::Error>, text: &str) {
-    match result {
-        Ok(_) => panic!("expected a refusal: {text}"),
-        Err(e) => {
-            let shown = e.to_string();
-            assert!(shown.contains(text), "expected {text:?}, got {shown}");
-        }
-    }
 }
 
 #[test]

@@ -422,3 +422,25 @@ pub async fn queue_exists(connection: &Connection, queue: &str) -> bool {
     }
     found
 }
+
+/// Connects to the default vhost as `user`; the error text when the broker refuses (or
+/// does not answer within 10 s).
+pub async fn connect_as(port: u16, user: &str, password: &str) -> Result<Connection, String> {
+    let url = format!("amqp://{user}:{password}@127.0.0.1:{port}/%2f");
+    let attempt = Connection::connect(&url, lapin::ConnectionProperties::default());
+    match tokio::time::timeout(std::time::Duration::from_secs(10), attempt).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err("no answer within 10 s".to_string()),
+    }
+}
+
+/// The operation must have been refused with an error whose text holds `text`.
+pub fn assert_refused<T>(result: Result<T, lapin::Error>, text: &str) {
+    match result {
+        Ok(_) => panic!("expected a refusal: {text}"),
+        Err(e) => {
+            let shown = e.to_string();
+            assert!(shown.contains(text), "expected {text:?}, got {shown}");
+        }
+    }
+}

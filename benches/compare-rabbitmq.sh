@@ -31,6 +31,9 @@ SHARDS=${SHARDS:-$(nproc)}
 WARREN_PORT=${WARREN_PORT:-35672}
 RABBIT_PORT=${RABBIT_PORT:-35673}
 EPOLL_PORT=${EPOLL_PORT:-35674}
+# S1T: the AMQPS ports, with a throwaway CA made here by openssl.
+WARREN_TLS_PORT=${WARREN_TLS_PORT:-35675}
+RABBIT_TLS_PORT=${RABBIT_TLS_PORT:-35676}
 EPOLL_SCENARIOS=${EPOLL_SCENARIOS-"S1 S2 S7"}
 BUDGET_S=${BUDGET_S:-540}
 # Setup, drain and teardown around each run's window, seconds (measured).
@@ -94,7 +97,7 @@ port_free() {
     ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-for port in "$WARREN_PORT" "$RABBIT_PORT" "$EPOLL_PORT"; do
+for port in "$WARREN_PORT" "$RABBIT_PORT" "$EPOLL_PORT" "$WARREN_TLS_PORT" "$RABBIT_TLS_PORT"; do
     if ! port_free "$port"; then
         log "port $port on 127.0.0.1 is in use; set WARREN_PORT / RABBIT_PORT"
         exit 1
@@ -134,7 +137,7 @@ launch_warren() {
 
 start_warren() {
     # shellcheck disable=SC2086 # WARREN_FLAGS may hold several flags, or none for old builds
-    launch_warren warren.log "$WARREN_PORT" "$warren_dir" ${WARREN_FLAGS---io uring}
+    launch_warren warren.log "$WARREN_PORT" "$warren_dir" ${WARREN_FLAGS---io uring} "${tls_flags[@]}"
     warren_pid=$launched_pid
 }
 
@@ -142,6 +145,30 @@ start_epoll() {
     launch_warren warren-epoll.log "$EPOLL_PORT" "$work/warren-epoll-data" --io epoll
     epoll_pid=$launched_pid
 }
+
+# selected LABEL: true when ONLY is unset or names LABEL.
+selected() {
+    [ -z "${ONLY:-}" ] && return 0
+    case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac
+}
+
+# S1T runs over TLS: a CA and a server certificate for 127.0.0.1, both brokers serving it.
+tls_flags=()
+tls_dir="$work/tls"
+if selected S1T; then
+    mkdir -p "$tls_dir"
+    (
+        cd "$tls_dir"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -keyout ca.key -out ca.pem -subj "/CN=compare CA"
+        openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=127.0.0.1"
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >server.ext
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile server.ext -out server.pem
+    ) >"$work/openssl.log" 2>&1
+    tls_flags=(--tls-cert "$tls_dir/server.pem" --tls-key "$tls_dir/server.key" --tls-port "$WARREN_TLS_PORT")
+    export RABBIT_TLS_PORT RABBIT_TLS_CERT="$tls_dir/server.pem" \
+        RABBIT_TLS_KEY="$tls_dir/server.key" RABBIT_TLS_CA="$tls_dir/ca.pem"
+fi
 
 log "starting RabbitMQ on 127.0.0.1:$RABBIT_PORT"
 rabbit_started=1
@@ -153,11 +180,6 @@ done
 rabbit_pid=$(cat "$rabbit_dir/rabbit.pid")
 rabbit_version=$(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null || echo unknown)
 
-# selected LABEL: true when ONLY is unset or names LABEL.
-selected() {
-    [ -z "${ONLY:-}" ] && return 0
-    case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac
-}
 
 epoll_selected=""
 for label in $EPOLL_SCENARIOS; do
@@ -176,6 +198,7 @@ fi
 # consumers) instead of warren-perf: a second opinion on the same scenario.
 scenarios=(
     "S1 1p-1q-1c 16 B autoack|--producers 1 --consumers 1 --queues 1 --size 16 --autoack|consume_rate"
+    "S1T as S1, over TLS (AMQPS on both brokers)|tls:--producers 1 --consumers 1 --queues 1 --size 16 --autoack|consume_rate"
     "S2 as S1, ack every 50, prefetch 100|--producers 1 --consumers 1 --queues 1 --size 16 --multi-ack-every 50 --prefetch 100|consume_rate"
     "S3 as S2, 4 KiB|--producers 1 --consumers 1 --queues 1 --size 4096 --multi-ack-every 50 --prefetch 100|consume_rate"
     "S4 durable, persistent, confirm 256, ack 50|--producers 1 --consumers 1 --queues 1 --size 16 --persistent --confirm 256 --multi-ack-every 50 --prefetch 100|confirm_rate"
@@ -222,6 +245,14 @@ run_one() { # broker label flags...
         port=$EPOLL_PORT pid=$epoll_pid
     else
         port=$RABBIT_PORT pid=$rabbit_pid
+    fi
+    if [ "${1%%:*}" = tls ]; then
+        # The same run over AMQPS: the broker's TLS port, its certificate checked.
+        set -- "${1#tls:}" "${@:2}" --tls-ca "$tls_dir/ca.pem"
+        case $broker in
+            warren) port=$WARREN_TLS_PORT ;;
+            rabbitmq) port=$RABBIT_TLS_PORT ;;
+        esac
     fi
     if [ "${1%%:*}" = flat ]; then
         line=$(timeout $((DURATION + 90)) "$flat_bin" --port "$port" --duration "$DURATION" \

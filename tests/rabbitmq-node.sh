@@ -94,6 +94,17 @@ start() {
     mkdir -p "$dir/mnesia" "$dir/log" "$dir/home"
     : >"$dir/rabbitmq-env.conf"
     : >"$dir/rabbitmq.conf"
+    # RABBIT_TLS_PORT, RABBIT_TLS_CERT, RABBIT_TLS_KEY, RABBIT_TLS_CA: an AMQPS listener too.
+    if [ -n "${RABBIT_TLS_PORT:-}" ]; then
+        cat >"$dir/rabbitmq.conf" <<CONF
+listeners.ssl.default = 127.0.0.1:$RABBIT_TLS_PORT
+ssl_options.certfile = $RABBIT_TLS_CERT
+ssl_options.keyfile = $RABBIT_TLS_KEY
+ssl_options.cacertfile = $RABBIT_TLS_CA
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
+CONF
+    fi
     echo '[].' >"$dir/enabled_plugins"
     echo '[].' >"$dir/advanced.config"
 

@@ -43,6 +43,7 @@ use hdrhistogram::Histogram;
 use warren_perf::args::Args;
 use warren_perf::conn::{Conn, Error, Target, ABORT, RPC_TIMEOUT};
 use warren_perf::consumer::{self, ConsumerResult, ConsumerSpec, Role};
+use warren_perf::link::client_config;
 use warren_perf::producer::{self, ProducerSpec};
 use warren_perf::report::Report;
 use warren_perf::stats::{self, Counters, Shared};
@@ -107,7 +108,7 @@ fn validate(args: &Args) -> Result<(), Error> {
 
 fn run(args: &Args) -> Result<bool, Error> {
     validate(args)?;
-    let target = match &args.uri {
+    let mut target = match &args.uri {
         Some(uri) => Target::from_uri(uri)?,
         None => Target {
             host: args.host.clone(),
@@ -115,8 +116,10 @@ fn run(args: &Args) -> Result<bool, Error> {
             user: "guest".into(),
             password: "guest".into(),
             vhost: "/".into(),
+            tls: None,
         },
     };
+    target.tls = args.tls_ca.as_deref().map(client_config).transpose()?;
     spawn_watchdog(Duration::from_secs_f64(args.duration) + WATCHDOG_SLACK);
     let plan = Plan::new(&RoutingArgs {
         exchange: args.exchange.clone(),

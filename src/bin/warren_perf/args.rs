@@ -15,6 +15,10 @@ pub struct Args {
     pub host: String,
     #[arg(long, default_value_t = 5672)]
     pub port: u16,
+    /// Connect over TLS, verifying the broker's certificate against the CA certificates in
+    /// this PEM file (the server name is --host, or the URI's host).
+    #[arg(long = "tls-ca")]
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Producer connections.
     #[arg(long, short = 'x', default_value_t = 1)]
     pub producers: usize,

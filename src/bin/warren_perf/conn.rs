@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use socket2::Socket;
+
+use super::link::Link;
 use warren::protocol::constants::{FRAME_METHOD, PROTOCOL_HEADER};
 use warren::protocol::frame::encode_method;
 use warren::protocol::method::{
@@ -46,6 +48,8 @@ pub struct Target {
     pub user: String,
     pub password: String,
     pub vhost: String,
+    /// TLS (`--tls-ca`), verified against that CA with `host` as the server name.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Target {
@@ -92,6 +96,7 @@ impl Target {
                 Some(v) if !v.is_empty() => v,
                 _ => "/".into(),
             },
+            tls: None,
         })
     }
 }
@@ -118,7 +123,7 @@ fn percent_decode(s: &str) -> Result<String, Error> {
 
 /// An open connection with channel 1 open on it.
 pub struct Conn {
-    pub sock: Socket,
+    pub sock: Link,
     pub rbuf: BytesMut,
     pub frame_max: u32,
 }
@@ -139,8 +144,13 @@ impl Conn {
             .and_then(|()| stream.set_read_timeout(Some(POLL_INTERVAL)))
             .and_then(|()| stream.set_write_timeout(Some(POLL_INTERVAL)))
             .map_err(|e| format!("socket options: {e}"))?;
+        let sock = Socket::from(stream);
+        let sock = match &target.tls {
+            Some(config) => Link::tls(sock, config.clone(), &target.host)?,
+            None => Link::plain(sock),
+        };
         let mut conn = Conn {
-            sock: Socket::from(stream),
+            sock,
             rbuf: BytesMut::with_capacity(READ_CHUNK_BYTES),
             frame_max: FRAME_MAX_BYTES,
         };
@@ -300,19 +310,13 @@ impl Conn {
     /// One `recv` into the read buffer's spare capacity. `Ok(0)` is EOF; a
     /// timeout is an `Err` for which `is_timeout` holds.
     pub fn fill(&mut self) -> io::Result<usize> {
-        self.rbuf.reserve(READ_CHUNK_BYTES);
-        let len = self.rbuf.len();
-        let n = self.sock.recv(self.rbuf.spare_capacity_mut())?;
-        // SAFETY: `recv` reports that the kernel initialized the first `n`
-        // bytes of the spare capacity it was handed.
-        unsafe { self.rbuf.set_len(len + n) };
-        Ok(n)
+        self.sock.recv(&mut self.rbuf, READ_CHUNK_BYTES)
     }
 }
 
 /// Writes all of `buf` to `sock`, retrying after write timeouts (a broker
 /// pushing back through TCP) until the run aborts.
-pub fn write_all(sock: &Socket, buf: &[u8]) -> Result<(), Error> {
+pub fn write_all(sock: &Link, buf: &[u8]) -> Result<(), Error> {
     write_all_unless(sock, buf, None)
 }
 
@@ -323,11 +327,10 @@ const STOP_GRACE: Duration = Duration::from_secs(1);
 /// As `write_all`, but gives up `STOP_GRACE` after `stop` is seen set while
 /// the broker is not taking bytes: the error then says "stopped".
 pub fn write_all_unless(
-    mut sock: &Socket,
+    sock: &Link,
     mut buf: &[u8],
     stop: Option<&AtomicBool>,
 ) -> Result<(), Error> {
-    use std::io::Write;
     let mut stop_seen: Option<Instant> = None;
     while !buf.is_empty() {
         match sock.write(buf) {

@@ -5,6 +5,7 @@
 pub mod args;
 pub mod conn;
 pub mod consumer;
+pub mod link;
 pub mod producer;
 pub mod report;
 pub mod stats;

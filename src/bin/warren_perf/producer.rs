@@ -14,7 +14,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use socket2::Socket;
 use warren::protocol::constants::{FRAME_END, FRAME_METHOD, FRAME_OVERHEAD};
 use warren::protocol::frame::{body_frame_prefix, encode_method};
 use warren::protocol::method::{
@@ -24,6 +23,7 @@ use warren::protocol::method::{
 use warren::protocol::Method;
 
 use super::conn::{close_error, is_timeout, write_all_unless, Conn, Error, ABORT, STOPPED};
+use super::link::Link;
 use super::stats::{clock_ns, Shared};
 
 /// A batch is flushed once it holds this many bytes.
@@ -49,10 +49,7 @@ pub fn run(mut conn: Conn, spec: ProducerSpec, shared: Arc<Shared>) -> Result<()
             (ConfirmSelectOk::CLASS_ID, ConfirmSelectOk::METHOD_ID),
         )?;
     }
-    let sock = conn
-        .sock
-        .try_clone()
-        .map_err(|e| format!("cloning the socket: {e}"))?;
+    let sock = conn.sock.clone();
     let confirmed = Arc::new(AtomicU64::new(0));
     let closing = Arc::new(AtomicBool::new(false));
     let reader = {
@@ -73,7 +70,7 @@ pub fn run(mut conn: Conn, spec: ProducerSpec, shared: Arc<Shared>) -> Result<()
     closing.store(true, Ordering::Release);
     if let Ok(false) = result {
         // A batch was cut short: the stream ends mid-frame, so no close.
-        let _ = sock.shutdown(std::net::Shutdown::Both);
+        sock.shutdown();
         let _ = reader.join();
         return Ok(());
     }
@@ -98,7 +95,7 @@ pub fn run(mut conn: Conn, spec: ProducerSpec, shared: Arc<Shared>) -> Result<()
 /// Publishes until `stop_producers`; `Ok(false)` when the broker stopped
 /// taking bytes mid-batch at the end, leaving a partial frame on the wire.
 fn write_loop(
-    sock: &Socket,
+    sock: &Link,
     spec: &ProducerSpec,
     shared: &Shared,
     confirmed: &AtomicU64,

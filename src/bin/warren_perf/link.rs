@@ -137,13 +137,24 @@ impl Link {
                     return Ok(0);
                 }
                 let mut s = lock(session);
+                let (mut moved, mut closed) = (0, false);
                 let mut fed = &cipher[..got];
                 while !fed.is_empty() {
                     s.read_tls(&mut fed)?;
                     s.process_new_packets().map_err(io::Error::other)?;
+                    // Drained record by record: the session holds little plaintext.
+                    match plaintext(&mut s, rbuf)? {
+                        Some(0) => closed = true,
+                        Some(n) => moved += n,
+                        None => {}
+                    }
                 }
-                // A record cut in two: the rest comes with the next read.
-                plaintext(&mut s, rbuf)?.ok_or_else(|| io::ErrorKind::WouldBlock.into())
+                match (moved, closed) {
+                    (0, true) => Ok(0),
+                    // A record cut in two: the rest comes with the next read.
+                    (0, false) => Err(io::ErrorKind::WouldBlock.into()),
+                    (n, _) => Ok(n),
+                }
             }
         }
     }

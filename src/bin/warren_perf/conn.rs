@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use socket2::Socket;
 
+pub use super::link::is_timeout;
 use super::link::Link;
 use warren::protocol::constants::{FRAME_METHOD, PROTOCOL_HEADER};
 use warren::protocol::frame::encode_method;
@@ -355,13 +356,6 @@ pub fn write_all_unless(
 
 /// The error `write_all_unless` gives when the run's end cut a blocked write.
 pub const STOPPED: &str = "stopped while the broker was not reading";
-
-pub fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    )
-}
 
 /// The broker's reason when `method` is a channel.close or connection.close.
 pub fn close_error(method: &Method) -> Option<String> {

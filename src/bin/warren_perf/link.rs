@@ -5,14 +5,27 @@
 
 use std::io::{self, BufRead, Read, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 use socket2::Socket;
 
-use super::conn::{is_timeout, Error, RPC_TIMEOUT};
+/// Errors are the broker-facing text the tool reports.
+type Error = String;
+
+/// Deadline for the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A socket read or write that timed out (the socket has a short timeout so threads can see
+/// their stop flags), as opposed to a failure.
+pub fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
 
 /// Ciphertext read at once: one TLS record and its overhead.
 const RECORD_BYTES: usize = 17 * 1024;
@@ -71,7 +84,7 @@ impl Link {
         let Inner::Tls { sock, session } = &*self.0 else {
             return Ok(());
         };
-        let deadline = Instant::now() + RPC_TIMEOUT;
+        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         let mut s = lock(session);
         while s.is_handshaking() {
             if Instant::now() > deadline {

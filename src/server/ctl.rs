@@ -362,11 +362,7 @@ fn definition_item(section: &str, item: &Value) -> Option<Result<Control, String
                 i,
             )?)))
         }),
-        "exchanges" => what(|i| {
-            Ok(Control::Query(Query::ImportExchange(
-                verbs::exchange_from_json(i)?,
-            )))
-        }),
+        "exchanges" => verbs::exchange_from_json(item),
         _ => what(|i| {
             Ok(Control::Query(Query::ImportBinding(
                 verbs::binding_from_json(i)?,

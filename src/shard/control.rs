@@ -17,7 +17,7 @@ use crate::broker::policy::definition_to_json;
 use crate::broker::topology::TopologyChange;
 use crate::broker::users::tags_list;
 use crate::store::record::{LimitScope, PermissionDef, PolicyDef, UserDef};
-pub use verbs::{BindingDef, ExchangeDef, Query, QueueDef};
+pub use verbs::{BindingDef, Query, QueueDef};
 
 mod access;
 

@@ -5,8 +5,9 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::broker::policy::definition_from_json;
+use crate::broker::topology::TopologyChange;
 use crate::routing::ExchangeKind;
-use crate::shard::control::{BindingDef, Control, ExchangeDef, Query, QueueDef};
+use crate::shard::control::{BindingDef, Control, Query, QueueDef};
 
 /// The request for `command`, if it is one of these verbs.
 pub fn parse_query(command: &str, request: &Value) -> Option<Result<Control, String>> {
@@ -79,18 +80,31 @@ pub fn queue_from_json(item: &Value) -> Result<QueueDef, String> {
 }
 
 /// An exchange as RabbitMQ exports it: `name`, `vhost`, `type`, `durable`, `auto_delete`,
-/// `internal`, `arguments`.
-pub fn exchange_from_json(item: &Value) -> Result<ExchangeDef, String> {
-    let kind = text(item, "type", "exchange")?;
-    Ok(ExchangeDef {
-        name: text(item, "name", "exchange")?,
-        kind: ExchangeKind::parse(&kind)
-            .ok_or_else(|| format!("unknown exchange type '{}'", String::from_utf8_lossy(&kind)))?,
-        durable: flag(item, "durable", true),
-        auto_delete: flag(item, "auto_delete", false),
-        internal: flag(item, "internal", false),
-        arguments: arguments(item, "exchange")?,
-    })
+/// `internal`, `arguments`; declared as a client would. None for the predeclared ones (the
+/// default exchange and `amq.*`), which RabbitMQ skips too.
+pub fn exchange_from_json(item: &Value) -> Option<Result<Control, String>> {
+    let declare = || {
+        let kind = text(item, "type", "exchange")?;
+        Ok(TopologyChange::DeclareExchange {
+            id: 0,
+            name: text(item, "name", "exchange")?,
+            kind: ExchangeKind::parse(&kind).ok_or_else(|| {
+                format!("unknown exchange type '{}'", String::from_utf8_lossy(&kind))
+            })?,
+            durable: flag(item, "durable", true),
+            auto_delete: flag(item, "auto_delete", false),
+            internal: flag(item, "internal", false),
+            arguments: arguments(item, "exchange")?,
+        })
+    };
+    match declare() {
+        Ok(TopologyChange::DeclareExchange { name, .. })
+            if name.is_empty() || name.starts_with(b"amq.") =>
+        {
+            None
+        }
+        declared => Some(declared.map(Control::Change)),
+    }
 }
 
 /// A binding as RabbitMQ exports it: `source`, `vhost`, `destination`, `destination_type`

@@ -14,7 +14,6 @@ use crate::broker::topology::{BindingChange, Dest, TopologyChange};
 use crate::broker::{OpOk, QueueOp};
 use crate::ids::ConnRef;
 use crate::protocol::FieldTable;
-use crate::routing::ExchangeKind;
 use crate::shard::Shard;
 
 /// A read-only or topology-loading request.
@@ -43,7 +42,6 @@ pub enum Query {
     /// Definitions in RabbitMQ's export format, as JSON text.
     ExportDefinitions,
     ImportQueue(QueueDef),
-    ImportExchange(ExchangeDef),
     ImportBinding(BindingDef),
 }
 
@@ -53,17 +51,6 @@ pub struct QueueDef {
     pub name: Bytes,
     pub durable: bool,
     pub auto_delete: bool,
-    pub arguments: FieldTable,
-}
-
-/// An exchange from a definitions file.
-#[derive(Debug)]
-pub struct ExchangeDef {
-    pub name: Bytes,
-    pub kind: ExchangeKind,
-    pub durable: bool,
-    pub auto_delete: bool,
-    pub internal: bool,
     pub arguments: FieldTable,
 }
 
@@ -124,7 +111,6 @@ pub async fn handle(shard: &Shard, query: Query) -> ControlReply {
         Query::Status => Ok(status(shard).await),
         Query::ExportDefinitions => Ok(super::definitions::export(shard).await),
         Query::ImportQueue(def) => import_queue(shard, def).await,
-        Query::ImportExchange(def) => import_exchange(shard, def).await,
         Query::ImportBinding(def) => import_binding(shard, def).await,
     }
 }
@@ -197,23 +183,6 @@ async fn import_queue(shard: &Shard, def: QueueDef) -> ControlReply {
     };
     let owner = shard.queue_owner(&def.name);
     shard.request(owner, op).await.map_err(|e| e.text)?;
-    Ok(String::new())
-}
-
-async fn import_exchange(shard: &Shard, def: ExchangeDef) -> ControlReply {
-    if def.name.is_empty() || def.name.starts_with(b"amq.") {
-        return Ok(String::new()); // predeclared, as RabbitMQ skips them
-    }
-    let change = TopologyChange::DeclareExchange {
-        id: 0,
-        name: def.name,
-        kind: def.kind,
-        durable: def.durable,
-        auto_delete: def.auto_delete,
-        internal: def.internal,
-        arguments: def.arguments,
-    };
-    shard.change_topology(change).await.map_err(|e| e.text)?;
     Ok(String::new())
 }
 

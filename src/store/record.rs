@@ -14,6 +14,7 @@ use crate::protocol::Reader;
 use crate::routing::ExchangeKind;
 
 mod access;
+mod admin;
 pub use access::{LimitScope, LimitsDef, TopicPermissionDef};
 
 pub const HEADER_BYTES: usize = 8;
@@ -278,75 +279,13 @@ pub fn put_def(out: &mut BytesMut, record: &Record) -> usize {
             out.put_u8(QUEUE_UNBOUND);
             put_shortstr(out, name);
         }
-        Record::Policy(_) | Record::PolicyGone { .. } => put_policy(out, record),
-        Record::User(_) | Record::UserGone { .. } => put_user(out, record),
-        Record::Permission(_) | Record::PermissionGone { .. } => put_permission(out, record),
+        Record::Policy(_) | Record::PolicyGone { .. } => admin::put_policy(out, record),
+        Record::User(_) | Record::UserGone { .. } => admin::put_user(out, record),
+        Record::Permission(_) | Record::PermissionGone { .. } => admin::put_permission(out, record),
         Record::TopicPermission(_) | Record::TopicPermissionGone { .. } | Record::Limits(_) => {
             access::put(out, record)
         }
     })
-}
-
-fn put_user(out: &mut BytesMut, record: &Record) {
-    match record {
-        Record::User(u) => {
-            out.put_u8(USER);
-            put_shortstr(out, &u.name);
-            put_longstr(out, &u.password_hash);
-            put_shortstr(out, &u.hashing);
-            put_longstr(out, &u.tags);
-        }
-        Record::UserGone { name } => {
-            out.put_u8(USER_GONE);
-            put_shortstr(out, name);
-        }
-        _ => unreachable!("only user records are written here"),
-    }
-}
-
-fn put_permission(out: &mut BytesMut, record: &Record) {
-    match record {
-        Record::Permission(p) => {
-            out.put_u8(PERMISSION);
-            put_shortstr(out, &p.user);
-            put_shortstr(out, &p.vhost);
-            put_longstr(out, &p.configure);
-            put_longstr(out, &p.write);
-            put_longstr(out, &p.read);
-        }
-        Record::PermissionGone { user, vhost } => {
-            out.put_u8(PERMISSION_GONE);
-            put_shortstr(out, user);
-            put_shortstr(out, vhost);
-        }
-        _ => unreachable!("only permission records are written here"),
-    }
-}
-
-fn put_policy(out: &mut BytesMut, record: &Record) {
-    match record {
-        Record::Policy(p) => {
-            out.put_u8(POLICY);
-            put_shortstr(out, &p.vhost);
-            put_shortstr(out, &p.name);
-            out.put_u8(u8::from(p.operator));
-            put_longstr(out, &p.pattern);
-            put_shortstr(out, &p.apply_to);
-            out.put_i64(p.priority);
-            p.definition.encode(out);
-        }
-        Record::PolicyGone {
-            vhost,
-            name,
-            operator,
-        } => {
-            out.put_u8(POLICY_GONE);
-            put_shortstr(out, vhost);
-            put_shortstr(out, name);
-            out.put_u8(u8::from(*operator));
-        }
-        _ => unreachable!("only policy records are written here"),
-    }
 }
 
 /// What [`next`] found at the front of a buffer.
@@ -452,9 +391,9 @@ fn decode(body: Bytes) -> Option<Record> {
         QUEUE_UNBOUND => Record::QueueUnbound {
             name: r.shortstr().ok()?,
         },
-        POLICY | POLICY_GONE => read_policy(kind, &mut r)?,
-        USER | USER_GONE => read_user(kind, &mut r)?,
-        PERMISSION | PERMISSION_GONE => read_permission(kind, &mut r)?,
+        POLICY | POLICY_GONE => admin::read_policy(kind, &mut r)?,
+        USER | USER_GONE => admin::read_user(kind, &mut r)?,
+        PERMISSION | PERMISSION_GONE => admin::read_permission(kind, &mut r)?,
         access::TOPIC_PERMISSION | access::TOPIC_PERMISSION_GONE | access::LIMITS => {
             access::read(kind, &mut r)?
         }
@@ -464,252 +403,5 @@ fn decode(body: Bytes) -> Option<Record> {
     r.buf.is_empty().then_some(record)
 }
 
-fn read_permission(kind: u8, r: &mut Reader) -> Option<Record> {
-    let user = r.shortstr().ok()?;
-    let vhost = r.shortstr().ok()?;
-    if kind == PERMISSION_GONE {
-        return Some(Record::PermissionGone { user, vhost });
-    }
-    Some(Record::Permission(PermissionDef {
-        user,
-        vhost,
-        configure: r.longstr().ok()?,
-        write: r.longstr().ok()?,
-        read: r.longstr().ok()?,
-    }))
-}
-
-fn read_user(kind: u8, r: &mut Reader) -> Option<Record> {
-    if kind == USER_GONE {
-        return Some(Record::UserGone {
-            name: r.shortstr().ok()?,
-        });
-    }
-    Some(Record::User(UserDef {
-        name: r.shortstr().ok()?,
-        password_hash: r.longstr().ok()?,
-        hashing: r.shortstr().ok()?,
-        tags: r.longstr().ok()?,
-    }))
-}
-
-fn read_policy(kind: u8, r: &mut Reader) -> Option<Record> {
-    if kind == POLICY_GONE {
-        return Some(Record::PolicyGone {
-            vhost: r.shortstr().ok()?,
-            name: r.shortstr().ok()?,
-            operator: r.octet().ok()? & 1 != 0,
-        });
-    }
-    Some(Record::Policy(PolicyDef {
-        vhost: r.shortstr().ok()?,
-        name: r.shortstr().ok()?,
-        operator: r.octet().ok()? & 1 != 0,
-        pattern: r.longstr().ok()?,
-        apply_to: r.shortstr().ok()?,
-        priority: r.longlong().ok()? as i64,
-        definition: r.table().ok()?,
-    }))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::FieldValue;
-
-    fn message() -> Message {
-        Message::new(
-            Bytes::from_static(b"ex"),
-            Bytes::from_static(b"key"),
-            Bytes::from_static(b"\x10\x00\x02"),
-            Bytes::from_static(b"hello"),
-            true,
-        )
-    }
-
-    #[test]
-    fn records_round_trip() {
-        let mut args = FieldTable::default();
-        args.insert("x-max-priority", FieldValue::I32(5));
-        let defs = [
-            Record::Queue {
-                queue_id: 7,
-                name: Bytes::from_static(b"q"),
-                auto_delete: true,
-                arguments: args.clone(),
-            },
-            Record::Exchange {
-                name: Bytes::from_static(b"logs"),
-                kind: ExchangeKind::Topic,
-                auto_delete: false,
-                internal: true,
-                arguments: args,
-            },
-            Record::Bind(BindingDef {
-                source: Bytes::from_static(b"logs"),
-                dest: DestName::Queue(Bytes::from_static(b"q")),
-                routing_key: Bytes::from_static(b"a.*"),
-                arguments: FieldTable::default(),
-            }),
-        ];
-        let mut out = BytesMut::new();
-        let n = put_publish(&mut out, 7, 42, true, false, &message());
-        assert_eq!(n, out.len());
-        put_ack(&mut out, 7, 42);
-        for d in &defs {
-            put_def(&mut out, d);
-        }
-        let mut buf = out.freeze();
-        let mut seen = Vec::new();
-        loop {
-            match next(&buf) {
-                Next::Record(r, len) => {
-                    seen.push(r);
-                    buf = buf.slice(len..);
-                }
-                Next::End => break,
-                Next::Torn => panic!("expected intact records"),
-            }
-        }
-        assert_eq!(seen.len(), 5);
-        match &seen[0] {
-            Record::Publish {
-                queue_id: 7,
-                seq: 42,
-                redelivered: true,
-                transient: false,
-                msg,
-            } => {
-                assert_eq!(&msg.body[..], b"hello");
-                assert_eq!(&msg.routing_key[..], b"key");
-                assert_eq!(&msg.properties[..], b"\x10\x00\x02");
-            }
-            other => panic!("expected the publish, got {other:?}"),
-        }
-        assert!(matches!(
-            seen[1],
-            Record::Ack {
-                queue_id: 7,
-                seq: 42
-            }
-        ));
-        assert!(
-            matches!(&seen[4], Record::Bind(b) if b == match &defs[2] { Record::Bind(b) => b, _ => unreachable!() })
-        );
-    }
-
-    #[test]
-    fn policy_records_round_trip() {
-        let mut definition = FieldTable::default();
-        definition.insert("max-length", FieldValue::I64(10));
-        let policy = PolicyDef {
-            vhost: Bytes::from_static(b"/"),
-            name: Bytes::from_static(b"cap"),
-            operator: true,
-            pattern: Bytes::from_static(b"^work\\."),
-            apply_to: Bytes::from_static(b"queues"),
-            priority: -3,
-            definition,
-        };
-        let mut out = BytesMut::new();
-        put_def(&mut out, &Record::Policy(policy.clone()));
-        let gone = Record::PolicyGone {
-            vhost: Bytes::from_static(b"/"),
-            name: Bytes::from_static(b"cap"),
-            operator: false,
-        };
-        put_def(&mut out, &gone);
-        let user = UserDef {
-            name: Bytes::from_static(b"alice"),
-            password_hash: Bytes::from_static(b"\x01\x02\x03\x04digest"),
-            hashing: Bytes::from_static(b"rabbit_password_hashing_sha256"),
-            tags: Bytes::from_static(b"administrator,monitoring"),
-        };
-        put_def(&mut out, &Record::User(user.clone()));
-        let permission = PermissionDef {
-            user: Bytes::from_static(b"alice"),
-            vhost: Bytes::from_static(b"/"),
-            configure: Bytes::from_static(b"^alice-"),
-            write: Bytes::from_static(b".*"),
-            read: Bytes::new(),
-        };
-        put_def(&mut out, &Record::Permission(permission.clone()));
-        let buf = out.freeze();
-        let mut rest = buf.clone();
-        for _ in 0..2 {
-            let Next::Record(_, len) = next(&rest) else {
-                panic!("expected a record");
-            };
-            rest = rest.slice(len..);
-        }
-        let Next::Record(Record::User(u), len) = next(&rest) else {
-            panic!("expected the user");
-        };
-        assert_eq!(u, user);
-        assert!(
-            matches!(next(&rest.slice(len..)), Next::Record(Record::Permission(p), _) if p == permission)
-        );
-        let Next::Record(Record::Policy(read), len) = next(&buf) else {
-            panic!("expected the policy");
-        };
-        assert_eq!(read, policy);
-        assert!(matches!(
-            next(&buf.slice(len..)),
-            Next::Record(Record::PolicyGone { operator: false, ref name, .. }, _) if name == "cap"
-        ));
-    }
-
-    #[test]
-    fn a_torn_or_corrupt_tail_is_detected() {
-        let mut out = BytesMut::new();
-        put_publish(&mut out, 1, 1, false, false, &message());
-        let whole = out.len();
-        put_publish(&mut out, 1, 2, false, false, &message());
-        let bytes = out.freeze();
-        // Cut in the middle of the second record.
-        let torn = bytes.slice(..whole + 5);
-        let Next::Record(_, len) = next(&torn) else {
-            panic!("expected the first record intact");
-        };
-        assert!(matches!(next(&torn.slice(len..)), Next::Torn));
-        // Flip a byte of the second record's body.
-        let mut corrupt = BytesMut::from(&bytes[..]);
-        let last = corrupt.len() - 1;
-        corrupt[last] ^= 0xFF;
-        let corrupt = corrupt.freeze();
-        assert!(matches!(next(&corrupt.slice(whole..)), Next::Torn));
-        // A claimed length of 4 GiB is a torn tail, not an allocation.
-        let huge = Bytes::from_static(b"\xff\xff\xff\xff\0\0\0\0\x01");
-        assert!(matches!(next(&huge), Next::Torn));
-    }
-
-    #[test]
-    fn bytes_after_a_records_fields_make_it_corrupt() {
-        let mut out = BytesMut::new();
-        put_ack(&mut out, 1, 2);
-        let mut framed = BytesMut::new();
-        let body = &out[HEADER_BYTES..];
-        frame(&mut framed, |b| {
-            b.extend_from_slice(body);
-            b.extend_from_slice(b"extra");
-        });
-        assert!(matches!(next(&framed.freeze()), Next::Torn));
-    }
-
-    #[test]
-    fn a_seq_no_queue_can_reach_is_corrupt() {
-        let mut out = BytesMut::new();
-        put_publish(&mut out, 1, MAX_SEQ, false, false, &message());
-        assert!(matches!(next(&out.split().freeze()), Next::Record(..)));
-        put_publish(&mut out, 1, MAX_SEQ + 1, false, false, &message());
-        assert!(
-            matches!(next(&out.split().freeze()), Next::Torn),
-            "a publish with seq past MAX_SEQ must read as corrupt"
-        );
-        put_ack(&mut out, 1, u64::MAX);
-        assert!(
-            matches!(next(&out.split().freeze()), Next::Torn),
-            "an ack with seq past MAX_SEQ must read as corrupt"
-        );
-    }
-}
+mod tests;

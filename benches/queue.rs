@@ -60,6 +60,7 @@ fn template(queue: &str) -> Message {
 fn declare(broker: &mut Broker, name: &str) -> QueueRef {
     let mut out = Outbox::new();
     let op = QueueOp::Declare {
+        vhost: Bytes::from_static(b"/"),
         name: Bytes::copy_from_slice(name.as_bytes()),
         passive: false,
         durable: false,
@@ -95,6 +96,7 @@ fn consume(broker: &mut Broker, name: &str, queue: QueueRef, id: u64) -> Consume
         priority: 0,
     };
     let op = QueueOp::Consume {
+        vhost: Bytes::from_static(b"/"),
         name: Bytes::copy_from_slice(name.as_bytes()),
         spec,
     };
@@ -174,7 +176,10 @@ fn backlog(c: &mut Criterion) {
                 for _ in 0..n {
                     enqueue(
                         &mut broker,
-                        QueueTarget::Name(name.clone()),
+                        QueueTarget::Name {
+                        vhost: Bytes::from_static(b"/"),
+                        name: name.clone(),
+                    },
                         msg.clone(),
                         &mut out,
                     );
@@ -185,6 +190,7 @@ fn backlog(c: &mut Criterion) {
                 queued += n;
                 if queued == BACKLOG_MAX {
                     let purge = QueueOp::Purge {
+                        vhost: Bytes::from_static(b"/"),
                         name: name.clone(),
                         owner: CONN,
                     };
@@ -218,7 +224,10 @@ fn dispatch(c: &mut Criterion) {
             b.iter(|| {
                 enqueue(
                     &mut broker,
-                    QueueTarget::Name(name.clone()),
+                    QueueTarget::Name {
+                        vhost: Bytes::from_static(b"/"),
+                        name: name.clone(),
+                    },
                     msg.clone(),
                     &mut out,
                 );

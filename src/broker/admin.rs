@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 
+use super::count::Full;
 use super::ops::{AmqpError, ConsumerSpec, Got, OpOk, QueueOp};
 use super::ready::now_ms;
 use super::topology::TopologyChange;
@@ -12,6 +13,7 @@ use crate::store::record::Record;
 
 /// queue.declare as the owner shard sees it.
 pub struct Declare {
+    pub vhost: Bytes,
     pub name: Bytes,
     pub passive: bool,
     pub durable: bool,
@@ -26,6 +28,7 @@ impl Broker {
     pub fn apply(&mut self, op: QueueOp, out: &mut Outbox) -> Result<OpOk, AmqpError> {
         let result = match op {
             QueueOp::Declare {
+                vhost,
                 name,
                 passive,
                 durable,
@@ -34,6 +37,7 @@ impl Broker {
                 arguments,
                 owner,
             } => self.declare(Declare {
+                vhost,
                 name,
                 passive,
                 durable,
@@ -43,13 +47,14 @@ impl Broker {
                 owner,
             }),
             QueueOp::Delete {
+                vhost,
                 name,
                 if_unused,
                 if_empty,
                 owner,
-            } => self.delete_queue(&name, if_unused, if_empty, owner, out),
-            QueueOp::Purge { name, owner } => self.purge(&name, owner),
-            QueueOp::Consume { name, spec } => self.consume(&name, spec, out),
+            } => self.delete_queue((&vhost, &name), if_unused, if_empty, owner, out),
+            QueueOp::Purge { vhost, name, owner } => self.purge((&vhost, &name), owner),
+            QueueOp::Consume { vhost, name, spec } => self.consume((&vhost, &name), spec, out),
             QueueOp::Cancel {
                 queue,
                 consumer_id,
@@ -61,13 +66,21 @@ impl Broker {
                 Ok(OpOk::Done)
             }
             QueueOp::Get {
+                vhost,
                 name,
                 no_ack,
                 conn,
                 channel,
-            } => self.get(&name, no_ack, conn, channel),
+            } => self.get((&vhost, &name), no_ack, conn, channel),
             QueueOp::ConnectionClosed { conn } => {
                 self.connection_closed(conn, out);
+                Ok(OpOk::Done)
+            }
+            QueueOp::DeleteVhost { vhost } => {
+                let keys: Vec<usize> = self.by_name.in_vhost(&vhost).copied().collect();
+                for key in keys {
+                    self.delete(key, out);
+                }
                 Ok(OpOk::Done)
             }
         };
@@ -76,7 +89,7 @@ impl Broker {
     }
 
     fn declare(&mut self, d: Declare) -> Result<OpOk, AmqpError> {
-        if let Some(&key) = self.by_name.get(&d.name) {
+        if let Some(&key) = self.by_name.get(&d.vhost, &d.name) {
             self.queues[key].touch();
             self.queues[key].expire(&mut self.sh);
             let q = &self.queues[key];
@@ -93,21 +106,20 @@ impl Broker {
             });
         }
         if d.passive {
-            return Err(no_queue(&d.name));
+            return Err(no_queue(&d.vhost, &d.name));
         }
-        if let Some(max) = self.vhost_queue_max {
-            if self.queue_count.get() as u64 >= max {
-                return Err(AmqpError::precondition(format!(
-                    "cannot declare queue '{}': queue limit in vhost '/' ({max}) is reached",
-                    String::from_utf8_lossy(&d.name),
-                )));
-            }
-        }
-        if !self.queue_count.try_add() {
+        let vhost_max = self.vhost_queue_max.get(&d.vhost).copied();
+        if let Err(full) = self.queue_count.try_add(&d.vhost, vhost_max) {
+            let name = String::from_utf8_lossy(&d.name);
+            let limit = match full {
+                Full::Vhost(max) => format!(
+                    "queue limit in vhost '{}' ({max})",
+                    String::from_utf8_lossy(&d.vhost)
+                ),
+                Full::Node(max) => format!("queue limit in cluster ({max})"),
+            };
             return Err(AmqpError::precondition(format!(
-                "cannot declare queue '{}': queue limit in cluster ({}) is reached",
-                String::from_utf8_lossy(&d.name),
-                self.queue_count.max()
+                "cannot declare queue '{name}': {limit} is reached"
             )));
         }
         let owner = d.exclusive.then_some(d.owner);
@@ -117,6 +129,7 @@ impl Broker {
             if let Some(store) = self.sh.store.as_mut() {
                 store.append_def(&Record::Queue {
                     queue_id,
+                    vhost: d.vhost.clone(),
                     name: d.name.clone(),
                     auto_delete: d.auto_delete,
                     arguments: d.arguments.clone(),
@@ -126,6 +139,7 @@ impl Broker {
         }
         let key = self.insert_queue(
             queue_id,
+            d.vhost,
             d.name.clone(),
             d.durable,
             owner,
@@ -143,33 +157,35 @@ impl Broker {
 
     fn delete_queue(
         &mut self,
-        name: &Bytes,
+        (vhost, name): Named,
         if_unused: bool,
         if_empty: bool,
         owner: ConnRef,
         out: &mut Outbox,
     ) -> Result<OpOk, AmqpError> {
-        let Some(&key) = self.by_name.get(name) else {
+        let Some(&key) = self.by_name.get(vhost, name) else {
             return Ok(OpOk::Count(0));
         };
         let q = &self.queues[key];
         q.check_exclusive(owner)?;
         if if_unused && q.consumer_count() > 0 {
             return Err(AmqpError::precondition(format!(
-                "queue '{}' in vhost '/' in use",
-                q.display_name()
+                "queue '{}' in vhost '{}' in use",
+                q.display_name(),
+                q.display_vhost()
             )));
         }
         if if_empty && q.ready_count() > 0 {
             return Err(AmqpError::precondition(format!(
-                "queue '{}' in vhost '/' is not empty",
-                q.display_name()
+                "queue '{}' in vhost '{}' is not empty",
+                q.display_name(),
+                q.display_vhost()
             )));
         }
         Ok(OpOk::Count(self.delete(key, out)))
     }
 
-    fn purge(&mut self, name: &Bytes, owner: ConnRef) -> Result<OpOk, AmqpError> {
+    fn purge(&mut self, name: Named, owner: ConnRef) -> Result<OpOk, AmqpError> {
         let key = self.existing(name)?;
         let q = &mut self.queues[key];
         q.check_exclusive(owner)?;
@@ -178,7 +194,7 @@ impl Broker {
 
     fn consume(
         &mut self,
-        name: &Bytes,
+        name: Named,
         spec: ConsumerSpec,
         out: &mut Outbox,
     ) -> Result<OpOk, AmqpError> {
@@ -207,7 +223,7 @@ impl Broker {
 
     fn get(
         &mut self,
-        name: &Bytes,
+        name: Named,
         no_ack: bool,
         conn: ConnRef,
         channel: u16,
@@ -250,11 +266,11 @@ impl Broker {
         }
     }
 
-    fn existing(&self, name: &Bytes) -> Result<usize, AmqpError> {
+    fn existing(&self, (vhost, name): Named) -> Result<usize, AmqpError> {
         self.by_name
-            .get(name)
+            .get(vhost, name)
             .copied()
-            .ok_or_else(|| no_queue(name))
+            .ok_or_else(|| no_queue(vhost, name))
     }
 
     /// Deletes the queues whose x-expires period passed unused.
@@ -268,8 +284,9 @@ impl Broker {
             .collect();
         for key in unused {
             crate::info!(
-                "queue '{}' in vhost '/' expired: unused for its x-expires period",
-                self.queues[key].display_name()
+                "queue '{}' in vhost '{}' expired: unused for its x-expires period",
+                self.queues[key].display_name(),
+                self.queues[key].display_vhost()
             );
             self.delete(key, out);
         }
@@ -279,8 +296,8 @@ impl Broker {
     /// number of ready messages it held.
     fn delete(&mut self, key: usize, out: &mut Outbox) -> u32 {
         let q = self.queues.remove(key);
-        self.by_name.remove(&q.name);
-        self.queue_count.remove();
+        self.by_name.remove(&q.vhost, &q.name);
+        self.queue_count.remove(&q.vhost);
         if let Some(owner) = q.exclusive_owner {
             self.forget_exclusive(owner, key);
         }
@@ -300,6 +317,7 @@ impl Broker {
                 id: 0,
                 change: TopologyChange::RemoveQueue {
                     queue: q.id,
+                    vhost: q.vhost.clone(),
                     name: q.name.clone(),
                     durable: q.durable,
                 },
@@ -309,9 +327,13 @@ impl Broker {
     }
 }
 
-fn no_queue(name: &[u8]) -> AmqpError {
+/// A queue's (vhost, name).
+type Named<'a> = (&'a [u8], &'a [u8]);
+
+fn no_queue(vhost: &[u8], name: &[u8]) -> AmqpError {
     AmqpError::not_found(format!(
-        "no queue '{}' in vhost '/'",
-        String::from_utf8_lossy(name)
+        "no queue '{}' in vhost '{}'",
+        String::from_utf8_lossy(name),
+        String::from_utf8_lossy(vhost)
     ))
 }

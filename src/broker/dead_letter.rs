@@ -59,6 +59,8 @@ impl Target {
 pub struct DeadLetter {
     pub msg: Message,
     pub reason: Reason,
+    /// The queue's vhost, where its dead-letter exchange is.
+    pub vhost: Bytes,
     pub queue: Bytes,
     pub target: Target,
 }
@@ -73,6 +75,7 @@ impl DeadLetter {
             reason,
             queue,
             target,
+            ..
         } = self;
         let mut props = BasicProperties::decode_bytes(msg.properties.clone()).unwrap_or_default();
         let mut headers = props.headers.take().unwrap_or_default();

@@ -162,7 +162,8 @@ impl Origin {
 /// it up), exchanges route to queue references from the replica.
 #[derive(Debug)]
 pub enum QueueTarget {
-    Name(Bytes),
+    /// A queue by (vhost, name): a publish to the default exchange.
+    Name { vhost: Bytes, name: Bytes },
     Ref(QueueRef),
 }
 
@@ -171,7 +172,7 @@ impl QueueTarget {
     /// `shard`, the shard that owns the queue.
     pub fn credit_key(&self, shard: u16) -> CreditKey {
         match self {
-            QueueTarget::Name(name) => CreditKey::Named {
+            QueueTarget::Name { name, .. } => CreditKey::Named {
                 shard,
                 name_hash: name_hash(name),
             },

@@ -35,6 +35,7 @@ pub enum Inspected {
 #[derive(Debug, Clone)]
 pub struct QueueInfo {
     pub id: QueueRef,
+    pub vhost: Bytes,
     pub name: Bytes,
     pub durable: bool,
     pub auto_delete: bool,
@@ -65,6 +66,7 @@ impl Broker {
             .iter()
             .map(|(_, q)| QueueInfo {
                 id: q.id,
+                vhost: q.vhost.clone(),
                 name: q.name.clone(),
                 durable: q.durable,
                 auto_delete: q.auto_delete,

@@ -111,6 +111,12 @@ impl Limits {
             .retain(|(scope, name), _| !(*scope == LimitScope::User && name.as_ref() == user));
     }
 
+    /// A deleted vhost's limits go with it.
+    pub fn clear_vhost(&mut self, vhost: &[u8]) {
+        self.by_key
+            .retain(|(scope, name), _| !(*scope == LimitScope::Vhost && name.as_ref() == vhost));
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &LimitsDef> {
         self.by_key.values()
     }

@@ -17,6 +17,7 @@ pub mod policy;
 pub mod publish;
 pub mod queue;
 pub mod ready;
+mod scoped;
 #[cfg(test)]
 mod tests;
 pub mod topic_permissions;
@@ -34,6 +35,7 @@ use slab::Slab;
 use smallvec::SmallVec;
 
 use count::QueueCount;
+use scoped::Scoped;
 use dead_letter::DeadLetter;
 pub use envelope::{CreditKey, Delivery, Origin, Outbox, QueueTarget, ShardMsg, Waiter};
 pub use ops::{AmqpError, ConsumerSpec, Got, OpOk, QueueOp, SettleKind};
@@ -50,7 +52,8 @@ use crate::store::Store;
 pub struct Broker {
     shard: u16,
     queues: Slab<Queue>,
-    by_name: HashMap<Bytes, usize>,
+    /// Slab keys by (vhost, name).
+    by_name: Scoped<usize>,
     /// The exclusive queues of each owning connection (slab keys), so that a closing
     /// connection touches only its own queues.
     exclusive_by_conn: FxHashMap<ConnRef, SmallVec<[usize; 2]>>,
@@ -62,8 +65,8 @@ pub struct Broker {
     queue_count: Arc<QueueCount>,
     /// The policies every queue here reads its settings through (shared with the topology).
     policies: Rc<Policies>,
-    /// The default vhost's `max-queues` limit (vhost limits), if any.
-    vhost_queue_max: Option<u64>,
+    /// Each vhost's `max-queues` limit (vhost limits), where it has one.
+    vhost_queue_max: HashMap<Bytes, u64>,
 }
 
 /// What every queue of a shard shares.
@@ -104,7 +107,7 @@ impl Broker {
         Broker {
             shard: shard as u16,
             queues: Slab::new(),
-            by_name: HashMap::new(),
+            by_name: Scoped::default(),
             exclusive_by_conn: FxHashMap::default(),
             next_serial: 1,
             sh: Shared {
@@ -121,12 +124,12 @@ impl Broker {
             sync_wanted: false,
             queue_count: Arc::default(),
             policies: Rc::default(),
-            vhost_queue_max: None,
+            vhost_queue_max: HashMap::new(),
         }
     }
 
-    /// The vhost's `max-queues` limit now (None: no limit); it bounds new queues only.
-    pub fn set_vhost_queue_max(&mut self, max: Option<u64>) {
+    /// Every vhost's `max-queues` limit now (absent: no limit); they bound new queues only.
+    pub fn set_vhost_queue_max(&mut self, max: HashMap<Bytes, u64>) {
         self.vhost_queue_max = max;
     }
 
@@ -143,8 +146,8 @@ impl Broker {
 
     /// Counts this broker's queues in `count`, shared by every shard, against its limit.
     pub fn count_queues_in(&mut self, count: Arc<QueueCount>) {
-        for _ in 0..self.queues.len() {
-            count.add();
+        for (_, q) in &self.queues {
+            count.add(&q.vhost);
         }
         self.queue_count = count;
     }
@@ -155,6 +158,7 @@ impl Broker {
         for rq in queues {
             let key = self.insert_queue(
                 rq.queue_id,
+                rq.vhost,
                 rq.name,
                 true,
                 None,
@@ -222,9 +226,11 @@ impl Broker {
         debug_assert!(q.check_invariants());
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn insert_queue(
         &mut self,
         queue_id: u64,
+        vhost: Bytes,
         name: Bytes,
         durable: bool,
         owner: Option<ConnRef>,
@@ -243,6 +249,7 @@ impl Broker {
         entry.insert(Queue::new(
             id,
             queue_id,
+            vhost.clone(),
             name.clone(),
             durable,
             owner,
@@ -250,7 +257,7 @@ impl Broker {
             arguments,
         ));
         self.queues[key].apply_policies(&self.policies);
-        self.by_name.insert(name, key);
+        self.by_name.insert(vhost, name, key);
         if let Some(owner) = owner {
             self.exclusive_by_conn.entry(owner).or_default().push(key);
         }
@@ -286,7 +293,7 @@ impl Broker {
     /// The slab key of the queue a publish names, if it exists.
     fn find(&self, target: &QueueTarget) -> Option<usize> {
         match target {
-            QueueTarget::Name(name) => self.by_name.get(name).copied(),
+            QueueTarget::Name { vhost, name } => self.by_name.get(vhost, name).copied(),
             QueueTarget::Ref(queue) => self.lookup(*queue),
         }
     }
@@ -425,7 +432,7 @@ impl Broker {
         self.check_exclusive_index();
         for (key, q) in &self.queues {
             assert_eq!(
-                self.by_name.get(&q.name),
+                self.by_name.get(&q.vhost, &q.name),
                 Some(&key),
                 "shard {}: queue name index",
                 self.shard

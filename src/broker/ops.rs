@@ -56,6 +56,7 @@ pub struct ConsumerSpec {
 #[derive(Debug)]
 pub enum QueueOp {
     Declare {
+        vhost: Bytes,
         name: Bytes,
         passive: bool,
         durable: bool,
@@ -65,16 +66,19 @@ pub enum QueueOp {
         owner: ConnRef,
     },
     Delete {
+        vhost: Bytes,
         name: Bytes,
         if_unused: bool,
         if_empty: bool,
         owner: ConnRef,
     },
     Purge {
+        vhost: Bytes,
         name: Bytes,
         owner: ConnRef,
     },
     Consume {
+        vhost: Bytes,
         name: Bytes,
         spec: ConsumerSpec,
     },
@@ -86,6 +90,7 @@ pub enum QueueOp {
         channel_closed: bool,
     },
     Get {
+        vhost: Bytes,
         name: Bytes,
         no_ack: bool,
         conn: ConnRef,
@@ -94,6 +99,10 @@ pub enum QueueOp {
     /// Deletes the exclusive queues the connection owned on this shard.
     ConnectionClosed {
         conn: ConnRef,
+    },
+    /// The vhost was deleted: every queue of it on this shard goes.
+    DeleteVhost {
+        vhost: Bytes,
     },
 }
 

@@ -139,6 +139,11 @@ impl Permissions {
         self.by_key.retain(|(u, _), _| u.as_ref() != user);
     }
 
+    /// A deleted vhost's permissions go with it.
+    pub fn clear_vhost(&mut self, vhost: &[u8]) {
+        self.by_key.retain(|(_, v), _| v.as_ref() != vhost);
+    }
+
     /// In (user, vhost) order.
     pub fn iter(&self) -> impl Iterator<Item = &PermissionDef> {
         self.by_key.values().map(|p| &p.def)

@@ -91,12 +91,10 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Checks a definition as RabbitMQ does before it is stored: the vhost exists, the
-    /// pattern compiles, apply-to is known, and every key is known with a valid value.
+    /// Checks a definition as RabbitMQ does before it is stored: the pattern compiles,
+    /// apply-to is known, and every key is known with a valid value (the topology checks that
+    /// the vhost exists).
     pub fn compile(def: PolicyDef) -> Result<Policy, String> {
-        if def.vhost.as_ref() != b"/" {
-            return Err(format!("no vhost '{}'", lossy(&def.vhost)));
-        }
         if def.name.is_empty() {
             return Err("a policy needs a name".to_string());
         }
@@ -133,7 +131,10 @@ impl Policy {
         })
     }
 
-    fn matches(&self, name: &[u8], target: Target) -> bool {
+    fn matches(&self, vhost: &[u8], name: &[u8], target: Target) -> bool {
+        if self.def.vhost != vhost {
+            return false;
+        }
         let kind = matches!(
             (self.apply_to, target),
             (ApplyTo::All, _)
@@ -149,9 +150,14 @@ impl Policy {
 }
 
 /// The matching policy of highest priority; of equals, the first name in byte order.
-fn best<'a>(list: &'a [Policy], name: &[u8], target: Target) -> Option<&'a Policy> {
+fn best<'a>(
+    list: &'a [Policy],
+    vhost: &[u8],
+    name: &[u8],
+    target: Target,
+) -> Option<&'a Policy> {
     list.iter()
-        .filter(|p| p.matches(name, target))
+        .filter(|p| p.matches(vhost, name, target))
         .max_by(|a, b| {
             (a.def.priority, std::cmp::Reverse(&a.def.name))
                 .cmp(&(b.def.priority, std::cmp::Reverse(&b.def.name)))
@@ -260,12 +266,23 @@ impl Policies {
         }
     }
 
-    /// The policy that applies to `name` (and the operator policy, for queues).
-    pub fn applying(&self, name: &[u8], target: Target) -> (Option<&Policy>, Option<&Policy>) {
+    /// The policy that applies to `name` in `vhost` (and the operator policy, for queues).
+    pub fn applying(
+        &self,
+        vhost: &[u8],
+        name: &[u8],
+        target: Target,
+    ) -> (Option<&Policy>, Option<&Policy>) {
         (
-            best(&self.user, name, target),
-            best(&self.operator, name, target),
+            best(&self.user, vhost, name, target),
+            best(&self.operator, vhost, name, target),
         )
+    }
+
+    /// Every policy of `vhost` goes (the vhost was deleted).
+    pub fn clear_vhost(&mut self, vhost: &[u8]) {
+        self.user.retain(|p| p.def.vhost != vhost);
+        self.operator.retain(|p| p.def.vhost != vhost);
     }
 
     /// A queue's arguments with what its policies add: the table the queue's behaviour
@@ -273,10 +290,11 @@ impl Policies {
     /// copied, when no policy applies.
     pub fn queue_arguments<'a>(
         &self,
+        vhost: &[u8],
         name: &[u8],
         arguments: &'a FieldTable,
     ) -> Cow<'a, FieldTable> {
-        let (policy, operator) = self.applying(name, Target::Queue);
+        let (policy, operator) = self.applying(vhost, name, Target::Queue);
         if policy.is_none() && operator.is_none() {
             return Cow::Borrowed(arguments);
         }
@@ -304,12 +322,17 @@ impl Policies {
     }
 
     /// An exchange's alternate exchange: its argument, else its policy's.
-    pub fn alternate_exchange(&self, name: &[u8], arguments: &FieldTable) -> Option<Bytes> {
+    pub fn alternate_exchange(
+        &self,
+        vhost: &[u8],
+        name: &[u8],
+        arguments: &FieldTable,
+    ) -> Option<Bytes> {
         let from = |v: &FieldValue| v.as_bytes().map(Bytes::copy_from_slice);
         if let Some(value) = arguments.get("alternate-exchange") {
             return from(value);
         }
-        let (policy, _) = self.applying(name, Target::Exchange);
+        let (policy, _) = self.applying(vhost, name, Target::Exchange);
         policy
             .and_then(|p| p.get("alternate-exchange"))
             .and_then(from)
@@ -392,10 +415,10 @@ mod tests {
             def("other", "^mail", 9, r#"{"max-length": 30}"#, false),
         ]);
         let none = FieldTable::default();
-        let args = p.queue_arguments(b"work.1", &none);
+        let args = p.queue_arguments(b"/", b"work.1", &none);
         assert_eq!(int(&args, "x-max-length"), Some(20));
         assert!(matches!(
-            p.queue_arguments(b"jobs", &FieldTable::default()),
+            p.queue_arguments(b"/", b"jobs", &FieldTable::default()),
             Cow::Borrowed(_)
         ));
     }
@@ -418,7 +441,7 @@ mod tests {
             "x-dead-letter-exchange",
             FieldValue::LongStr(Bytes::from_static(b"mine")),
         );
-        let eff = p.queue_arguments(b"q", &args);
+        let eff = p.queue_arguments(b"/", b"q", &args);
         assert_eq!(int(&eff, "x-max-length"), Some(7));
         assert_eq!(int(&eff, "x-message-ttl"), Some(100));
         assert_eq!(
@@ -460,7 +483,7 @@ mod tests {
         assert_eq!(p.iter().count(), 1);
         assert_eq!(
             int(
-                &p.queue_arguments(b"q", &FieldTable::default()),
+                &p.queue_arguments(b"/", b"q", &FieldTable::default()),
                 "x-max-length"
             ),
             Some(2)
@@ -477,20 +500,20 @@ mod tests {
         let p = policies(vec![d]);
         let none = FieldTable::default();
         assert_eq!(
-            p.alternate_exchange(b"in", &none).as_deref(),
+            p.alternate_exchange(b"/", b"in", &none).as_deref(),
             Some(&b"spill"[..])
         );
-        assert_eq!(p.alternate_exchange(b"inbox", &none), None);
+        assert_eq!(p.alternate_exchange(b"/", b"inbox", &none), None);
         let mut args = FieldTable::default();
         args.insert(
             "alternate-exchange",
             FieldValue::LongStr(Bytes::from_static(b"mine")),
         );
         assert_eq!(
-            p.alternate_exchange(b"in", &args).as_deref(),
+            p.alternate_exchange(b"/", b"in", &args).as_deref(),
             Some(&b"mine"[..])
         );
         // An exchanges-only policy leaves queues alone.
-        assert!(matches!(p.queue_arguments(b"in", &none), Cow::Borrowed(_)));
+        assert!(matches!(p.queue_arguments(b"/", b"in", &none), Cow::Borrowed(_)));
     }
 }

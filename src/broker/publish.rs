@@ -5,6 +5,7 @@
 //! queue up); every other exchange routes to queue references from the replica. A fanout to
 //! eight queues clones the message's `Bytes` handles seven times, never the body.
 
+use bytes::Bytes;
 use smallvec::SmallVec;
 
 use super::envelope::{CreditKey, Origin, Outbox, QueueTarget, ShardMsg};
@@ -54,11 +55,11 @@ pub fn is_default_exchange(name: &[u8]) -> bool {
     name.is_empty() || name == b"amq.default"
 }
 
-/// The queues `msg` reaches. An exchange deleted since basic.publish was checked routes
-/// nowhere.
-pub fn route(topology: &Topology, shards: usize, msg: &Message) -> Route {
+/// The queues `msg`, published in `vhost`, reaches. An exchange deleted since basic.publish
+/// was checked routes nowhere.
+pub fn route(topology: &Topology, shards: usize, vhost: &[u8], msg: &Message) -> Route {
     if is_default_exchange(&msg.exchange) {
-        let shard = queue_shard_bytes(b"/", &msg.routing_key, shards);
+        let shard = queue_shard_bytes(vhost, &msg.routing_key, shards);
         let name_hash = name_hash(&msg.routing_key);
         return Route::Named { shard, name_hash };
     }
@@ -72,6 +73,7 @@ pub fn route(topology: &Topology, shards: usize, msg: &Message) -> Route {
         None
     };
     let _ = topology.route(
+        vhost,
         &msg.exchange,
         &msg.routing_key,
         headers.as_ref(),
@@ -83,10 +85,13 @@ pub fn route(topology: &Topology, shards: usize, msg: &Message) -> Route {
 /// Hands `msg` to every queue of `route`: the last one takes the message itself, the others
 /// a clone of its handles. Only the default exchange's single target reports a missing
 /// queue back for `mandatory`; exchange routes were checked against the replica.
-pub fn fan_out(route: Route, msg: Message, origin: Origin, out: &mut Outbox) {
+pub fn fan_out(route: Route, vhost: &Bytes, msg: Message, origin: Origin, out: &mut Outbox) {
     match route {
         Route::Named { shard, .. } => {
-            let queue = QueueTarget::Name(msg.routing_key.clone());
+            let queue = QueueTarget::Name {
+                vhost: vhost.clone(),
+                name: msg.routing_key.clone(),
+            };
             out.push((shard, ShardMsg::Enqueue { queue, msg, origin }));
         }
         Route::Queues(queues) => {

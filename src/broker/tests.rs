@@ -15,6 +15,7 @@ fn conn(key: u32) -> ConnRef {
 
 fn declare(broker: &mut Broker, name: &'static str, exclusive: bool, owner: ConnRef) {
     let op = QueueOp::Declare {
+        vhost: Bytes::from_static(b"/"),
         name: Bytes::from_static(name.as_bytes()),
         passive: false,
         durable: false,
@@ -31,7 +32,7 @@ fn declare(broker: &mut Broker, name: &'static str, exclusive: bool, owner: Conn
 }
 
 fn exists(broker: &Broker, name: &'static str) -> bool {
-    broker.by_name.contains_key(name.as_bytes())
+    broker.by_name.get(b"/", name.as_bytes()).is_some()
 }
 
 #[test]
@@ -43,6 +44,7 @@ fn closing_a_connection_deletes_its_exclusive_queues_and_no_other() {
     declare(&mut broker, "b1", true, b);
     declare(&mut broker, "shared", false, a);
     let op = QueueOp::Delete {
+        vhost: Bytes::from_static(b"/"),
         name: Bytes::from_static(b"a2"),
         if_unused: false,
         if_empty: false,

@@ -70,6 +70,11 @@ impl TopicPermissions {
         self.by_key.retain(|(u, _, _), _| u.as_ref() != user);
     }
 
+    /// A deleted vhost's topic permissions go with it.
+    pub fn clear_vhost(&mut self, vhost: &[u8]) {
+        self.by_key.retain(|(_, v, _), _| v.as_ref() != vhost);
+    }
+
     /// In (user, vhost, exchange) order.
     pub fn iter(&self) -> impl Iterator<Item = &TopicPermissionDef> {
         self.by_key.values()

@@ -129,11 +129,11 @@ fn open(shard: &Shard, conn: &Conn, m: ConnectionOpen) -> Result<(), HardError> 
     let vhost = String::from_utf8_lossy(&m.virtual_host).into_owned();
     let refuse =
         |text: String| HardError::new(NOT_ALLOWED, text).on(&Method::ConnectionOpen(m.clone()));
-    if vhost != "/" {
-        return Err(refuse(format!("vhost {vhost} not found")));
-    }
     let user = conn.state.borrow().user.clone();
     let topology = shard.topology.borrow();
+    if topology.vhost(&m.virtual_host).is_none() {
+        return Err(refuse(format!("vhost {vhost} not found")));
+    }
     let permission = topology
         .permissions()
         .get(user.as_bytes(), vhost.as_bytes())
@@ -172,7 +172,8 @@ fn open(shard: &Shard, conn: &Conn, m: ConnectionOpen) -> Result<(), HardError> 
     state.impersonator = impersonator;
     state.topic = topic;
     state.tracked = true;
-    state.vhost = vhost;
+    // A copy: the frame's buffer is not kept alive for the connection's lifetime.
+    state.vhost = Bytes::copy_from_slice(&m.virtual_host);
     state.phase = Phase::Opened;
     drop(state);
     crate::info!(

@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 use tokio::sync::Notify;
@@ -97,7 +97,7 @@ struct ConnState {
     /// Counted against user and vhost connection limits (see `tracking`) since the open.
     tracked: bool,
     /// The vhost it opened.
-    vhost: String,
+    vhost: Bytes,
 }
 
 /// Deliveries of one consumer written since the last write.
@@ -162,7 +162,7 @@ impl Conn {
                 impersonator: false,
                 topic: None,
                 tracked: false,
-                vhost: String::new(),
+                vhost: Bytes::new(),
             }),
             done: Cell::new(false),
             last_read: Cell::new(now),
@@ -210,7 +210,7 @@ impl Conn {
         let mut state = self.state.borrow_mut();
         if std::mem::take(&mut state.tracked) {
             let channels = state.channels.len() as u64;
-            tracking::close_connection(&state.user, state.vhost.as_bytes(), channels);
+            tracking::close_connection(&state.user, &state.vhost, channels);
         }
     }
 

@@ -90,11 +90,7 @@ impl Client for Conn {
         Some(ConnectionInfo {
             name: String::new(),
             user: state.user.clone(),
-            vhost: state
-                .permission
-                .as_ref()
-                .map(|p| String::from_utf8_lossy(&p.def.vhost).into_owned())
-                .unwrap_or_default(),
+            vhost: String::from_utf8_lossy(&state.vhost).into_owned(),
             peer: self.peer,
             state: phase,
             channels: state.channels.len(),

@@ -59,6 +59,22 @@ pub enum AccessCommand {
         #[arg(long, short = 'p', default_value = "/")]
         vhost: String,
     },
+    /// Adds a virtual host, with its own exchanges, queues, bindings and policies.
+    #[command(alias = "add_vhost")]
+    AddVhost {
+        vhost: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// Comma-separated.
+        #[arg(long)]
+        tags: Option<String>,
+    },
+    /// Deletes a virtual host and everything in it; its connections are closed.
+    #[command(alias = "delete_vhost")]
+    DeleteVhost { vhost: String },
+    /// Lists the virtual hosts: COLUMNs among name, description, tags, tracing.
+    #[command(alias = "list_vhosts")]
+    ListVhosts { columns: Vec<String> },
     /// Shows a vhost's limits as JSON, or (--global) every vhost's.
     #[command(alias = "list_vhost_limits")]
     ListVhostLimits {
@@ -109,6 +125,14 @@ impl AccessCommand {
             C::ClearVhostLimits { vhost } => {
                 json!({"command": "clear-limit", "scope": "vhost", "name": vhost, "key": "all"})
             }
+            C::AddVhost {
+                vhost,
+                description,
+                tags,
+            } => json!({"command": "add-vhost", "vhost": vhost, "description": description,
+                "tags": tags}),
+            C::DeleteVhost { vhost } => json!({"command": "delete-vhost", "vhost": vhost}),
+            C::ListVhosts { columns } => json!({"command": "list-vhosts", "columns": columns}),
             C::ListVhostLimits { vhost, global } => {
                 let name = (!global).then_some(vhost);
                 json!({"command": "list-limits", "scope": "vhost", "name": name})

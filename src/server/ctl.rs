@@ -284,7 +284,8 @@ pub fn load_definitions(path: &Path, control: &ControlSender) -> std::io::Result
 
 /// Sections read by [`import_definitions`], in the order they are applied (a binding needs
 /// its queue and exchanges, a permission its user), and those with nothing to load.
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
+    "vhosts",
     "users",
     "user_limits",
     "permissions",
@@ -296,12 +297,11 @@ const SECTIONS: [&str; 10] = [
     "exchanges",
     "bindings",
 ];
-const NOTHING_TO_LOAD: [&str; 7] = [
+const NOTHING_TO_LOAD: [&str; 6] = [
     "rabbit_version",
     "rabbitmq_version",
     "product_name",
     "product_version",
-    "vhosts",
     "parameters",
     "global_parameters",
 ];
@@ -350,6 +350,7 @@ fn import_definitions(
 fn definition_item(section: &str, item: &Value) -> Option<Result<Control, String>> {
     let what = |f: fn(&Value) -> Result<Control, String>| Some(f(item));
     match section {
+        "vhosts" => what(access::vhost_from_json),
         "users" => what(|i| user_from_json(i).map(Control::ImportUser)),
         "user_limits" => access::user_limits_from_json(item),
         "permissions" => what(|i| permission_from_json(i).map(Control::SetPermissions)),

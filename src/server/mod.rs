@@ -9,13 +9,12 @@ mod ctl;
 mod listen;
 mod os;
 
-use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::{mpsc, Arc};
 
 use crate::alarm::Alarms;
 use crate::broker::count::QueueCount;
-use crate::broker::topology::Topology;
+use crate::broker::topology::{QueueNames, Topology};
 use crate::broker::{Broker, ShardMsg};
 use crate::config::Config;
 use crate::io::tls::{ServerTls, TlsConfig};
@@ -67,7 +66,7 @@ struct Boot {
     connections: Arc<std::sync::atomic::AtomicUsize>,
     queue_count: Arc<QueueCount>,
     topology: Arc<Vec<Record>>,
-    queue_refs: Arc<HashMap<bytes::Bytes, crate::ids::QueueRef>>,
+    queue_refs: Arc<QueueNames>,
     budget_per_shard: u64,
 }
 
@@ -213,11 +212,12 @@ fn recover_store(config: &Config, count: usize, budget: u64) -> std::io::Result<
 
 /// Recovered queues get deterministic references, so every shard can rebuild the same
 /// routing replica from the stored topology changes.
-fn queue_refs(shards: &[ShardStart]) -> HashMap<bytes::Bytes, crate::ids::QueueRef> {
-    let mut refs = HashMap::new();
+fn queue_refs(shards: &[ShardStart]) -> QueueNames {
+    let mut refs = QueueNames::new();
     for (shard, start) in shards.iter().enumerate() {
         for (index, q) in start.queues.iter().enumerate() {
-            refs.insert(q.name.clone(), Broker::recovered_ref(shard, index));
+            let key = (q.vhost.clone(), q.name.clone());
+            refs.insert(key, Broker::recovered_ref(shard, index));
         }
     }
     refs

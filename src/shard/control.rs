@@ -75,6 +75,10 @@ pub enum Control {
         scope: LimitScope,
         name: Option<Bytes>,
     },
+    /// Vhosts in rabbitmqctl's columns (`name` when none are asked for).
+    ListVhosts {
+        columns: Vec<String>,
+    },
     /// Listings, status, definitions (see [`verbs`]).
     Query(Query),
 }
@@ -118,6 +122,7 @@ async fn handle(shard: &Shard, what: Control) -> ControlReply {
             return Ok(access::list_topic_permissions(shard, vhost, user))
         }
         Control::ListLimits { scope, name } => return Ok(access::list_limits(shard, scope, name)),
+        Control::ListVhosts { columns } => return access::list_vhosts(shard, &columns),
         Control::Change(change) => change,
         Control::ClearLimit { scope, name, key } => access::clear_limit(shard, scope, name, &key)?,
         Control::SetPermissions(def) => TopologyChange::SetPermissions(def),

@@ -25,9 +25,10 @@ impl Shard {
         let origin = Origin::dead_letter(self.id as u16);
         let mut out = self.take_outbox();
         for letter in letters {
+            let vhost = letter.vhost.clone();
             let msg = letter.republish(now_secs);
-            let route = route(&self.topology.borrow(), self.count, &msg);
-            fan_out(route, msg, origin, &mut out);
+            let route = route(&self.topology.borrow(), self.count, &vhost, &msg);
+            fan_out(route, &vhost, msg, origin, &mut out);
         }
         self.send_all(out);
     }

@@ -15,7 +15,8 @@
 use super::request::stopped;
 use super::Shard;
 use crate::broker::topology::TopologyChange;
-use crate::broker::{AmqpError, OpOk, ShardMsg};
+use crate::broker::{AmqpError, OpOk, QueueOp, ShardMsg};
+use bytes::Bytes;
 
 /// The shard that serializes topology changes.
 const TOPOLOGY_OWNER: usize = 0;
@@ -93,23 +94,54 @@ impl Shard {
 
     pub(super) fn topology_apply(&self, change: &TopologyChange, token: u64) {
         self.apply_topology(change);
-        self.send(TOPOLOGY_OWNER, ShardMsg::TopologyApplied { token });
+        let applied = ShardMsg::TopologyApplied { token };
+        if matches!(change, TopologyChange::DeleteVhost { .. }) {
+            // The vhost's queues here are gone on disk before the delete is answered.
+            self.send_after_sync(TOPOLOGY_OWNER, applied);
+        } else {
+            self.send(TOPOLOGY_OWNER, applied);
+        }
     }
 
     /// Applies a change to this shard's replica; a policy change also reaches this shard's
     /// queues at once (what they drop or dead-letter goes out at the next flush).
     fn apply_topology(&self, change: &TopologyChange) {
         self.topology.borrow_mut().apply(change);
+        if let TopologyChange::DeleteVhost { name } = change {
+            self.vhost_deleted(name);
+        }
         if matches!(
             change,
-            TopologyChange::SetPolicy(_) | TopologyChange::ClearPolicy { .. }
+            TopologyChange::SetPolicy(_)
+                | TopologyChange::ClearPolicy { .. }
+                | TopologyChange::DeleteVhost { .. }
         ) {
             let policies = self.topology.borrow().policies().clone();
             self.broker.borrow_mut().set_policies(policies);
         }
-        if matches!(change, TopologyChange::SetLimits(_)) {
+        if matches!(
+            change,
+            TopologyChange::SetLimits(_) | TopologyChange::DeleteVhost { .. }
+        ) {
             let max = self.topology.borrow().vhost_queue_max();
             self.broker.borrow_mut().set_vhost_queue_max(max);
+        }
+    }
+
+    /// A deleted vhost's queues on this shard go (durably), and its connections here are
+    /// closed, as RabbitMQ closes them.
+    fn vhost_deleted(&self, vhost: &Bytes) {
+        let mut out = self.take_outbox();
+        let op = QueueOp::DeleteVhost {
+            vhost: vhost.clone(),
+        };
+        let _ = self.broker.borrow_mut().apply(op, &mut out);
+        self.send_all(out);
+        let explanation = format!("vhost '{}' is deleted", String::from_utf8_lossy(vhost));
+        for conn in self.conns_snapshot() {
+            if conn.info().is_some_and(|i| i.vhost.as_bytes() == vhost) {
+                conn.force_close(&explanation);
+            }
         }
     }
 

@@ -172,9 +172,9 @@ impl Shard {
         ((self.id as u64) << 48) | id
     }
 
-    /// The shard that owns queue `name` (vhost "/").
-    pub fn queue_owner(&self, name: &[u8]) -> usize {
-        queue_shard_bytes(b"/", name, self.count)
+    /// The shard that owns queue `name` of `vhost`.
+    pub fn queue_owner(&self, vhost: &[u8], name: &[u8]) -> usize {
+        queue_shard_bytes(vhost, name, self.count)
     }
 
     /// Queues a message for `target`; nothing is processed until [`Shard::flush`].

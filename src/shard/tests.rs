@@ -166,6 +166,7 @@ fn a_queue_bind_reaches_the_topology_owner_behind_the_queue_shards_removal() {
     // queue.delete on shard 1 sent the owner the removal of the old queue's bindings...
     let removal = TopologyChange::RemoveQueue {
         queue,
+        vhost: Bytes::from_static(b"/"),
         name: name.clone(),
         durable: true,
     };
@@ -179,6 +180,7 @@ fn a_queue_bind_reaches_the_topology_owner_behind_the_queue_shards_removal() {
     );
     // ...and the bind for the queue declared again goes through shard 1 too.
     let bind = TopologyChange::Bind(BindingChange {
+        vhost: Bytes::from_static(b"/"),
         source: Bytes::from_static(b"x"),
         dest: Dest::Queue(QueueRef { serial: 3, ..queue }),
         dest_name: name,

@@ -15,9 +15,11 @@ use crate::routing::ExchangeKind;
 
 mod access;
 mod admin;
-pub use access::{LimitScope, LimitsDef, TopicPermissionDef};
+pub use access::{LimitScope, LimitsDef, TopicPermissionDef, VhostDef};
 
 pub const HEADER_BYTES: usize = 8;
+/// The vhost every data directory starts with.
+pub const DEFAULT_VHOST: &[u8] = b"/";
 /// No record is larger than this (a body is capped well below it by max-message-size); a
 /// claimed length above it is treated as a torn tail, never allocated.
 pub const MAX_RECORD_BYTES: usize = 1 << 30;
@@ -50,6 +52,7 @@ pub enum DestName {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BindingDef {
+    pub vhost: Bytes,
     pub source: Bytes,
     pub dest: DestName,
     pub routing_key: Bytes,
@@ -113,6 +116,7 @@ pub enum Record {
     },
     Queue {
         queue_id: u64,
+        vhost: Bytes,
         name: Bytes,
         auto_delete: bool,
         arguments: FieldTable,
@@ -121,6 +125,7 @@ pub enum Record {
         queue_id: u64,
     },
     Exchange {
+        vhost: Bytes,
         name: Bytes,
         kind: ExchangeKind,
         auto_delete: bool,
@@ -128,12 +133,14 @@ pub enum Record {
         arguments: FieldTable,
     },
     ExchangeGone {
+        vhost: Bytes,
         name: Bytes,
     },
     Bind(BindingDef),
     Unbind(BindingDef),
     /// Every binding to the queue went with it.
     QueueUnbound {
+        vhost: Bytes,
         name: Bytes,
     },
     /// A policy set (or replaced, by name).
@@ -162,6 +169,12 @@ pub enum Record {
         exchange: Bytes,
     },
     Limits(LimitsDef),
+    /// A vhost added (or its description and tags changed).
+    Vhost(VhostDef),
+    /// A vhost deleted, with everything in it.
+    VhostGone {
+        name: Bytes,
+    },
 }
 
 /// Appends one framed record to `out`; `fields` writes the kind byte and the fields.
@@ -180,6 +193,23 @@ fn put_shortstr(out: &mut BytesMut, s: &[u8]) {
     let s = &s[..s.len().min(255)];
     out.put_u8(s.len() as u8);
     out.put_slice(s);
+}
+
+/// A resource's vhost, after its other fields: written only when it is not `/`, so records of
+/// the default vhost read the same as before vhosts existed.
+fn put_vhost(out: &mut BytesMut, vhost: &[u8]) {
+    if vhost != DEFAULT_VHOST {
+        put_shortstr(out, vhost);
+    }
+}
+
+/// The vhost [`put_vhost`] wrote: `/` when nothing follows.
+fn read_vhost(r: &mut Reader) -> Option<Bytes> {
+    if r.buf.is_empty() {
+        Some(Bytes::from_static(DEFAULT_VHOST))
+    } else {
+        r.shortstr().ok().filter(|v| v.as_ref() != DEFAULT_VHOST)
+    }
 }
 
 fn put_longstr(out: &mut BytesMut, s: &[u8]) {
@@ -224,6 +254,7 @@ pub fn put_def(out: &mut BytesMut, record: &Record) -> usize {
         }
         Record::Queue {
             queue_id,
+            vhost,
             name,
             auto_delete,
             arguments,
@@ -233,12 +264,14 @@ pub fn put_def(out: &mut BytesMut, record: &Record) -> usize {
             put_shortstr(out, name);
             out.put_u8(u8::from(*auto_delete));
             arguments.encode(out);
+            put_vhost(out, vhost);
         }
         Record::QueueGone { queue_id } => {
             out.put_u8(QUEUE_GONE);
             out.put_u64(*queue_id);
         }
         Record::Exchange {
+            vhost,
             name,
             kind,
             auto_delete,
@@ -250,10 +283,12 @@ pub fn put_def(out: &mut BytesMut, record: &Record) -> usize {
             put_shortstr(out, kind.as_str().as_bytes());
             out.put_u8(u8::from(*auto_delete) | u8::from(*internal) << 1);
             arguments.encode(out);
+            put_vhost(out, vhost);
         }
-        Record::ExchangeGone { name } => {
+        Record::ExchangeGone { vhost, name } => {
             out.put_u8(EXCHANGE_GONE);
             put_shortstr(out, name);
+            put_vhost(out, vhost);
         }
         Record::Bind(b) | Record::Unbind(b) => {
             out.put_u8(if matches!(record, Record::Bind(_)) {
@@ -274,17 +309,21 @@ pub fn put_def(out: &mut BytesMut, record: &Record) -> usize {
             }
             put_shortstr(out, &b.routing_key);
             b.arguments.encode(out);
+            put_vhost(out, &b.vhost);
         }
-        Record::QueueUnbound { name } => {
+        Record::QueueUnbound { vhost, name } => {
             out.put_u8(QUEUE_UNBOUND);
             put_shortstr(out, name);
+            put_vhost(out, vhost);
         }
         Record::Policy(_) | Record::PolicyGone { .. } => admin::put_policy(out, record),
         Record::User(_) | Record::UserGone { .. } => admin::put_user(out, record),
         Record::Permission(_) | Record::PermissionGone { .. } => admin::put_permission(out, record),
-        Record::TopicPermission(_) | Record::TopicPermissionGone { .. } | Record::Limits(_) => {
-            access::put(out, record)
-        }
+        Record::TopicPermission(_)
+        | Record::TopicPermissionGone { .. }
+        | Record::Limits(_)
+        | Record::Vhost(_)
+        | Record::VhostGone { .. } => access::put(out, record),
     })
 }
 
@@ -345,12 +384,19 @@ fn decode(body: Bytes) -> Option<Record> {
             queue_id: r.longlong().ok()?,
             seq: r.longlong().ok().filter(|&s| s <= MAX_SEQ)?,
         },
-        QUEUE => Record::Queue {
-            queue_id: r.longlong().ok()?,
-            name: r.shortstr().ok()?,
-            auto_delete: r.octet().ok()? & 1 != 0,
-            arguments: r.table().ok()?,
-        },
+        QUEUE => {
+            let queue_id = r.longlong().ok()?;
+            let name = r.shortstr().ok()?;
+            let auto_delete = r.octet().ok()? & 1 != 0;
+            let arguments = r.table().ok()?;
+            Record::Queue {
+                queue_id,
+                vhost: read_vhost(&mut r)?,
+                name,
+                auto_delete,
+                arguments,
+            }
+        }
         QUEUE_GONE => Record::QueueGone {
             queue_id: r.longlong().ok()?,
         },
@@ -358,17 +404,23 @@ fn decode(body: Bytes) -> Option<Record> {
             let name = r.shortstr().ok()?;
             let kind = ExchangeKind::parse(&r.shortstr().ok()?)?;
             let flags = r.octet().ok()?;
+            let arguments = r.table().ok()?;
             Record::Exchange {
+                vhost: read_vhost(&mut r)?,
                 name,
                 kind,
                 auto_delete: flags & 1 != 0,
                 internal: flags & 2 != 0,
-                arguments: r.table().ok()?,
+                arguments,
             }
         }
-        EXCHANGE_GONE => Record::ExchangeGone {
-            name: r.shortstr().ok()?,
-        },
+        EXCHANGE_GONE => {
+            let name = r.shortstr().ok()?;
+            Record::ExchangeGone {
+                vhost: read_vhost(&mut r)?,
+                name,
+            }
+        }
         BIND | UNBIND => {
             let source = r.shortstr().ok()?;
             let dest = match r.octet().ok()? {
@@ -376,11 +428,14 @@ fn decode(body: Bytes) -> Option<Record> {
                 1 => DestName::Exchange(r.shortstr().ok()?),
                 _ => return None,
             };
+            let routing_key = r.shortstr().ok()?;
+            let arguments = r.table().ok()?;
             let def = BindingDef {
+                vhost: read_vhost(&mut r)?,
                 source,
                 dest,
-                routing_key: r.shortstr().ok()?,
-                arguments: r.table().ok()?,
+                routing_key,
+                arguments,
             };
             if kind == BIND {
                 Record::Bind(def)
@@ -388,15 +443,21 @@ fn decode(body: Bytes) -> Option<Record> {
                 Record::Unbind(def)
             }
         }
-        QUEUE_UNBOUND => Record::QueueUnbound {
-            name: r.shortstr().ok()?,
-        },
+        QUEUE_UNBOUND => {
+            let name = r.shortstr().ok()?;
+            Record::QueueUnbound {
+                vhost: read_vhost(&mut r)?,
+                name,
+            }
+        }
         POLICY | POLICY_GONE => admin::read_policy(kind, &mut r)?,
         USER | USER_GONE => admin::read_user(kind, &mut r)?,
         PERMISSION | PERMISSION_GONE => admin::read_permission(kind, &mut r)?,
-        access::TOPIC_PERMISSION | access::TOPIC_PERMISSION_GONE | access::LIMITS => {
-            access::read(kind, &mut r)?
-        }
+        access::TOPIC_PERMISSION
+        | access::TOPIC_PERMISSION_GONE
+        | access::LIMITS
+        | access::VHOST
+        | access::VHOST_GONE => access::read(kind, &mut r)?,
         _ => return None,
     };
     // A record is exactly its fields: bytes after them mean it is not what the writer wrote.

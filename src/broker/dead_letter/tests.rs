@@ -20,6 +20,7 @@ fn dead(msg: Message, reason: Reason, queue: &str, exchange: &str, rk: Option<&s
     DeadLetter {
         msg,
         reason,
+        vhost: Bytes::from_static(b"/"),
         queue: Bytes::copy_from_slice(queue.as_bytes()),
         target: Target {
             exchange: Bytes::copy_from_slice(exchange.as_bytes()),

@@ -16,7 +16,7 @@ impl Queue {
     /// they were given; a lower length limit applies at the next `drop_over_limit`.
     /// (x-max-priority and x-single-active-consumer are fixed at declare.)
     pub fn apply_policies(&mut self, policies: &Policies) {
-        let s = Settings::read(&policies.queue_arguments(&self.name, &self.arguments));
+        let s = Settings::read(&policies.queue_arguments(&self.vhost, &self.name, &self.arguments));
         self.message_ttl_ms = s.message_ttl_ms;
         if s.expires_ms != self.expires_ms {
             // A new expiry period counts from now, as RabbitMQ re-arms its timer.
@@ -37,8 +37,9 @@ impl Queue {
     ) -> Result<(), AmqpError> {
         let mismatch = |field: &str, received: bool, current: bool| {
             AmqpError::precondition(format!(
-                "inequivalent arg '{field}' for queue '{}' in vhost '/': received '{received}' but current is '{current}'",
-                self.display_name()
+                "inequivalent arg '{field}' for queue '{}' in vhost '{}': received '{received}' but current is '{current}'",
+                self.display_name(),
+                self.display_vhost()
             ))
         };
         // Like RabbitMQ, the exclusive flag is checked first, as exclusive access (405).
@@ -71,8 +72,9 @@ impl Queue {
             }
             if !equivalent(received, current) {
                 return Err(AmqpError::precondition(format!(
-                    "inequivalent arg '{key}' for queue '{}' in vhost '/': received {} but current is {}",
+                    "inequivalent arg '{key}' for queue '{}' in vhost '{}': received {} but current is {}",
                     self.display_name(),
+                    self.display_vhost(),
                     describe(received, current.is_some()),
                     describe(current, received.is_some()),
                 )));

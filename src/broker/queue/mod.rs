@@ -77,6 +77,7 @@ pub struct Queue {
     pub id: QueueRef,
     /// Names the queue in the store; kept across restarts.
     pub queue_id: u64,
+    pub vhost: Bytes,
     pub name: Bytes,
     pub durable: bool,
     pub exclusive_owner: Option<ConnRef>,
@@ -127,6 +128,7 @@ impl Queue {
     pub fn new(
         id: QueueRef,
         queue_id: u64,
+        vhost: Bytes,
         name: Bytes,
         durable: bool,
         exclusive_owner: Option<ConnRef>,
@@ -146,6 +148,7 @@ impl Queue {
         Queue {
             id,
             queue_id,
+            vhost,
             name,
             durable,
             exclusive_owner,
@@ -179,6 +182,10 @@ impl Queue {
         String::from_utf8_lossy(&self.name)
     }
 
+    pub fn display_vhost(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.vhost)
+    }
+
     pub fn ready_count(&self) -> usize {
         self.ready.len()
     }
@@ -208,10 +215,11 @@ impl Queue {
     /// exclusive flag does not match the queue's.
     pub fn locked(&self) -> AmqpError {
         AmqpError::resource_locked(format!(
-            "cannot obtain exclusive access to locked queue '{}' in vhost '/'. It could be originally \
+            "cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be originally \
              declared on another connection or the exclusive property value does not match that of \
              the original declaration.",
-            self.display_name()
+            self.display_name(),
+            self.display_vhost()
         ))
     }
 
@@ -303,6 +311,7 @@ impl Queue {
             sh.dead_letters.push(DeadLetter {
                 msg,
                 reason,
+                vhost: self.vhost.clone(),
                 queue: self.name.clone(),
                 target: target.clone(),
             });
@@ -377,8 +386,9 @@ impl Queue {
             || (spec.exclusive && !self.consumers.is_empty())
         {
             return Err(AmqpError::access_refused(format!(
-                "queue '{}' in vhost '/' in exclusive use",
-                self.display_name()
+                "queue '{}' in vhost '{}' in exclusive use",
+                self.display_name(),
+                self.display_vhost()
             )));
         }
         self.had_consumer = true;

@@ -39,7 +39,16 @@ fn queue() -> Queue {
         serial: 1,
     };
     let name = Bytes::from_static(b"q");
-    Queue::new(id, 1, name, false, None, false, FieldTable::default())
+    Queue::new(
+        id,
+        1,
+        Bytes::from_static(b"/"),
+        name,
+        false,
+        None,
+        false,
+        FieldTable::default(),
+    )
 }
 
 fn consumer(id: u64, prefetch_count: u16) -> ConsumerSpec {

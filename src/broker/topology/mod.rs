@@ -9,7 +9,7 @@
 mod records;
 mod validate;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -25,8 +25,10 @@ use crate::ids::QueueRef;
 use crate::protocol::FieldTable;
 use crate::routing::{Bindings, ExchangeKind};
 use crate::store::record::{
-    LimitScope, LimitsDef, PermissionDef, PolicyDef, TopicPermissionDef, UserDef,
+    LimitScope, LimitsDef, PermissionDef, PolicyDef, TopicPermissionDef, UserDef, VhostDef,
+    DEFAULT_VHOST,
 };
+pub use records::QueueNames;
 pub use validate::unknown_type;
 
 /// Where a binding leads.
@@ -38,6 +40,7 @@ pub enum Dest {
 
 pub struct Exchange {
     pub id: u32,
+    pub vhost: Bytes,
     pub name: Bytes,
     pub kind: ExchangeKind,
     pub durable: bool,
@@ -54,6 +57,7 @@ pub struct Exchange {
 pub enum TopologyChange {
     DeclareExchange {
         id: u32,
+        vhost: Bytes,
         name: Bytes,
         kind: ExchangeKind,
         durable: bool,
@@ -62,6 +66,7 @@ pub enum TopologyChange {
         arguments: FieldTable,
     },
     DeleteExchange {
+        vhost: Bytes,
         name: Bytes,
         if_unused: bool,
     },
@@ -70,6 +75,7 @@ pub enum TopologyChange {
     /// The queue is gone: every binding to it goes (and auto-delete exchanges left empty).
     RemoveQueue {
         queue: QueueRef,
+        vhost: Bytes,
         name: Bytes,
         durable: bool,
     },
@@ -102,10 +108,19 @@ pub enum TopologyChange {
     },
     /// A user's or vhost's limits, replacing the ones before (empty: cleared).
     SetLimits(LimitsDef),
+    /// A new vhost with its predeclared exchanges; refused if the name is taken.
+    AddVhost(VhostDef),
+    /// The vhost and everything in it: exchanges, bindings, policies, permissions, limits
+    /// (each shard deletes its queues in it as it applies this).
+    DeleteVhost {
+        name: Bytes,
+    },
 }
 
 #[derive(Debug, Clone)]
 pub struct BindingChange {
+    /// Source and destination are both in this vhost.
+    pub vhost: Bytes,
     pub source: Bytes,
     pub dest: Dest,
     /// The destination's name and durability: a binding is stored when both ends are durable.
@@ -124,9 +139,15 @@ pub const PREDECLARED: &[(&str, ExchangeKind)] = &[
     ("amq.match", ExchangeKind::Headers),
 ];
 
+/// A vhost: what it is, and its exchanges by name.
+pub struct Vhost {
+    pub def: VhostDef,
+    exchanges: HashMap<Bytes, u32>,
+}
+
 pub struct Topology {
     exchanges: HashMap<u32, Exchange>,
-    by_name: HashMap<Bytes, u32>,
+    vhosts: BTreeMap<Bytes, Vhost>,
     next_id: u32,
     /// Recomputed on every change (changes are rare, publishes are not).
     headers_bound: bool,
@@ -148,8 +169,20 @@ fn lossy(b: &[u8]) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(b)
 }
 
-pub fn no_exchange(name: &[u8]) -> AmqpError {
-    AmqpError::not_found(format!("no exchange '{}' in vhost '/'", lossy(name)))
+pub fn no_exchange(vhost: &[u8], name: &[u8]) -> AmqpError {
+    AmqpError::not_found(format!(
+        "no exchange '{}' in vhost '{}'",
+        lossy(name),
+        lossy(vhost)
+    ))
+}
+
+pub fn internal_exchange(vhost: &[u8], name: &[u8]) -> AmqpError {
+    AmqpError::access_refused(format!(
+        "cannot publish to internal exchange '{}' in vhost '{}'",
+        lossy(name),
+        lossy(vhost)
+    ))
 }
 
 pub fn default_exchange_refused() -> AmqpError {
@@ -160,7 +193,7 @@ impl Topology {
     pub fn new() -> Self {
         let mut t = Topology {
             exchanges: HashMap::new(),
-            by_name: HashMap::new(),
+            vhosts: BTreeMap::new(),
             next_id: 1,
             headers_bound: false,
             policies: Rc::default(),
@@ -169,10 +202,33 @@ impl Topology {
             topic_permissions: TopicPermissions::default(),
             limits: Limits::default(),
         };
+        // Every data directory starts with `/` (a stored VhostGone takes it away again).
+        t.apply(&TopologyChange::AddVhost(VhostDef {
+            name: Bytes::from_static(DEFAULT_VHOST),
+            description: Bytes::from_static(b"Default virtual host"),
+            tags: Bytes::new(),
+        }));
+        t
+    }
+
+    /// Adds a vhost with the exchanges every vhost starts with, numbered from `next_id`
+    /// (the same on every replica, which applies the same changes in the same order).
+    fn add_vhost(&mut self, def: &VhostDef) {
+        if self.vhosts.contains_key(&def.name) {
+            return;
+        }
+        let vhost = def.name.clone();
+        self.vhosts.insert(
+            vhost.clone(),
+            Vhost {
+                def: def.clone(),
+                exchanges: HashMap::new(),
+            },
+        );
         for (name, kind) in PREDECLARED {
-            let id = t.next_id;
-            t.apply(&TopologyChange::DeclareExchange {
-                id,
+            self.apply_one(&TopologyChange::DeclareExchange {
+                id: self.next_id,
+                vhost: vhost.clone(),
                 name: Bytes::from_static(name.as_bytes()),
                 kind: *kind,
                 durable: true,
@@ -181,11 +237,34 @@ impl Topology {
                 arguments: FieldTable::default(),
             });
         }
-        t
     }
 
-    pub fn exchange(&self, name: &[u8]) -> Option<&Exchange> {
-        self.exchanges.get(self.by_name.get(name)?)
+    /// The vhost goes with its exchanges (and so every binding in it), policies, permissions
+    /// and limits.
+    fn delete_vhost(&mut self, name: &[u8]) {
+        let Some(vhost) = self.vhosts.remove(name) else {
+            return;
+        };
+        for id in vhost.exchanges.values() {
+            self.exchanges.remove(id);
+        }
+        Rc::make_mut(&mut self.policies).clear_vhost(name);
+        self.permissions.clear_vhost(name);
+        self.topic_permissions.clear_vhost(name);
+        self.limits.clear_vhost(name);
+    }
+
+    pub fn vhost(&self, name: &[u8]) -> Option<&Vhost> {
+        self.vhosts.get(name)
+    }
+
+    pub fn vhosts(&self) -> impl Iterator<Item = &Vhost> {
+        self.vhosts.values()
+    }
+
+    pub fn exchange(&self, vhost: &[u8], name: &[u8]) -> Option<&Exchange> {
+        self.exchanges
+            .get(self.vhosts.get(vhost)?.exchanges.get(name)?)
     }
 
     /// True when some headers exchange has bindings, i.e. routing may need the headers.
@@ -217,9 +296,15 @@ impl Topology {
         &self.limits
     }
 
-    /// The default vhost's `max-queues` limit, if any.
-    pub fn vhost_queue_max(&self) -> Option<u64> {
-        self.limits.get(LimitScope::Vhost, b"/", "max-queues")
+    /// Every vhost's `max-queues` limit, where it has one.
+    pub fn vhost_queue_max(&self) -> HashMap<Bytes, u64> {
+        self.vhosts
+            .keys()
+            .filter_map(|v| {
+                let max = self.limits.get(LimitScope::Vhost, v, "max-queues")?;
+                Some((v.clone(), max))
+            })
+            .collect()
     }
 
     /// Applies a validated change. Deterministic: every replica ends up identical.
@@ -235,6 +320,7 @@ impl Topology {
         match change {
             TopologyChange::DeclareExchange {
                 id,
+                vhost,
                 name,
                 kind,
                 durable,
@@ -242,15 +328,19 @@ impl Topology {
                 internal,
                 arguments,
             } => {
-                if self.by_name.contains_key(name) {
+                let Some(names) = self.vhosts.get_mut(vhost) else {
+                    return;
+                };
+                if names.exchanges.contains_key(name) {
                     return;
                 }
                 self.next_id = self.next_id.max(id + 1);
-                self.by_name.insert(name.clone(), *id);
+                names.exchanges.insert(name.clone(), *id);
                 self.exchanges.insert(
                     *id,
                     Exchange {
                         id: *id,
+                        vhost: vhost.clone(),
                         name: name.clone(),
                         kind: *kind,
                         durable: *durable,
@@ -258,27 +348,29 @@ impl Topology {
                         internal: *internal,
                         arguments: arguments.clone(),
                         bindings: Bindings::new(*kind),
-                        alternate: self.policies.alternate_exchange(name, arguments),
+                        alternate: self.policies.alternate_exchange(vhost, name, arguments),
                     },
                 );
             }
-            TopologyChange::DeleteExchange { name, .. } => {
-                if let Some(id) = self.by_name.remove(name) {
+            TopologyChange::DeleteExchange { vhost, name, .. } => {
+                let id = self
+                    .vhosts
+                    .get_mut(vhost)
+                    .and_then(|v| v.exchanges.remove(name));
+                if let Some(id) = id {
                     self.exchanges.remove(&id);
                     self.remove_destination(Dest::Exchange(id));
                 }
             }
             TopologyChange::Bind(b) => {
-                if let Some(ex) = self
-                    .by_name
-                    .get(&b.source)
-                    .and_then(|id| self.exchanges.get_mut(id))
-                {
-                    ex.bindings.bind(b.dest, &b.routing_key, &b.arguments);
+                if let Some(id) = self.exchange(&b.vhost, &b.source).map(|ex| ex.id) {
+                    if let Some(ex) = self.exchanges.get_mut(&id) {
+                        ex.bindings.bind(b.dest, &b.routing_key, &b.arguments);
+                    }
                 }
             }
             TopologyChange::Unbind(b) => {
-                let Some(&id) = self.by_name.get(&b.source) else {
+                let Some(id) = self.exchange(&b.vhost, &b.source).map(|ex| ex.id) else {
                     return;
                 };
                 if let Some(ex) = self.exchanges.get_mut(&id) {
@@ -335,6 +427,8 @@ impl Topology {
                 exchange,
             } => self.topic_permissions.clear(user, vhost, exchange),
             TopologyChange::SetLimits(def) => self.limits.set(def.clone()),
+            TopologyChange::AddVhost(def) => self.add_vhost(def),
+            TopologyChange::DeleteVhost { name } => self.delete_vhost(name),
             _ => {}
         }
     }
@@ -342,7 +436,9 @@ impl Topology {
     /// Exchanges take their alternate exchange from the policies as they now are.
     fn apply_policies(&mut self) {
         for ex in self.exchanges.values_mut() {
-            ex.alternate = self.policies.alternate_exchange(&ex.name, &ex.arguments);
+            ex.alternate = self
+                .policies
+                .alternate_exchange(&ex.vhost, &ex.name, &ex.arguments);
         }
     }
 
@@ -366,8 +462,9 @@ impl Topology {
             return;
         };
         if ex.auto_delete && ex.bindings.is_empty() {
-            let name = ex.name.clone();
+            let (vhost, name) = (ex.vhost.clone(), ex.name.clone());
             self.apply_one(&TopologyChange::DeleteExchange {
+                vhost,
                 name,
                 if_unused: false,
             });
@@ -386,7 +483,8 @@ impl Topology {
         let before = dests.len();
         ex.bindings.route(routing_key, headers, dests);
         if dests.len() == before {
-            if let Some(alternate) = ex.alternate.as_ref().and_then(|n| self.exchange(n)) {
+            let alternate = ex.alternate.as_ref();
+            if let Some(alternate) = alternate.and_then(|n| self.exchange(&ex.vhost, n)) {
                 dests.push(Dest::Exchange(alternate.id));
             }
         }
@@ -397,19 +495,17 @@ impl Topology {
     /// is visited once).
     pub fn route(
         &self,
+        vhost: &[u8],
         exchange: &[u8],
         routing_key: &[u8],
         headers: Option<&FieldTable>,
         queues: &mut SmallVec<[QueueRef; 8]>,
     ) -> Result<(), AmqpError> {
         let ex = self
-            .exchange(exchange)
-            .ok_or_else(|| no_exchange(exchange))?;
+            .exchange(vhost, exchange)
+            .ok_or_else(|| no_exchange(vhost, exchange))?;
         if ex.internal {
-            return Err(AmqpError::access_refused(format!(
-                "cannot publish to internal exchange '{}' in vhost '/'",
-                lossy(exchange)
-            )));
+            return Err(internal_exchange(vhost, exchange));
         }
         let mut dests: SmallVec<[Dest; 8]> = SmallVec::new();
         self.route_exchange(ex, routing_key, headers, &mut dests);

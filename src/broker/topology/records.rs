@@ -9,6 +9,9 @@ use super::{BindingChange, Dest, Topology, TopologyChange};
 use crate::ids::QueueRef;
 use crate::store::record::{BindingDef, DestName, Record};
 
+/// Queues by (vhost, name).
+pub type QueueNames = HashMap<(Bytes, Bytes), QueueRef>;
+
 impl Topology {
     /// The record that makes a validated change durable, if it touches durable entities
     /// (an exchange, or a binding whose source and destination are both durable). Called on
@@ -16,6 +19,7 @@ impl Topology {
     pub fn persisted(&self, change: &TopologyChange) -> Option<Record> {
         match change {
             TopologyChange::DeclareExchange {
+                vhost,
                 name,
                 kind,
                 durable: true,
@@ -24,6 +28,7 @@ impl Topology {
                 arguments,
                 ..
             } => Some(Record::Exchange {
+                vhost: vhost.clone(),
                 name: name.clone(),
                 kind: *kind,
                 auto_delete: *auto_delete,
@@ -31,16 +36,22 @@ impl Topology {
                 arguments: arguments.clone(),
             }),
             TopologyChange::DeclareExchange { .. } => None,
-            TopologyChange::DeleteExchange { name, .. } => self
-                .exchange(name)
+            TopologyChange::DeleteExchange { vhost, name, .. } => self
+                .exchange(vhost, name)
                 .filter(|ex| ex.durable)
-                .map(|_| Record::ExchangeGone { name: name.clone() }),
+                .map(|_| Record::ExchangeGone {
+                    vhost: vhost.clone(),
+                    name: name.clone(),
+                }),
             TopologyChange::Bind(b) | TopologyChange::Unbind(b) => {
-                let source_durable = self.exchange(&b.source).is_some_and(|ex| ex.durable);
+                let source_durable = self
+                    .exchange(&b.vhost, &b.source)
+                    .is_some_and(|ex| ex.durable);
                 if !(source_durable && b.dest_durable) {
                     return None;
                 }
                 let def = BindingDef {
+                    vhost: b.vhost.clone(),
                     source: b.source.clone(),
                     dest: match b.dest {
                         Dest::Queue(_) => DestName::Queue(b.dest_name.clone()),
@@ -56,10 +67,14 @@ impl Topology {
                 })
             }
             TopologyChange::RemoveQueue {
+                vhost,
                 name,
                 durable: true,
                 ..
-            } => Some(Record::QueueUnbound { name: name.clone() }),
+            } => Some(Record::QueueUnbound {
+                vhost: vhost.clone(),
+                name: name.clone(),
+            }),
             TopologyChange::RemoveQueue { .. } => None,
             TopologyChange::SetPolicy(def) => Some(Record::Policy(def.clone())),
             TopologyChange::ClearPolicy {
@@ -91,12 +106,14 @@ impl Topology {
                 exchange: exchange.clone(),
             }),
             TopologyChange::SetLimits(def) => Some(Record::Limits(def.clone())),
+            TopologyChange::AddVhost(def) => Some(Record::Vhost(def.clone())),
+            TopologyChange::DeleteVhost { name } => Some(Record::VhostGone { name: name.clone() }),
         }
     }
 
-    /// The replica as the stored changes leave it. `queues` maps recovered queue names to
-    /// their references; bindings to other queues are dropped.
-    pub fn replay(records: &[Record], queues: &HashMap<Bytes, QueueRef>) -> Topology {
+    /// The replica as the stored changes leave it. `queues` maps recovered queues' (vhost,
+    /// name) to their references; bindings to other queues are dropped.
+    pub fn replay(records: &[Record], queues: &QueueNames) -> Topology {
         let mut t = Topology::new();
         for record in records {
             let Some(change) = change_of(record, queues, &t) else {
@@ -111,6 +128,8 @@ impl Topology {
                     | Record::TopicPermission(_)
                     | Record::TopicPermissionGone { .. }
                     | Record::Limits(_)
+                    | Record::Vhost(_)
+                    | Record::VhostGone { .. }
             );
             if checked {
                 t.apply(&change);
@@ -124,13 +143,11 @@ impl Topology {
 
 /// The change a stored record stands for; None for records of other kinds, and for bindings
 /// and removals naming queues or exchanges that are gone.
-fn change_of(
-    record: &Record,
-    queues: &HashMap<Bytes, QueueRef>,
-    t: &Topology,
-) -> Option<TopologyChange> {
+fn change_of(record: &Record, queues: &QueueNames, t: &Topology) -> Option<TopologyChange> {
+    let queue = |vhost: &Bytes, name: &Bytes| queues.get(&(vhost.clone(), name.clone())).copied();
     let change = match record {
         Record::Exchange {
+            vhost,
             name,
             kind,
             auto_delete,
@@ -138,6 +155,7 @@ fn change_of(
             arguments,
         } => TopologyChange::DeclareExchange {
             id: 0,
+            vhost: vhost.clone(),
             name: name.clone(),
             kind: *kind,
             durable: true,
@@ -145,22 +163,24 @@ fn change_of(
             internal: *internal,
             arguments: arguments.clone(),
         },
-        Record::ExchangeGone { name } => TopologyChange::DeleteExchange {
+        Record::ExchangeGone { vhost, name } => TopologyChange::DeleteExchange {
+            vhost: vhost.clone(),
             name: name.clone(),
             if_unused: false,
         },
         Record::Bind(def) | Record::Unbind(def) => {
             let (dest, dest_name) = match &def.dest {
-                DestName::Queue(name) => match queues.get(name) {
-                    Some(q) => (Dest::Queue(*q), name.clone()),
+                DestName::Queue(name) => match queue(&def.vhost, name) {
+                    Some(q) => (Dest::Queue(q), name.clone()),
                     None => return None,
                 },
-                DestName::Exchange(name) => match t.exchange(name) {
+                DestName::Exchange(name) => match t.exchange(&def.vhost, name) {
                     Some(ex) => (Dest::Exchange(ex.id), name.clone()),
                     None => return None,
                 },
             };
             let b = BindingChange {
+                vhost: def.vhost.clone(),
                 source: def.source.clone(),
                 dest,
                 dest_name,
@@ -174,9 +194,10 @@ fn change_of(
                 TopologyChange::Unbind(b)
             }
         }
-        Record::QueueUnbound { name } => match queues.get(name) {
+        Record::QueueUnbound { vhost, name } => match queue(vhost, name) {
             Some(q) => TopologyChange::RemoveQueue {
-                queue: *q,
+                queue: q,
+                vhost: vhost.clone(),
                 name: name.clone(),
                 durable: true,
             },
@@ -219,6 +240,8 @@ fn access_change_of(record: &Record) -> Option<TopologyChange> {
             exchange: exchange.clone(),
         },
         Record::Limits(def) => TopologyChange::SetLimits(def.clone()),
+        Record::Vhost(def) => TopologyChange::AddVhost(def.clone()),
+        Record::VhostGone { name } => TopologyChange::DeleteVhost { name: name.clone() },
         _ => return None,
     };
     Some(change)

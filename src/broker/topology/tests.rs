@@ -4,6 +4,7 @@ use crate::broker::topology::BindingChange;
 fn exchange(t: &mut Topology, name: &'static str, kind: ExchangeKind) -> u32 {
     let declare = TopologyChange::DeclareExchange {
         id: 0,
+        vhost: Bytes::from_static(b"/"),
         name: Bytes::from_static(name.as_bytes()),
         kind,
         durable: false,
@@ -13,13 +14,14 @@ fn exchange(t: &mut Topology, name: &'static str, kind: ExchangeKind) -> u32 {
     };
     let change = t.validate(declare).ok().flatten().expect("a new exchange");
     t.apply(&change);
-    t.exchange(name.as_bytes())
+    t.exchange(b"/", name.as_bytes())
         .map(|ex| ex.id)
         .expect("declared")
 }
 
 fn bind(t: &mut Topology, source: &'static str, dest: Dest) {
     let change = TopologyChange::Bind(BindingChange {
+        vhost: Bytes::from_static(b"/"),
         source: Bytes::from_static(source.as_bytes()),
         dest,
         dest_name: Bytes::new(),
@@ -50,7 +52,7 @@ fn a_fanout_to_100k_queues_routes_each_once_without_quadratic_work() {
     bind(&mut t, "wide", Dest::Exchange(via));
     let mut queues = SmallVec::new();
     let started = std::time::Instant::now();
-    t.route(b"wide", b"", None, &mut queues).expect("routes");
+    t.route(b"/", b"wide", b"", None, &mut queues).expect("routes");
     let took = started.elapsed();
     assert_eq!(queues.len(), 100_000, "expected each queue once");
     // A lookup per destination needs ~10^10 comparisons here (seconds); sorting needs

@@ -17,6 +17,7 @@ impl Topology {
     pub fn validate(&self, change: TopologyChange) -> Result<Option<TopologyChange>, AmqpError> {
         match change {
             TopologyChange::DeclareExchange {
+                vhost,
                 name,
                 kind,
                 durable,
@@ -25,13 +26,15 @@ impl Topology {
                 arguments,
                 ..
             } => {
-                if let Some(existing) = self.exchange(&name) {
+                self.vhost_exists(&vhost)?;
+                if let Some(existing) = self.exchange(&vhost, &name) {
                     check_equivalent(existing, kind, durable, auto_delete, internal)?;
                     check_alternate(existing, &arguments)?;
                     return Ok(None);
                 }
                 Ok(Some(TopologyChange::DeclareExchange {
                     id: self.next_id,
+                    vhost,
                     name,
                     kind,
                     durable,
@@ -40,21 +43,30 @@ impl Topology {
                     arguments,
                 }))
             }
-            TopologyChange::DeleteExchange { name, if_unused } => {
-                let Some(ex) = self.exchange(&name) else {
+            TopologyChange::DeleteExchange {
+                vhost,
+                name,
+                if_unused,
+            } => {
+                let Some(ex) = self.exchange(&vhost, &name) else {
                     return Ok(None);
                 };
                 if if_unused && !ex.bindings.is_empty() {
                     return Err(AmqpError::precondition(format!(
-                        "exchange '{}' in vhost '/' in use",
-                        lossy(&name)
+                        "exchange '{}' in vhost '{}' in use",
+                        lossy(&name),
+                        lossy(&vhost)
                     )));
                 }
-                Ok(Some(TopologyChange::DeleteExchange { name, if_unused }))
+                Ok(Some(TopologyChange::DeleteExchange {
+                    vhost,
+                    name,
+                    if_unused,
+                }))
             }
             TopologyChange::Bind(b) => self.validate_bind(b),
             TopologyChange::Unbind(b) => Ok(self
-                .exchange(&b.source)
+                .exchange(&b.vhost, &b.source)
                 .is_some()
                 .then_some(TopologyChange::Unbind(b))),
             change @ TopologyChange::RemoveQueue { .. } => Ok(Some(change)),
@@ -65,12 +77,15 @@ impl Topology {
     /// Policies and users.
     fn validate_admin(&self, change: TopologyChange) -> Result<Option<TopologyChange>, AmqpError> {
         match change {
-            TopologyChange::SetPolicy(def) => match Policy::compile(def) {
+            TopologyChange::SetPolicy(def) => match self
+                .vhost_exists(&def.vhost)
+                .and_then(|()| Policy::compile(def).map_err(AmqpError::precondition))
+            {
                 // Setting a policy exactly as it is changes nothing (definitions loaded at
                 // every start).
                 Ok(policy) if self.policies.iter().any(|p| *p == policy.def) => Ok(None),
                 Ok(policy) => Ok(Some(TopologyChange::SetPolicy(policy.def))),
-                Err(text) => Err(AmqpError::precondition(text)),
+                Err(e) => Err(e),
             },
             TopologyChange::ClearPolicy {
                 vhost,
@@ -114,13 +129,13 @@ impl Topology {
             }
             TopologyChange::SetPermissions(def) => {
                 self.user_exists(&def.user)?;
-                vhost_exists(&def.vhost)?;
+                self.vhost_exists(&def.vhost)?;
                 let permission = Permission::compile(def).map_err(AmqpError::precondition)?;
                 Ok(Some(TopologyChange::SetPermissions(permission.def)))
             }
             TopologyChange::ClearPermissions { user, vhost } => {
                 self.user_exists(&user)?;
-                vhost_exists(&vhost)?;
+                self.vhost_exists(&vhost)?;
                 Ok(Some(TopologyChange::ClearPermissions { user, vhost }))
             }
             access => self.validate_access(access),
@@ -132,7 +147,7 @@ impl Topology {
         match change {
             TopologyChange::SetTopicPermission(def) => {
                 self.user_exists(&def.user)?;
-                vhost_exists(&def.vhost)?;
+                self.vhost_exists(&def.vhost)?;
                 topic_permissions::validate(&def).map_err(AmqpError::precondition)?;
                 Ok(Some(TopologyChange::SetTopicPermission(def)))
             }
@@ -142,19 +157,39 @@ impl Topology {
                 ..
             } => {
                 self.user_exists(user)?;
-                vhost_exists(vhost)?;
+                self.vhost_exists(vhost)?;
                 Ok(Some(change))
             }
             TopologyChange::SetLimits(def) => {
                 match def.scope {
                     LimitScope::User => self.user_exists(&def.name)?,
-                    LimitScope::Vhost => vhost_exists(&def.name)?,
+                    LimitScope::Vhost => self.vhost_exists(&def.name)?,
                 }
                 limits::validate(&def).map_err(AmqpError::precondition)?;
                 Ok(Some(TopologyChange::SetLimits(def)))
             }
+            TopologyChange::AddVhost(def) => {
+                if self.vhosts.contains_key(&def.name) {
+                    return Ok(None);
+                }
+                Ok(Some(TopologyChange::AddVhost(def)))
+            }
+            TopologyChange::DeleteVhost { name } => {
+                self.vhost_exists(&name)?;
+                Ok(Some(TopologyChange::DeleteVhost { name }))
+            }
             other => Ok(Some(other)),
         }
+    }
+
+    pub fn vhost_exists(&self, vhost: &[u8]) -> Result<(), AmqpError> {
+        if self.vhosts.contains_key(vhost) {
+            return Ok(());
+        }
+        Err(AmqpError::not_found(format!(
+            "Virtual host '{}' does not exist",
+            lossy(vhost)
+        )))
     }
 
     fn user_exists(&self, name: &[u8]) -> Result<(), AmqpError> {
@@ -169,13 +204,14 @@ impl Topology {
 
     fn validate_bind(&self, b: BindingChange) -> Result<Option<TopologyChange>, AmqpError> {
         let ex = self
-            .exchange(&b.source)
-            .ok_or_else(|| no_exchange(&b.source))?;
+            .exchange(&b.vhost, &b.source)
+            .ok_or_else(|| no_exchange(&b.vhost, &b.source))?;
         if let Dest::Exchange(id) = b.dest {
             if !self.exchanges.contains_key(&id) {
-                return Err(AmqpError::not_found(
-                    "no destination exchange in vhost '/'".to_string(),
-                ));
+                return Err(AmqpError::not_found(format!(
+                    "no destination exchange in vhost '{}'",
+                    lossy(&b.vhost)
+                )));
             }
         }
         if let Some(text) = check_x_match(ex.kind, &b.arguments) {
@@ -195,8 +231,9 @@ fn check_equivalent(
 ) -> Result<(), AmqpError> {
     let mismatch = |field: &str, received: &str, current: &str| {
         Err(AmqpError::precondition(format!(
-            "inequivalent arg '{field}' for exchange '{}' in vhost '/': received '{received}' but current is '{current}'",
-            lossy(&existing.name)
+            "inequivalent arg '{field}' for exchange '{}' in vhost '{}': received '{received}' but current is '{current}'",
+            lossy(&existing.name),
+            lossy(&existing.vhost)
         )))
     };
     if existing.kind != kind {
@@ -234,21 +271,11 @@ fn check_alternate(existing: &Exchange, arguments: &FieldTable) -> Result<(), Am
         (Some(v), None) => format!("the value '{}' of type 'longstr'", lossy(v)),
     };
     Err(AmqpError::precondition(format!(
-        "inequivalent arg 'alternate-exchange' for exchange '{}' in vhost '/': received {} but current is {}",
+        "inequivalent arg 'alternate-exchange' for exchange '{}' in vhost '{}': received {} but current is {}",
         lossy(&existing.name),
+        lossy(&existing.vhost),
         show(received, current),
         show(current, received)
-    )))
-}
-
-/// Only the default vhost exists for now.
-fn vhost_exists(vhost: &[u8]) -> Result<(), AmqpError> {
-    if vhost == b"/" {
-        return Ok(());
-    }
-    Err(AmqpError::not_found(format!(
-        "Virtual host '{}' does not exist",
-        lossy(vhost)
     )))
 }
 

@@ -37,14 +37,15 @@ pub fn qos(ctx: &Ctx, m: &BasicQos) -> Result<(), Fail> {
 
 /// The `x-priority` argument (default 0); anything but an integer is refused as RabbitMQ
 /// refuses it.
-fn consumer_priority(queue: &[u8], arguments: &FieldTable) -> Result<i32, Fail> {
+fn consumer_priority(vhost: &[u8], queue: &[u8], arguments: &FieldTable) -> Result<i32, Fail> {
     match arguments.get("x-priority") {
         None => Ok(0),
         Some(v) => match v.as_i64() {
             Some(n) => Ok(n.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32),
             None => Err(Fail::Soft(AmqpError::precondition(format!(
-                "invalid arg 'x-priority' for queue '{}' in vhost '/': \"expected integer, got {}\"",
+                "invalid arg 'x-priority' for queue '{}' in vhost '{}': \"expected integer, got {}\"",
                 String::from_utf8_lossy(queue),
+                String::from_utf8_lossy(vhost),
                 type_name(v)
             )))),
         },
@@ -54,7 +55,8 @@ fn consumer_priority(queue: &[u8], arguments: &FieldTable) -> Result<i32, Fail> 
 pub async fn consume(ctx: &Ctx<'_>, m: &BasicConsume) -> Result<(), Fail> {
     let name = ctx.queue_name_or_last(&m.queue)?;
     ctx.permit(Access::Read, "queue", &name)?;
-    let priority = consumer_priority(&name, &m.arguments)?;
+    let vhost = ctx.vhost();
+    let priority = consumer_priority(&vhost, &name, &m.arguments)?;
     let tag = consumer_tag(&m.consumer_tag);
     let id = ctx.shard.next_consumer_id();
     let Some((prefetch_count, channel_prefetch_count)) = register(ctx, &tag, id, m.no_ack)? else {
@@ -71,11 +73,11 @@ pub async fn consume(ctx: &Ctx<'_>, m: &BasicConsume) -> Result<(), Fail> {
         channel_prefetch_count,
         priority,
     };
-    let owner = ctx.shard.queue_owner(&name);
+    let owner = ctx.shard.queue_owner(&vhost, &name);
     ctx.conn.uses_queue_shard(owner);
     let queue = match ctx
         .shard
-        .request(owner, QueueOp::Consume { name, spec })
+        .request(owner, QueueOp::Consume { vhost, name, spec })
         .await
     {
         Ok(OpOk::Consuming(queue)) => queue,

@@ -17,9 +17,10 @@ pub async fn declare(ctx: &Ctx<'_>, m: &ExchangeDeclare) -> Result<(), Fail> {
     if is_default_exchange(&m.exchange) {
         return Err(Fail::Soft(no_default_exchange()));
     }
+    let vhost = ctx.vhost();
     if m.passive {
-        if ctx.shard.topology.borrow().exchange(&m.exchange).is_none() {
-            return Err(Fail::Soft(no_exchange(&m.exchange)));
+        if ctx.shard.topology.borrow().exchange(&vhost, &m.exchange).is_none() {
+            return Err(Fail::Soft(no_exchange(&vhost, &m.exchange)));
         }
     } else {
         if m.exchange.starts_with(b"amq.") {
@@ -29,6 +30,7 @@ pub async fn declare(ctx: &Ctx<'_>, m: &ExchangeDeclare) -> Result<(), Fail> {
         let kind = ExchangeKind::parse(&m.kind).ok_or_else(|| Fail::from(unknown_type(&m.kind)))?;
         let change = TopologyChange::DeclareExchange {
             id: 0,
+            vhost,
             name: m.exchange.clone(),
             kind,
             durable: m.durable,
@@ -50,6 +52,7 @@ pub async fn delete(ctx: &Ctx<'_>, m: &ExchangeDelete) -> Result<(), Fail> {
     }
     ctx.permit(Access::Configure, "exchange", &m.exchange)?;
     let change = TopologyChange::DeleteExchange {
+        vhost: ctx.vhost(),
         name: m.exchange.clone(),
         if_unused: m.if_unused,
     };
@@ -68,7 +71,7 @@ pub async fn bind(ctx: &Ctx<'_>, m: &ExchangeBind) -> Result<(), Fail> {
         routing_key: &m.routing_key,
         arguments: &m.arguments,
     };
-    change(ctx.shard, binding, true).await?;
+    change(ctx, binding, true).await?;
     if !m.nowait {
         ctx.send(Method::ExchangeBindOk(ExchangeBindOk {}));
     }
@@ -83,7 +86,7 @@ pub async fn unbind(ctx: &Ctx<'_>, m: &ExchangeUnbind) -> Result<(), Fail> {
         routing_key: &m.routing_key,
         arguments: &m.arguments,
     };
-    change(ctx.shard, binding, false).await?;
+    change(ctx, binding, false).await?;
     if !m.nowait {
         ctx.send(Method::ExchangeUnbindOk(ExchangeUnbindOk {}));
     }
@@ -111,23 +114,26 @@ struct Binding<'a> {
     arguments: &'a FieldTable,
 }
 
-async fn change(shard: &Shard, b: Binding<'_>, bind: bool) -> Result<(), Fail> {
+async fn change(ctx: &Ctx<'_>, b: Binding<'_>, bind: bool) -> Result<(), Fail> {
     if is_default_exchange(b.source) || is_default_exchange(b.destination) {
         return Err(Fail::Soft(no_default_exchange()));
     }
-    let dest = shard
+    let vhost = ctx.vhost();
+    let dest = ctx
+        .shard
         .topology
         .borrow()
-        .exchange(b.destination)
+        .exchange(&vhost, b.destination)
         .map(|ex| (ex.id, ex.durable));
     let Some((dest, dest_durable)) = dest else {
         return if bind {
-            Err(Fail::Soft(no_exchange(b.destination)))
+            Err(Fail::Soft(no_exchange(&vhost, b.destination)))
         } else {
             Ok(())
         };
     };
     let change = BindingChange {
+        vhost,
         source: b.source.clone(),
         dest: Dest::Exchange(dest),
         dest_name: b.destination.clone(),
@@ -135,7 +141,7 @@ async fn change(shard: &Shard, b: Binding<'_>, bind: bool) -> Result<(), Fail> {
         routing_key: b.routing_key.clone(),
         arguments: b.arguments.clone(),
     };
-    change_binding(shard, bind, change).await
+    change_binding(ctx.shard, bind, change).await
 }
 
 /// Applies a bind or unbind everywhere.

@@ -53,10 +53,12 @@ async fn fetch(
     name: &Bytes,
     no_ack: bool,
 ) -> Result<Option<Option<Box<Got>>>, Fail> {
-    let owner = ctx.shard.queue_owner(name);
+    let vhost = ctx.vhost();
+    let owner = ctx.shard.queue_owner(&vhost, name);
     let started = Instant::now();
     loop {
         let op = QueueOp::Get {
+            vhost: vhost.clone(),
             name: name.clone(),
             no_ack,
             conn: ctx.conn.cref,

@@ -302,6 +302,11 @@ impl Ctx<'_> {
         self.conn.send_method(self.channel, &method);
     }
 
+    /// The vhost the connection opened: every name it uses is in it.
+    fn vhost(&self) -> Bytes {
+        self.conn.state.borrow().vhost.clone()
+    }
+
     /// Refuses, as RabbitMQ does (403, channel error), what the user's permissions in the
     /// vhost do not allow on the `kind` ("queue" or "exchange") named `name`.
     fn permit(&self, access: Access, kind: &str, name: &[u8]) -> Result<(), AmqpError> {
@@ -319,8 +324,9 @@ impl Ctx<'_> {
             name
         };
         Err(AmqpError::access_refused(format!(
-            "access to {kind} '{}' in vhost '/' refused for user '{}'",
+            "access to {kind} '{}' in vhost '{}' refused for user '{}'",
             String::from_utf8_lossy(name),
+            String::from_utf8_lossy(&state.vhost),
             state.user
         )))
     }
@@ -336,15 +342,16 @@ impl Ctx<'_> {
             .shard
             .topology
             .borrow()
-            .exchange(exchange)
+            .exchange(&state.vhost, exchange)
             .is_some_and(|ex| ex.kind == ExchangeKind::Topic);
         if !is_topic || grants.allows(access, exchange, key) {
             return Ok(());
         }
         Err(AmqpError::access_refused(format!(
-            "access to topic '{}' in exchange '{}' in vhost '/' refused for user '{}'",
+            "access to topic '{}' in exchange '{}' in vhost '{}' refused for user '{}'",
             String::from_utf8_lossy(key),
             String::from_utf8_lossy(exchange),
+            String::from_utf8_lossy(&state.vhost),
             state.user
         )))
     }

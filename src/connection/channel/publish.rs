@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use super::{close_channel, confirms, reply_to, Channel, Ctx, Fail};
 use crate::broker::permissions::Access;
 use crate::broker::publish::{fan_out, is_default_exchange, route as route_message, Route};
-use crate::broker::topology::no_exchange;
+use crate::broker::topology::{internal_exchange, no_exchange};
 use crate::broker::{AmqpError, Origin, ShardMsg};
 use crate::connection::error::method_error;
 use crate::connection::{Conn, HardError};
@@ -59,16 +59,15 @@ pub fn publish(ctx: &Ctx, m: &BasicPublish) -> Result<(), Fail> {
     }
     if !is_default_exchange(&m.exchange) {
         let topology = ctx.shard.topology.borrow();
-        match topology.exchange(&m.exchange) {
-            None => return Err(Fail::Soft(no_exchange(&m.exchange))),
+        let state = ctx.conn.state.borrow();
+        let vhost = &state.vhost;
+        match topology.exchange(vhost, &m.exchange) {
+            None => return Err(Fail::Soft(no_exchange(vhost, &m.exchange))),
             Some(ex) if ex.internal => {
-                return Err(Fail::Soft(AmqpError::access_refused(format!(
-                    "cannot publish to internal exchange '{}' in vhost '/'",
-                    String::from_utf8_lossy(&m.exchange)
-                ))))
+                return Err(Fail::Soft(internal_exchange(vhost, &m.exchange)));
             }
             Some(ex) if ex.kind == ExchangeKind::Topic => {
-                drop(topology);
+                drop((topology, state));
                 ctx.permit_topic(Access::Write, &m.exchange, &m.routing_key)?;
             }
             Some(_) => {}
@@ -299,7 +298,8 @@ pub fn route(ctx: &Ctx, incoming: Incoming) -> Result<(), AmqpError> {
             return Ok(());
         }
     }
-    let route = route_message(&ctx.shard.topology.borrow(), ctx.shard.count, &msg);
+    let vhost = ctx.vhost();
+    let route = route_message(&ctx.shard.topology.borrow(), ctx.shard.count, &vhost, &msg);
     if let Route::Queues(queues) = &route {
         if queues.is_empty() {
             if incoming.mandatory {
@@ -324,7 +324,7 @@ pub fn route(ctx: &Ctx, incoming: Incoming) -> Result<(), AmqpError> {
         dead_letter: false,
     };
     let mut out = ctx.shard.take_outbox();
-    fan_out(route, msg, origin, &mut out);
+    fan_out(route, &vhost, msg, origin, &mut out);
     ctx.shard.send_all(out);
     Ok(())
 }

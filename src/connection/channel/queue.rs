@@ -16,8 +16,9 @@ use crate::routing::headers::type_name;
 use crate::shard::Shard;
 
 pub async fn declare(ctx: &Ctx<'_>, m: &QueueDeclare) -> Result<(), Fail> {
+    let vhost = ctx.vhost();
     let name = if m.queue.is_empty() {
-        server_named_queue(ctx.shard)
+        server_named_queue(ctx.shard, &vhost)
     } else {
         if !m.passive && m.queue.starts_with(b"amq.") {
             return Err(Fail::Soft(AmqpError::access_refused(format!(
@@ -27,13 +28,16 @@ pub async fn declare(ctx: &Ctx<'_>, m: &QueueDeclare) -> Result<(), Fail> {
         }
         m.queue.clone()
     };
-    check_queue_type(&name, &m.arguments)?;
+    let named = (&vhost[..], &name[..]);
+    check_queue_type(named, &m.arguments)?;
     if !m.passive {
         ctx.permit(Access::Configure, "queue", &name)?;
-        check_integer_args(&name, &m.arguments)?;
-        check_value_args(&name, &m.arguments)?;
+        check_integer_args(named, &m.arguments)?;
+        check_value_args(named, &m.arguments)?;
     }
+    let owner = ctx.shard.queue_owner(&vhost, &name);
     let op = QueueOp::Declare {
+        vhost,
         name: name.clone(),
         passive: m.passive,
         durable: m.durable,
@@ -42,7 +46,6 @@ pub async fn declare(ctx: &Ctx<'_>, m: &QueueDeclare) -> Result<(), Fail> {
         arguments: m.arguments.clone(),
         owner: ctx.conn.cref,
     };
-    let owner = ctx.shard.queue_owner(&name);
     if m.exclusive {
         ctx.conn.uses_queue_shard(owner);
     }
@@ -66,13 +69,17 @@ pub async fn declare(ctx: &Ctx<'_>, m: &QueueDeclare) -> Result<(), Fail> {
     Ok(())
 }
 
+/// A queue's (vhost, name), for refusals that name both.
+type Named<'a> = (&'a [u8], &'a [u8]);
+
 /// `x-queue-type`: classic, quorum and stream are accepted (all served by the local queue).
-fn check_queue_type(name: &[u8], arguments: &FieldTable) -> Result<(), Fail> {
+fn check_queue_type((vhost, name): Named, arguments: &FieldTable) -> Result<(), Fail> {
     if let Some(FieldValue::LongStr(kind)) = arguments.get("x-queue-type") {
         if !matches!(&kind[..], b"classic" | b"quorum" | b"stream") {
             return Err(Fail::Soft(AmqpError::precondition(format!(
-                "invalid arg 'x-queue-type' for queue '{}' in vhost '/': unsupported queue type '{}'",
+                "invalid arg 'x-queue-type' for queue '{}' in vhost '{}': unsupported queue type '{}'",
                 String::from_utf8_lossy(name),
+                String::from_utf8_lossy(vhost),
                 String::from_utf8_lossy(kind)
             ))));
         }
@@ -92,7 +99,7 @@ const INTEGER_ARGS: [&str; 6] = [
 
 /// An integer argument of another type (`x-max-length` as a string, say) is refused as
 /// RabbitMQ refuses it: 406, "expected integer, got longstr".
-fn check_integer_args(name: &[u8], arguments: &FieldTable) -> Result<(), Fail> {
+fn check_integer_args((vhost, name): Named, arguments: &FieldTable) -> Result<(), Fail> {
     use FieldValue as V;
     for key in INTEGER_ARGS {
         let value = match arguments.get(key) {
@@ -101,8 +108,9 @@ fn check_integer_args(name: &[u8], arguments: &FieldTable) -> Result<(), Fail> {
             Some(other) => other,
         };
         return Err(Fail::Soft(AmqpError::precondition(format!(
-            "invalid arg '{key}' for queue '{}' in vhost '/': \"expected integer, got {}\"",
+            "invalid arg '{key}' for queue '{}' in vhost '{}': \"expected integer, got {}\"",
             String::from_utf8_lossy(name),
+            String::from_utf8_lossy(vhost),
             type_name(value)
         ))));
     }
@@ -112,11 +120,12 @@ fn check_integer_args(name: &[u8], arguments: &FieldTable) -> Result<(), Fail> {
 /// x-max-length and x-max-length-bytes must not be negative, x-expires must be positive and
 /// x-message-ttl not negative (both at most 2^32 - 1 ms), and x-overflow must name a mode
 /// RabbitMQ knows; refusals in RabbitMQ's wording.
-fn check_value_args(name: &[u8], arguments: &FieldTable) -> Result<(), Fail> {
+fn check_value_args((vhost, name): Named, arguments: &FieldTable) -> Result<(), Fail> {
     let invalid = |key: &str, why: String| {
         Fail::Soft(AmqpError::precondition(format!(
-            "invalid arg '{key}' for queue '{}' in vhost '/': {why}",
-            String::from_utf8_lossy(name)
+            "invalid arg '{key}' for queue '{}' in vhost '{}': {why}",
+            String::from_utf8_lossy(name),
+            String::from_utf8_lossy(vhost)
         )))
     };
     const MAX_EXPIRY: i64 = u32::MAX as i64;
@@ -161,13 +170,16 @@ fn check_value_args(name: &[u8], arguments: &FieldTable) -> Result<(), Fail> {
 pub async fn delete(ctx: &Ctx<'_>, m: &QueueDelete) -> Result<(), Fail> {
     let name = ctx.queue_name_or_last(&m.queue)?;
     ctx.permit(Access::Configure, "queue", &name)?;
+    let vhost = ctx.vhost();
+    let owner = ctx.shard.queue_owner(&vhost, &name);
     let op = QueueOp::Delete {
-        name: name.clone(),
+        vhost,
+        name,
         if_unused: m.if_unused,
         if_empty: m.if_empty,
         owner: ctx.conn.cref,
     };
-    let OpOk::Count(message_count) = ctx.shard.request(ctx.shard.queue_owner(&name), op).await?
+    let OpOk::Count(message_count) = ctx.shard.request(owner, op).await?
     else {
         return Err(internal());
     };
@@ -180,11 +192,14 @@ pub async fn delete(ctx: &Ctx<'_>, m: &QueueDelete) -> Result<(), Fail> {
 pub async fn purge(ctx: &Ctx<'_>, m: &QueuePurge) -> Result<(), Fail> {
     let name = ctx.queue_name_or_last(&m.queue)?;
     ctx.permit(Access::Read, "queue", &name)?;
+    let vhost = ctx.vhost();
+    let owner = ctx.shard.queue_owner(&vhost, &name);
     let op = QueueOp::Purge {
-        name: name.clone(),
+        vhost,
+        name,
         owner: ctx.conn.cref,
     };
-    let OpOk::Count(message_count) = ctx.shard.request(ctx.shard.queue_owner(&name), op).await?
+    let OpOk::Count(message_count) = ctx.shard.request(owner, op).await?
     else {
         return Err(internal());
     };
@@ -251,7 +266,10 @@ async fn change(ctx: &Ctx<'_>, b: Binding<'_>, bind: bool) -> Result<(), Fail> {
     if is_default_exchange(b.exchange) {
         return Err(Fail::Soft(no_default_exchange()));
     }
+    let vhost = ctx.vhost();
+    let owner = ctx.shard.queue_owner(&vhost, b.queue);
     let lookup = QueueOp::Declare {
+        vhost: vhost.clone(),
         name: b.queue.clone(),
         passive: true,
         durable: false,
@@ -260,17 +278,17 @@ async fn change(ctx: &Ctx<'_>, b: Binding<'_>, bind: bool) -> Result<(), Fail> {
         arguments: FieldTable::default(),
         owner: ctx.conn.cref,
     };
-    let owner = ctx.shard.queue_owner(b.queue);
     let (queue, durable) = match ctx.shard.request(owner, lookup).await {
         Ok(OpOk::Declared { queue, durable, .. }) => (queue, durable),
         Ok(_) => return Err(internal()),
         Err(e) if !bind && e.code == NOT_FOUND => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    if bind && ctx.shard.topology.borrow().exchange(b.exchange).is_none() {
-        return Err(Fail::Soft(no_exchange(b.exchange)));
+    if bind && ctx.shard.topology.borrow().exchange(&vhost, b.exchange).is_none() {
+        return Err(Fail::Soft(no_exchange(&vhost, b.exchange)));
     }
     let change = BindingChange {
+        vhost,
         source: b.exchange.clone(),
         dest: Dest::Queue(queue),
         dest_name: b.queue.clone(),
@@ -282,10 +300,10 @@ async fn change(ctx: &Ctx<'_>, b: Binding<'_>, bind: bool) -> Result<(), Fail> {
 }
 
 /// `amq.gen-…` names that hash to this shard, so server-named queues stay local.
-fn server_named_queue(shard: &Shard) -> Bytes {
+fn server_named_queue(shard: &Shard, vhost: &[u8]) -> Bytes {
     loop {
         let name = format!("amq.gen-{}", random_suffix());
-        if shard.queue_owner(name.as_bytes()) == shard.id {
+        if shard.queue_owner(vhost, name.as_bytes()) == shard.id {
             return Bytes::from(name);
         }
     }

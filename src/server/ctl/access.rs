@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::broker::limits::{from_json, from_value};
 use crate::broker::topology::TopologyChange;
 use crate::shard::control::Control;
-use crate::store::record::{LimitScope, LimitsDef, TopicPermissionDef};
+use crate::store::record::{LimitScope, LimitsDef, TopicPermissionDef, VhostDef};
 
 fn text(request: &Value, key: &str) -> Result<Bytes, String> {
     request[key]
@@ -54,6 +54,24 @@ pub fn parse(command: &str, request: &Value) -> Option<Result<Control, String>> 
                 key: request["key"].as_str().unwrap_or("all").to_string(),
             })
         })(),
+        "add-vhost" => (|| {
+            Ok(Control::Change(TopologyChange::AddVhost(VhostDef {
+                name: text(request, "vhost")?,
+                description: optional(request, "description").unwrap_or_default(),
+                tags: optional(request, "tags").unwrap_or_default(),
+            })))
+        })(),
+        "delete-vhost" => (|| {
+            Ok(Control::Change(TopologyChange::DeleteVhost {
+                name: text(request, "vhost")?,
+            }))
+        })(),
+        "list-vhosts" => Ok(Control::ListVhosts {
+            columns: request["columns"]
+                .as_array()
+                .map(|c| c.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .unwrap_or_default(),
+        }),
         "list-limits" => (|| {
             Ok(Control::ListLimits {
                 scope: scope(request)?,
@@ -85,6 +103,27 @@ fn set_limits(request: &Value) -> Result<Control, String> {
         scope: scope(request)?,
         name: text(request, "name")?,
         limits: from_json(limits)?,
+    })))
+}
+
+/// A `vhosts` item of a definitions file: `name`, and `description` and `tags` in its
+/// `metadata` (RabbitMQ 3.10) or beside the name (older exports).
+pub fn vhost_from_json(item: &Value) -> Result<Control, String> {
+    let meta = |key: &str| item["metadata"].get(key).or(item.get(key));
+    let tags = match meta("tags") {
+        Some(Value::Array(tags)) => tags
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(","),
+        Some(Value::String(tags)) => tags.clone(),
+        _ => String::new(),
+    };
+    let description = meta("description").and_then(Value::as_str).unwrap_or("");
+    Ok(Control::Change(TopologyChange::AddVhost(VhostDef {
+        name: text(item, "name")?,
+        description: Bytes::copy_from_slice(description.as_bytes()),
+        tags: Bytes::from(tags),
     })))
 }
 

@@ -57,6 +57,11 @@ fn text(item: &Value, key: &str, what: &str) -> Result<Bytes, String> {
         .ok_or_else(|| format!("{what} field '{key}' must be a string"))
 }
 
+/// An item's `vhost`; `/` when it has none.
+fn vhost_of(item: &Value) -> Bytes {
+    Bytes::copy_from_slice(item["vhost"].as_str().unwrap_or("/").as_bytes())
+}
+
 fn flag(item: &Value, key: &str, default: bool) -> bool {
     item[key].as_bool().unwrap_or(default)
 }
@@ -72,6 +77,7 @@ fn arguments(item: &Value, what: &str) -> Result<crate::protocol::FieldTable, St
 /// (its `type` is also an argument, `x-queue-type`, when it matters).
 pub fn queue_from_json(item: &Value) -> Result<QueueDef, String> {
     Ok(QueueDef {
+        vhost: vhost_of(item),
         name: text(item, "name", "queue")?,
         durable: flag(item, "durable", true),
         auto_delete: flag(item, "auto_delete", false),
@@ -87,6 +93,7 @@ pub fn exchange_from_json(item: &Value) -> Option<Result<Control, String>> {
         let kind = text(item, "type", "exchange")?;
         Ok(TopologyChange::DeclareExchange {
             id: 0,
+            vhost: vhost_of(item),
             name: text(item, "name", "exchange")?,
             kind: ExchangeKind::parse(&kind).ok_or_else(|| {
                 format!("unknown exchange type '{}'", String::from_utf8_lossy(&kind))
@@ -116,6 +123,7 @@ pub fn binding_from_json(item: &Value) -> Result<BindingDef, String> {
         _ => return Err("binding field 'destination_type' must be queue or exchange".into()),
     };
     Ok(BindingDef {
+        vhost: vhost_of(item),
         source: text(item, "source", "binding")?,
         destination: text(item, "destination", "binding")?,
         to_queue,

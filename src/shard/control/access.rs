@@ -30,6 +30,30 @@ pub fn list_topic_permissions(shard: &Shard, vhost: Option<Bytes>, user: Option<
     out
 }
 
+/// `list_vhosts [COLUMN...]`: name, description, tags, tracing.
+pub fn list_vhosts(shard: &Shard, asked: &[String]) -> Result<String, String> {
+    const COLUMNS: &[&str] = &["name", "description", "tags", "tracing"];
+    let columns = super::listing::columns(asked, COLUMNS, &["name"])?;
+    let topology = shard.topology.borrow();
+    if topology.vhosts().next().is_none() {
+        return Ok(String::new());
+    }
+    let mut out = columns.join("\t");
+    for v in topology.vhosts() {
+        let row: Vec<String> = columns
+            .iter()
+            .map(|c| match *c {
+                "name" => text(&v.def.name).into_owned(),
+                "description" => text(&v.def.description).into_owned(),
+                "tags" => format!("[{}]", text(&v.def.tags)),
+                _ => "false".to_string(),
+            })
+            .collect();
+        out.push_str(&format!("\n{}", row.join("\t")));
+    }
+    Ok(out)
+}
+
 /// One user's or vhost's limits as JSON (`{}` when none), or every one's as rows.
 pub fn list_limits(shard: &Shard, scope: LimitScope, name: Option<Bytes>) -> String {
     let topology = shard.topology.borrow();

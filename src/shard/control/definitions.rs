@@ -27,28 +27,29 @@ pub async fn export(shard: &Shard) -> String {
         .iter()
         .filter(|q| q.durable && !q.exclusive)
         .map(|q| {
-            json!({"name": text(&q.name), "vhost": "/", "durable": true,
+            json!({"name": text(&q.name), "vhost": text(&q.vhost), "durable": true,
                 "auto_delete": q.auto_delete, "arguments": definition_to_json(&q.arguments),
                 "type": "classic"})
         })
         .collect();
-    let durable_bindings: Vec<Value> = bindings(&topology, &queues, false)
-        .into_iter()
-        .filter(|b| b.durable)
-        .map(|b| {
-            json!({"source": b.source, "vhost": "/", "destination": b.destination,
+    let mut durable_bindings: Vec<Value> = Vec::new();
+    for vhost in topology.vhosts() {
+        let vhost = &vhost.def.name;
+        let in_vhost: Vec<_> = queues.iter().filter(|q| q.vhost == vhost).cloned().collect();
+        let all = bindings(&topology, &in_vhost, vhost, false);
+        durable_bindings.extend(all.into_iter().filter(|b| b.durable).map(|b| {
+            json!({"source": b.source, "vhost": text(vhost), "destination": b.destination,
                 "destination_type": b.destination_kind, "routing_key": b.routing_key,
                 "arguments": definition_to_json(&b.arguments)})
-        })
-        .collect();
+        }));
+    }
     let mut defs = json!({
         "rabbit_version": RABBIT_VERSION,
         "rabbitmq_version": RABBIT_VERSION,
         "product_name": "Warren",
         "product_version": env!("CARGO_PKG_VERSION"),
         "users": users(&topology),
-        "vhosts": [{"name": "/", "limits": [],
-            "metadata": {"description": "Default virtual host", "tags": []}}],
+        "vhosts": vhosts(&topology),
         "permissions": permissions(&topology),
         "topic_permissions": topic_permissions(&topology),
         "parameters": vhost_limits(&topology),
@@ -63,6 +64,22 @@ pub async fn export(shard: &Shard) -> String {
         defs["operator_policies"] = operator;
     }
     defs.to_string()
+}
+
+fn vhosts(topology: &Topology) -> Value {
+    let vhosts: Vec<Value> = topology
+        .vhosts()
+        .map(|v| {
+            let tags: Vec<String> = text(&v.def.tags)
+                .split(',')
+                .filter(|t| !t.is_empty())
+                .map(str::to_string)
+                .collect();
+            json!({"name": text(&v.def.name), "limits": [],
+                "metadata": {"description": text(&v.def.description), "tags": tags}})
+        })
+        .collect();
+    Value::Array(vhosts)
 }
 
 fn users(topology: &Topology) -> Value {
@@ -152,7 +169,7 @@ fn exchanges(topology: &Topology) -> Value {
     let exchanges: Vec<Value> = exchanges
         .into_iter()
         .map(|ex| {
-            json!({"name": text(&ex.name), "vhost": "/", "type": ex.kind.as_str(),
+            json!({"name": text(&ex.name), "vhost": text(&ex.vhost), "type": ex.kind.as_str(),
                 "durable": true, "auto_delete": ex.auto_delete,
                 "arguments": definition_to_json(&ex.arguments)})
         })

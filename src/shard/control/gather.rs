@@ -74,7 +74,7 @@ impl Shard {
         conns
     }
 
-    fn conns_snapshot(&self) -> Vec<std::rc::Rc<dyn crate::shard::Client>> {
+    pub(in crate::shard) fn conns_snapshot(&self) -> Vec<std::rc::Rc<dyn crate::shard::Client>> {
         self.conns.borrow().iter().map(|(_, c)| c.clone()).collect()
     }
 

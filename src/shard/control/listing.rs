@@ -130,7 +130,7 @@ fn queue_column(q: &QueueInfo, column: &str) -> String {
 }
 
 /// Exchanges, with the default exchange (named "") as RabbitMQ lists it.
-pub fn list_exchanges(topology: &Topology, columns: &[&str]) -> String {
+pub fn list_exchanges(topology: &Topology, vhost: &[u8], columns: &[&str]) -> String {
     let mut rows = vec![columns
         .iter()
         .map(|c| match *c {
@@ -141,7 +141,7 @@ pub fn list_exchanges(topology: &Topology, columns: &[&str]) -> String {
             _ => String::new(),
         })
         .collect()];
-    let mut exchanges: Vec<_> = topology.exchanges().collect();
+    let mut exchanges: Vec<_> = topology.exchanges().filter(|ex| ex.vhost == vhost).collect();
     exchanges.sort_by(|a, b| a.name.cmp(&b.name));
     for ex in exchanges {
         let row = columns.iter().map(|c| match *c {
@@ -170,9 +170,14 @@ pub struct Binding {
     pub durable: bool,
 }
 
-/// Every binding of the topology, the default exchange's to every queue first (as RabbitMQ
-/// lists them), sorted by source, destination and key.
-pub fn bindings(topology: &Topology, queues: &[QueueInfo], implicit: bool) -> Vec<Binding> {
+/// Every binding of the vhost, the default exchange's to every queue first (as RabbitMQ
+/// lists them), sorted by source, destination and key. `queues` are the vhost's.
+pub fn bindings(
+    topology: &Topology,
+    queues: &[QueueInfo],
+    vhost: &[u8],
+    implicit: bool,
+) -> Vec<Binding> {
     let by_ref: HashMap<QueueRef, &QueueInfo> = queues.iter().map(|q| (q.id, q)).collect();
     let exchanges: HashMap<u32, (&[u8], bool)> = topology
         .exchanges()
@@ -192,7 +197,7 @@ pub fn bindings(topology: &Topology, queues: &[QueueInfo], implicit: bool) -> Ve
         }
     }
     let mut explicit = Vec::new();
-    for ex in topology.exchanges() {
+    for ex in topology.exchanges().filter(|ex| ex.vhost == vhost) {
         for (dest, key, args) in ex.bindings.iter() {
             let (name, kind, durable) = match dest {
                 Dest::Queue(q) => match by_ref.get(&q) {

@@ -48,6 +48,7 @@ pub enum Query {
 /// A durable queue from a definitions file.
 #[derive(Debug)]
 pub struct QueueDef {
+    pub vhost: Bytes,
     pub name: Bytes,
     pub durable: bool,
     pub auto_delete: bool,
@@ -57,6 +58,7 @@ pub struct QueueDef {
 /// A binding from a definitions file.
 #[derive(Debug)]
 pub struct BindingDef {
+    pub vhost: Bytes,
     pub source: Bytes,
     pub destination: Bytes,
     /// `destination_type` is `queue` (else `exchange`).
@@ -76,25 +78,22 @@ pub async fn handle(shard: &Shard, query: Query) -> ControlReply {
     match query {
         Query::ListQueues { vhost, columns: c } => {
             let c = columns(&c, listing::QUEUE_COLUMNS, &["name", "messages"])?;
-            if vhost != "/" {
-                return Ok(String::new());
-            }
-            Ok(listing::list_queues(&shard.all_queues().await, &c))
+            // A vhost that does not exist has no queues, as rabbitmqctl 3.10 answers.
+            let mut queues = shard.all_queues().await;
+            queues.retain(|q| q.vhost == vhost);
+            Ok(listing::list_queues(&queues, &c))
         }
         Query::ListExchanges { vhost, columns: c } => {
             let c = columns(&c, listing::EXCHANGE_COLUMNS, &["name", "type"])?;
-            if vhost != "/" {
-                return Ok(String::new());
-            }
-            Ok(listing::list_exchanges(&shard.topology.borrow(), &c))
+            existing_vhost(shard, &vhost)?;
+            Ok(listing::list_exchanges(&shard.topology.borrow(), &vhost, &c))
         }
         Query::ListBindings { vhost, columns: c } => {
             let c = columns(&c, listing::BINDING_COLUMNS, listing::BINDING_COLUMNS)?;
-            if vhost != "/" {
-                return Ok(String::new());
-            }
-            let queues = shard.all_queues().await;
-            let bindings = listing::bindings(&shard.topology.borrow(), &queues, true);
+            existing_vhost(shard, &vhost)?;
+            let mut queues = shard.all_queues().await;
+            queues.retain(|q| q.vhost == vhost);
+            let bindings = listing::bindings(&shard.topology.borrow(), &queues, &vhost, true);
             Ok(listing::list_bindings(&bindings, &c))
         }
         Query::ListConnections { columns: c } => {
@@ -113,6 +112,15 @@ pub async fn handle(shard: &Shard, query: Query) -> ControlReply {
         Query::ImportQueue(def) => import_queue(shard, def).await,
         Query::ImportBinding(def) => import_binding(shard, def).await,
     }
+}
+
+/// The refusal of `-p` naming a vhost that does not exist.
+fn existing_vhost(shard: &Shard, vhost: &[u8]) -> Result<(), String> {
+    shard
+        .topology
+        .borrow()
+        .vhost_exists(vhost)
+        .map_err(|e| e.text)
 }
 
 async fn close_connection(shard: &Shard, name: String, explanation: String) -> ControlReply {
@@ -172,8 +180,10 @@ fn no_connection() -> ConnRef {
 }
 
 async fn import_queue(shard: &Shard, def: QueueDef) -> ControlReply {
+    let owner = shard.queue_owner(&def.vhost, &def.name);
     let op = QueueOp::Declare {
-        name: def.name.clone(),
+        vhost: def.vhost,
+        name: def.name,
         passive: false,
         durable: def.durable,
         exclusive: false,
@@ -181,20 +191,30 @@ async fn import_queue(shard: &Shard, def: QueueDef) -> ControlReply {
         arguments: def.arguments,
         owner: no_connection(),
     };
-    let owner = shard.queue_owner(&def.name);
     shard.request(owner, op).await.map_err(|e| e.text)?;
     Ok(String::new())
 }
 
 async fn import_binding(shard: &Shard, def: BindingDef) -> ControlReply {
+    let vhost = def.vhost.clone();
     let missing = |kind: &str, name: &[u8]| {
-        format!("no {kind} '{}' in vhost '/'", String::from_utf8_lossy(name))
+        format!(
+            "no {kind} '{}' in vhost '{}'",
+            String::from_utf8_lossy(name),
+            String::from_utf8_lossy(&vhost)
+        )
     };
-    if shard.topology.borrow().exchange(&def.source).is_none() {
+    if shard
+        .topology
+        .borrow()
+        .exchange(&def.vhost, &def.source)
+        .is_none()
+    {
         return Err(missing("exchange", &def.source));
     }
     let (dest, dest_durable, via) = if def.to_queue {
         let lookup = QueueOp::Declare {
+            vhost: def.vhost.clone(),
             name: def.destination.clone(),
             passive: true,
             durable: false,
@@ -203,19 +223,20 @@ async fn import_binding(shard: &Shard, def: BindingDef) -> ControlReply {
             arguments: FieldTable::default(),
             owner: no_connection(),
         };
-        let owner = shard.queue_owner(&def.destination);
+        let owner = shard.queue_owner(&def.vhost, &def.destination);
         match shard.request(owner, lookup).await {
             Ok(OpOk::Declared { queue, durable, .. }) => (Dest::Queue(queue), durable, owner),
             _ => return Err(missing("queue", &def.destination)),
         }
     } else {
         let topology = shard.topology.borrow();
-        match topology.exchange(&def.destination) {
+        match topology.exchange(&def.vhost, &def.destination) {
             Some(ex) => (Dest::Exchange(ex.id), ex.durable, 0),
             None => return Err(missing("exchange", &def.destination)),
         }
     };
     let change = TopologyChange::Bind(BindingChange {
+        vhost: def.vhost,
         source: def.source,
         dest,
         dest_name: def.destination,

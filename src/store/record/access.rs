@@ -9,6 +9,17 @@ use crate::protocol::{FieldTable, Reader};
 pub(super) const TOPIC_PERMISSION: u8 = 44;
 pub(super) const TOPIC_PERMISSION_GONE: u8 = 45;
 pub(super) const LIMITS: u8 = 46;
+pub(super) const VHOST: u8 = 47;
+pub(super) const VHOST_GONE: u8 = 48;
+
+/// A virtual host: its own exchanges, queues, bindings, policies, permissions and limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VhostDef {
+    pub name: Bytes,
+    pub description: Bytes,
+    /// Comma-separated, as rabbitmqctl takes them.
+    pub tags: Bytes,
+}
 
 /// What a user may publish to (`write`) and bind from (`read`) one topic exchange of a vhost:
 /// regular expressions on routing keys, with `{username}`, `{vhost}` and `{client_id}`
@@ -68,11 +79,36 @@ pub(super) fn put(out: &mut BytesMut, record: &Record) {
             put_shortstr(out, &l.name);
             l.limits.encode(out);
         }
+        Record::Vhost(v) => {
+            out.put_u8(VHOST);
+            put_shortstr(out, &v.name);
+            put_longstr(out, &v.description);
+            put_longstr(out, &v.tags);
+        }
+        Record::VhostGone { name } => {
+            out.put_u8(VHOST_GONE);
+            put_shortstr(out, name);
+        }
         _ => unreachable!("only access records are written here"),
     }
 }
 
 pub(super) fn read(kind: u8, r: &mut Reader) -> Option<Record> {
+    match kind {
+        VHOST => {
+            return Some(Record::Vhost(VhostDef {
+                name: r.shortstr().ok()?,
+                description: r.longstr().ok()?,
+                tags: r.longstr().ok()?,
+            }))
+        }
+        VHOST_GONE => {
+            return Some(Record::VhostGone {
+                name: r.shortstr().ok()?,
+            })
+        }
+        _ => {}
+    }
     if kind == LIMITS {
         let scope = match r.octet().ok()? {
             0 => LimitScope::User,

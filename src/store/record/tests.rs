@@ -18,11 +18,13 @@ fn records_round_trip() {
     let defs = [
         Record::Queue {
             queue_id: 7,
+            vhost: Bytes::from_static(b"/"),
             name: Bytes::from_static(b"q"),
             auto_delete: true,
             arguments: args.clone(),
         },
         Record::Exchange {
+            vhost: Bytes::from_static(b"/"),
             name: Bytes::from_static(b"logs"),
             kind: ExchangeKind::Topic,
             auto_delete: false,
@@ -30,6 +32,7 @@ fn records_round_trip() {
             arguments: args,
         },
         Record::Bind(BindingDef {
+            vhost: Bytes::from_static(b"/"),
             source: Bytes::from_static(b"logs"),
             dest: DestName::Queue(Bytes::from_static(b"q")),
             routing_key: Bytes::from_static(b"a.*"),
@@ -195,4 +198,67 @@ fn a_seq_no_queue_can_reach_is_corrupt() {
         matches!(next(&out.split().freeze()), Next::Torn),
         "an ack with seq past MAX_SEQ must read as corrupt"
     );
+}
+
+/// Every record of a resource in a vhost other than `/` carries it; records of `/` are the
+/// bytes they were before vhosts existed (no vhost field), and read back as `/`.
+#[test]
+fn vhost_records_round_trip_and_default_vhost_records_keep_their_old_bytes() {
+    let v = |s: &'static str| Bytes::from_static(s.as_bytes());
+    let in_vhost = |vhost: &'static str| {
+        vec![
+            Record::Queue {
+                queue_id: 1,
+                vhost: v(vhost),
+                name: v("q"),
+                auto_delete: false,
+                arguments: FieldTable::default(),
+            },
+            Record::Exchange {
+                vhost: v(vhost),
+                name: v("x"),
+                kind: ExchangeKind::Direct,
+                auto_delete: false,
+                internal: false,
+                arguments: FieldTable::default(),
+            },
+            Record::ExchangeGone {
+                vhost: v(vhost),
+                name: v("x"),
+            },
+            Record::Bind(BindingDef {
+                vhost: v(vhost),
+                source: v("x"),
+                dest: DestName::Queue(v("q")),
+                routing_key: v("k"),
+                arguments: FieldTable::default(),
+            }),
+            Record::QueueUnbound {
+                vhost: v(vhost),
+                name: v("q"),
+            },
+            Record::Vhost(VhostDef {
+                name: v(vhost),
+                description: v("for tests"),
+                tags: v("a,b"),
+            }),
+            Record::VhostGone { name: v(vhost) },
+        ]
+    };
+    for vhost in ["/", "team-a"] {
+        for record in in_vhost(vhost) {
+            let mut out = BytesMut::new();
+            let len = put_def(&mut out, &record);
+            let Next::Record(back, read) = next(&out.freeze()) else {
+                panic!("expected {record:?} to read back");
+            };
+            assert_eq!(read, len);
+            assert_eq!(format!("{back:?}"), format!("{record:?}"));
+        }
+    }
+    // A queue record of `/` ends with its arguments, as before: 8 header bytes, kind, id,
+    // name, flags, an empty table.
+    let mut out = BytesMut::new();
+    let len = put_def(&mut out, &in_vhost("/")[0]);
+    assert_eq!(len, 8 + 1 + 8 + 2 + 1 + 4);
 }

@@ -40,6 +40,7 @@ use files::{read_records, scan, shard_dirs, sync_dir, SegmentWriter};
 /// A durable queue as recovered, with its live messages in order.
 pub struct RecoveredQueue {
     pub queue_id: u64,
+    pub vhost: Bytes,
     pub name: Bytes,
     pub auto_delete: bool,
     pub arguments: FieldTable,
@@ -69,6 +70,7 @@ pub struct Recovered {
 }
 
 struct QueueDef {
+    vhost: Bytes,
     name: Bytes,
     auto_delete: bool,
     arguments: FieldTable,
@@ -119,7 +121,10 @@ pub fn recover(
     let (queues, topology) = read_definitions(&dirs)?;
     let segments = list_segments(&dirs)?;
     let live = find_live(&segments, &queues)?;
-    let owner_of = |queue_id: u64| queue_shard_bytes(b"/", &queues[&queue_id].name, shards);
+    let owner_of = |queue_id: u64| {
+        let q = &queues[&queue_id];
+        queue_shard_bytes(&q.vhost, &q.name, shards)
+    };
     let kept = segments_to_keep(&live, &owner_of, shards);
     let old_max = segments.iter().map(|(_, id, _)| *id).max().unwrap_or(0);
     let first_new = next_segment_id(old_max)?;
@@ -158,7 +163,8 @@ pub fn recover(
 }
 
 /// Step 1: durable queues by id (two of one name, from a delete lost in a crash: the later
-/// id wins) and shard 0's exchange and binding changes, in order.
+/// id wins; none in a vhost that no longer exists) and shard 0's exchange and binding
+/// changes, in order.
 fn read_definitions(
     dirs: &BTreeMap<usize, PathBuf>,
 ) -> io::Result<(FxHashMap<u64, QueueDef>, Vec<Record>)> {
@@ -169,11 +175,13 @@ fn read_definitions(
             match rec {
                 Record::Queue {
                     queue_id,
+                    vhost,
                     name,
                     auto_delete,
                     arguments,
                 } => {
                     let def = QueueDef {
+                        vhost,
                         name,
                         auto_delete,
                         arguments,
@@ -189,15 +197,36 @@ fn read_definitions(
             }
         }
     }
-    let mut by_name: FxHashMap<Bytes, u64> = FxHashMap::default();
+    let vhosts = live_vhosts(&topology);
+    queues.retain(|_, q| vhosts.contains(&q.vhost));
+    let mut by_name: FxHashMap<(Bytes, Bytes), u64> = FxHashMap::default();
     let mut ids: Vec<u64> = queues.keys().copied().collect();
     ids.sort_unstable();
     for id in ids {
-        if let Some(old) = by_name.insert(queues[&id].name.clone(), id) {
+        let key = (queues[&id].vhost.clone(), queues[&id].name.clone());
+        if let Some(old) = by_name.insert(key, id) {
             queues.remove(&old);
         }
     }
     Ok((queues, topology))
+}
+
+/// The vhosts shard 0's records leave: `/` unless deleted, and every one added since.
+fn live_vhosts(topology: &[Record]) -> FxHashSet<Bytes> {
+    let mut vhosts = FxHashSet::default();
+    vhosts.insert(Bytes::from_static(record::DEFAULT_VHOST));
+    for rec in topology {
+        match rec {
+            Record::Vhost(def) => {
+                vhosts.insert(def.name.clone());
+            }
+            Record::VhostGone { name } => {
+                vhosts.remove(name);
+            }
+            _ => {}
+        }
+    }
+    vhosts
 }
 
 /// Every segment file of every shard directory, oldest first.
@@ -392,6 +421,7 @@ fn write_definitions(
         let owner = owner_of(queue_id);
         let rec = Record::Queue {
             queue_id,
+            vhost: def.vhost.clone(),
             name: def.name.clone(),
             auto_delete: def.auto_delete,
             arguments: def.arguments.clone(),
@@ -402,6 +432,7 @@ fn write_definitions(
         msgs.sort_unstable_by_key(|(seq, _)| *seq);
         starts[owner].queues.push(RecoveredQueue {
             queue_id,
+            vhost: def.vhost.clone(),
             name: def.name.clone(),
             auto_delete: def.auto_delete,
             arguments: def.arguments.clone(),

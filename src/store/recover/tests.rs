@@ -46,6 +46,7 @@ fn recovers_live_messages_in_order_across_shard_counts_and_truncates_a_torn_tail
             &mut defs,
             &Record::Queue {
                 queue_id,
+                vhost: Bytes::from_static(b"/"),
                 name: Bytes::from_static(name.as_bytes()),
                 auto_delete: false,
                 arguments: FieldTable::default(),
@@ -106,6 +107,7 @@ fn a_corrupt_record_in_the_middle_loses_only_itself() {
         &mut defs,
         &Record::Queue {
             queue_id: 7,
+            vhost: Bytes::from_static(b"/"),
             name: Bytes::from_static(b"q"),
             auto_delete: false,
             arguments: FieldTable::default(),
@@ -148,6 +150,7 @@ fn a_record_with_a_seq_no_queue_reaches_is_skipped_not_a_panic() {
         &mut defs,
         &Record::Queue {
             queue_id: 7,
+            vhost: Bytes::from_static(b"/"),
             name: Bytes::from_static(b"q"),
             auto_delete: false,
             arguments: FieldTable::default(),

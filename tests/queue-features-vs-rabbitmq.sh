@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the queue-feature, permission and limit integration tests against a private RabbitMQ node, so that they are
-# shown to encode RabbitMQ's behaviour and not only Warren's:
+# Runs the queue-feature, permission, limit and vhost integration tests against a private
+# RabbitMQ node, so that they are shown to encode RabbitMQ's behaviour and not only Warren's:
 #
 #   bash tests/queue-features-vs-rabbitmq.sh          # node on 127.0.0.1:35699
 #   PORT=35700 bash tests/queue-features-vs-rabbitmq.sh
@@ -27,7 +27,7 @@ bash tests/rabbitmq-node.sh start "$PORT" "$dir"
 # Policies are set on the node with rabbitmqctl where the tests use `warren ctl`.
 # TESTS="permissions topic_permissions_and_limits" runs only those suites.
 TESTS=${TESTS:-queue_length dead_letter queue_expiry alternate_exchange delivery_limit \
-single_active_consumer consumer_priorities policies permissions topic_permissions_and_limits}
+single_active_consumer consumer_priorities policies permissions topic_permissions_and_limits vhosts}
 args=()
 for t in $TESTS; do args+=(--test "$t"); done
 WARREN_TEST_AMQP_PORT=$PORT WARREN_TEST_RABBITMQCTL="bash tests/rabbitmq-node.sh ctl $PORT $dir" \

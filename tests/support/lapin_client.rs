@@ -426,12 +426,43 @@ pub async fn queue_exists(connection: &Connection, queue: &str) -> bool {
 /// Connects to the default vhost as `user`; the error text when the broker refuses (or
 /// does not answer within 10 s).
 pub async fn connect_as(port: u16, user: &str, password: &str) -> Result<Connection, String> {
-    let url = format!("amqp://{user}:{password}@127.0.0.1:{port}/%2f");
+    connect_to(port, user, password, "/")
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Connects to `vhost` as `user` (the vhost percent-encoded in the URL: `/` is `%2F`); the
+/// broker's refusal as lapin reports it (`lapin::Error::ProtocolError` carries the reply code
+/// and text), or an `IOError` of kind `TimedOut` when it does not answer within 10 s.
+pub async fn connect_to(
+    port: u16,
+    user: &str,
+    password: &str,
+    vhost: &str,
+) -> Result<Connection, lapin::Error> {
+    let url = format!(
+        "amqp://{user}:{password}@127.0.0.1:{port}/{}",
+        percent_encode(vhost)
+    );
     let attempt = Connection::connect(&url, lapin::ConnectionProperties::default());
     match tokio::time::timeout(std::time::Duration::from_secs(10), attempt).await {
-        Ok(result) => result.map_err(|e| e.to_string()),
-        Err(_) => Err("no answer within 10 s".to_string()),
+        Ok(result) => result,
+        Err(_) => Err(lapin::Error::IOError(std::sync::Arc::new(
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 10 s"),
+        ))),
     }
+}
+
+/// `s` with every byte but RFC 3986's unreserved ones as `%XX`.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// The operation must have been refused with an error whose text holds `text`.

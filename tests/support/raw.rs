@@ -545,13 +545,18 @@ impl Client {
     /// `channel_max` (`None`: the broker's), the broker's frame_max (at most `FRAME_MAX`) and
     /// no heartbeats, connection.open `/`. Returns what connection.tune offered.
     pub fn handshake(&mut self, channel_max: Option<u16>) -> Tune {
+        self.handshake_to("/", channel_max)
+    }
+
+    /// [`Client::handshake`], opening `vhost`.
+    pub fn handshake_to(&mut self, vhost: &str, channel_max: Option<u16>) -> Tune {
         let tune = self.start_until_tune();
         let frame_max = match tune.frame_max {
             0 => FRAME_MAX,
             offered => offered.min(FRAME_MAX),
         };
         self.tune_ok(channel_max.unwrap_or(tune.channel_max), frame_max, 0);
-        self.open_vhost();
+        self.open(vhost);
         self.expect(0, CONNECTION_OPEN_OK);
         tune
     }
@@ -591,9 +596,9 @@ impl Client {
         self.send(0, CONNECTION_TUNE_OK, args);
     }
 
-    /// connection.open of vhost `/`, without waiting for open-ok.
-    pub fn open_vhost(&mut self) {
-        let args = Args::new().short("/").short("").bits(&[false]);
+    /// connection.open of `vhost`, without waiting for open-ok.
+    pub fn open(&mut self, vhost: &str) {
+        let args = Args::new().short(vhost).short("").bits(&[false]);
         self.send(0, CONNECTION_OPEN, args);
     }
 

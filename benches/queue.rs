@@ -177,9 +177,9 @@ fn backlog(c: &mut Criterion) {
                     enqueue(
                         &mut broker,
                         QueueTarget::Name {
-                        vhost: Bytes::from_static(b"/"),
-                        name: name.clone(),
-                    },
+                            vhost: Bytes::from_static(b"/"),
+                            name: name.clone(),
+                        },
                         msg.clone(),
                         &mut out,
                     );

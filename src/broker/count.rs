@@ -89,7 +89,11 @@ mod tests {
         let v = Bytes::from_static(b"/");
         let c = QueueCount::new(2);
         assert!(c.try_add(&v, None).is_ok() && c.try_add(&v, None).is_ok());
-        assert_eq!(c.try_add(&v, None), Err(Full::Node(2)), "the third is refused");
+        assert_eq!(
+            c.try_add(&v, None),
+            Err(Full::Node(2)),
+            "the third is refused"
+        );
         assert_eq!(c.get(), 2);
         c.remove(&v);
         assert!(c.try_add(&v, None).is_ok());

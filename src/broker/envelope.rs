@@ -163,7 +163,10 @@ impl Origin {
 #[derive(Debug)]
 pub enum QueueTarget {
     /// A queue by (vhost, name): a publish to the default exchange.
-    Name { vhost: Bytes, name: Bytes },
+    Name {
+        vhost: Bytes,
+        name: Bytes,
+    },
     Ref(QueueRef),
 }
 

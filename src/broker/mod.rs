@@ -35,13 +35,13 @@ use slab::Slab;
 use smallvec::SmallVec;
 
 use count::QueueCount;
-use scoped::Scoped;
 use dead_letter::DeadLetter;
 pub use envelope::{CreditKey, Delivery, Origin, Outbox, QueueTarget, ShardMsg, Waiter};
 pub use ops::{AmqpError, ConsumerSpec, Got, OpOk, QueueOp, SettleKind};
 use policy::Policies;
 pub use queue::Pushed;
 use queue::Queue;
+use scoped::Scoped;
 
 pub use crate::ids::{ConnRef, QueueRef};
 pub use crate::message::{Loc, Message};

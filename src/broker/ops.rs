@@ -97,13 +97,9 @@ pub enum QueueOp {
         channel: u16,
     },
     /// Deletes the exclusive queues the connection owned on this shard.
-    ConnectionClosed {
-        conn: ConnRef,
-    },
+    ConnectionClosed { conn: ConnRef },
     /// The vhost was deleted: every queue of it on this shard goes.
-    DeleteVhost {
-        vhost: Bytes,
-    },
+    DeleteVhost { vhost: Bytes },
 }
 
 #[derive(Debug)]

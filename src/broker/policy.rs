@@ -150,12 +150,7 @@ impl Policy {
 }
 
 /// The matching policy of highest priority; of equals, the first name in byte order.
-fn best<'a>(
-    list: &'a [Policy],
-    vhost: &[u8],
-    name: &[u8],
-    target: Target,
-) -> Option<&'a Policy> {
+fn best<'a>(list: &'a [Policy], vhost: &[u8], name: &[u8], target: Target) -> Option<&'a Policy> {
     list.iter()
         .filter(|p| p.matches(vhost, name, target))
         .max_by(|a, b| {
@@ -514,6 +509,9 @@ mod tests {
             Some(&b"mine"[..])
         );
         // An exchanges-only policy leaves queues alone.
-        assert!(matches!(p.queue_arguments(b"/", b"in", &none), Cow::Borrowed(_)));
+        assert!(matches!(
+            p.queue_arguments(b"/", b"in", &none),
+            Cow::Borrowed(_)
+        ));
     }
 }

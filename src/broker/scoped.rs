@@ -45,7 +45,10 @@ impl<T> Scoped<T> {
 
     /// The entries of one vhost.
     pub fn in_vhost(&self, vhost: &[u8]) -> impl Iterator<Item = &T> {
-        self.by_vhost.get(vhost).into_iter().flat_map(|n| n.values())
+        self.by_vhost
+            .get(vhost)
+            .into_iter()
+            .flat_map(|n| n.values())
     }
 
     pub fn len(&self) -> usize {

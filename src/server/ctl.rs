@@ -142,7 +142,10 @@ fn parse_request(line: &str) -> Result<Control, String> {
             name: text(&request["name"], "name")?,
             operator,
         }),
-        Some("list-policies") => Ok(Control::ListPolicies { operator }),
+        Some("list-policies") => Ok(Control::ListPolicies {
+            operator,
+            vhost: text(vhost, "vhost")?,
+        }),
         Some("add-user") => Ok(Control::AddUser(new_user(
             &text(&request["name"], "name")?,
             &text(&request["password"], "password")?,

@@ -33,6 +33,7 @@ pub enum Control {
     /// Policies (or operator policies) in rabbitmqctl's columns.
     ListPolicies {
         operator: bool,
+        vhost: Bytes,
     },
     AddUser(UserDef),
     DeleteUser {
@@ -115,7 +116,9 @@ pub async fn serve(shard: Rc<Shard>, mut requests: ControlReceiver) {
 
 async fn handle(shard: &Shard, what: Control) -> ControlReply {
     let change = match what {
-        Control::ListPolicies { operator } => return Ok(list_policies(shard, operator)),
+        Control::ListPolicies { operator, vhost } => {
+            return Ok(list_policies(shard, operator, &vhost))
+        }
         Control::ListUsers => return Ok(list_users(shard)),
         Control::ListPermissions { vhost } => return Ok(list_permissions(shard, &vhost)),
         Control::ListTopicPermissions { vhost, user } => {
@@ -181,14 +184,19 @@ fn text(b: &Bytes) -> std::borrow::Cow<'_, str> {
 }
 
 /// As `rabbitmqctl -q list_policies` prints them: a header, then tab-separated rows.
-fn list_policies(shard: &Shard, operator: bool) -> String {
+/// Nothing at all when there is none, as rabbitmqctl 3.10 prints.
+fn list_policies(shard: &Shard, operator: bool, vhost: &[u8]) -> String {
     let topology = shard.topology.borrow();
-    let mut out = String::from("vhost\tname\tpattern\tapply-to\tdefinition\tpriority");
-    for p in topology
+    let mut policies = topology
         .policies()
         .iter()
-        .filter(|p| p.operator == operator)
-    {
+        .filter(|p| p.operator == operator && p.vhost == vhost)
+        .peekable();
+    if policies.peek().is_none() {
+        return String::new();
+    }
+    let mut out = String::from("vhost\tname\tpattern\tapply-to\tdefinition\tpriority");
+    for p in policies {
         out.push_str(&format!(
             "\n{}\t{}\t{}\t{}\t{}\t{}",
             text(&p.vhost),
@@ -205,8 +213,16 @@ fn list_policies(shard: &Shard, operator: bool) -> String {
 /// As `rabbitmqctl -q list_permissions -p VHOST` prints them.
 fn list_permissions(shard: &Shard, vhost: &[u8]) -> String {
     let topology = shard.topology.borrow();
+    let mut permissions = topology
+        .permissions()
+        .iter()
+        .filter(|p| p.vhost == vhost)
+        .peekable();
+    if permissions.peek().is_none() {
+        return String::new();
+    }
     let mut out = String::from("user\tconfigure\twrite\tread");
-    for p in topology.permissions().iter().filter(|p| p.vhost == vhost) {
+    for p in permissions {
         out.push_str(&format!(
             "\n{}\t{}\t{}\t{}",
             text(&p.user),

@@ -52,7 +52,8 @@ fn a_fanout_to_100k_queues_routes_each_once_without_quadratic_work() {
     bind(&mut t, "wide", Dest::Exchange(via));
     let mut queues = SmallVec::new();
     let started = std::time::Instant::now();
-    t.route(b"/", b"wide", b"", None, &mut queues).expect("routes");
+    t.route(b"/", b"wide", b"", None, &mut queues)
+        .expect("routes");
     let took = started.elapsed();
     assert_eq!(queues.len(), 100_000, "expected each queue once");
     // A lookup per destination needs ~10^10 comparisons here (seconds); sorting needs

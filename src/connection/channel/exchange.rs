@@ -19,7 +19,13 @@ pub async fn declare(ctx: &Ctx<'_>, m: &ExchangeDeclare) -> Result<(), Fail> {
     }
     let vhost = ctx.vhost();
     if m.passive {
-        if ctx.shard.topology.borrow().exchange(&vhost, &m.exchange).is_none() {
+        if ctx
+            .shard
+            .topology
+            .borrow()
+            .exchange(&vhost, &m.exchange)
+            .is_none()
+        {
             return Err(Fail::Soft(no_exchange(&vhost, &m.exchange)));
         }
     } else {

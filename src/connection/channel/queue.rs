@@ -179,8 +179,7 @@ pub async fn delete(ctx: &Ctx<'_>, m: &QueueDelete) -> Result<(), Fail> {
         if_empty: m.if_empty,
         owner: ctx.conn.cref,
     };
-    let OpOk::Count(message_count) = ctx.shard.request(owner, op).await?
-    else {
+    let OpOk::Count(message_count) = ctx.shard.request(owner, op).await? else {
         return Err(internal());
     };
     if !m.nowait {
@@ -199,8 +198,7 @@ pub async fn purge(ctx: &Ctx<'_>, m: &QueuePurge) -> Result<(), Fail> {
         name,
         owner: ctx.conn.cref,
     };
-    let OpOk::Count(message_count) = ctx.shard.request(owner, op).await?
-    else {
+    let OpOk::Count(message_count) = ctx.shard.request(owner, op).await? else {
         return Err(internal());
     };
     if !m.nowait {
@@ -284,7 +282,14 @@ async fn change(ctx: &Ctx<'_>, b: Binding<'_>, bind: bool) -> Result<(), Fail> {
         Err(e) if !bind && e.code == NOT_FOUND => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    if bind && ctx.shard.topology.borrow().exchange(&vhost, b.exchange).is_none() {
+    if bind
+        && ctx
+            .shard
+            .topology
+            .borrow()
+            .exchange(&vhost, b.exchange)
+            .is_none()
+    {
         return Err(Fail::Soft(no_exchange(&vhost, b.exchange)));
     }
     let change = BindingChange {

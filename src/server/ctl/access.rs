@@ -69,7 +69,11 @@ pub fn parse(command: &str, request: &Value) -> Option<Result<Control, String>> 
         "list-vhosts" => Ok(Control::ListVhosts {
             columns: request["columns"]
                 .as_array()
-                .map(|c| c.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .map(|c| {
+                    c.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default(),
         }),
         "list-limits" => (|| {

@@ -35,7 +35,11 @@ pub async fn export(shard: &Shard) -> String {
     let mut durable_bindings: Vec<Value> = Vec::new();
     for vhost in topology.vhosts() {
         let vhost = &vhost.def.name;
-        let in_vhost: Vec<_> = queues.iter().filter(|q| q.vhost == vhost).cloned().collect();
+        let in_vhost: Vec<_> = queues
+            .iter()
+            .filter(|q| q.vhost == vhost)
+            .cloned()
+            .collect();
         let all = bindings(&topology, &in_vhost, vhost, false);
         durable_bindings.extend(all.into_iter().filter(|b| b.durable).map(|b| {
             json!({"source": b.source, "vhost": text(vhost), "destination": b.destination,

@@ -141,7 +141,10 @@ pub fn list_exchanges(topology: &Topology, vhost: &[u8], columns: &[&str]) -> St
             _ => String::new(),
         })
         .collect()];
-    let mut exchanges: Vec<_> = topology.exchanges().filter(|ex| ex.vhost == vhost).collect();
+    let mut exchanges: Vec<_> = topology
+        .exchanges()
+        .filter(|ex| ex.vhost == vhost)
+        .collect();
     exchanges.sort_by(|a, b| a.name.cmp(&b.name));
     for ex in exchanges {
         let row = columns.iter().map(|c| match *c {

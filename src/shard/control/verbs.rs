@@ -86,7 +86,11 @@ pub async fn handle(shard: &Shard, query: Query) -> ControlReply {
         Query::ListExchanges { vhost, columns: c } => {
             let c = columns(&c, listing::EXCHANGE_COLUMNS, &["name", "type"])?;
             existing_vhost(shard, &vhost)?;
-            Ok(listing::list_exchanges(&shard.topology.borrow(), &vhost, &c))
+            Ok(listing::list_exchanges(
+                &shard.topology.borrow(),
+                &vhost,
+                &c,
+            ))
         }
         Query::ListBindings { vhost, columns: c } => {
             let c = columns(&c, listing::BINDING_COLUMNS, listing::BINDING_COLUMNS)?;

@@ -157,6 +157,15 @@ pub struct Config {
     )]
     pub default_pass: String,
 
+    /// The vhost a new data directory starts with, instead of `/` (RabbitMQ's
+    /// `default_vhost`); the default user gets full permissions there.
+    #[arg(
+        long = "default-vhost",
+        env = "WARREN_DEFAULT_VHOST",
+        default_value = "/"
+    )]
+    pub default_vhost: String,
+
     /// Failed logins one source address may make within `--login-failure-window` before every
     /// login from it is refused until the window ends (so guessing passwords is slow).
     #[arg(
@@ -318,6 +327,7 @@ const FILE_KEYS: &[&str] = &[
     "login-failures-max",
     "default-user",
     "default-pass",
+    "default-vhost",
     "login-failure-window",
     "tls-port",
     "tls-cert",
@@ -385,7 +395,6 @@ fn parse_config_file(text: &str) -> Result<Vec<(&'static str, String)>, String> 
                 joined.push_str(&value);
             }
             Some((_, old)) => *old = value,
-            None if key == "default-vhost" => {} // only "/", the default
             None => settings.push((key, value)),
         }
     }
@@ -462,10 +471,10 @@ mod tests {
                 ("listen", "[::]:5673,127.0.0.1:5674".to_string()),
                 ("default-user", "admin".to_string()),
                 ("queue-max", "10".to_string()),
+                ("default-vhost", "/".to_string()),
             ]
         );
         let unknown = parse_config_file("log.console.level = info\n");
         assert!(unknown.is_err_and(|e| e.contains("unknown setting \"log.console.level\"")));
-        assert!(parse_config_file("default_vhost = /other\n").is_err());
     }
 }

@@ -718,3 +718,32 @@ fn the_default_vhost_can_be_deleted_and_added_again() {
     });
     drop(restore);
 }
+
+/// `--default-vhost` (rabbitmq.conf `default_vhost`): a fresh node has that vhost instead of
+/// `/`, the default user has full permissions there, and a restart creates nothing again.
+/// Warren only: the harness cannot start an external broker with other settings.
+#[test]
+fn a_fresh_node_starts_with_the_configured_default_vhost() {
+    let Some(mut broker) = RestartableBroker::start(&["--default-vhost", "team-a"]) else {
+        eprintln!("skipped: the harness cannot start an external broker with other settings");
+        return;
+    };
+    let ctl = PolicyCtl::warren(broker.data_dir());
+    assert_eq!(list_vhosts(&ctl), ["team-a"]);
+    let listed = ctl.ok(&["list_permissions", "-p", "team-a"]);
+    assert!(listed.contains("guest\t.*\t.*\t.*"), "{listed}");
+    let port = broker.port();
+    run_async(TEST_TIMEOUT, async move {
+        let connection = guest_to(port, "team-a").await;
+        let ch = confirm_channel(&connection).await;
+        declare(&ch, "q", true).await;
+        fill(&ch, "q", 1).await;
+        close_quietly(connection).await;
+        let refused = connect_to(port, "guest", "guest", "/").await;
+        assert_closed(refused, 530, "NOT_ALLOWED - vhost / not found");
+    });
+    ctl.ok(&["add_vhost", "/"]);
+    broker.restart_after_kill_9();
+    assert_eq!(sorted(list_vhosts(&ctl)), ["/", "team-a"]);
+    assert_eq!(list_queues(&ctl, "team-a"), ["q\t1"]);
+}

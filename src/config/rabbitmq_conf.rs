@@ -18,10 +18,7 @@ pub fn translate(key: &str, value: &str) -> Option<Result<(&'static str, String)
         "vm_memory_high_watermark.relative" => same("memory-high-watermark"),
         "disk_free_limit.absolute" => same("disk-free-limit"),
         "load_definitions" => same("definitions"),
-        "default_vhost" if value == "/" => Some(Ok(("default-vhost", value.to_string()))),
-        "default_vhost" => Some(Err(format!(
-            "default_vhost = {value}: only the vhost / exists in this version"
-        ))),
+        "default_vhost" => same("default-vhost"),
         // RabbitMQ counts milliseconds; Warren, seconds.
         "handshake_timeout" => Some(
             value
@@ -98,7 +95,10 @@ mod tests {
             ok("ssl_options.verify", "verify_peer"),
             ("tls-verify-peer", "true".into())
         );
-        assert!(translate("default_vhost", "other").is_some_and(|r| r.is_err()));
+        assert_eq!(
+            ok("default_vhost", "team-a"),
+            ("default-vhost", "team-a".into())
+        );
         assert!(translate("log.console.level", "info").is_none());
     }
 }

@@ -20,9 +20,10 @@ use tokio::sync::oneshot;
 
 use crate::broker::permissions::Permission;
 use crate::broker::policy::definition_from_json;
+use crate::broker::topology::TopologyChange;
 use crate::broker::users::{imported_user, new_user, KNOWN_TAGS};
 use crate::shard::control::{Control, ControlReply, ControlRequest, ControlSender, Query};
-use crate::store::record::{PermissionDef, PolicyDef};
+use crate::store::record::{PermissionDef, PolicyDef, VhostDef};
 
 mod access;
 
@@ -83,12 +84,35 @@ fn answer(line: &str, control: &ControlSender) -> ControlReply {
     ask(control, parse_request(line)?)
 }
 
-/// The default user, as RabbitMQ creates `guest` on a fresh node: the user on a broker that
-/// never had users, and its full permissions on `/` on a broker that never had permissions
-/// (two steps, each decided by its own kind of record, so that a crash between them is
-/// finished at the next start). Deleting either later is remembered. A failed write is only
-/// logged: the change is in force until the next start, which tries again.
-pub fn seed_default_user(control: &ControlSender, seed: Seed, name: &str, password: &str) {
+/// The default vhost and user, as RabbitMQ creates them on a fresh node: `vhost` instead of
+/// `/` when it is another (`--default-vhost`), the user on a broker that never had users, and
+/// its full permissions on `vhost` on a broker that never had permissions (steps each decided
+/// by its own kind of record, so that a crash between them is finished at the next start).
+/// Deleting any later is remembered. A failed write is only logged: the change is in force
+/// until the next start, which tries again.
+pub fn seed_default_user(
+    control: &ControlSender,
+    seed: Seed,
+    name: &str,
+    password: &str,
+    vhost: &str,
+) {
+    if seed.vhost && vhost != "/" {
+        let def = VhostDef {
+            name: Bytes::copy_from_slice(vhost.as_bytes()),
+            description: Bytes::from_static(b"Default virtual host"),
+            tags: Bytes::new(),
+        };
+        let root = Bytes::from_static(b"/");
+        for change in [
+            TopologyChange::AddVhost(def),
+            TopologyChange::DeleteVhost { name: root },
+        ] {
+            if let Err(err) = ask(control, Control::Change(change)) {
+                crate::warn!("the default vhost '{vhost}' may not be stored: {err}");
+            }
+        }
+    }
     if seed.user {
         let user = new_user(name.as_bytes(), password.as_bytes(), b"administrator");
         match ask(control, Control::AddUser(user)) {
@@ -97,7 +121,7 @@ pub fn seed_default_user(control: &ControlSender, seed: Seed, name: &str, passwo
         }
     }
     if seed.permissions {
-        let full = Permission::full(name.as_bytes(), b"/");
+        let full = Permission::full(name.as_bytes(), vhost.as_bytes());
         if let Err(err) = ask(control, Control::SetPermissions(full)) {
             crate::warn!("the default user's permissions may not be stored: {err}");
         }
@@ -107,6 +131,8 @@ pub fn seed_default_user(control: &ControlSender, seed: Seed, name: &str, passwo
 /// What [`seed_default_user`] has to create.
 #[derive(Debug, Clone, Copy)]
 pub struct Seed {
+    /// A fresh node: the default vhost replaces `/`.
+    pub vhost: bool,
     pub user: bool,
     pub permissions: bool,
 }

@@ -130,13 +130,16 @@ pub fn start(mut config: Config) -> std::io::Result<Option<Arc<ServerTls>>> {
         }
     }
     let had = |kind: fn(&Record) -> bool| boot.topology.iter().any(kind);
+    let fresh = !had(|r| matches!(r, Record::User(_) | Record::UserGone { .. }));
     let seed = ctl::Seed {
-        user: !had(|r| matches!(r, Record::User(_) | Record::UserGone { .. })),
+        vhost: fresh && !had(|r| matches!(r, Record::Vhost(_) | Record::VhostGone { .. })),
+        user: fresh,
         permissions: !had(|r| matches!(r, Record::Permission(_) | Record::PermissionGone { .. })),
     };
     if seed.user || seed.permissions {
         let config = &boot.config;
-        ctl::seed_default_user(&control, seed, &config.default_user, &config.default_pass);
+        let (user, pass) = (&config.default_user, &config.default_pass);
+        ctl::seed_default_user(&control, seed, user, pass, &config.default_vhost);
     }
     if let Some(path) = &boot.config.definitions {
         ctl::load_definitions(path, &control)?;

@@ -8,6 +8,7 @@
 
 mod records;
 mod validate;
+mod vhosts;
 
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -30,6 +31,7 @@ use crate::store::record::{
 };
 pub use records::QueueNames;
 pub use validate::unknown_type;
+pub use vhosts::Vhost;
 
 /// Where a binding leads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -139,12 +141,6 @@ pub const PREDECLARED: &[(&str, ExchangeKind)] = &[
     ("amq.match", ExchangeKind::Headers),
 ];
 
-/// A vhost: what it is, and its exchanges by name.
-pub struct Vhost {
-    pub def: VhostDef,
-    exchanges: HashMap<Bytes, u32>,
-}
-
 pub struct Topology {
     exchanges: HashMap<u32, Exchange>,
     vhosts: BTreeMap<Bytes, Vhost>,
@@ -209,57 +205,6 @@ impl Topology {
             tags: Bytes::new(),
         }));
         t
-    }
-
-    /// Adds a vhost with the exchanges every vhost starts with, numbered from `next_id`
-    /// (the same on every replica, which applies the same changes in the same order).
-    fn add_vhost(&mut self, def: &VhostDef) {
-        if self.vhosts.contains_key(&def.name) {
-            return;
-        }
-        let vhost = def.name.clone();
-        self.vhosts.insert(
-            vhost.clone(),
-            Vhost {
-                def: def.clone(),
-                exchanges: HashMap::new(),
-            },
-        );
-        for (name, kind) in PREDECLARED {
-            self.apply_one(&TopologyChange::DeclareExchange {
-                id: self.next_id,
-                vhost: vhost.clone(),
-                name: Bytes::from_static(name.as_bytes()),
-                kind: *kind,
-                durable: true,
-                auto_delete: false,
-                internal: false,
-                arguments: FieldTable::default(),
-            });
-        }
-    }
-
-    /// The vhost goes with its exchanges (and so every binding in it), policies, permissions
-    /// and limits.
-    fn delete_vhost(&mut self, name: &[u8]) {
-        let Some(vhost) = self.vhosts.remove(name) else {
-            return;
-        };
-        for id in vhost.exchanges.values() {
-            self.exchanges.remove(id);
-        }
-        Rc::make_mut(&mut self.policies).clear_vhost(name);
-        self.permissions.clear_vhost(name);
-        self.topic_permissions.clear_vhost(name);
-        self.limits.clear_vhost(name);
-    }
-
-    pub fn vhost(&self, name: &[u8]) -> Option<&Vhost> {
-        self.vhosts.get(name)
-    }
-
-    pub fn vhosts(&self) -> impl Iterator<Item = &Vhost> {
-        self.vhosts.values()
     }
 
     pub fn exchange(&self, vhost: &[u8], name: &[u8]) -> Option<&Exchange> {

@@ -384,6 +384,26 @@ fn decode(body: Bytes) -> Option<Record> {
             queue_id: r.longlong().ok()?,
             seq: r.longlong().ok().filter(|&s| s <= MAX_SEQ)?,
         },
+        QUEUE | QUEUE_GONE | EXCHANGE | EXCHANGE_GONE | BIND | UNBIND | QUEUE_UNBOUND => {
+            read_resource(kind, &mut r)?
+        }
+        POLICY | POLICY_GONE => admin::read_policy(kind, &mut r)?,
+        USER | USER_GONE => admin::read_user(kind, &mut r)?,
+        PERMISSION | PERMISSION_GONE => admin::read_permission(kind, &mut r)?,
+        access::TOPIC_PERMISSION
+        | access::TOPIC_PERMISSION_GONE
+        | access::LIMITS
+        | access::VHOST
+        | access::VHOST_GONE => access::read(kind, &mut r)?,
+        _ => return None,
+    };
+    // A record is exactly its fields: bytes after them mean it is not what the writer wrote.
+    r.buf.is_empty().then_some(record)
+}
+
+/// A queue, exchange or binding record, after its kind byte.
+fn read_resource(kind: u8, r: &mut Reader) -> Option<Record> {
+    let record = match kind {
         QUEUE => {
             let queue_id = r.longlong().ok()?;
             let name = r.shortstr().ok()?;
@@ -391,7 +411,7 @@ fn decode(body: Bytes) -> Option<Record> {
             let arguments = r.table().ok()?;
             Record::Queue {
                 queue_id,
-                vhost: read_vhost(&mut r)?,
+                vhost: read_vhost(r)?,
                 name,
                 auto_delete,
                 arguments,
@@ -406,7 +426,7 @@ fn decode(body: Bytes) -> Option<Record> {
             let flags = r.octet().ok()?;
             let arguments = r.table().ok()?;
             Record::Exchange {
-                vhost: read_vhost(&mut r)?,
+                vhost: read_vhost(r)?,
                 name,
                 kind,
                 auto_delete: flags & 1 != 0,
@@ -417,7 +437,7 @@ fn decode(body: Bytes) -> Option<Record> {
         EXCHANGE_GONE => {
             let name = r.shortstr().ok()?;
             Record::ExchangeGone {
-                vhost: read_vhost(&mut r)?,
+                vhost: read_vhost(r)?,
                 name,
             }
         }
@@ -431,7 +451,7 @@ fn decode(body: Bytes) -> Option<Record> {
             let routing_key = r.shortstr().ok()?;
             let arguments = r.table().ok()?;
             let def = BindingDef {
-                vhost: read_vhost(&mut r)?,
+                vhost: read_vhost(r)?,
                 source,
                 dest,
                 routing_key,
@@ -446,22 +466,13 @@ fn decode(body: Bytes) -> Option<Record> {
         QUEUE_UNBOUND => {
             let name = r.shortstr().ok()?;
             Record::QueueUnbound {
-                vhost: read_vhost(&mut r)?,
+                vhost: read_vhost(r)?,
                 name,
             }
         }
-        POLICY | POLICY_GONE => admin::read_policy(kind, &mut r)?,
-        USER | USER_GONE => admin::read_user(kind, &mut r)?,
-        PERMISSION | PERMISSION_GONE => admin::read_permission(kind, &mut r)?,
-        access::TOPIC_PERMISSION
-        | access::TOPIC_PERMISSION_GONE
-        | access::LIMITS
-        | access::VHOST
-        | access::VHOST_GONE => access::read(kind, &mut r)?,
         _ => return None,
     };
-    // A record is exactly its fields: bytes after them mean it is not what the writer wrote.
-    r.buf.is_empty().then_some(record)
+    Some(record)
 }
 
 #[cfg(test)]

@@ -76,38 +76,7 @@ impl Topology {
                 name: name.clone(),
             }),
             TopologyChange::RemoveQueue { .. } => None,
-            TopologyChange::SetPolicy(def) => Some(Record::Policy(def.clone())),
-            TopologyChange::ClearPolicy {
-                vhost,
-                name,
-                operator,
-            } => Some(Record::PolicyGone {
-                vhost: vhost.clone(),
-                name: name.clone(),
-                operator: *operator,
-            }),
-            TopologyChange::AddUser(user) | TopologyChange::UpdateUser(user) => {
-                Some(Record::User(user.clone()))
-            }
-            TopologyChange::DeleteUser { name } => Some(Record::UserGone { name: name.clone() }),
-            TopologyChange::SetPermissions(def) => Some(Record::Permission(def.clone())),
-            TopologyChange::ClearPermissions { user, vhost } => Some(Record::PermissionGone {
-                user: user.clone(),
-                vhost: vhost.clone(),
-            }),
-            TopologyChange::SetTopicPermission(def) => Some(Record::TopicPermission(def.clone())),
-            TopologyChange::ClearTopicPermissions {
-                user,
-                vhost,
-                exchange,
-            } => Some(Record::TopicPermissionGone {
-                user: user.clone(),
-                vhost: vhost.clone(),
-                exchange: exchange.clone(),
-            }),
-            TopologyChange::SetLimits(def) => Some(Record::Limits(def.clone())),
-            TopologyChange::AddVhost(def) => Some(Record::Vhost(def.clone())),
-            TopologyChange::DeleteVhost { name } => Some(Record::VhostGone { name: name.clone() }),
+            admin => admin_record(admin),
         }
     }
 
@@ -138,6 +107,45 @@ impl Topology {
             }
         }
         t
+    }
+}
+
+/// The record of a policy, user, permission, limits or vhost change (always stored).
+fn admin_record(change: &TopologyChange) -> Option<Record> {
+    match change {
+        TopologyChange::SetPolicy(def) => Some(Record::Policy(def.clone())),
+        TopologyChange::ClearPolicy {
+            vhost,
+            name,
+            operator,
+        } => Some(Record::PolicyGone {
+            vhost: vhost.clone(),
+            name: name.clone(),
+            operator: *operator,
+        }),
+        TopologyChange::AddUser(user) | TopologyChange::UpdateUser(user) => {
+            Some(Record::User(user.clone()))
+        }
+        TopologyChange::DeleteUser { name } => Some(Record::UserGone { name: name.clone() }),
+        TopologyChange::SetPermissions(def) => Some(Record::Permission(def.clone())),
+        TopologyChange::ClearPermissions { user, vhost } => Some(Record::PermissionGone {
+            user: user.clone(),
+            vhost: vhost.clone(),
+        }),
+        TopologyChange::SetTopicPermission(def) => Some(Record::TopicPermission(def.clone())),
+        TopologyChange::ClearTopicPermissions {
+            user,
+            vhost,
+            exchange,
+        } => Some(Record::TopicPermissionGone {
+            user: user.clone(),
+            vhost: vhost.clone(),
+            exchange: exchange.clone(),
+        }),
+        TopologyChange::SetLimits(def) => Some(Record::Limits(def.clone())),
+        TopologyChange::AddVhost(def) => Some(Record::Vhost(def.clone())),
+        TopologyChange::DeleteVhost { name } => Some(Record::VhostGone { name: name.clone() }),
+        _ => None,
     }
 }
 

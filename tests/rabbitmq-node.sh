@@ -105,7 +105,24 @@ ssl_options.verify = verify_none
 ssl_options.fail_if_no_peer_cert = false
 CONF
     fi
-    echo '[].' >"$dir/enabled_plugins"
+    # RABBIT_MGMT_PORT: the management plugin (HTTP API and UI) on 127.0.0.1:PORT;
+    # RABBIT_PROMETHEUS_PORT: the Prometheus plugin's /metrics on 127.0.0.1:PORT.
+    local plugins=()
+    if [ -n "${RABBIT_MGMT_PORT:-}" ]; then
+        plugins+=(rabbitmq_management)
+        printf 'management.tcp.port = %s\nmanagement.tcp.ip = 127.0.0.1\n' \
+            "$RABBIT_MGMT_PORT" >>"$dir/rabbitmq.conf"
+    fi
+    if [ -n "${RABBIT_PROMETHEUS_PORT:-}" ]; then
+        plugins+=(rabbitmq_prometheus)
+        printf 'prometheus.tcp.port = %s\nprometheus.tcp.ip = 127.0.0.1\n' \
+            "$RABBIT_PROMETHEUS_PORT" >>"$dir/rabbitmq.conf"
+    fi
+    if [ ${#plugins[@]} -gt 0 ]; then
+        echo "[$(IFS=,; echo "${plugins[*]}")]." >"$dir/enabled_plugins"
+    else
+        echo '[].' >"$dir/enabled_plugins"
+    fi
     echo '[].' >"$dir/advanced.config"
 
     # A private epmd, so this node neither needs nor disturbs a shared one.

@@ -14,7 +14,7 @@
 //! 3 store
 //! 2 io routing
 //! 1 protocol ids message
-//! 0 log counter
+//! 0 log counter stats
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, u8)] = &[
     ("log", 0),
     ("counter", 0),
+    ("stats", 0),
     ("protocol", 1),
     ("ids", 1),
     ("message", 1),

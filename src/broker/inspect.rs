@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
+use super::queue::QueueStats;
 use super::Broker;
 use crate::ids::QueueRef;
 use crate::protocol::FieldTable;
@@ -44,6 +45,9 @@ pub struct QueueInfo {
     pub messages_ready: u64,
     pub messages_unacknowledged: u64,
     pub consumers: u64,
+    /// Bytes of the bodies of its messages (ready and unacknowledged).
+    pub message_bytes: u64,
+    pub stats: QueueStats,
 }
 
 /// A client connection in `rabbitmqctl list_connections`' terms.
@@ -57,6 +61,35 @@ pub struct ConnectionInfo {
     /// `starting`, `tuning`, `opening`, `running` or `closing`.
     pub state: &'static str,
     pub channels: usize,
+    pub client_properties: FieldTable,
+    /// Milliseconds since the Unix epoch.
+    pub connected_at_ms: u64,
+    pub frame_max: u32,
+    pub channel_max: u16,
+    pub heartbeat_secs: u16,
+    /// Its channels, in number order.
+    pub channel_details: Vec<ChannelInfo>,
+}
+
+/// A channel in the management API's terms.
+#[derive(Debug, Clone)]
+pub struct ChannelInfo {
+    pub number: u16,
+    pub prefetch_count: u16,
+    pub global_prefetch_count: u16,
+    pub messages_unacknowledged: u64,
+    pub confirm: bool,
+    pub transactional: bool,
+    pub consumers: Vec<ConsumerInfo>,
+}
+
+/// A consumer of a channel.
+#[derive(Debug, Clone)]
+pub struct ConsumerInfo {
+    pub tag: Bytes,
+    /// None until the queue accepted it.
+    pub queue: Option<QueueRef>,
+    pub ack_required: bool,
 }
 
 impl Broker {
@@ -75,6 +108,8 @@ impl Broker {
                 messages_ready: q.ready_count() as u64,
                 messages_unacknowledged: q.unacked_count() as u64,
                 consumers: q.consumer_count() as u64,
+                message_bytes: q.message_bytes(),
+                stats: q.stats,
             })
             .collect()
     }

@@ -218,6 +218,7 @@ fn start_ok(shard: &Shard, conn: &Conn, m: ConnectionStartOk) -> Result<(), Hard
             state.capabilities.consumer_cancel_notify = flag("consumer_cancel_notify");
             state.capabilities.connection_blocked = flag("connection.blocked");
             state.phase = Phase::TuneOk;
+            state.client_properties = m.client_properties;
         }
         Err(AuthError::UnknownMechanism(mech)) => {
             return Err(HardError::new(

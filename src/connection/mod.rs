@@ -35,7 +35,7 @@ use crate::broker::topic_permissions::TopicGrants;
 use crate::ids::{ConnRef, QueueRef};
 use crate::protocol::frame::encode_method;
 use crate::protocol::method::*;
-use crate::protocol::Method;
+use crate::protocol::{FieldTable, Method};
 
 use channel::Channel;
 pub use error::{reply_name, short_text, HardError};
@@ -98,6 +98,10 @@ struct ConnState {
     tracked: bool,
     /// The vhost it opened.
     vhost: Bytes,
+    /// From connection.start-ok, for the management API.
+    client_properties: FieldTable,
+    /// When it was accepted, in milliseconds since the Unix epoch.
+    connected_at_ms: u64,
 }
 
 /// Deliveries of one consumer written since the last write.
@@ -163,6 +167,8 @@ impl Conn {
                 topic: None,
                 tracked: false,
                 vhost: Bytes::new(),
+                client_properties: FieldTable::default(),
+                connected_at_ms: crate::io::time::unix_ms(),
             }),
             done: Cell::new(false),
             last_read: Cell::new(now),

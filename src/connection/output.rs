@@ -16,6 +16,7 @@ use crate::protocol::frame::{
 use crate::protocol::method::*;
 use crate::protocol::Method;
 use crate::shard::Client;
+use crate::stats::{self, Counter};
 
 impl Conn {
     /// connection.blocked, once per alarm, to a client that asked for it.
@@ -94,6 +95,12 @@ impl Client for Conn {
             peer: self.peer,
             state: phase,
             channels: state.channels.len(),
+            client_properties: state.client_properties.clone(),
+            connected_at_ms: state.connected_at_ms,
+            frame_max: state.frame_max,
+            channel_max: state.channel_max,
+            heartbeat_secs: state.heartbeat_secs,
+            channel_details: channel_infos(&state.channels),
         })
     }
 
@@ -132,6 +139,9 @@ impl Client for Conn {
         }
         let delivery_tag = ch.track_delivery(&d);
         drop(state);
+        let counter = if d.no_ack { Counter::DeliverNoAck } else { Counter::Deliver };
+        stats::add(counter, 1);
+        stats::add(Counter::Redeliver, u64::from(d.redelivered));
         self.owe_credit(d.queue, d.consumer_id);
         let fields = DeliverFields {
             consumer_tag: &d.consumer_tag,
@@ -233,4 +243,13 @@ impl Client for Conn {
         });
         self.write_content(channel, &method, msg);
     }
+}
+
+/// Channels in number order.
+fn channel_infos(
+    channels: &rustc_hash::FxHashMap<u16, super::channel::Channel>,
+) -> Vec<crate::broker::inspect::ChannelInfo> {
+    let mut infos: Vec<_> = channels.iter().map(|(n, ch)| ch.info(*n)).collect();
+    infos.sort_by_key(|c| c.number);
+    infos
 }

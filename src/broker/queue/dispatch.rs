@@ -66,6 +66,8 @@ impl Queue {
             };
             self.unacked.insert(ready.seq, unacked);
         }
+        self.stats.deliver_get += 1;
+        self.stats.redeliver += u64::from(ready.redelivered);
         let msg = self.redelivery.stamp(ready.msg, ready.returns);
         Ok(Some((ready.seq, ready.redelivered, msg)))
     }
@@ -90,7 +92,10 @@ impl Queue {
                 release_channel_credit(&mut sh.channel_in_flight, u.conn, u.channel);
             }
             match kind {
-                SettleKind::Ack => self.leave(seq, &u.msg, sh),
+                SettleKind::Ack => {
+                    self.stats.ack += 1;
+                    self.leave(seq, &u.msg, sh);
+                }
                 SettleKind::Reject => self.discard(seq, u.msg, Reason::Rejected, sh),
                 SettleKind::Requeue => {
                     let returns = u.returns.saturating_add(1);
@@ -220,6 +225,8 @@ impl Queue {
             };
             self.unacked.insert(ready.seq, unacked);
         }
+        self.stats.deliver_get += 1;
+        self.stats.redeliver += u64::from(ready.redelivered);
         let spec = &self.consumers[index].spec;
         let delivery = Delivery {
             conn: spec.conn,

@@ -118,9 +118,21 @@ pub struct Queue {
     /// Messages published while consumers were active and not yet granted back to their
     /// publishers, in arrival order: (connection, destination, count). See `credit.rs`.
     ungranted: VecDeque<(ConnRef, CreditKey, u32)>,
+    /// Messages in and out, for the management API's per-queue rates.
+    pub stats: QueueStats,
     /// Consumers dispatch looked at (tests measure the cost of a delivery with it).
     #[cfg(test)]
     examined: usize,
+}
+
+/// A queue's message counts since it was created (RabbitMQ's queue `message_stats`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueStats {
+    pub publish: u64,
+    /// Deliveries and gets.
+    pub deliver_get: u64,
+    pub ack: u64,
+    pub redeliver: u64,
 }
 
 impl Queue {
@@ -173,6 +185,7 @@ impl Queue {
             last_priority: 0,
             paging_in: false,
             ungranted: VecDeque::new(),
+            stats: QueueStats::default(),
             #[cfg(test)]
             examined: 0,
         }
@@ -195,6 +208,12 @@ impl Queue {
     }
 
     /// Deliveries waiting for an ack.
+    /// Body bytes of its ready and unacknowledged messages (walks the unacked: listings only).
+    pub fn message_bytes(&self) -> u64 {
+        let unacked: u64 = self.unacked.values().map(|u| u.msg.body.len() as u64).sum();
+        self.ready.bytes() + unacked
+    }
+
     pub fn unacked_count(&self) -> usize {
         self.unacked.len()
     }
@@ -231,6 +250,7 @@ impl Queue {
         from: (ConnRef, CreditKey),
         sh: &mut Shared,
     ) -> Pushed {
+        self.stats.publish += 1;
         if self.limits.overflow != Overflow::DropHead
             && self.limits.full(self.ready.len(), self.ready.bytes())
         {

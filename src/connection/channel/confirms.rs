@@ -4,6 +4,7 @@
 //! has taken it, and confirms go out only for a complete prefix, so a `multiple` ack never
 //! covers a message still in flight.
 
+use crate::stats::{self, Counter};
 use std::collections::VecDeque;
 
 use super::{Channel, Ctx, Fail};
@@ -61,6 +62,7 @@ impl Confirms {
                 break;
             };
             if p.ok {
+                stats::add(Counter::Confirm, 1);
                 run = Some(run.map_or((p.seq, p.seq), |(first, _)| (first, p.seq)));
             } else {
                 flush(&mut run, out);

@@ -1,5 +1,6 @@
 //! basic.get: one message pulled from a queue, tracked as unacked unless no_ack.
 
+use crate::stats::{self, Counter};
 use bytes::Bytes;
 
 use super::{internal, Ctx, Fail};
@@ -32,6 +33,8 @@ pub async fn get(ctx: &Ctx<'_>, m: &BasicGet) -> Result<(), Fail> {
         }
         return Ok(());
     };
+    stats::add(if m.no_ack { Counter::GetNoAck } else { Counter::Get }, 1);
+    stats::add(Counter::Redeliver, u64::from(got.redelivered));
     let method = Method::BasicGetOk(BasicGetOk {
         delivery_tag,
         redelivered: got.redelivered,

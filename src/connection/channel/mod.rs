@@ -31,6 +31,7 @@ mod settle;
 mod tx;
 mod unacked;
 
+use crate::broker::inspect::{ChannelInfo, ConsumerInfo};
 use bytes::Bytes;
 
 use super::{short_text, Conn, HardError};
@@ -78,6 +79,28 @@ struct ChannelConsumer {
 }
 
 impl Channel {
+    /// What the management API shows of it.
+    pub fn info(&self, number: u16) -> ChannelInfo {
+        let consumers = self
+            .consumers
+            .iter()
+            .map(|c| ConsumerInfo {
+                tag: c.tag.clone(),
+                queue: c.queue,
+                ack_required: !c.no_ack,
+            })
+            .collect();
+        ChannelInfo {
+            number,
+            prefetch_count: self.prefetch_count,
+            global_prefetch_count: self.channel_prefetch_count,
+            messages_unacknowledged: self.unacked.count() as u64,
+            confirm: self.confirm.is_some(),
+            transactional: self.tx.is_some(),
+            consumers,
+        }
+    }
+
     fn new() -> Self {
         Channel {
             closing: false,

@@ -2,6 +2,7 @@
 //! gives its size and properties, body frames fill it; the complete message is routed on
 //! this shard's replica ([`crate::broker::publish`]) and handed to each queue's shard.
 
+use crate::stats::{self, Counter};
 use bytes::{Bytes, BytesMut};
 
 use super::{close_channel, confirms, reply_to, Channel, Ctx, Fail};
@@ -262,6 +263,7 @@ fn check_user_id(ctx: &Ctx, properties: &[u8]) -> Result<(), AmqpError> {
 
 /// A complete message: route it on this shard's replica and hand it to each queue's shard.
 pub fn route(ctx: &Ctx, incoming: Incoming) -> Result<(), AmqpError> {
+    stats::add(Counter::Publish, 1);
     let (_, mut properties) = incoming.header.unwrap_or_default();
     let body = match incoming.body {
         Body::Empty => Bytes::new(),
@@ -304,7 +306,10 @@ pub fn route(ctx: &Ctx, incoming: Incoming) -> Result<(), AmqpError> {
         if queues.is_empty() {
             if incoming.mandatory {
                 use crate::shard::Client;
+                stats::add(Counter::ReturnUnroutable, 1);
                 ctx.conn.basic_return(ctx.channel, &msg);
+            } else {
+                stats::add(Counter::DropUnroutable, 1);
             }
             confirms::confirm_now(ctx);
             return Ok(());

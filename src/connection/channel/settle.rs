@@ -1,6 +1,7 @@
 //! basic.ack / nack / reject / recover: unacked deliveries go back to their queues, acked
 //! (done with) or requeued. In a transaction they wait for tx.commit.
 
+use crate::stats::{self, Counter};
 use super::{Ctx, Fail};
 use crate::broker::{SettleKind, ShardMsg};
 use crate::connection::HardError;
@@ -71,6 +72,9 @@ pub fn settle_now(
         .transpose()?
         .unwrap_or_default();
     for (queue, seqs) in groups {
+        if kind == SettleKind::Ack {
+            stats::add(Counter::Ack, seqs.len() as u64);
+        }
         ctx.shard
             .send(queue.shard as usize, ShardMsg::Settle { queue, kind, seqs });
     }

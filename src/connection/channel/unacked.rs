@@ -26,6 +26,11 @@ pub struct Unacked {
 }
 
 impl Unacked {
+    /// Deliveries not settled yet.
+    pub fn count(&self) -> usize {
+        self.entries.len()
+    }
+
     pub fn push(&mut self, delivery_tag: u64, queue: QueueRef, seq: u64) {
         debug_assert!(
             self.entries

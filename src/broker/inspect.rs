@@ -15,6 +15,8 @@ use crate::protocol::FieldTable;
 #[derive(Debug, Clone)]
 pub enum Inspect {
     Queues,
+    /// The shard's message counters.
+    Stats,
     Connections,
     /// connection.close 320 CONNECTION_FORCED to the connection of that name, if it is here.
     CloseConnection {
@@ -28,6 +30,7 @@ pub enum Inspect {
 pub enum Inspected {
     Queues(Vec<QueueInfo>),
     Connections(Vec<ConnectionInfo>),
+    Stats(crate::stats::Totals),
     /// How many connections were told to close.
     Closed(usize),
 }

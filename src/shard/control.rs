@@ -2,9 +2,11 @@
 //! management API): they arrive on a channel from another thread and are served on shard 0,
 //! the topology owner, as any topology change is.
 
+mod api;
 mod definitions;
 mod gather;
 mod listing;
+mod snapshot;
 mod verbs;
 
 use std::rc::Rc;
@@ -17,6 +19,7 @@ use crate::broker::policy::definition_to_json;
 use crate::broker::topology::TopologyChange;
 use crate::broker::users::tags_list;
 use crate::store::record::{LimitScope, PermissionDef, PolicyDef, UserDef};
+pub use api::{ApiOp, GetSettle};
 pub use verbs::{BindingDef, Query, QueueDef};
 
 mod access;
@@ -82,6 +85,8 @@ pub enum Control {
     },
     /// Listings, status, definitions (see [`verbs`]).
     Query(Query),
+    /// The management API's queue and message operations (see [`api`]).
+    Api(ApiOp),
 }
 
 /// The answer: text to show, or why the request was refused.
@@ -107,6 +112,7 @@ pub async fn serve(shard: Rc<Shard>, mut requests: ControlReceiver) {
         crate::io::spawn(async move {
             let answer = match request.what {
                 Control::Query(query) => verbs::handle(&shard, query).await,
+                Control::Api(op) => api::handle(&shard, op).await,
                 what => handle(&shard, what).await,
             };
             let _ = request.reply.send(answer);
@@ -161,6 +167,7 @@ async fn handle(shard: &Shard, what: Control) -> ControlReply {
             operator,
         },
         Control::Query(query) => return verbs::handle(shard, query).await,
+        Control::Api(op) => return api::handle(shard, op).await,
     };
     match shard.change_topology(change).await {
         Ok(()) => Ok(String::new()),

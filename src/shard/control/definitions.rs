@@ -70,7 +70,7 @@ pub async fn export(shard: &Shard) -> String {
     defs.to_string()
 }
 
-fn vhosts(topology: &Topology) -> Value {
+pub(super) fn vhosts(topology: &Topology) -> Value {
     let vhosts: Vec<Value> = topology
         .vhosts()
         .map(|v| {
@@ -86,7 +86,7 @@ fn vhosts(topology: &Topology) -> Value {
     Value::Array(vhosts)
 }
 
-fn users(topology: &Topology) -> Value {
+pub(super) fn users(topology: &Topology) -> Value {
     let users: Vec<Value> = topology
         .users()
         .iter()
@@ -112,7 +112,7 @@ fn user_limits(topology: &Topology, user: &[u8]) -> Value {
 }
 
 /// Vhost limits, as RabbitMQ exports them: runtime parameters of component `vhost-limits`.
-fn vhost_limits(topology: &Topology) -> Value {
+pub(super) fn vhost_limits(topology: &Topology) -> Value {
     let limits: Vec<Value> = topology
         .limits()
         .iter()
@@ -125,7 +125,7 @@ fn vhost_limits(topology: &Topology) -> Value {
     Value::Array(limits)
 }
 
-fn topic_permissions(topology: &Topology) -> Value {
+pub(super) fn topic_permissions(topology: &Topology) -> Value {
     let all: Vec<Value> = topology
         .topic_permissions()
         .iter()
@@ -137,7 +137,7 @@ fn topic_permissions(topology: &Topology) -> Value {
     Value::Array(all)
 }
 
-fn permissions(topology: &Topology) -> Value {
+pub(super) fn permissions(topology: &Topology) -> Value {
     let permissions: Vec<Value> = topology
         .permissions()
         .iter()
@@ -149,7 +149,7 @@ fn permissions(topology: &Topology) -> Value {
     Value::Array(permissions)
 }
 
-fn policies(topology: &Topology, operator: bool) -> Value {
+pub(super) fn policies(topology: &Topology, operator: bool) -> Value {
     let policy = |p: &PolicyDef| {
         json!({"vhost": text(&p.vhost), "name": text(&p.name), "pattern": text(&p.pattern),
             "apply-to": text(&p.apply_to), "definition": definition_to_json(&p.definition),

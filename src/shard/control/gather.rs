@@ -12,6 +12,7 @@ impl Shard {
         match what {
             Inspect::Queues => Inspected::Queues(self.broker.borrow().queue_infos()),
             Inspect::Connections => Inspected::Connections(self.connection_infos()),
+            Inspect::Stats => Inspected::Stats(crate::stats::snapshot()),
             Inspect::CloseConnection { name, explanation } => {
                 let mut closed = 0;
                 for conn in self.conns_snapshot() {

@@ -39,10 +39,14 @@ pub enum Query {
         explanation: String,
     },
     Status,
+    /// Everything the management API shows, as JSON (see [`super::snapshot`]).
+    Snapshot,
     /// Definitions in RabbitMQ's export format, as JSON text.
     ExportDefinitions,
     ImportQueue(QueueDef),
     ImportBinding(BindingDef),
+    /// Removes a binding (nothing happens if there is none).
+    Unbind(BindingDef),
 }
 
 /// A durable queue from a definitions file.
@@ -112,9 +116,11 @@ pub async fn handle(shard: &Shard, query: Query) -> ControlReply {
             close_connection(shard, name, explanation).await
         }
         Query::Status => Ok(status(shard).await),
+        Query::Snapshot => Ok(super::snapshot::snapshot(shard).await),
         Query::ExportDefinitions => Ok(super::definitions::export(shard).await),
         Query::ImportQueue(def) => import_queue(shard, def).await,
-        Query::ImportBinding(def) => import_binding(shard, def).await,
+        Query::ImportBinding(def) => import_binding(shard, def, true).await,
+        Query::Unbind(def) => import_binding(shard, def, false).await,
     }
 }
 
@@ -175,7 +181,7 @@ async fn status(shard: &Shard) -> String {
 }
 
 /// Who declares an imported queue: no connection (only an exclusive queue keeps its owner).
-fn no_connection() -> ConnRef {
+pub(super) fn no_connection() -> ConnRef {
     ConnRef {
         shard: 0,
         key: u32::MAX,
@@ -199,7 +205,8 @@ async fn import_queue(shard: &Shard, def: QueueDef) -> ControlReply {
     Ok(String::new())
 }
 
-async fn import_binding(shard: &Shard, def: BindingDef) -> ControlReply {
+/// Binds (or with `bind` false unbinds) as the definition says.
+async fn import_binding(shard: &Shard, def: BindingDef, bind: bool) -> ControlReply {
     let vhost = def.vhost.clone();
     let missing = |kind: &str, name: &[u8]| {
         format!(
@@ -239,7 +246,7 @@ async fn import_binding(shard: &Shard, def: BindingDef) -> ControlReply {
             None => return Err(missing("exchange", &def.destination)),
         }
     };
-    let change = TopologyChange::Bind(BindingChange {
+    let change = BindingChange {
         vhost: def.vhost,
         source: def.source,
         dest,
@@ -247,7 +254,12 @@ async fn import_binding(shard: &Shard, def: BindingDef) -> ControlReply {
         dest_durable,
         routing_key: def.routing_key,
         arguments: def.arguments,
-    });
+    };
+    let change = if bind {
+        TopologyChange::Bind(change)
+    } else {
+        TopologyChange::Unbind(change)
+    };
     shard
         .change_topology_via(via, change)
         .await

@@ -232,6 +232,39 @@ pub struct Config {
     )]
     pub ssl_cert_login_from: LoginFrom,
 
+    /// Port of the management HTTP API and web UI (RabbitMQ's `management.tcp.port`); 0
+    /// turns it off.
+    #[arg(
+        long = "management-port",
+        env = "WARREN_MANAGEMENT_PORT",
+        default_value_t = 15672
+    )]
+    pub management_port: u16,
+
+    /// Address the management API listens on (`management.tcp.ip`).
+    #[arg(
+        long = "management-ip",
+        env = "WARREN_MANAGEMENT_IP",
+        default_value = "0.0.0.0"
+    )]
+    pub management_ip: std::net::IpAddr,
+
+    /// Port of the Prometheus endpoint `/metrics` (`prometheus.tcp.port`); 0 turns it off.
+    #[arg(
+        long = "prometheus-port",
+        env = "WARREN_PROMETHEUS_PORT",
+        default_value_t = 15692
+    )]
+    pub prometheus_port: u16,
+
+    /// Address the Prometheus endpoint listens on (`prometheus.tcp.ip`).
+    #[arg(
+        long = "prometheus-ip",
+        env = "WARREN_PROMETHEUS_IP",
+        default_value = "0.0.0.0"
+    )]
+    pub prometheus_ip: std::net::IpAddr,
+
     /// A file of `key = value` lines, keys named like the flags without `--` (for example
     /// `data-dir = /var/lib/warren`); flags and environment variables override it.
     #[arg(long = "config", env = "WARREN_CONFIG")]
@@ -336,6 +369,10 @@ const FILE_KEYS: &[&str] = &[
     "tls-verify-peer",
     "tls-fail-if-no-peer-cert",
     "ssl-cert-login-from",
+    "management-port",
+    "management-ip",
+    "prometheus-port",
+    "prometheus-ip",
 ];
 
 /// Reads the config file named by `--config FILE` / `--config=FILE` in `args` or by

@@ -18,6 +18,8 @@ pub enum Counter {
     Get,
     /// basic.get in no-ack mode.
     GetNoAck,
+    /// basic.get of an empty queue.
+    GetEmpty,
     /// Deliveries and gets of messages delivered before.
     Redeliver,
     /// Messages acknowledged by consumers.
@@ -30,7 +32,7 @@ pub enum Counter {
     DropUnroutable,
 }
 
-const COUNTERS: usize = 10;
+const COUNTERS: usize = 11;
 
 thread_local! {
     static COUNTS: [Cell<u64>; COUNTERS] = const { [const { Cell::new(0) }; COUNTERS] };

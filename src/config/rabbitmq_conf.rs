@@ -19,6 +19,10 @@ pub fn translate(key: &str, value: &str) -> Option<Result<(&'static str, String)
         "disk_free_limit.absolute" => same("disk-free-limit"),
         "load_definitions" => same("definitions"),
         "default_vhost" => same("default-vhost"),
+        "management.tcp.port" => same("management-port"),
+        "management.tcp.ip" => same("management-ip"),
+        "prometheus.tcp.port" => same("prometheus-port"),
+        "prometheus.tcp.ip" => same("prometheus-ip"),
         // RabbitMQ counts milliseconds; Warren, seconds.
         "handshake_timeout" => Some(
             value

@@ -139,7 +139,11 @@ impl Client for Conn {
         }
         let delivery_tag = ch.track_delivery(&d);
         drop(state);
-        let counter = if d.no_ack { Counter::DeliverNoAck } else { Counter::Deliver };
+        let counter = if d.no_ack {
+            Counter::DeliverNoAck
+        } else {
+            Counter::Deliver
+        };
         stats::add(counter, 1);
         stats::add(Counter::Redeliver, u64::from(d.redelivered));
         self.owe_credit(d.queue, d.consumer_id);

@@ -148,6 +148,22 @@ pub fn ask(control: &ControlSender, what: Control) -> ControlReply {
         .unwrap_or_else(|_| Err("the broker is stopping".to_string()))
 }
 
+/// A request in the socket's JSON form, built by the management API.
+pub(super) fn request(request: &Value) -> Result<Control, String> {
+    parse_request(&request.to_string())
+}
+
+/// One item of a definitions section as a request (see [`definition_item`]).
+pub(super) fn definition_request(section: &str, item: &Value) -> Option<Result<Control, String>> {
+    definition_item(section, item)
+}
+
+/// Applies a whole definitions document (the management API's `POST /api/definitions`).
+pub(super) fn import_document(defs: &Value, control: &ControlSender) -> Result<usize, String> {
+    let sections = defs.as_object().ok_or("expected a JSON object")?;
+    import_definitions(sections, control)
+}
+
 fn parse_request(line: &str) -> Result<Control, String> {
     let request: Value =
         serde_json::from_str(line).map_err(|e| format!("not a JSON request: {e}"))?;

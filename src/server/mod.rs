@@ -7,6 +7,7 @@
 
 mod ctl;
 mod listen;
+mod mgmt;
 mod os;
 
 use std::net::TcpListener;
@@ -144,6 +145,11 @@ pub fn start(mut config: Config) -> std::io::Result<Option<Arc<ServerTls>>> {
     if let Some(path) = &boot.config.definitions {
         ctl::load_definitions(path, &control)?;
     }
+    mgmt::start(
+        boot.config.clone(),
+        control.clone(),
+        Some(boot.alarms.clone()),
+    )?;
     // Without it the broker still serves clients; only `warren ctl` cannot reach it (a
     // socket path longer than 107 bytes, say).
     if let Err(err) = ctl::start(&boot.config.data_dir, control) {

@@ -71,6 +71,12 @@ pub fn broker_command(port: u16, data_dir: &Path, extra_args: &[&str]) -> Comman
     let listen = format!("127.0.0.1:{port}");
     let data = data_dir.to_str().expect("a UTF-8 data directory");
     let mut command = warren_command(&["--listen", &listen, "--data-dir", data]);
+    // Many brokers run at once: the HTTP listeners only where a test asks for them.
+    for flag in ["--management-port", "--prometheus-port"] {
+        if !extra_args.contains(&flag) {
+            command.args([flag, "0"]);
+        }
+    }
     command.args(extra_args);
     command
 }

@@ -46,6 +46,7 @@ impl Queue {
             return Err(PagingIn);
         }
         let Some(ready) = self.ready.pop_front() else {
+            self.stats.get_empty += 1;
             return Ok(None);
         };
         if !ready.redelivered {
@@ -66,7 +67,11 @@ impl Queue {
             };
             self.unacked.insert(ready.seq, unacked);
         }
-        self.stats.deliver_get += 1;
+        if no_ack {
+            self.stats.get_no_ack += 1;
+        } else {
+            self.stats.get += 1;
+        }
         self.stats.redeliver += u64::from(ready.redelivered);
         let msg = self.redelivery.stamp(ready.msg, ready.returns);
         Ok(Some((ready.seq, ready.redelivered, msg)))
@@ -225,7 +230,11 @@ impl Queue {
             };
             self.unacked.insert(ready.seq, unacked);
         }
-        self.stats.deliver_get += 1;
+        if self.consumers[index].spec.no_ack {
+            self.stats.deliver_no_ack += 1;
+        } else {
+            self.stats.deliver += 1;
+        }
         self.stats.redeliver += u64::from(ready.redelivered);
         let spec = &self.consumers[index].spec;
         let delivery = Delivery {

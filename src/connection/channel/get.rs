@@ -19,6 +19,7 @@ pub async fn get(ctx: &Ctx<'_>, m: &BasicGet) -> Result<(), Fail> {
         return Err(internal());
     };
     let Some(got) = got else {
+        stats::add(Counter::GetEmpty, 1);
         let cluster_id = Bytes::new();
         ctx.send(Method::BasicGetEmpty(BasicGetEmpty { cluster_id }));
         return Ok(());
@@ -33,7 +34,14 @@ pub async fn get(ctx: &Ctx<'_>, m: &BasicGet) -> Result<(), Fail> {
         }
         return Ok(());
     };
-    stats::add(if m.no_ack { Counter::GetNoAck } else { Counter::Get }, 1);
+    stats::add(
+        if m.no_ack {
+            Counter::GetNoAck
+        } else {
+            Counter::Get
+        },
+        1,
+    );
     stats::add(Counter::Redeliver, u64::from(got.redelivered));
     let method = Method::BasicGetOk(BasicGetOk {
         delivery_tag,

@@ -1,13 +1,13 @@
 //! basic.ack / nack / reject / recover: unacked deliveries go back to their queues, acked
 //! (done with) or requeued. In a transaction they wait for tx.commit.
 
-use crate::stats::{self, Counter};
 use super::{Ctx, Fail};
 use crate::broker::{SettleKind, ShardMsg};
 use crate::connection::HardError;
 use crate::protocol::constants::NOT_IMPLEMENTED;
 use crate::protocol::method::*;
 use crate::protocol::Method;
+use crate::stats::{self, Counter};
 
 pub fn ack(ctx: &Ctx, m: &BasicAck) -> Result<(), Fail> {
     settle(ctx, m.delivery_tag, m.multiple, SettleKind::Ack)

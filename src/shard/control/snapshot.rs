@@ -71,6 +71,7 @@ fn totals(t: &Totals) -> Value {
         "deliver_no_ack": t.get(Counter::DeliverNoAck),
         "get": t.get(Counter::Get),
         "get_no_ack": t.get(Counter::GetNoAck),
+        "get_empty": t.get(Counter::GetEmpty),
         "deliver_get": deliver_get,
         "redeliver": t.get(Counter::Redeliver),
         "ack": t.get(Counter::Ack),
@@ -111,7 +112,11 @@ fn all_bindings(topology: &Topology, queues: &[QueueInfo]) -> Value {
     let mut out = Vec::new();
     for vhost in topology.vhosts() {
         let vhost = &vhost.def.name;
-        let in_vhost: Vec<QueueInfo> = queues.iter().filter(|q| q.vhost == vhost).cloned().collect();
+        let in_vhost: Vec<QueueInfo> = queues
+            .iter()
+            .filter(|q| q.vhost == vhost)
+            .cloned()
+            .collect();
         for b in bindings(topology, &in_vhost, vhost, true) {
             out.push(json!({"source": b.source, "vhost": text(vhost),
                 "destination": b.destination, "destination_type": b.destination_kind,
@@ -132,8 +137,15 @@ fn queue(topology: &Topology, q: &QueueInfo) -> Value {
         "messages_ready": q.messages_ready, "messages_unacknowledged": q.messages_unacknowledged,
         "consumers": q.consumers, "message_bytes": q.message_bytes,
         "policy": name(policy), "operator_policy": name(operator),
-        "stats": {"publish": q.stats.publish, "deliver_get": q.stats.deliver_get,
-            "ack": q.stats.ack, "redeliver": q.stats.redeliver}})
+        "stats": queue_stats(&q.stats)})
+}
+
+/// A queue's counters under RabbitMQ's `message_stats` names.
+fn queue_stats(s: &crate::broker::queue::QueueStats) -> Value {
+    json!({"publish": s.publish, "deliver": s.deliver, "deliver_no_ack": s.deliver_no_ack,
+        "get": s.get, "get_no_ack": s.get_no_ack, "get_empty": s.get_empty,
+        "deliver_get": s.deliver + s.deliver_no_ack + s.get + s.get_no_ack,
+        "ack": s.ack, "redeliver": s.redeliver})
 }
 
 fn connections_json(connections: &[ConnectionInfo], queues: &[QueueInfo]) -> Value {
@@ -155,8 +167,10 @@ fn connection(c: &ConnectionInfo, names: &HashMap<QueueRef, (&[u8], &[u8])>) -> 
                 .iter()
                 .filter_map(|k| {
                     let (name, vhost) = names.get(&k.queue?)?;
-                    Some(json!({"consumer_tag": text(&k.tag), "ack_required": k.ack_required,
-                        "queue": {"name": text(name), "vhost": text(vhost)}}))
+                    Some(
+                        json!({"consumer_tag": text(&k.tag), "ack_required": k.ack_required,
+                        "queue": {"name": text(name), "vhost": text(vhost)}}),
+                    )
                 })
                 .collect();
             json!({"number": ch.number, "prefetch_count": ch.prefetch_count,

@@ -1,0 +1,167 @@
+//! `POST /api/queues/{vhost}/{name}/get` and `POST /api/exchanges/{vhost}/{name}/publish`:
+//! messages read and written by an operator, with RabbitMQ's body fields.
+
+use base64::Engine;
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::http::{Reply, Req};
+use super::shape::items;
+use super::state::Api;
+use super::write::{bytes_of, settle_of};
+use super::ApiResult;
+use crate::protocol::{BasicProperties, FieldTable};
+use crate::shard::control::{ApiOp, Control};
+
+pub async fn get(api: &Api, req: &Req, v: &str, name: &str) -> ApiResult {
+    let body = req.json()?;
+    let count = body["count"].as_u64().unwrap_or(1).min(10_000) as u32;
+    let settle = settle_of(body["ackmode"].as_str().unwrap_or("ack_requeue_true"))?;
+    let encoding = body["encoding"].as_str().unwrap_or("auto");
+    let truncate = body["truncate"].as_u64().map(|t| t as usize);
+    let op = ApiOp::Get {
+        vhost: bytes_of(v),
+        name: bytes_of(name),
+        count,
+        settle,
+    };
+    let text = api
+        .ask(Control::Api(op))
+        .await
+        .map_err(|e| Reply::bad_request(&e))?;
+    let got: Value = serde_json::from_str(&text).map_err(|e| Reply::bad_request(&e.to_string()))?;
+    let messages: Vec<Value> = got
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|m| message(m, encoding, truncate))
+        .collect();
+    Ok(Reply::json(&Value::Array(messages)))
+}
+
+/// One message in the API's shape: the payload as text when `encoding` is `auto` and it is
+/// UTF-8, else base64.
+fn message(m: &Value, encoding: &str, truncate: Option<usize>) -> Value {
+    let engine = base64::engine::general_purpose::STANDARD;
+    let body = engine
+        .decode(m["payload"].as_str().unwrap_or_default())
+        .unwrap_or_default();
+    let shown = &body[..truncate.unwrap_or(body.len()).min(body.len())];
+    let (payload, payload_encoding) = match std::str::from_utf8(shown) {
+        Ok(text) if encoding == "auto" => (text.to_string(), "string"),
+        _ => (engine.encode(shown), "base64"),
+    };
+    let raw = hex_bytes(m["properties"].as_str().unwrap_or_default());
+    let properties = BasicProperties::decode(&raw)
+        .map(|p| properties_json(&p))
+        .unwrap_or(json!({}));
+    json!({"payload_bytes": m["payload_bytes"], "redelivered": m["redelivered"],
+        "exchange": m["exchange"], "routing_key": m["routing_key"],
+        "message_count": m["message_count"], "properties": properties,
+        "payload": payload, "payload_encoding": payload_encoding})
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+fn properties_json(p: &BasicProperties) -> Value {
+    let mut out = serde_json::Map::new();
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            out.insert(k.to_string(), v);
+        }
+    };
+    let s = |b: &Option<Bytes>| b.as_ref().map(|b| json!(String::from_utf8_lossy(b)));
+    put("content_type", s(&p.content_type));
+    put("content_encoding", s(&p.content_encoding));
+    put(
+        "headers",
+        p.headers
+            .as_ref()
+            .map(crate::broker::policy::definition_to_json),
+    );
+    put("delivery_mode", p.delivery_mode.map(|d| json!(d)));
+    put("priority", p.priority.map(|d| json!(d)));
+    put("correlation_id", s(&p.correlation_id));
+    put("reply_to", s(&p.reply_to));
+    put("expiration", s(&p.expiration));
+    put("message_id", s(&p.message_id));
+    put("timestamp", p.timestamp.map(|t| json!(t)));
+    put("type", s(&p.kind));
+    put("user_id", s(&p.user_id));
+    put("app_id", s(&p.app_id));
+    Value::Object(out)
+}
+
+pub async fn publish(api: &Api, req: &Req, snap: &Value, v: &str, exchange: &str) -> ApiResult {
+    let body = req.json()?;
+    let key = body["routing_key"]
+        .as_str()
+        .ok_or_else(|| Reply::bad_request("routing_key is required"))?;
+    let payload = body["payload"]
+        .as_str()
+        .ok_or_else(|| Reply::bad_request("payload is required"))?;
+    let payload = match body["payload_encoding"].as_str().unwrap_or("string") {
+        "string" => Bytes::copy_from_slice(payload.as_bytes()),
+        "base64" => base64::engine::general_purpose::STANDARD
+            .decode(payload)
+            .map(Bytes::from)
+            .map_err(|e| Reply::bad_request(&e.to_string()))?,
+        other => {
+            return Err(Reply::bad_request(&format!(
+                "unknown payload_encoding '{other}'"
+            )))
+        }
+    };
+    let properties = properties_from(&body["properties"])?;
+    let op = ApiOp::Publish {
+        vhost: bytes_of(v),
+        exchange: bytes_of(exchange),
+        routing_key: bytes_of(key),
+        properties,
+        body: payload,
+    };
+    let text = api
+        .ask(Control::Api(op))
+        .await
+        .map_err(|e| Reply::bad_request(&e))?;
+    let mut answer: Value = serde_json::from_str(&text).unwrap_or(json!({"routed": false}));
+    if exchange.is_empty() {
+        // The default exchange routes to the queue named by the key, if there is one.
+        let exists = items(snap, "queues").any(|q| q["vhost"] == v && q["name"] == key);
+        answer["routed"] = json!(exists);
+    }
+    Ok(Reply::json(&answer))
+}
+
+/// RabbitMQ's `properties` object: the basic properties by name.
+fn properties_from(p: &Value) -> Result<BasicProperties, Reply> {
+    let text = |k: &str| p[k].as_str().map(|s| Bytes::copy_from_slice(s.as_bytes()));
+    let small = |k: &str| p[k].as_u64().map(|n| n.min(255) as u8);
+    let headers = match p.get("headers") {
+        Some(h) if h.is_object() => Some(
+            crate::broker::policy::definition_from_json(h).map_err(|e| Reply::bad_request(&e))?,
+        ),
+        _ => None::<FieldTable>,
+    };
+    Ok(BasicProperties {
+        content_type: text("content_type"),
+        content_encoding: text("content_encoding"),
+        headers,
+        delivery_mode: small("delivery_mode"),
+        priority: small("priority"),
+        correlation_id: text("correlation_id"),
+        reply_to: text("reply_to"),
+        expiration: text("expiration"),
+        message_id: text("message_id"),
+        timestamp: p["timestamp"].as_u64(),
+        kind: text("type"),
+        user_id: text("user_id"),
+        app_id: text("app_id"),
+        cluster_id: None,
+    })
+}

@@ -1,0 +1,281 @@
+//! Prometheus text format on `/metrics` (aggregated, as RabbitMQ's plugin answers by
+//! default) and `/metrics/per-object` (one series per queue), with RabbitMQ's metric names
+//! and labels so its Grafana dashboards read Warren; plus Warren's own per-shard series.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+use super::shape::{self, items, node_name};
+use super::state::Api;
+use crate::alarm::{self, DISK, MEMORY};
+
+/// One metric family: `# HELP`, `# TYPE`, then its samples.
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl Family<'_> {
+    fn start(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# TYPE {name} {kind}\n# HELP {name} {help}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        let _ = write!(self.out, "{name}");
+        if !labels.is_empty() {
+            let pairs: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                .collect();
+            let _ = write!(self.out, "{{{}}}", pairs.join(","));
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+
+    fn one(&mut self, name: &str, kind: &str, help: &str, value: f64) {
+        self.start(name, kind, help);
+        self.sample(name, &[], value);
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+/// The exposition; `per_object` adds a series per queue.
+pub fn render(api: &Api, snap: &Value, per_object: bool) -> String {
+    let mut out = String::new();
+    let mut f = Family { out: &mut out };
+    let node = node_name();
+    f.start(
+        "rabbitmq_identity_info",
+        "gauge",
+        "RabbitMQ node & cluster identity info",
+    );
+    let identity = [
+        ("rabbitmq_node", node.as_str()),
+        ("rabbitmq_cluster", node.as_str()),
+        ("rabbitmq_cluster_permanent_id", node.as_str()),
+    ];
+    f.sample("rabbitmq_identity_info", &identity, 1.0);
+    f.one(
+        "rabbitmq_build_info",
+        "untyped",
+        "RabbitMQ & Erlang/OTP version info",
+        1.0,
+    );
+    let connections = items(snap, "connections").count() as f64;
+    f.one(
+        "rabbitmq_connections",
+        "gauge",
+        "Connections currently open",
+        connections,
+    );
+    let channels = shape::channels(snap).len() as f64;
+    f.one(
+        "rabbitmq_channels",
+        "gauge",
+        "Channels currently open",
+        channels,
+    );
+    let consumers = shape::consumers(snap).len() as f64;
+    f.one(
+        "rabbitmq_consumers",
+        "gauge",
+        "Consumers currently connected",
+        consumers,
+    );
+    f.one(
+        "rabbitmq_queues",
+        "gauge",
+        "Queues available",
+        items(snap, "queues").count() as f64,
+    );
+    queue_totals(&mut f, snap, per_object);
+    global_counters(&mut f, &snap["totals"]);
+    resources(&mut f, api);
+    shards(&mut f, snap);
+    out
+}
+
+fn queue_totals(f: &mut Family, snap: &Value, per_object: bool) {
+    let series = [
+        (
+            "rabbitmq_queue_messages_ready",
+            "messages_ready",
+            "Messages ready to be delivered to consumers",
+        ),
+        (
+            "rabbitmq_queue_messages_unacked",
+            "messages_unacknowledged",
+            "Messages delivered to consumers but not yet acknowledged",
+        ),
+        (
+            "rabbitmq_queue_messages",
+            "",
+            "Sum of ready and unacknowledged messages - total queue depth",
+        ),
+        (
+            "rabbitmq_queue_consumers",
+            "consumers",
+            "Consumers on a queue",
+        ),
+        (
+            "rabbitmq_queue_messages_bytes",
+            "message_bytes",
+            "Size in bytes of ready and unacknowledged messages",
+        ),
+    ];
+    for (name, field, help) in series {
+        f.start(name, "gauge", help);
+        let value = |q: &Value| match field {
+            "" => num(&q["messages_ready"]) + num(&q["messages_unacknowledged"]),
+            field => num(&q[field]),
+        };
+        if per_object {
+            for q in items(snap, "queues") {
+                let labels = [
+                    ("vhost", q["vhost"].as_str().unwrap_or_default()),
+                    ("queue", q["name"].as_str().unwrap_or_default()),
+                ];
+                f.sample(name, &labels, value(q));
+            }
+        } else {
+            f.sample(name, &[], items(snap, "queues").map(value).sum());
+        }
+    }
+}
+
+fn global_counters(f: &mut Family, totals: &Value) {
+    let counters = [
+        ("rabbitmq_global_messages_received_total", vec!["publish"], "Total number of messages received from publishers"),
+        ("rabbitmq_global_messages_received_confirm_total", vec!["publish"], "Total number of messages received from publishers expecting confirmations"),
+        ("rabbitmq_global_messages_routed_total", vec!["publish"], "Total number of messages routed to queues or streams"),
+        ("rabbitmq_global_messages_unroutable_dropped_total", vec!["drop_unroutable"], "Total number of messages published as non-mandatory into an exchange and dropped as unroutable"),
+        ("rabbitmq_global_messages_unroutable_returned_total", vec!["return_unroutable"], "Total number of messages published as mandatory into an exchange and returned to the publisher as unroutable"),
+        ("rabbitmq_global_messages_confirmed_total", vec!["confirm"], "Total number of messages confirmed to publishers"),
+        ("rabbitmq_global_messages_delivered_total", vec!["deliver", "deliver_no_ack", "get", "get_no_ack"], "Total number of messages delivered to consumers"),
+        ("rabbitmq_global_messages_delivered_consume_auto_ack_total", vec!["deliver_no_ack"], "Total number of messages delivered to consumers using basic.consume with automatic acknowledgment"),
+        ("rabbitmq_global_messages_delivered_consume_manual_ack_total", vec!["deliver"], "Total number of messages delivered to consumers using basic.consume with manual acknowledgment"),
+        ("rabbitmq_global_messages_delivered_get_auto_ack_total", vec!["get_no_ack"], "Total number of messages delivered to consumers using basic.get with automatic acknowledgment"),
+        ("rabbitmq_global_messages_delivered_get_manual_ack_total", vec!["get"], "Total number of messages delivered to consumers using basic.get with manual acknowledgment"),
+        ("rabbitmq_global_messages_get_empty_total", vec!["get_empty"], "Total number of times basic.get operations fetched no message"),
+        ("rabbitmq_global_messages_redelivered_total", vec!["redeliver"], "Total number of messages redelivered to consumers"),
+        ("rabbitmq_global_messages_acknowledged_total", vec!["ack"], "Total number of messages acknowledged by consumers"),
+    ];
+    for (name, fields, help) in counters {
+        let value: f64 = fields.iter().map(|k| num(&totals[*k])).sum();
+        let labels = [("protocol", "amqp091")];
+        f.start(name, "counter", help);
+        f.sample(name, &labels, value);
+    }
+}
+
+fn resources(f: &mut Family, api: &Api) {
+    let c = &api.config;
+    let state = super::node::api_alarms(api);
+    let rss = alarm::resident_bytes() as f64;
+    f.one(
+        "rabbitmq_process_resident_memory_bytes",
+        "gauge",
+        "Memory used in bytes",
+        rss,
+    );
+    let disk = alarm::free_disk_bytes(&c.data_dir).unwrap_or(0) as f64;
+    f.one(
+        "rabbitmq_disk_space_available_bytes",
+        "gauge",
+        "Disk space available in bytes",
+        disk,
+    );
+    let limit = c.memory_high_watermark.bytes() as f64;
+    f.one(
+        "rabbitmq_resident_memory_limit_bytes",
+        "gauge",
+        "Memory high watermark in bytes",
+        limit,
+    );
+    let disk_limit = c.disk_free_limit as f64;
+    f.one(
+        "rabbitmq_disk_space_available_limit_bytes",
+        "gauge",
+        "Free disk space low watermark in bytes",
+        disk_limit,
+    );
+    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count) as f64;
+    f.one(
+        "rabbitmq_process_open_fds",
+        "gauge",
+        "Open file descriptors",
+        fds,
+    );
+    let flag = |bit: u8| if state & bit != 0 { 1.0 } else { 0.0 };
+    f.one(
+        "rabbitmq_alarms_memory_used_watermark",
+        "gauge",
+        "is 1 if VM memory watermark alarm is in effect",
+        flag(MEMORY),
+    );
+    f.one(
+        "rabbitmq_alarms_free_disk_space_watermark",
+        "gauge",
+        "is 1 if free disk space watermark alarm is in effect",
+        flag(DISK),
+    );
+    f.one(
+        "rabbitmq_alarms_file_descriptor_limit",
+        "gauge",
+        "is 1 if file descriptor limit alarm is in effect",
+        0.0,
+    );
+    let uptime = api.started.elapsed().as_secs_f64();
+    f.one(
+        "rabbitmq_erlang_uptime_seconds",
+        "gauge",
+        "Node uptime",
+        uptime,
+    );
+}
+
+/// Warren's own: message counters per shard.
+fn shards(f: &mut Family, snap: &Value) {
+    let series = [
+        (
+            "warren_shard_messages_received_total",
+            "publish",
+            "Messages received from publishers on connections of this shard",
+        ),
+        (
+            "warren_shard_messages_delivered_total",
+            "deliver_get",
+            "Messages delivered to consumers on connections of this shard",
+        ),
+        (
+            "warren_shard_messages_acknowledged_total",
+            "ack",
+            "Acknowledgements received on connections of this shard",
+        ),
+        (
+            "warren_shard_messages_confirmed_total",
+            "confirm",
+            "Publisher confirms sent on connections of this shard",
+        ),
+    ];
+    let shards = snap["shards"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for (name, field, help) in series {
+        f.start(name, "counter", help);
+        for (i, s) in shards.iter().enumerate() {
+            let id = i.to_string();
+            f.sample(name, &[("shard", &id)], num(&s[field]));
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The write side of the API: PUT, POST and DELETE on queues, exchanges, bindings, vhosts,
+//! users, permissions, policies, limits, connections and definitions. Each becomes the
+//! request `warren ctl` would send (or a queue operation), served by shard 0.
+
+use bytes::Bytes;
+use hyper::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::auth::Who;
+use super::http::{Reply, Req};
+use super::routes::between;
+use super::shape::items;
+use super::state::Api;
+use super::ApiResult;
+use crate::server::ctl;
+use crate::shard::control::{ApiOp, Control, GetSettle, Query};
+
+pub async fn write(api: &Api, req: &Req, who: &Who, snap: &Value) -> ApiResult {
+    let s: Vec<&str> = req.segments.iter().skip(1).map(String::as_str).collect();
+    let m = &req.method;
+    let configure_in = |v: &str| -> Result<(), Reply> {
+        if who.is_admin() || (who.sees_vhost(snap, v) && !who.is_monitoring()) {
+            Ok(())
+        } else {
+            Err(Reply::unauthorised("Not authorised to access this vhost"))
+        }
+    };
+    match (m, s.as_slice()) {
+        (&Method::PUT, ["queues", v, name]) => {
+            configure_in(v)?;
+            let exists = items(snap, "queues").any(|q| q["vhost"] == *v && q["name"] == *name);
+            let item = with_names(req.json()?, v, name);
+            let what = definition(&item, "queues")?;
+            created(api.ask(what).await, exists)
+        }
+        (&Method::DELETE, ["queues", v, name]) => {
+            configure_in(v)?;
+            exists_queue(snap, v, name)?;
+            let op = ApiOp::DeleteQueue {
+                vhost: bytes_of(v),
+                name: bytes_of(name),
+                if_unused: req.query.contains_key("if-unused"),
+                if_empty: req.query.contains_key("if-empty"),
+            };
+            done(api.ask(Control::Api(op)).await)
+        }
+        (&Method::DELETE, ["queues", v, name, "contents"]) => {
+            configure_in(v)?;
+            exists_queue(snap, v, name)?;
+            let op = ApiOp::PurgeQueue {
+                vhost: bytes_of(v),
+                name: bytes_of(name),
+            };
+            done(api.ask(Control::Api(op)).await)
+        }
+        (&Method::POST, ["queues", v, name, "get"]) => {
+            configure_in(v)?;
+            exists_queue(snap, v, name)?;
+            super::messages::get(api, req, v, name).await
+        }
+        (&Method::POST, ["exchanges", v, name, "publish"]) => {
+            configure_in(v)?;
+            if !items(snap, "exchanges").any(|e| e["vhost"] == *v && e["name"] == *name) {
+                return Err(Reply::not_found());
+            }
+            super::messages::publish(api, req, snap, v, name).await
+        }
+        (&Method::PUT, ["exchanges", v, name]) => {
+            configure_in(v)?;
+            let exists = items(snap, "exchanges").any(|e| e["vhost"] == *v && e["name"] == *name);
+            let item = with_names(req.json()?, v, name);
+            let what = definition(&item, "exchanges")?;
+            created(api.ask(what).await, exists)
+        }
+        (&Method::DELETE, ["exchanges", v, name]) => {
+            configure_in(v)?;
+            if !items(snap, "exchanges").any(|e| e["vhost"] == *v && e["name"] == *name) {
+                return Err(Reply::not_found());
+            }
+            let change = crate::broker::topology::TopologyChange::DeleteExchange {
+                vhost: bytes_of(v),
+                name: bytes_of(name),
+                if_unused: req.query.contains_key("if-unused"),
+            };
+            done(api.ask(Control::Change(change)).await)
+        }
+        (&Method::POST, ["bindings", v, "e", src, kind @ ("q" | "e"), dest]) => {
+            configure_in(v)?;
+            between(snap, who, v, src, kind, dest)?;
+            bind(api, req, v, src, kind, dest).await
+        }
+        (&Method::DELETE, ["bindings", v, "e", src, kind @ ("q" | "e"), dest, props]) => {
+            configure_in(v)?;
+            let all = between(snap, who, v, src, kind, dest)?;
+            let b = all
+                .into_iter()
+                .find(|b| b["properties_key"] == *props)
+                .ok_or_else(Reply::not_found)?;
+            let def = ctl_binding(&b);
+            let Some(Ok(Control::Query(Query::ImportBinding(def)))) = def else {
+                return Err(Reply::bad_request("invalid binding"));
+            };
+            done(api.ask(Control::Query(Query::Unbind(def))).await)
+        }
+        (&Method::DELETE, ["connections", name]) => {
+            let mine = items(snap, "connections")
+                .any(|c| c["name"] == *name && (who.is_admin() || c["user"] == who.name.as_str()));
+            if !mine {
+                return Err(Reply::not_found());
+            }
+            let query = Query::CloseConnection {
+                name: (*name).to_string(),
+                explanation: "CONNECTION_FORCED - Closed via management plugin".to_string(),
+            };
+            done(api.ask(Control::Query(query)).await)
+        }
+        _ => super::admin_write::write(api, req, who, snap, &s).await,
+    }
+}
+
+pub fn bytes_of(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+/// The body with the `vhost` and `name` of the URL, as a definitions item.
+pub fn with_names(mut body: Value, vhost: &str, name: &str) -> Value {
+    if !body.is_object() {
+        body = json!({});
+    }
+    body["vhost"] = json!(vhost);
+    body["name"] = json!(name);
+    body
+}
+
+/// The request that loads `item` as a definitions section would.
+pub fn definition(item: &Value, section: &str) -> Result<Control, Reply> {
+    match ctl::definition_request(section, item) {
+        Some(Ok(what)) => Ok(what),
+        Some(Err(e)) => Err(Reply::bad_request(&e)),
+        None => Err(Reply::bad_request("nothing to do")),
+    }
+}
+
+fn exists_queue(snap: &Value, v: &str, name: &str) -> Result<(), Reply> {
+    if items(snap, "queues").any(|q| q["vhost"] == v && q["name"] == name) {
+        Ok(())
+    } else {
+        Err(Reply::not_found())
+    }
+}
+
+/// 201 for something new, 204 for something that was there, 400 with the broker's reason.
+pub fn created(answer: Result<String, String>, existed: bool) -> ApiResult {
+    match answer {
+        Ok(_) if existed => Ok(Reply::empty(StatusCode::NO_CONTENT)),
+        Ok(_) => Ok(Reply::empty(StatusCode::CREATED)),
+        Err(e) => Err(Reply::bad_request(&e)),
+    }
+}
+
+/// 204, or 400 with the broker's reason.
+pub fn done(answer: Result<String, String>) -> ApiResult {
+    answer
+        .map(|_| Reply::empty(StatusCode::NO_CONTENT))
+        .map_err(|e| Reply::bad_request(&e))
+}
+
+fn ctl_binding(b: &Value) -> Option<Result<Control, String>> {
+    ctl::definition_request("bindings", b)
+}
+
+async fn bind(api: &Api, req: &Req, v: &str, src: &str, kind: &str, dest: &str) -> ApiResult {
+    let body = req.json()?;
+    let item = json!({"vhost": v, "source": src, "destination": dest,
+        "destination_type": if kind == "q" { "queue" } else { "exchange" },
+        "routing_key": body["routing_key"].as_str().unwrap_or_default(),
+        "arguments": body.get("arguments").cloned().unwrap_or(json!({}))});
+    let what = definition(&item, "bindings")?;
+    api.ask(what).await.map_err(|e| Reply::bad_request(&e))?;
+    let mut reply = Reply::empty(StatusCode::CREATED);
+    reply.location = Some(super::shape::properties_key(&item));
+    Ok(reply)
+}
+
+/// Which settlement `ackmode` asks for.
+pub fn settle_of(ackmode: &str) -> Result<GetSettle, Reply> {
+    match ackmode {
+        "ack_requeue_true" | "reject_requeue_true" => Ok(GetSettle::Requeue),
+        "ack_requeue_false" => Ok(GetSettle::Ack),
+        "reject_requeue_false" => Ok(GetSettle::Reject),
+        other => Err(Reply::bad_request(&format!("unknown ackmode '{other}'"))),
+    }
+}

@@ -360,17 +360,26 @@ pub fn definition_from_json(json: &serde_json::Value) -> Result<FieldTable, Stri
 pub fn definition_to_json(table: &FieldTable) -> serde_json::Value {
     let mut object = serde_json::Map::new();
     for (key, value) in &table.0 {
-        let json = match value {
-            FieldValue::Bool(b) => serde_json::Value::Bool(*b),
-            v => match (v.as_i64(), v.as_bytes()) {
-                (Some(n), _) => serde_json::Value::from(n),
-                (_, Some(s)) => serde_json::Value::String(lossy(s).into_owned()),
-                _ => serde_json::Value::Null,
-            },
-        };
-        object.insert(lossy(key).into_owned(), json);
+        object.insert(lossy(key).into_owned(), value_to_json(value));
     }
     serde_json::Value::Object(object)
+}
+
+/// One field value as JSON: nested tables and arrays too (client properties carry both).
+fn value_to_json(value: &FieldValue) -> serde_json::Value {
+    match value {
+        FieldValue::Bool(b) => serde_json::Value::Bool(*b),
+        FieldValue::Table(t) => definition_to_json(t),
+        FieldValue::Array(items) => items.iter().map(value_to_json).collect(),
+        FieldValue::F32(f) => serde_json::Value::from(f64::from(*f)),
+        FieldValue::F64(f) => serde_json::Value::from(*f),
+        FieldValue::Timestamp(t) => serde_json::Value::from(*t),
+        v => match (v.as_i64(), v.as_bytes()) {
+            (Some(n), _) => serde_json::Value::from(n),
+            (_, Some(s)) => serde_json::Value::String(lossy(s).into_owned()),
+            _ => serde_json::Value::Null,
+        },
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,8 @@ impl Req {
             .split('/')
             .filter(|s| !s.is_empty())
             .map(percent_decode)
+            // The default exchange's name in URLs (no other object may be named amq.*).
+            .map(|s| if s == "amq.default" { String::new() } else { s })
             .collect();
         let query = parts.uri.query().map(parse_query).unwrap_or_default();
         let credentials = parts

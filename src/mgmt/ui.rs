@@ -85,7 +85,14 @@ mod tests {
 
     #[test]
     fn other_paths_are_not_the_ui() {
-        for path in ["", "/api/overview", "/ui/", "/ui/missing.js", "/index.htm", "/../Cargo.toml"] {
+        for path in [
+            "",
+            "/api/overview",
+            "/ui/",
+            "/ui/missing.js",
+            "/index.htm",
+            "/../Cargo.toml",
+        ] {
             assert_eq!(asset(path), None, "{path}");
         }
     }

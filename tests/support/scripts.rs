@@ -4,10 +4,11 @@
 //! drive either ([`ScriptClient`]).
 //!
 //! The client libraries are provisioned once, under `target/`: pika in a virtualenv
-//! (`target/test-venv`), amqplib in `target/test-node/node_modules`. Provisioning is race-free
-//! across parallel test processes: each installs into a private staging directory and renames
-//! it into place; the rename is atomic, so the directory only ever appears complete, and a
-//! loser of the race throws its copy away.
+//! (`target/test-venv`), amqplib in `target/test-node/node_modules`, and playwright-core (for
+//! the management UI's browser test) in `target/test-playwright/node_modules`. Provisioning is
+//! race-free across parallel test processes: each installs into a private staging directory
+//! and renames it into place; the rename is atomic, so the directory only ever appears
+//! complete, and a loser of the race throws its copy away.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,6 +22,8 @@ use super::{target_dir, unique_suffix};
 pub const PIKA_VERSION: &str = "1.3.2";
 /// The amqplib version the JavaScript scripts run with.
 pub const AMQPLIB_VERSION: &str = "0.10";
+/// The playwright-core version the browser test of the management UI runs with.
+pub const PLAYWRIGHT_VERSION: &str = "1.65";
 /// Bounds one installation (venv + pip, or npm).
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -137,21 +140,31 @@ pub fn python() -> PathBuf {
 pub fn node_modules() -> PathBuf {
     static MODULES: OnceLock<PathBuf> = OnceLock::new();
     MODULES
-        .get_or_init(|| {
-            let root = provision(
-                "test-node",
-                "node_modules/amqplib/package.json",
-                |staging| {
-                    let mut npm = Command::new("npm");
-                    npm.args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
-                        .arg(staging)
-                        .arg(format!("amqplib@{AMQPLIB_VERSION}"));
-                    run_to_success(npm, "npm install amqplib", INSTALL_TIMEOUT);
-                },
-            );
-            root.join("node_modules")
-        })
+        .get_or_init(|| npm_modules("test-node", "amqplib", AMQPLIB_VERSION))
         .clone()
+}
+
+/// `target/test-playwright/node_modules`, installing playwright-core on first use (for
+/// `tests/ui/browse.js`). playwright-core downloads no browser: the test drives Debian's
+/// chromium.
+pub fn playwright_node_modules() -> PathBuf {
+    static MODULES: OnceLock<PathBuf> = OnceLock::new();
+    MODULES
+        .get_or_init(|| npm_modules("test-playwright", "playwright-core", PLAYWRIGHT_VERSION))
+        .clone()
+}
+
+/// `target/<dir>/node_modules` with `package@version` installed by npm (see [`provision`]).
+fn npm_modules(dir: &str, package: &str, version: &str) -> PathBuf {
+    let marker = format!("node_modules/{package}/package.json");
+    let root = provision(dir, &marker, |staging| {
+        let mut npm = Command::new("npm");
+        npm.args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+            .arg(staging)
+            .arg(format!("{package}@{version}"));
+        run_to_success(npm, &format!("npm install {package}"), INSTALL_TIMEOUT);
+    });
+    root.join("node_modules")
 }
 
 /// `target/<name>`, which is complete once `<name>/<marker>` exists; if it does not exist

@@ -458,10 +458,15 @@
     ], policies, (p) => p.name);
   }
 
-  /** Reloads the vhost list into every vhost <select>, keeping each one's choice. */
+  /**
+   * Reloads the vhost list into every vhost <select>, keeping each one's choice. The options
+   * are rebuilt only when the names changed, so a poll does not close an open drop-down.
+   */
   async function loadVhosts() {
     state.vhosts = await api('GET', '/vhosts');
+    const names = state.vhosts.map((v) => v.name);
     for (const select of $$('.vhost-select')) {
+      if (JSON.stringify(Array.from(select.options, (o) => o.value)) === JSON.stringify(names)) continue;
       const chosen = select.value;
       select.replaceChildren(...state.vhosts.map((v) => el('option', { value: v.name }, v.name)));
       if (chosen && state.vhosts.some((v) => v.name === chosen)) select.value = chosen;

@@ -21,6 +21,9 @@ pub struct Req {
     /// From the `Authorization: Basic` header.
     pub credentials: Option<(String, String)>,
     pub peer: SocketAddr,
+    /// Sent by the web UI (`X-Requested-With: XMLHttpRequest`): a 401 then carries no
+    /// `WWW-Authenticate`, so the browser leaves the login to the page.
+    pub from_script: bool,
 }
 
 impl Req {
@@ -46,6 +49,7 @@ impl Req {
             body,
             credentials,
             peer,
+            from_script: parts.headers.contains_key("x-requested-with"),
         }
     }
 
@@ -172,8 +176,9 @@ impl Reply {
         }
     }
 
-    pub fn into_response(self) -> Response<Full<Bytes>> {
-        let unauthorised = self.status == StatusCode::UNAUTHORIZED;
+    /// The response; `challenge` adds `WWW-Authenticate` to a 401.
+    pub fn into_response(self, challenge: bool) -> Response<Full<Bytes>> {
+        let unauthorised = challenge && self.status == StatusCode::UNAUTHORIZED;
         let mut response = Response::new(Full::new(self.body));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();

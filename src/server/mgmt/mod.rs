@@ -125,7 +125,7 @@ async fn serve(
     let (parts, body) = request.into_parts();
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(_) => return Reply::bad_request("request body too large").into_response(),
+        Err(_) => return Reply::bad_request("request body too large").into_response(true),
     };
     let req = Req::new(&parts, body, peer);
     let reply = if prometheus {
@@ -133,7 +133,7 @@ async fn serve(
     } else {
         management_reply(api, &req).await
     };
-    reply.unwrap_or_else(|e| e).into_response()
+    reply.unwrap_or_else(|e| e).into_response(!req.from_script)
 }
 
 async fn prometheus_reply(api: &Api, req: &Req) -> ApiResult {

@@ -1,4 +1,4 @@
-//! The management web UI: a single page of plain HTML, CSS and JavaScript (`src/mgmt/ui/`),
+//! The management web UI: a single page of plain HTML, CSS and JavaScript (`src/server/mgmt/ui/`),
 //! compiled into the binary so the broker serves it with nothing to install and nothing
 //! fetched from elsewhere. The page talks to the management API under `api/` with HTTP basic
 //! auth; the assets themselves carry no secrets, so they are served without authentication.

@@ -188,6 +188,8 @@ fn publish(
     properties: &BasicProperties,
     body: Bytes,
 ) -> ControlReply {
+    // Counted like a client's publish (RabbitMQ publishes through a direct connection).
+    crate::stats::add(crate::stats::Counter::Publish, 1);
     let mut raw = bytes::BytesMut::new();
     properties.encode(&mut raw);
     let persistent = properties.delivery_mode == Some(2);

@@ -232,6 +232,17 @@ pub struct Config {
     )]
     pub ssl_cert_login_from: LoginFrom,
 
+    /// Log line format: `text` (RabbitMQ-style lines) or `json` (one object per line, for log
+    /// shippers; rabbitmq.conf's `log.console.formatter`). Levels per module come from
+    /// `WARREN_LOG` (or `RUST_LOG`), e.g. `info,warren::connection=warn`.
+    #[arg(
+        long = "log-format",
+        env = "WARREN_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: crate::log::LogFormat,
+
     /// A file of `key = value` lines, keys named like the flags without `--` (for example
     /// `data-dir = /var/lib/warren`); flags and environment variables override it.
     #[arg(long = "config", env = "WARREN_CONFIG")]
@@ -336,6 +347,7 @@ const FILE_KEYS: &[&str] = &[
     "tls-verify-peer",
     "tls-fail-if-no-peer-cert",
     "ssl-cert-login-from",
+    "log-format",
 ];
 
 /// Reads the config file named by `--config FILE` / `--config=FILE` in `args` or by

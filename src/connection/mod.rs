@@ -14,6 +14,7 @@ mod credit;
 mod error;
 mod handshake;
 mod heartbeat;
+mod lifecycle_log;
 mod listener;
 mod output;
 mod reader;
@@ -98,6 +99,8 @@ struct ConnState {
     tracked: bool,
     /// The vhost it opened.
     vhost: Bytes,
+    /// The client's product, version and connection name, for the log.
+    client: lifecycle_log::ClientInfo,
 }
 
 /// Deliveries of one consumer written since the last write.
@@ -163,6 +166,7 @@ impl Conn {
                 topic: None,
                 tracked: false,
                 vhost: Bytes::new(),
+                client: lifecycle_log::ClientInfo::default(),
             }),
             done: Cell::new(false),
             last_read: Cell::new(now),

@@ -101,7 +101,10 @@ pub async fn connection_method(
         (Phase::TuneOk, Method::ConnectionTuneOk(m)) => tune_ok(shard, conn, m),
         (Phase::Open, Method::ConnectionOpen(m)) => open(shard, conn, m),
         (_, Method::ConnectionClose(m)) => {
-            lifecycle_log::closed_by_client(conn, &m);
+            // Only an open connection was logged as accepted, so only its close is logged.
+            if phase == Phase::Opened {
+                lifecycle_log::closed_by_client(conn, &m);
+            }
             conn.send_method(0, &Method::ConnectionCloseOk(ConnectionCloseOk {}));
             conn.state.borrow_mut().phase = Phase::Closed;
             Ok(())

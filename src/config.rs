@@ -264,6 +264,16 @@ pub struct Config {
         default_value = "0.0.0.0"
     )]
     pub prometheus_ip: std::net::IpAddr,
+    /// Log line format: `text` (RabbitMQ-style lines) or `json` (one object per line, for log
+    /// shippers; rabbitmq.conf's `log.console.formatter`). Levels per module come from
+    /// `WARREN_LOG` (or `RUST_LOG`), e.g. `info,warren::connection=warn`.
+    #[arg(
+        long = "log-format",
+        env = "WARREN_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: crate::log::LogFormat,
 
     /// A file of `key = value` lines, keys named like the flags without `--` (for example
     /// `data-dir = /var/lib/warren`); flags and environment variables override it.
@@ -373,6 +383,7 @@ const FILE_KEYS: &[&str] = &[
     "management-ip",
     "prometheus-port",
     "prometheus-ip",
+    "log-format",
 ];
 
 /// Reads the config file named by `--config FILE` / `--config=FILE` in `args` or by

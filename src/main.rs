@@ -14,6 +14,10 @@ fn main() {
         std::process::exit(2);
     }
     let config = warren::config::Config::parse();
+    if let Err(err) = warren::log::init(config.log_format) {
+        eprintln!("warren: {err}");
+        std::process::exit(2);
+    }
     if let Err(err) = warren::server::run(config) {
         eprintln!("warren: {err}");
         std::process::exit(1);

@@ -34,7 +34,19 @@ pub fn translate(key: &str, value: &str) -> Option<Result<(&'static str, String)
             "allow-remote-guest",
             matches!(value, "false" | "none").to_string(),
         ))),
+        "log.console.formatter" => Some(log_formatter(value)),
         _ => listener(key, value).or_else(|| tls(key, value)),
+    }
+}
+
+/// `log.console.formatter = plaintext | json` (RabbitMQ 3.9+) is `log-format = text | json`.
+fn log_formatter(value: &str) -> Result<(&'static str, String), String> {
+    match value {
+        "plaintext" => Ok(("log-format", "text".to_string())),
+        "json" => Ok(("log-format", "json".to_string())),
+        _ => Err(format!(
+            "log.console.formatter = {value}: expected plaintext or json"
+        )),
     }
 }
 
@@ -103,6 +115,15 @@ mod tests {
             ok("default_vhost", "team-a"),
             ("default-vhost", "team-a".into())
         );
+        assert_eq!(
+            ok("log.console.formatter", "json"),
+            ("log-format", "json".into())
+        );
+        assert_eq!(
+            ok("log.console.formatter", "plaintext"),
+            ("log-format", "text".into())
+        );
+        assert!(translate("log.console.formatter", "xml").is_some_and(|r| r.is_err()));
         assert!(translate("log.console.level", "info").is_none());
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::lifecycle_log::{self, ClientInfo};
 use super::tracking::{self, Refused};
 use super::{Conn, HardError, Phase};
 use crate::auth::{authenticate, AuthError, Gate, MECHANISMS, MECHANISMS_WITH_EXTERNAL};
@@ -99,7 +100,11 @@ pub async fn connection_method(
         (Phase::StartOk, Method::ConnectionStartOk(m)) => start_ok(shard, conn, m),
         (Phase::TuneOk, Method::ConnectionTuneOk(m)) => tune_ok(shard, conn, m),
         (Phase::Open, Method::ConnectionOpen(m)) => open(shard, conn, m),
-        (_, Method::ConnectionClose(_)) => {
+        (_, Method::ConnectionClose(m)) => {
+            // Only an open connection was logged as accepted, so only its close is logged.
+            if phase == Phase::Opened {
+                lifecycle_log::closed_by_client(conn, &m);
+            }
             conn.send_method(0, &Method::ConnectionCloseOk(ConnectionCloseOk {}));
             conn.state.borrow_mut().phase = Phase::Closed;
             Ok(())
@@ -176,11 +181,7 @@ fn open(shard: &Shard, conn: &Conn, m: ConnectionOpen) -> Result<(), HardError> 
     state.vhost = Bytes::copy_from_slice(&m.virtual_host);
     state.phase = Phase::Opened;
     drop(state);
-    crate::info!(
-        "accepting AMQP connection {} (user '{user}', shard {})",
-        conn.peer,
-        shard.id
-    );
+    lifecycle_log::opened(conn, shard.id);
     conn.send_method(
         0,
         &Method::ConnectionOpenOk(ConnectionOpenOk {
@@ -215,6 +216,7 @@ fn start_ok(shard: &Shard, conn: &Conn, m: ConnectionStartOk) -> Result<(), Hard
         Ok(user) => {
             let mut state = conn.state.borrow_mut();
             state.user = user;
+            state.client = ClientInfo::from_properties(&m.client_properties);
             state.capabilities.consumer_cancel_notify = flag("consumer_cancel_notify");
             state.capabilities.connection_blocked = flag("connection.blocked");
             state.phase = Phase::TuneOk;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::{heartbeat, reader, writer, Conn, LINGER_TIMEOUT};
+use super::{heartbeat, lifecycle_log, reader, writer, Conn, Phase, LINGER_TIMEOUT};
 use crate::broker::QueueOp;
 use crate::broker::ShardMsg;
 use crate::io::net::{TcpListener, TcpStream};
@@ -52,6 +52,10 @@ async fn serve(shard: Rc<Shard>, tcp: TcpStream, peer: SocketAddr, tls: Option<T
     ));
     let heartbeat = io::spawn(heartbeat::heartbeat_loop(conn.clone(), stream.clone()));
     reader::read_loop(&shard, &conn, &stream).await;
+    // Still open and not stopped by a timeout (which sets `done`): the client went away.
+    if conn.state.borrow().phase == Phase::Opened && !conn.done.get() {
+        lifecycle_log::vanished(&conn);
+    }
     conn.done.set(true);
     conn.writable.notify_one();
     if time::timeout(Duration::from_secs(5), writer).await.is_ok() {

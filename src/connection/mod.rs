@@ -14,6 +14,7 @@ mod credit;
 mod error;
 mod handshake;
 mod heartbeat;
+mod lifecycle_log;
 mod listener;
 mod output;
 mod reader;
@@ -102,6 +103,8 @@ struct ConnState {
     client_properties: FieldTable,
     /// When it was accepted, in milliseconds since the Unix epoch.
     connected_at_ms: u64,
+    /// The client's product, version and connection name, for the log.
+    client: lifecycle_log::ClientInfo,
 }
 
 /// Deliveries of one consumer written since the last write.
@@ -169,6 +172,7 @@ impl Conn {
                 vhost: Bytes::new(),
                 client_properties: FieldTable::default(),
                 connected_at_ms: crate::io::time::unix_ms(),
+                client: lifecycle_log::ClientInfo::default(),
             }),
             done: Cell::new(false),
             last_read: Cell::new(now),

@@ -23,11 +23,13 @@ mod harness;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use harness::{data_file, http, python_script, MgmtBroker};
 use lapin::BasicProperties;
 use serde_json::Value;
+use support::broker::external_port;
 use support::lapin_client::{close, confirm_channel, connect, declare, publish_confirmed};
 use support::{fresh_dir, run_async, unique_suffix};
 
@@ -88,12 +90,22 @@ const NOT_FOR_WARREN: &[(&str, &str)] = &[
     ),
 ];
 
+/// On an external broker the tests of this file take turns: the scenario compares whole
+/// listings, which another test's queue would change.
+static EXTERNAL: Mutex<()> = Mutex::new(());
+
+/// [`MgmtBroker::start`], holding [`EXTERNAL`] on an external broker.
+fn start() -> Option<(MgmtBroker, Option<MutexGuard<'static, ()>>)> {
+    let guard = external_port().map(|_| EXTERNAL.lock().unwrap_or_else(PoisonError::into_inner));
+    Some((MgmtBroker::start()?, guard))
+}
+
 /// The union marker of `tests/mgmt/common.py`'s shapes.
 const UNION: &str = "$oneOf";
 
 #[test]
 fn api_matches_rabbitmq() {
-    let Some(broker) = MgmtBroker::start() else {
+    let Some((broker, _turn)) = start() else {
         return;
     };
     let warren = run_scenario(&broker);
@@ -110,7 +122,7 @@ fn api_matches_rabbitmq() {
 
 #[test]
 fn metrics_expose_rabbitmq_families() {
-    let Some(broker) = MgmtBroker::start() else {
+    let Some((broker, _turn)) = start() else {
         return;
     };
     // A queue with a message, so that per-queue series exist.
@@ -152,7 +164,7 @@ fn family_differences(broker: &MgmtBroker, pinned: &Value) -> Vec<String> {
 
 #[test]
 fn per_object_metrics_count_published_messages() {
-    let Some(broker) = MgmtBroker::start() else {
+    let Some((broker, _turn)) = start() else {
         return;
     };
     let queue = format!("mgmt-metrics-{}", unique_suffix());
@@ -539,4 +551,33 @@ fn prometheus_parser_reads_labels_types_and_histograms() {
     assert_eq!(families["h"].samples.len(), 3);
     assert_eq!(families["lone"].kind, "untyped");
     assert_eq!(total(&families, "lone"), Some(4.0));
+}
+
+#[test]
+fn comparison_lists_every_difference() {
+    let pinned = serde_json::json!([
+        {"name": "a", "method": "GET", "path": "/a", "status": 200,
+         "shape": {"n": "number", "s": "string", "gc_num": "number", "l": [{"x": "boolean"}],
+                   "u": {"$oneOf": ["null", "string"]}},
+         "values": ["x"]},
+        {"name": "b", "method": "GET", "path": "/b", "status": 404, "shape": null, "error": "Object Not Found"},
+        {"name": "c", "method": "GET", "path": "/c", "status": 200, "shape": []},
+    ]);
+    let warren = serde_json::json!([
+        {"name": "a", "method": "GET", "path": "/a", "status": 200,
+         "shape": {"n": "string", "extra": "number", "l": [], "u": "string"},
+         "values": ["y"]},
+        {"name": "b", "method": "GET", "path": "/b", "status": 404, "shape": null, "error": "not_found"},
+    ]);
+    let differences = compare_requests(&pinned, &warren);
+    let expected = [
+        "a (\"GET\" \"/a\"): .l is an empty list where RabbitMQ's has elements",
+        "a (\"GET\" \"/a\"): .n is \"string\" where RabbitMQ's is \"number\"",
+        "a (\"GET\" \"/a\"): missing .s (\"string\")",
+        "a (\"GET\" \"/a\"): extra .extra (\"number\")",
+        "a (\"GET\" \"/a\"): values [\"y\"] where RabbitMQ has [\"x\"]",
+        "b (\"GET\" \"/b\"): error \"not_found\" where RabbitMQ has \"Object Not Found\"",
+        "c (\"GET\" \"/c\"): not run",
+    ];
+    assert_eq!(differences, expected);
 }

@@ -235,10 +235,92 @@ fn rabbitmq_definitions_import() {
     );
 }
 
-/// What the import must have made; one line per failed check.
+/// A check of an imported object: what it is, where to GET it, what its JSON must satisfy.
+type ImportCheck = (&'static str, &'static str, fn(&Value) -> bool);
+
+/// What the import must have made.
+const IMPORT_CHECKS: &[ImportCheck] = &[
+    ("queues in /", "/api/queues/%2F", |v| {
+        has_names(v, &["defs-orders", "defs-capped", "defs-dead", "defs-work"])
+    }),
+    ("queue arguments", "/api/queues/%2F/defs-work", |v| {
+        v["arguments"]["x-dead-letter-routing-key"] == "defs-dead"
+            && v["arguments"]["x-message-ttl"] == 30000
+    }),
+    ("all queues", "/api/queues", |v| {
+        has_names(v, &["defs-vhost-queue"])
+    }),
+    ("exchanges", "/api/exchanges/%2F", |v| {
+        has_names(v, &["defs-topic", "defs-fanout", "defs-headers"])
+    }),
+    ("exchange type", "/api/exchanges/%2F/defs-headers", |v| {
+        v["type"] == "headers"
+    }),
+    (
+        "queue binding",
+        "/api/bindings/%2F/e/defs-topic/q/defs-orders",
+        |v| any(v, |b| b["routing_key"] == "orders.#"),
+    ),
+    (
+        "exchange binding",
+        "/api/bindings/%2F/e/defs-topic/e/defs-fanout",
+        |v| any(v, |b| b["routing_key"] == "audit.*"),
+    ),
+    (
+        "headers binding",
+        "/api/bindings/%2F/e/defs-headers/q/defs-work",
+        |v| any(v, |b| b["arguments"]["x-match"] == "all"),
+    ),
+    ("vhost", "/api/vhosts/defs-vhost", |v| {
+        v["name"] == "defs-vhost"
+    }),
+    ("user", "/api/users/defs-user", |v| {
+        v["tags"] == serde_json::json!(["management"])
+    }),
+    (
+        "permissions",
+        "/api/permissions/defs-vhost/defs-user",
+        |v| v["configure"] == ".*",
+    ),
+    ("permissions in /", "/api/permissions/%2F/defs-user", |v| {
+        v["configure"] == "^defs-"
+    }),
+    (
+        "topic permissions",
+        "/api/topic-permissions/defs-vhost/defs-user",
+        |v| {
+            any(v, |t| {
+                t["exchange"] == "amq.topic" && t["write"] == "^defs\\."
+            })
+        },
+    ),
+    ("policy", "/api/policies/%2F/defs-policy", |v| {
+        v["definition"]["max-length"] == 100 && v["apply-to"] == "queues" && v["priority"] == 2
+    }),
+    (
+        "vhost policy",
+        "/api/policies/defs-vhost/defs-vhost-policy",
+        |v| v["definition"]["message-ttl"] == 60000,
+    ),
+    ("vhost limits", "/api/vhost-limits/defs-vhost", |v| {
+        v[0]["value"]["max-queues"] == 500
+    }),
+];
+
+/// True if `list` (a JSON list of objects) has an object named each of `names`.
+fn has_names(list: &Value, names: &[&str]) -> bool {
+    names.iter().all(|name| any(list, |o| o["name"] == *name))
+}
+
+/// True if some element of `list` (a JSON list) satisfies `check`.
+fn any(list: &Value, check: impl Fn(&Value) -> bool) -> bool {
+    list.as_array().is_some_and(|l| l.iter().any(check))
+}
+
+/// What the import must have made ([`IMPORT_CHECKS`], then logins); one line per failure.
 fn imported_objects_show(broker: &MgmtBroker) -> Vec<String> {
     let mut failures = Vec::new();
-    let mut expect = |what: &str, path: &str, check: &dyn Fn(&Value) -> bool| {
+    for (what, path, check) in IMPORT_CHECKS {
         let response = broker.api("GET", path, None);
         let body: Value = serde_json::from_str(&response.body).unwrap_or(Value::Null);
         if response.status != 200 || !check(&body) {
@@ -247,97 +329,7 @@ fn imported_objects_show(broker: &MgmtBroker) -> Vec<String> {
                 response.status, response.body
             ));
         }
-    };
-    let names = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|o| o["name"].as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    expect("queues in /", "/api/queues/%2F", &|v| {
-        let n = names(v);
-        ["defs-orders", "defs-capped", "defs-dead", "defs-work"]
-            .iter()
-            .all(|q| n.iter().any(|x| x == q))
-    });
-    expect("queue arguments", "/api/queues/%2F/defs-work", &|v| {
-        v["arguments"]["x-dead-letter-routing-key"] == "defs-dead"
-            && v["arguments"]["x-message-ttl"] == 30000
-    });
-    expect("all queues", "/api/queues", &|v| {
-        names(v).iter().any(|x| x == "defs-vhost-queue")
-    });
-    expect("exchanges", "/api/exchanges/%2F", &|v| {
-        let n = names(v);
-        ["defs-topic", "defs-fanout", "defs-headers"]
-            .iter()
-            .all(|e| n.iter().any(|x| x == e))
-    });
-    expect("exchange type", "/api/exchanges/%2F/defs-headers", &|v| {
-        v["type"] == "headers"
-    });
-    expect(
-        "queue binding",
-        "/api/bindings/%2F/e/defs-topic/q/defs-orders",
-        &|v| {
-            v.as_array()
-                .is_some_and(|b| b.iter().any(|b| b["routing_key"] == "orders.#"))
-        },
-    );
-    expect(
-        "exchange binding",
-        "/api/bindings/%2F/e/defs-topic/e/defs-fanout",
-        &|v| {
-            v.as_array()
-                .is_some_and(|b| b.iter().any(|b| b["routing_key"] == "audit.*"))
-        },
-    );
-    expect(
-        "headers binding",
-        "/api/bindings/%2F/e/defs-headers/q/defs-work",
-        &|v| {
-            v.as_array()
-                .is_some_and(|b| b.iter().any(|b| b["arguments"]["x-match"] == "all"))
-        },
-    );
-    expect("vhost", "/api/vhosts/defs-vhost", &|v| {
-        v["name"] == "defs-vhost"
-    });
-    expect("user", "/api/users/defs-user", &|v| {
-        v["tags"] == serde_json::json!(["management"])
-    });
-    expect(
-        "permissions",
-        "/api/permissions/defs-vhost/defs-user",
-        &|v| v["configure"] == ".*",
-    );
-    expect("permissions in /", "/api/permissions/%2F/defs-user", &|v| {
-        v["configure"] == "^defs-"
-    });
-    expect(
-        "topic permissions",
-        "/api/topic-permissions/defs-vhost/defs-user",
-        &|v| {
-            v.as_array().is_some_and(|t| {
-                t.iter()
-                    .any(|t| t["exchange"] == "amq.topic" && t["write"] == "^defs\\.")
-            })
-        },
-    );
-    expect("policy", "/api/policies/%2F/defs-policy", &|v| {
-        v["definition"]["max-length"] == 100 && v["apply-to"] == "queues" && v["priority"] == 2
-    });
-    expect(
-        "vhost policy",
-        "/api/policies/defs-vhost/defs-vhost-policy",
-        &|v| v["definition"]["message-ttl"] == 60000,
-    );
-    expect("vhost limits", "/api/vhost-limits/defs-vhost", &|v| {
-        v[0]["value"]["max-queues"] == 500
-    });
+    }
     failures.extend(imported_user_logs_in(broker));
     failures
 }

@@ -190,3 +190,90 @@ fn provision(name: &str, marker: &str, install: impl FnOnce(&Path)) -> PathBuf {
     );
     dir
 }
+
+/// The pyrabbit2 version the management client tests run with.
+pub const PYRABBIT2_VERSION: &str = "1.0.7";
+
+/// `target/test-venv-mgmt/bin/python`, a venv with pyrabbit2 (a client of the management
+/// HTTP API), created on first use.
+pub fn mgmt_python() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let venv = provision("test-venv-mgmt", "bin/python", |staging| {
+                let mut venv = Command::new("python3");
+                venv.args(["-m", "venv"]).arg(staging);
+                run_to_success(venv, "python3 -m venv", INSTALL_TIMEOUT);
+                let mut pip = Command::new(staging.join("bin").join("python"));
+                pip.args(["-m", "pip", "install", "--quiet"])
+                    .arg("--disable-pip-version-check")
+                    .arg(format!("pyrabbit2=={PYRABBIT2_VERSION}"));
+                run_to_success(pip, "pip install pyrabbit2", INSTALL_TIMEOUT);
+            });
+            venv.join("bin").join("python")
+        })
+        .clone()
+}
+
+/// `target/rabbitmqadmin/rabbitmqadmin`: the management plugin's v1 command line tool (a
+/// stdlib-only Python script), taken on first use from Debian's rabbitmq-server package
+/// (`apt-get download`, then `dpkg-deb`; nothing is installed), or copied from
+/// `/usr/bin/rabbitmqadmin` where that package is installed and the download fails.
+pub fn rabbitmqadmin() -> PathBuf {
+    static ADMIN: OnceLock<PathBuf> = OnceLock::new();
+    ADMIN
+        .get_or_init(|| {
+            let dir = provision("rabbitmqadmin", "rabbitmqadmin", |staging| {
+                std::fs::create_dir_all(staging)
+                    .unwrap_or_else(|e| panic!("expected to create {staging:?}, got {e}"));
+                let script = staging.join("rabbitmqadmin");
+                if !extract_rabbitmqadmin(staging, &script) {
+                    let installed = Path::new("/usr/bin/rabbitmqadmin");
+                    std::fs::copy(installed, &script).unwrap_or_else(|e| {
+                        panic!("expected rabbitmqadmin from Debian's rabbitmq-server package or {installed:?}, got {e}")
+                    });
+                }
+            });
+            dir.join("rabbitmqadmin")
+        })
+        .clone()
+}
+
+/// `apt-get download rabbitmq-server` into `dir` (after `apt-get update` if the first try
+/// fails) and its `/usr/bin/rabbitmqadmin` extracted to `script`; false if that fails.
+fn extract_rabbitmqadmin(dir: &Path, script: &Path) -> bool {
+    let download = || {
+        Command::new("apt-get")
+            .args(["download", "rabbitmq-server"])
+            .current_dir(dir)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !download() {
+        let _ = Command::new("apt-get").arg("update").status();
+        if !download() {
+            return false;
+        }
+    }
+    let Some(deb) = std::fs::read_dir(dir)
+        .ok()
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+    else {
+        return false;
+    };
+    let extract = format!(
+        "dpkg-deb --fsys-tarfile '{}' | tar -xO ./usr/bin/rabbitmqadmin > '{}'",
+        deb.display(),
+        script.display()
+    );
+    let ok = Command::new("sh")
+        .args(["-c", &extract])
+        .status()
+        .is_ok_and(|s| s.success());
+    let _ = std::fs::remove_file(&deb);
+    ok && std::fs::metadata(script).is_ok_and(|m| m.len() > 0)
+}

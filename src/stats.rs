@@ -30,9 +30,21 @@ pub enum Counter {
     ReturnUnroutable,
     /// Publishes routed to no queue and dropped.
     DropUnroutable,
+    /// Message records written to the store, and message bodies read back from it.
+    DiskWrites,
+    DiskReads,
+    /// Churn: connections opened and closed, channels opened and closed, queues created,
+    /// declared (created or not) and deleted.
+    ConnectionCreated,
+    ConnectionClosed,
+    ChannelCreated,
+    ChannelClosed,
+    QueueCreated,
+    QueueDeclared,
+    QueueDeleted,
 }
 
-const COUNTERS: usize = 11;
+const COUNTERS: usize = 20;
 
 thread_local! {
     static COUNTS: [Cell<u64>; COUNTERS] = const { [const { Cell::new(0) }; COUNTERS] };

@@ -88,6 +88,10 @@ const NOT_FOR_WARREN: &[(&str, &str)] = &[
         "contexts",
         "Erlang web dispatcher contexts; RabbitMQ lists them only seconds after boot",
     ),
+    (
+        "config_files",
+        "RabbitMQ always runs from a config file; Warren lists one only when given --config",
+    ),
 ];
 
 /// On an external broker the tests of this file take turns: the scenario compares whole

@@ -89,6 +89,7 @@ impl Broker {
     }
 
     fn declare(&mut self, d: Declare) -> Result<OpOk, AmqpError> {
+        crate::stats::add(crate::stats::Counter::QueueDeclared, 1);
         if let Some(&key) = self.by_name.get(&d.vhost, &d.name) {
             self.queues[key].touch();
             self.queues[key].expire(&mut self.sh);
@@ -122,6 +123,7 @@ impl Broker {
                 "cannot declare queue '{name}': {limit} is reached"
             )));
         }
+        crate::stats::add(crate::stats::Counter::QueueCreated, 1);
         let owner = d.exclusive.then_some(d.owner);
         let queue_id = self.new_queue_id();
         // Exclusive queues die with their connection, so they are never recovered.
@@ -295,6 +297,7 @@ impl Broker {
     /// Removes a queue; its consumers are told (basic.cancel from the server). Returns the
     /// number of ready messages it held.
     fn delete(&mut self, key: usize, out: &mut Outbox) -> u32 {
+        crate::stats::add(crate::stats::Counter::QueueDeleted, 1);
         let q = self.queues.remove(key);
         self.by_name.remove(&q.vhost, &q.name);
         self.queue_count.remove(&q.vhost);

@@ -17,6 +17,8 @@ pub enum Inspect {
     Queues,
     /// The shard's message counters.
     Stats,
+    /// Messages in and out of each exchange, as routed on this shard.
+    ExchangeStats,
     Connections,
     /// connection.close 320 CONNECTION_FORCED to the connection of that name, if it is here.
     CloseConnection {
@@ -31,6 +33,8 @@ pub enum Inspected {
     Queues(Vec<QueueInfo>),
     Connections(Vec<ConnectionInfo>),
     Stats(crate::stats::Totals),
+    /// (vhost, name, publish_in, publish_out) of each exchange that routed something.
+    ExchangeStats(Vec<(Bytes, Bytes, u64, u64)>),
     /// How many connections were told to close.
     Closed(usize),
 }
@@ -51,6 +55,8 @@ pub struct QueueInfo {
     /// Bytes of the bodies of its messages (ready and unacknowledged).
     pub message_bytes: u64,
     pub stats: QueueStats,
+    /// Milliseconds since it was last used.
+    pub idle_ms: u64,
 }
 
 /// A client connection in `rabbitmqctl list_connections`' terms.
@@ -72,6 +78,10 @@ pub struct ConnectionInfo {
     pub heartbeat_secs: u16,
     /// Its channels, in number order.
     pub channel_details: Vec<ChannelInfo>,
+    /// Socket traffic: bytes received, reads, bytes sent, writes.
+    pub io_counts: [u64; 4],
+    /// Milliseconds since it last read or wrote.
+    pub idle_ms: u64,
 }
 
 /// A channel in the management API's terms.
@@ -113,6 +123,7 @@ impl Broker {
                 consumers: q.consumer_count() as u64,
                 message_bytes: q.message_bytes(),
                 stats: q.stats,
+                idle_ms: q.idle_ms(),
             })
             .collect()
     }

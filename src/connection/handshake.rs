@@ -182,6 +182,7 @@ fn open(shard: &Shard, conn: &Conn, m: ConnectionOpen) -> Result<(), HardError> 
     state.phase = Phase::Opened;
     drop(state);
     lifecycle_log::opened(conn, shard.id);
+    crate::stats::add(crate::stats::Counter::ConnectionCreated, 1);
     conn.send_method(
         0,
         &Method::ConnectionOpenOk(ConnectionOpenOk {

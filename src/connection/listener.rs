@@ -130,13 +130,16 @@ async fn linger(stream: &Stream) {
 /// The connection is gone: requeue its unacked messages, cancel its consumers and delete
 /// its exclusive queues, on whichever shards they live (and no other shard is told).
 fn release(shard: &Shard, conn: &Conn) {
-    let channels: Vec<super::channel::Channel> = conn
-        .state
-        .borrow_mut()
-        .channels
-        .drain()
-        .map(|(_, ch)| ch)
-        .collect();
+    let (channels, opened) = {
+        let mut state = conn.state.borrow_mut();
+        let channels: Vec<super::channel::Channel> =
+            state.channels.drain().map(|(_, ch)| ch).collect();
+        (channels, !state.vhost.is_empty())
+    };
+    if opened {
+        crate::stats::add(crate::stats::Counter::ConnectionClosed, 1);
+    }
+    crate::stats::add(crate::stats::Counter::ChannelClosed, channels.len() as u64);
     for mut ch in channels {
         ch.release(shard);
     }

@@ -145,6 +145,39 @@ pub struct Conn {
     /// The user a verified TLS client certificate names (`--ssl-cert-login-from`): the
     /// connection may log in with EXTERNAL as that user.
     cert_user: Option<String>,
+    /// Bytes and reads/writes on the socket, for the management API.
+    pub(crate) io_counts: IoCounts,
+}
+
+/// A connection's socket traffic: RabbitMQ's `recv_oct`, `recv_cnt`, `send_oct`, `send_cnt`.
+#[derive(Default)]
+pub(crate) struct IoCounts {
+    recv_oct: Cell<u64>,
+    recv_cnt: Cell<u64>,
+    send_oct: Cell<u64>,
+    send_cnt: Cell<u64>,
+}
+
+impl IoCounts {
+    fn received(&self, n: usize) {
+        self.recv_oct.set(self.recv_oct.get() + n as u64);
+        self.recv_cnt.set(self.recv_cnt.get() + 1);
+    }
+
+    fn sent(&self, n: usize) {
+        self.send_oct.set(self.send_oct.get() + n as u64);
+        self.send_cnt.set(self.send_cnt.get() + 1);
+    }
+
+    /// (recv_oct, recv_cnt, send_oct, send_cnt).
+    pub(crate) fn get(&self) -> [u64; 4] {
+        [
+            self.recv_oct.get(),
+            self.recv_cnt.get(),
+            self.send_oct.get(),
+            self.send_cnt.get(),
+        ]
+    }
 }
 
 impl Conn {
@@ -184,6 +217,7 @@ impl Conn {
             credit_back: Notify::new(),
             queue_shards: RefCell::new(SmallVec::new()),
             cert_user,
+            io_counts: IoCounts::default(),
         }
     }
 

@@ -101,6 +101,13 @@ impl Client for Conn {
             channel_max: state.channel_max,
             heartbeat_secs: state.heartbeat_secs,
             channel_details: channel_infos(&state.channels),
+            io_counts: self.io_counts.get(),
+            idle_ms: self
+                .last_read
+                .get()
+                .max(self.last_write.get())
+                .elapsed()
+                .as_millis() as u64,
         })
     }
 

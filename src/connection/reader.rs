@@ -56,6 +56,7 @@ pub async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &Stream) {
             Ok(n) => n,
         };
         conn.last_read.set(Instant::now());
+        conn.io_counts.received(n);
         want = if n == offered {
             (want * 2).min(READ_MAX_BYTES)
         } else if n < want / 4 {

@@ -29,7 +29,9 @@ pub async fn write_loop(shard: Rc<Shard>, conn: Rc<Conn>, stream: Rc<Stream>) {
         // The deliveries in this buffer: once it is written, their queues may send more.
         std::mem::swap(&mut credits, &mut *conn.credits.borrow_mut());
         let stall = Duration::from_secs(shard.config.writer_timeout_secs);
+        let written = buf.len();
         let (result, mut buf) = stream.write_all(buf, stall).await;
+        conn.io_counts.sent(written);
         if let Err(err) = result {
             if err.kind() == std::io::ErrorKind::TimedOut {
                 crate::warn!(

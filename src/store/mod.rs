@@ -250,6 +250,7 @@ impl<W> Store<W> {
             s.live += 1;
         }
         self.appended_one();
+        crate::stats::add(crate::stats::Counter::DiskWrites, 1);
         Loc {
             seg: self.current,
             off: off as u32,

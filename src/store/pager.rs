@@ -74,6 +74,7 @@ async fn read_frame(
             f
         }
     };
+    crate::stats::add(crate::stats::Counter::DiskReads, 1);
     file.read_exact_at(loc.len as usize, u64::from(loc.off))
         .await
 }

@@ -378,6 +378,11 @@ impl Queue {
 
     /// The queue was used (declared again, basic.get, a consumer came or went): its x-expires
     /// period starts again.
+    /// Milliseconds since it was last used (declared, consumed from, got from).
+    pub fn idle_ms(&self) -> u64 {
+        crate::broker::ready::now_ms().saturating_sub(self.last_used_ms)
+    }
+
     pub fn touch(&mut self) {
         self.last_used_ms = now_ms();
     }

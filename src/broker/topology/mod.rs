@@ -10,6 +10,7 @@ mod records;
 mod validate;
 mod vhosts;
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
@@ -53,6 +54,10 @@ pub struct Exchange {
     /// Where what this exchange routes nowhere goes: its `alternate-exchange` argument, else
     /// its policy's.
     pub alternate: Option<Bytes>,
+    /// Messages published to it on this shard, and of those the ones it routed to a queue
+    /// (the management API's `publish_in` and `publish_out`).
+    pub publish_in: Cell<u64>,
+    pub publish_out: Cell<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -132,13 +137,15 @@ pub struct BindingChange {
     pub arguments: FieldTable,
 }
 
-/// Exchanges every vhost starts with, as in RabbitMQ.
-pub const PREDECLARED: &[(&str, ExchangeKind)] = &[
-    ("amq.direct", ExchangeKind::Direct),
-    ("amq.fanout", ExchangeKind::Fanout),
-    ("amq.topic", ExchangeKind::Topic),
-    ("amq.headers", ExchangeKind::Headers),
-    ("amq.match", ExchangeKind::Headers),
+/// The exchanges every vhost starts with: (name, type, internal). `amq.rabbitmq.trace` is
+/// RabbitMQ's firehose exchange, internal, listed as RabbitMQ lists it.
+pub const PREDECLARED: &[(&str, ExchangeKind, bool)] = &[
+    ("amq.direct", ExchangeKind::Direct, false),
+    ("amq.fanout", ExchangeKind::Fanout, false),
+    ("amq.topic", ExchangeKind::Topic, false),
+    ("amq.headers", ExchangeKind::Headers, false),
+    ("amq.match", ExchangeKind::Headers, false),
+    ("amq.rabbitmq.trace", ExchangeKind::Topic, true),
 ];
 
 pub struct Topology {
@@ -294,6 +301,8 @@ impl Topology {
                         arguments: arguments.clone(),
                         bindings: Bindings::new(*kind),
                         alternate: self.policies.alternate_exchange(vhost, name, arguments),
+                        publish_in: Cell::new(0),
+                        publish_out: Cell::new(0),
                     },
                 );
             }
@@ -476,6 +485,10 @@ impl Topology {
         if visited.len() > 1 || queues.len() > 1 {
             queues.sort_unstable();
             queues.dedup();
+        }
+        ex.publish_in.set(ex.publish_in.get() + 1);
+        if !queues.is_empty() {
+            ex.publish_out.set(ex.publish_out.get() + 1);
         }
         Ok(())
     }

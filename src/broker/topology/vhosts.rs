@@ -31,7 +31,7 @@ impl Topology {
                 exchanges: HashMap::new(),
             },
         );
-        for (name, kind) in PREDECLARED {
+        for (name, kind, internal) in PREDECLARED {
             self.apply_one(&TopologyChange::DeclareExchange {
                 id: self.next_id,
                 vhost: vhost.clone(),
@@ -39,7 +39,7 @@ impl Topology {
                 kind: *kind,
                 durable: true,
                 auto_delete: false,
-                internal: false,
+                internal: *internal,
                 arguments: FieldTable::default(),
             });
         }

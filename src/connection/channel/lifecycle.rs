@@ -1,6 +1,7 @@
 //! channel.open / close / flow and access.request, and which methods a channel accepts in
 //! its current state.
 
+use crate::stats::{self, Counter};
 use bytes::Bytes;
 
 use super::{Channel, Ctx, Fail};
@@ -45,6 +46,7 @@ pub fn admit(shard: &Shard, conn: &Conn, channel: u16, method: &Method) -> Resul
                 return Err(HardError::new(NOT_ALLOWED, text).on(method));
             }
             state.channels.insert(channel, Channel::new());
+            stats::add(Counter::ChannelCreated, 1);
             drop(state);
             let ok = ChannelOpenOk {
                 channel_id: Bytes::new(),
@@ -58,10 +60,12 @@ pub fn admit(shard: &Shard, conn: &Conn, channel: u16, method: &Method) -> Resul
                 Method::ChannelCloseOk(_) => {
                     state.channels.remove(&channel);
                     tracking::close_channel(&state.user);
+                    stats::add(Counter::ChannelClosed, 1);
                 }
                 Method::ChannelClose(_) => {
                     state.channels.remove(&channel);
                     tracking::close_channel(&state.user);
+                    stats::add(Counter::ChannelClosed, 1);
                     drop(state);
                     conn.send_method(channel, &Method::ChannelCloseOk(ChannelCloseOk {}));
                 }
@@ -95,6 +99,7 @@ pub fn close(ctx: &Ctx) -> Result<(), Fail> {
         let ch = state.channels.remove(&ctx.channel);
         if ch.is_some() {
             tracking::close_channel(&state.user);
+            stats::add(Counter::ChannelClosed, 1);
         }
         ch
     };

@@ -99,18 +99,69 @@ pub async fn get(api: &Api, req: &Req, who: &Who, snap: &Value, s: &[&str]) -> A
         ["user-limits", u] => admin_list(who, req, true, user_limits(snap, Some(u)))?,
         ["definitions"] => {
             who.require_admin()?;
-            let text = api.ask(Control::Query(Query::ExportDefinitions)).await;
-            let defs: Value = text
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok())
-                .unwrap_or_default();
-            Reply::json(&defs)
+            Reply::json(&definitions(api, None).await)
+        }
+        ["definitions", v] => {
+            who.require_admin()?;
+            if !vhost_exists(snap, v) {
+                return Err(Reply::not_found());
+            }
+            Reply::json(&definitions(api, Some(v)).await)
         }
         ["health", "checks", rest @ ..] => health(api, rest)?,
         ["aliveness-test", v] => one(vhost_exists(snap, v), || json!({"status": "ok"}))?,
         _ => return Err(Reply::not_found()),
     };
     Ok(reply)
+}
+
+/// The export in the API's form, which differs from `rabbitmqctl export_definitions`'s:
+/// vhosts by name only, no queue type, exchanges with `internal`, the cluster id as a
+/// global parameter. For one vhost: its items without their `vhost` field (parameters and
+/// policies keep it), and no users, vhosts or permissions.
+async fn definitions(api: &Api, vhost: Option<&str>) -> Value {
+    let text = api.ask(Control::Query(Query::ExportDefinitions)).await;
+    let mut defs: Value = text
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let names: Vec<Value> = items(&defs, "vhosts")
+        .map(|v| json!({"name": v["name"]}))
+        .collect();
+    defs["vhosts"] = Value::Array(names);
+    for q in defs["queues"].as_array_mut().into_iter().flatten() {
+        if let Some(q) = q.as_object_mut() {
+            q.remove("type");
+        }
+    }
+    for ex in defs["exchanges"].as_array_mut().into_iter().flatten() {
+        ex["internal"] = json!(false);
+    }
+    let id = format!("warren-cluster-id-{}", shape::node_name());
+    defs["global_parameters"] = json!([{"name": "internal_cluster_id", "value": id}]);
+    match vhost {
+        None => defs,
+        Some(v) => one_vhost(&defs, v),
+    }
+}
+
+fn one_vhost(defs: &Value, vhost: &str) -> Value {
+    let mut out = json!({"rabbit_version": defs["rabbit_version"]});
+    for section in ["parameters", "policies", "queues", "exchanges", "bindings"] {
+        let keep_vhost = matches!(section, "parameters" | "policies");
+        let picked: Vec<Value> = items(defs, section)
+            .filter(|i| i["vhost"] == vhost)
+            .map(|i| {
+                let mut i = i.clone();
+                if let (false, Some(o)) = (keep_vhost, i.as_object_mut()) {
+                    o.remove("vhost");
+                }
+                i
+            })
+            .collect();
+        out[section] = Value::Array(picked);
+    }
+    out
 }
 
 /// An administrator-only listing; 404 when what it belongs to does not exist.
@@ -166,6 +217,23 @@ fn user_limits(snap: &Value, user: Option<&str>) -> Vec<Value> {
         .collect()
 }
 
+/// Every port a listener of this node accepts on.
+fn listening_ports(api: &Api) -> Vec<u16> {
+    let c = &api.config;
+    let mut ports: Vec<u16> = c.listen.iter().map(|a| a.port()).collect();
+    if c.tls_cert.is_some() {
+        ports.push(c.tls_port);
+    }
+    ports.extend(
+        [c.management_port, c.prometheus_port]
+            .iter()
+            .filter(|p| **p != 0),
+    );
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
 /// `/api/health/checks/...`: 200 `{"status":"ok"}`, or 503 `{"status":"failed","reason":..}`.
 fn health(api: &Api, rest: &[&str]) -> ApiResult {
     let failed = |reason: String| {
@@ -183,20 +251,31 @@ fn health(api: &Api, rest: &[&str]) -> ApiResult {
             let port: u16 = port
                 .parse()
                 .map_err(|_| Reply::bad_request("invalid port"))?;
-            let listening = api.config.listen.iter().any(|a| a.port() == port)
-                || api.config.management_port == port
-                || (api.config.tls_cert.is_some() && api.config.tls_port == port);
-            if listening {
+            let ports = listening_ports(api);
+            if ports.contains(&port) {
                 Ok(Reply::json(&json!({"status": "ok", "port": port})))
             } else {
-                Ok(failed(format!("No active listener on port {port}")))
+                let body = json!({"status": "failed", "missing": port, "ports": ports,
+                    "reason": format!("No active listener on port {port}")});
+                Ok(Reply::with(hyper::StatusCode::SERVICE_UNAVAILABLE, &body))
             }
         }
-        ["protocol-listener", _]
-        | ["virtual-hosts"]
-        | ["node-is-quorum-critical"]
-        | ["node-is-mirror-sync-critical"]
-        | ["certificate-expiration", ..] => Ok(Reply::json(&json!({"status": "ok"}))),
+        ["protocol-listener", protocol] => {
+            let known = ["amqp", "amqp/ssl", "amqps", "http", "http/prometheus"];
+            if known.contains(protocol) {
+                Ok(Reply::json(&json!({"status": "ok", "protocol": protocol})))
+            } else {
+                Ok(failed(format!(
+                    "No active listener for protocol {protocol}"
+                )))
+            }
+        }
+        ["node-is-quorum-critical"] | ["node-is-mirror-sync-critical"] => Ok(Reply::json(
+            &json!({"status": "ok", "reason": "single node cluster"}),
+        )),
+        ["virtual-hosts"] | ["certificate-expiration", ..] => {
+            Ok(Reply::json(&json!({"status": "ok"})))
+        }
         _ => Err(Reply::not_found()),
     }
 }

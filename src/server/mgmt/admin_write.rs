@@ -20,13 +20,7 @@ pub async fn write(api: &Api, req: &Req, who: &Who, snap: &Value, s: &[&str]) ->
     }
     who.require_admin()?;
     match (m, s) {
-        (&Method::PUT, ["vhosts", v]) => {
-            let item = with_names(req.json()?, v, v);
-            created(
-                api.ask(definition(&item, "vhosts")?).await,
-                vhost_exists(snap, v),
-            )
-        }
+        (&Method::PUT, ["vhosts", v]) => put_vhost(api, req, who, snap, v).await,
         (&Method::DELETE, ["vhosts", v]) => {
             if !vhost_exists(snap, v) {
                 return Err(Reply::not_found());
@@ -41,7 +35,7 @@ pub async fn write(api: &Api, req: &Req, who: &Who, snap: &Value, s: &[&str]) ->
             ask(api, json!({"command": "delete-user", "name": u})).await
         }
         (&Method::PUT, ["permissions", v, u]) => {
-            exists(snap, v, u)?;
+            exists(snap, v, u).map_err(|_| Reply::bad_request("vhost_or_user_not_found"))?;
             let mut body = req.json()?;
             body["command"] = json!("set-permissions");
             body["vhost"] = json!(v);
@@ -116,6 +110,24 @@ async fn ask(api: &Api, request: Value) -> ApiResult {
     done(ask_text(api, request).await)
 }
 
+/// A new vhost, whose creator gets full permissions there, as RabbitMQ grants them. Its
+/// `tags` are taken from the body; RabbitMQ 3.10 leaves the description of a vhost made
+/// through the API empty, and so does Warren.
+async fn put_vhost(api: &Api, req: &Req, who: &Who, snap: &Value, v: &str) -> ApiResult {
+    let body = req.json()?;
+    let existed = vhost_exists(snap, v);
+    let item = json!({"name": v, "tags": body.get("tags").cloned().unwrap_or(json!([]))});
+    let answer = api.ask(definition(&item, "vhosts")?).await;
+    if answer.is_ok() && !existed {
+        let grant = json!({"command": "set-permissions", "vhost": v, "user": who.name,
+            "configure": ".*", "write": ".*", "read": ".*"});
+        ask_text(api, grant)
+            .await
+            .map_err(|e| Reply::bad_request(&e))?;
+    }
+    created(answer, existed)
+}
+
 async fn put_user(api: &Api, req: &Req, snap: &Value, u: &str) -> ApiResult {
     let body = req.json()?;
     let existed = items(snap, "users").any(|x| x["name"] == u);
@@ -149,7 +161,7 @@ async fn policy(
     let [_, v, name] = s else {
         return Err(Reply::method_not_allowed());
     };
-    let allowed = who.is_admin() || (!operator && who.is_policymaker() && who.sees_vhost(snap, v));
+    let allowed = who.is_admin() || (!operator && who.is_policymaker() && who.has_access(snap, v));
     if !allowed {
         return Err(Reply::unauthorised("Not policymaker user"));
     }

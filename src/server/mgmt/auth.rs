@@ -35,11 +35,9 @@ impl Who {
         self.is_monitoring() || self.is_policymaker() || self.has("management")
     }
 
-    /// May see objects of `vhost` (has a permission there, or sees all).
-    pub fn sees_vhost(&self, snapshot: &Value, vhost: &str) -> bool {
-        if self.is_monitoring() {
-            return true;
-        }
+    /// Has permissions in `vhost`: only then does the API show its queues, exchanges,
+    /// bindings and policies, administrators included (as RabbitMQ does).
+    pub fn has_access(&self, snapshot: &Value, vhost: &str) -> bool {
         let perms = snapshot["permissions"].as_array().map(Vec::as_slice);
         perms
             .unwrap_or_default()
@@ -47,11 +45,29 @@ impl Who {
             .any(|p| p["user"] == self.name.as_str() && p["vhost"] == vhost)
     }
 
-    /// May see `item` (which has a `vhost`): connections and channels also need to be the
-    /// user's own unless the user sees everything.
+    /// Sees `vhost` in the vhost list (monitoring users see them all).
+    pub fn sees_vhost(&self, snapshot: &Value, vhost: &str) -> bool {
+        self.is_monitoring() || self.has_access(snapshot, vhost)
+    }
+
+    /// May see `item` (which has a `vhost`).
     pub fn sees(&self, snapshot: &Value, item: &Value) -> bool {
         let vhost = item["vhost"].as_str().unwrap_or_default();
-        self.sees_vhost(snapshot, vhost)
+        self.has_access(snapshot, vhost)
+    }
+
+    /// The objects of `vhost` may be read: 404 when it does not exist, 401 without access.
+    pub fn enter(&self, snapshot: &Value, vhost: &str) -> Result<(), Reply> {
+        let exists = snapshot["vhosts"]
+            .as_array()
+            .is_some_and(|all| all.iter().any(|v| v["name"] == vhost));
+        if !exists {
+            return Err(Reply::not_found());
+        }
+        if !self.has_access(snapshot, vhost) {
+            return Err(Reply::unauthorised("Not authorised to access virtual host"));
+        }
+        Ok(())
     }
 
     pub fn require_admin(&self) -> Result<(), Reply> {
@@ -74,7 +90,7 @@ impl Who {
 /// Checks the request's credentials against the broker's users.
 pub async fn login(api: &Api, req: &Req) -> Result<Who, Reply> {
     let Some((user, password)) = &req.credentials else {
-        return Err(Reply::unauthorised("Login failed"));
+        return Err(Reply::no_credentials());
     };
     let op = ApiOp::Login {
         user: bytes::Bytes::copy_from_slice(user.as_bytes()),
@@ -84,7 +100,7 @@ pub async fn login(api: &Api, req: &Req) -> Result<Who, Reply> {
     let tags = api
         .ask(Control::Api(op))
         .await
-        .map_err(|_| Reply::unauthorised("Login failed"))?;
+        .map_err(|_| Reply::login_failed())?;
     let who = Who {
         name: user.clone(),
         tags: tags

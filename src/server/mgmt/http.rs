@@ -117,6 +117,8 @@ pub struct Reply {
     pub body: Bytes,
     /// A `Location` header (a new binding's properties key).
     pub location: Option<String>,
+    /// A 401 that asks for credentials (`WWW-Authenticate`): the login failed.
+    pub challenge: bool,
 }
 
 impl Reply {
@@ -130,6 +132,7 @@ impl Reply {
             content_type: "application/json",
             body: Bytes::from(value.to_string()),
             location: None,
+            challenge: false,
         }
     }
 
@@ -140,6 +143,7 @@ impl Reply {
             content_type: "application/json",
             body: Bytes::new(),
             location: None,
+            challenge: false,
         }
     }
 
@@ -155,8 +159,28 @@ impl Reply {
         Reply::error(StatusCode::BAD_REQUEST, "bad_request", reason)
     }
 
+    /// Logged in, but not allowed (RabbitMQ spells this one the British way).
     pub fn unauthorised(reason: &str) -> Reply {
         Reply::error(StatusCode::UNAUTHORIZED, "not_authorised", reason)
+    }
+
+    /// Wrong user or password.
+    pub fn login_failed() -> Reply {
+        let mut reply = Reply::error(StatusCode::UNAUTHORIZED, "not_authorized", "Login failed");
+        reply.challenge = true;
+        reply
+    }
+
+    /// No credentials at all: an empty 401 that asks for them.
+    pub fn no_credentials() -> Reply {
+        let mut reply = Reply::empty(StatusCode::UNAUTHORIZED);
+        reply.challenge = true;
+        reply
+    }
+
+    /// 404 with RabbitMQ's other spelling, for a queue an action names.
+    pub fn no_queue() -> Reply {
+        Reply::error(StatusCode::NOT_FOUND, "not_found", "no queue")
     }
 
     pub fn method_not_allowed() -> Reply {
@@ -173,12 +197,14 @@ impl Reply {
             content_type,
             body: body.into(),
             location: None,
+            challenge: false,
         }
     }
 
-    /// The response; `challenge` adds `WWW-Authenticate` to a 401.
-    pub fn into_response(self, challenge: bool) -> Response<Full<Bytes>> {
-        let unauthorised = challenge && self.status == StatusCode::UNAUTHORIZED;
+    /// The response; `browser_may_ask` lets a failed login carry `WWW-Authenticate` (not to
+    /// the web UI's own scripts, which show their login form instead).
+    pub fn into_response(self, browser_may_ask: bool) -> Response<Full<Bytes>> {
+        let unauthorised = browser_may_ask && self.challenge;
         let mut response = Response::new(Full::new(self.body));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 
+use hyper::StatusCode;
+
 use super::http::Reply;
 
 /// Largest `page_size` RabbitMQ accepts.
@@ -20,7 +22,9 @@ pub fn list(query: &HashMap<String, String>, items: Vec<Value>) -> Reply {
 
 fn shaped(query: &HashMap<String, String>, mut items: Vec<Value>) -> Result<Value, Reply> {
     let total = items.len();
-    if let Some(name) = query.get("name").filter(|n| !n.is_empty()) {
+    // As in RabbitMQ, `name` filters only a paged listing.
+    let paged = query.contains_key("page");
+    if let Some(name) = query.get("name").filter(|n| paged && !n.is_empty()) {
         let regex = query.get("use_regex").is_some_and(|v| v == "true");
         let matches = name_filter(name, regex)?;
         items.retain(|item| matches(item["name"].as_str().unwrap_or_default()));
@@ -54,18 +58,30 @@ fn page_of(
     page: &str,
     items: &mut Vec<Value>,
 ) -> Result<(usize, usize, usize), Reply> {
-    let bad = |what: &str| Reply::bad_request(what);
-    let page: usize = page.parse().map_err(|_| bad("invalid page"))?;
+    let invalid = || {
+        let reason = "page and page_size must be integers between 1 and 500";
+        Reply::error(
+            StatusCode::BAD_REQUEST,
+            "invalid_pagination_parameters",
+            reason,
+        )
+    };
+    let page: usize = page.parse().map_err(|_| invalid())?;
     let size: usize = match query.get("page_size") {
-        Some(s) => s.parse().map_err(|_| bad("invalid page_size"))?,
+        Some(s) => s.parse().map_err(|_| invalid())?,
         None => 100,
     };
     if page == 0 || size == 0 || size > MAX_PAGE_SIZE {
-        return Err(bad("page and page_size must be between 1 and 500"));
+        return Err(invalid());
     }
     let count = items.len().div_ceil(size).max(1);
     if page > count {
-        return Err(bad("page out of range"));
+        let reason = "page number out of range";
+        return Err(Reply::error(
+            StatusCode::BAD_REQUEST,
+            "page_out_of_range",
+            reason,
+        ));
     }
     let start = (page - 1) * size;
     let end = (start + size).min(items.len());
@@ -154,11 +170,17 @@ mod tests {
         assert_eq!(v["items"], json!([{"name": "c", "m": {"x": 1}}]));
         assert_eq!(v["page_count"], 2);
         assert_eq!(v["total_count"], 3);
-        let v = shaped(&q(&[("columns", "name,m.x"), ("name", "A")]), names()).unwrap_or_default();
-        assert_eq!(v, json!([{"name": "a", "m": {"x": 1}}]));
-        let v =
-            shaped(&q(&[("name", "^[bc]$"), ("use_regex", "true")]), names()).unwrap_or_default();
-        assert_eq!(v.as_array().map(Vec::len), Some(2));
+        let v = shaped(
+            &q(&[("columns", "name,m.x"), ("name", "A"), ("page", "1")]),
+            names(),
+        )
+        .unwrap_or_default();
+        assert_eq!(v["items"], json!([{"name": "a", "m": {"x": 1}}]));
+        let regex = [("name", "^[bc]$"), ("use_regex", "true"), ("page", "1")];
+        let v = shaped(&q(&regex), names()).unwrap_or_default();
+        assert_eq!(v["items"].as_array().map(Vec::len), Some(2));
+        let unpaged = shaped(&q(&[("name", "a")]), names()).unwrap_or_default();
+        assert_eq!(unpaged.as_array().map(Vec::len), Some(3));
         assert!(shaped(&q(&[("page", "9")]), names()).is_err());
     }
 }

@@ -15,9 +15,14 @@ use crate::shard::control::{ApiOp, Control};
 
 pub async fn get(api: &Api, req: &Req, v: &str, name: &str) -> ApiResult {
     let body = req.json()?;
+    let field = |key: &str| {
+        body[key]
+            .as_str()
+            .ok_or_else(|| Reply::bad_request(&format!("{key} is required")))
+    };
     let count = body["count"].as_u64().unwrap_or(1).min(10_000) as u32;
-    let settle = settle_of(body["ackmode"].as_str().unwrap_or("ack_requeue_true"))?;
-    let encoding = body["encoding"].as_str().unwrap_or("auto");
+    let settle = settle_of(field("ackmode")?)?;
+    let encoding = field("encoding")?;
     let truncate = body["truncate"].as_u64().map(|t| t as usize);
     let op = ApiOp::Get {
         vhost: bytes_of(v),

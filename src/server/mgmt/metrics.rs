@@ -99,7 +99,7 @@ pub fn render(api: &Api, snap: &Value, per_object: bool) -> String {
     );
     queue_totals(&mut f, snap, per_object);
     global_counters(&mut f, &snap["totals"]);
-    resources(&mut f, api);
+    resources(&mut f, api, per_object);
     shards(&mut f, snap);
     out
 }
@@ -171,13 +171,66 @@ fn global_counters(f: &mut Family, totals: &Value) {
     ];
     for (name, fields, help) in counters {
         let value: f64 = fields.iter().map(|k| num(&totals[*k])).sum();
-        let labels = [("protocol", "amqp091")];
+        // What consumers did is counted per queue type, as RabbitMQ labels it.
+        let per_queue_type = !name.contains("received")
+            && !name.contains("routed")
+            && !name.contains("unroutable")
+            && !name.contains("confirmed");
+        let labels: &[(&str, &str)] = if per_queue_type {
+            &[
+                ("protocol", "amqp091"),
+                ("queue_type", "rabbit_classic_queue"),
+            ]
+        } else {
+            &[("protocol", "amqp091")]
+        };
         f.start(name, "counter", help);
-        f.sample(name, &labels, value);
+        f.sample(name, labels, value);
+    }
+    let churn = [
+        (
+            "rabbitmq_connections_opened_total",
+            "connection_created",
+            "Total number of connections opened",
+        ),
+        (
+            "rabbitmq_connections_closed_total",
+            "connection_closed",
+            "Total number of connections closed or terminated",
+        ),
+        (
+            "rabbitmq_channels_opened_total",
+            "channel_created",
+            "Total number of channels opened",
+        ),
+        (
+            "rabbitmq_channels_closed_total",
+            "channel_closed",
+            "Total number of channels closed",
+        ),
+        (
+            "rabbitmq_queues_declared_total",
+            "queue_declared",
+            "Total number of queues declared",
+        ),
+        (
+            "rabbitmq_queues_created_total",
+            "queue_created",
+            "Total number of queues created",
+        ),
+        (
+            "rabbitmq_queues_deleted_total",
+            "queue_deleted",
+            "Total number of queues deleted",
+        ),
+    ];
+    for (name, field, help) in churn {
+        f.one(name, "counter", help, num(&totals[field]));
     }
 }
 
-fn resources(f: &mut Family, api: &Api) {
+/// Memory, disk, descriptors; the alarms only in the aggregated answer, as RabbitMQ's.
+fn resources(f: &mut Family, api: &Api, per_object: bool) {
     let c = &api.config;
     let state = super::node::api_alarms(api);
     let rss = alarm::resident_bytes() as f64;
@@ -215,25 +268,27 @@ fn resources(f: &mut Family, api: &Api) {
         "Open file descriptors",
         fds,
     );
-    let flag = |bit: u8| if state & bit != 0 { 1.0 } else { 0.0 };
-    f.one(
-        "rabbitmq_alarms_memory_used_watermark",
-        "gauge",
-        "is 1 if VM memory watermark alarm is in effect",
-        flag(MEMORY),
-    );
-    f.one(
-        "rabbitmq_alarms_free_disk_space_watermark",
-        "gauge",
-        "is 1 if free disk space watermark alarm is in effect",
-        flag(DISK),
-    );
-    f.one(
-        "rabbitmq_alarms_file_descriptor_limit",
-        "gauge",
-        "is 1 if file descriptor limit alarm is in effect",
-        0.0,
-    );
+    if !per_object {
+        let flag = |bit: u8| if state & bit != 0 { 1.0 } else { 0.0 };
+        f.one(
+            "rabbitmq_alarms_memory_used_watermark",
+            "gauge",
+            "is 1 if VM memory watermark alarm is in effect",
+            flag(MEMORY),
+        );
+        f.one(
+            "rabbitmq_alarms_free_disk_space_watermark",
+            "gauge",
+            "is 1 if free disk space watermark alarm is in effect",
+            flag(DISK),
+        );
+        f.one(
+            "rabbitmq_alarms_file_descriptor_limit",
+            "gauge",
+            "is 1 if file descriptor limit alarm is in effect",
+            0.0,
+        );
+    }
     let uptime = api.started.elapsed().as_secs_f64();
     f.one(
         "rabbitmq_erlang_uptime_seconds",

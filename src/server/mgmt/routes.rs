@@ -20,16 +20,20 @@ pub async fn get(api: &Api, req: &Req, who: &Who, snap: &Value) -> ApiResult {
         ["extensions"] => Reply::json(&json!([])),
         ["nodes"] => {
             who.require_monitoring()?;
-            list(&req.query, vec![node::node(api)])
+            list(&req.query, vec![node::node(api, snap)])
         }
         ["nodes", name] => {
             who.require_monitoring()?;
-            one(*name == node_name(), || node::node(api))?
+            one(*name == node_name(), || node::node(api, snap))?
         }
-        ["connections"] => list(&req.query, connections(api, snap, who, None)),
+        ["connections"] => list(&req.query, connections(api, snap, who, None, false)),
         ["connections", name] => {
-            let found = connections(api, snap, who, None);
+            let found = connections(api, snap, who, None, true);
             find(found, |c| c["name"] == *name)?
+        }
+        ["vhosts", v, "connections"] => {
+            who.enter(snap, v)?;
+            list(&req.query, connections(api, snap, who, Some(v), false))
         }
         ["connections", name, "channels"] => {
             let all = channels(snap, who, None);
@@ -42,18 +46,47 @@ pub async fn get(api: &Api, req: &Req, who: &Who, snap: &Value) -> ApiResult {
         }
         ["channels"] => list(&req.query, channels(snap, who, None)),
         ["vhosts", v, "channels"] => list(&req.query, channels(snap, who, Some(v))),
-        ["channels", name] => find(channels(snap, who, None), |c| c["name"] == *name)?,
+        ["channels", name] => {
+            let found = find(channels(snap, who, None), |c| c["name"] == *name)?;
+            with_details(found, |ch| {
+                let mine = |k: &&Value| k["channel_details"]["name"] == ch["name"];
+                let consumers: Vec<Value> = shape::consumers(snap)
+                    .iter()
+                    .filter(mine)
+                    .cloned()
+                    .collect();
+                json!({"consumer_details": consumers, "deliveries": [], "publishes": []})
+            })
+        }
         ["consumers"] => list(&req.query, consumers(snap, who, None)),
         ["consumers", v] => list(&req.query, consumers(snap, who, Some(v))),
         ["exchanges"] => list(&req.query, exchanges(snap, who, None)),
         ["exchanges", v] => in_vhost(snap, who, v, || exchanges(snap, who, Some(v)), req)?,
-        ["exchanges", v, name] => find(exchanges(snap, who, Some(v)), |e| e["name"] == *name)?,
+        ["exchanges", v, name] => {
+            who.enter(snap, v)?;
+            let found = find(exchanges(snap, who, Some(v)), |e| e["name"] == *name)?;
+            with_details(found, |_| json!({"incoming": [], "outgoing": []}))
+        }
         ["exchanges", v, name, "bindings", dir @ ("source" | "destination")] => {
             exchange_bindings(snap, who, v, name, dir, req)?
         }
         ["queues"] => list(&req.query, queues(api, snap, who, None)),
         ["queues", v] => in_vhost(snap, who, v, || queues(api, snap, who, Some(v)), req)?,
-        ["queues", v, name] => find(queues(api, snap, who, Some(v)), |q| q["name"] == *name)?,
+        ["queues", v, name] => {
+            who.enter(snap, v)?;
+            let found = find(queues(api, snap, who, Some(v)), |q| q["name"] == *name)?;
+            with_details(found, |q| {
+                let mine = |k: &&Value| {
+                    k["queue"]["name"] == q["name"] && k["queue"]["vhost"] == q["vhost"]
+                };
+                let consumers: Vec<Value> = shape::consumers(snap)
+                    .iter()
+                    .filter(mine)
+                    .cloned()
+                    .collect();
+                json!({"consumer_details": consumers, "deliveries": [], "incoming": []})
+            })
+        }
         ["queues", v, name, "bindings"] => {
             queue_exists(api, snap, who, v, name)?;
             let all = bindings(snap, who, Some(v));
@@ -76,6 +109,18 @@ pub async fn get(api: &Api, req: &Req, who: &Who, snap: &Value) -> ApiResult {
         rest => return super::admin_routes::get(api, req, who, snap, rest).await,
     };
     Ok(reply)
+}
+
+/// The single-object answer `found`, with the fields only that answer has.
+fn with_details(found: Reply, extra: impl FnOnce(&Value) -> Value) -> Reply {
+    let Ok(mut object) = serde_json::from_slice::<Value>(&found.body) else {
+        return found;
+    };
+    let more = extra(&object);
+    if let (Some(o), Value::Object(more)) = (object.as_object_mut(), more) {
+        o.extend(more);
+    }
+    Reply::json(&object)
 }
 
 /// 200 with `value()` when `found`, else 404.
@@ -103,9 +148,7 @@ fn in_vhost(
     all: impl FnOnce() -> Vec<Value>,
     req: &Req,
 ) -> ApiResult {
-    if !vhost_exists(snap, vhost) || !who.sees_vhost(snap, vhost) {
-        return Err(Reply::not_found());
-    }
+    who.enter(snap, vhost)?;
     Ok(list(&req.query, all()))
 }
 
@@ -113,12 +156,12 @@ pub fn vhost_exists(snap: &Value, vhost: &str) -> bool {
     items(snap, "vhosts").any(|v| v["name"] == vhost)
 }
 
-fn connections(api: &Api, snap: &Value, who: &Who, vhost: Option<&str>) -> Vec<Value> {
+fn connections(api: &Api, snap: &Value, who: &Who, vhost: Option<&str>, one: bool) -> Vec<Value> {
     let port = api.config.listen.first().map_or(5672, |a| a.port());
     items(snap, "connections")
         .filter(|c| who.is_monitoring() || c["user"] == who.name.as_str())
         .filter(|c| vhost.is_none_or(|v| c["vhost"] == v))
-        .map(|c| shape::connection(c, port))
+        .map(|c| shape::connection(c, port, one))
         .collect()
 }
 
@@ -134,7 +177,7 @@ fn channels(snap: &Value, who: &Who, vhost: Option<&str>) -> Vec<Value> {
 fn consumers(snap: &Value, who: &Who, vhost: Option<&str>) -> Vec<Value> {
     shape::consumers(snap)
         .into_iter()
-        .filter(|k| who.sees_vhost(snap, k["queue"]["vhost"].as_str().unwrap_or_default()))
+        .filter(|k| who.has_access(snap, k["queue"]["vhost"].as_str().unwrap_or_default()))
         .filter(|k| vhost.is_none_or(|v| k["queue"]["vhost"] == v))
         .collect()
 }
@@ -219,8 +262,13 @@ pub fn between(
         "q" => items(snap, "queues").any(|q| q["vhost"] == vhost && q["name"] == dest),
         _ => exchange_exists(dest),
     };
-    if !who.sees_vhost(snap, vhost) || !exchange_exists(src) || !dest_exists {
-        return Err(Reply::not_found());
+    who.enter(snap, vhost)?;
+    if !exchange_exists(src) || !dest_exists {
+        return Err(if kind == "q" && !dest_exists {
+            Reply::no_queue()
+        } else {
+            Reply::not_found()
+        });
     }
     let dest_type = if kind == "q" { "queue" } else { "exchange" };
     Ok(bindings(snap, who, Some(vhost))

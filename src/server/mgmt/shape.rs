@@ -6,8 +6,10 @@ use serde_json::{json, Map, Value};
 
 use super::state::Rates;
 
-/// Counter names of a queue's, a vhost's and the node's `message_stats`.
-pub const QUEUE_COUNTERS: &[&str] = &[
+/// `message_stats` counters come in groups, and as in RabbitMQ a group shows once one of its
+/// counters moved: what publishers did, what consumers did.
+pub const PUBLISH_GROUP: &[&str] = &["publish", "confirm", "return_unroutable", "drop_unroutable"];
+pub const DELIVER_GROUP: &[&str] = &[
     "ack",
     "deliver",
     "deliver_get",
@@ -15,22 +17,19 @@ pub const QUEUE_COUNTERS: &[&str] = &[
     "get",
     "get_empty",
     "get_no_ack",
-    "publish",
     "redeliver",
 ];
-pub const GLOBAL_COUNTERS: &[&str] = &[
-    "ack",
-    "confirm",
-    "deliver",
-    "deliver_get",
-    "deliver_no_ack",
-    "drop_unroutable",
-    "get",
-    "get_empty",
-    "get_no_ack",
-    "publish",
-    "redeliver",
-    "return_unroutable",
+/// The node's store traffic, always shown.
+pub const DISK_GROUP: &[&str] = &["disk_reads", "disk_writes"];
+/// The node's churn (`churn_rates` in the overview, top-level fields of a node).
+pub const CHURN: &[&str] = &[
+    "channel_closed",
+    "channel_created",
+    "connection_closed",
+    "connection_created",
+    "queue_created",
+    "queue_declared",
+    "queue_deleted",
 ];
 
 /// The node's name, as RabbitMQ's `rabbit@host`.
@@ -60,11 +59,65 @@ pub fn details(rate: f64) -> Value {
 /// `message_stats`: each counter with its `_details`.
 pub fn message_stats(counts: &Value, names: &[&str], rate: impl Fn(&str) -> f64) -> Value {
     let mut out = Map::new();
+    put_counters(&mut out, counts, names, &rate);
+    Value::Object(out)
+}
+
+fn put_counters(
+    out: &mut Map<String, Value>,
+    counts: &Value,
+    names: &[&str],
+    rate: &dyn Fn(&str) -> f64,
+) {
     for name in names {
         out.insert((*name).to_string(), json!(u64_of(&counts[*name])));
         out.insert(format!("{name}_details"), details(rate(name)));
     }
+}
+
+/// `message_stats` of the groups (see [`PUBLISH_GROUP`]) in which something happened, plus
+/// the `always` group.
+pub fn lazy_stats(
+    counts: &Value,
+    groups: &[&[&str]],
+    always: &[&str],
+    rate: impl Fn(&str) -> f64,
+) -> Value {
+    let mut out = Map::new();
+    for group in groups {
+        if group.iter().any(|name| u64_of(&counts[*name]) > 0) {
+            put_counters(&mut out, counts, group, &rate);
+        }
+    }
+    put_counters(&mut out, counts, always, &rate);
     Value::Object(out)
+}
+
+/// Milliseconds since the epoch as RabbitMQ writes times: `2026-12-08T00:05:05.703+00:00`.
+pub fn iso_time(ms: u64) -> String {
+    let (secs, millis) = (ms / 1000, ms % 1000);
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}+00:00",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's method).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
 }
 
 pub fn queue(q: &Value, rates: &Rates) -> Value {
@@ -72,14 +125,16 @@ pub fn queue(q: &Value, rates: &Rates) -> Value {
     let ready = u64_of(&q["messages_ready"]);
     let unacked = u64_of(&q["messages_unacknowledged"]);
     let bytes = u64_of(&q["message_bytes"]);
-    let stats = message_stats(&q["stats"], QUEUE_COUNTERS, |c| rates.queue(vhost, name, c));
+    let groups: [&[&str]; 2] = [&["publish"], DELIVER_GROUP];
+    let stats = lazy_stats(&q["stats"], &groups, &[], |c| rates.queue(vhost, name, c));
     let consumers = u64_of(&q["consumers"]);
     json!({
         "name": name, "vhost": vhost, "node": node_name(), "type": "classic",
         "state": "running", "durable": q["durable"], "auto_delete": q["auto_delete"],
         "exclusive": q["exclusive"], "arguments": q["arguments"],
         "policy": q["policy"], "operator_policy": q["operator_policy"],
-        "effective_policy_definition": {},
+        "effective_policy_definition": q["effective_policy_definition"],
+        "idle_since": iso_time(u64_of(&q["idle_since"])),
         "consumers": consumers, "consumer_capacity": if consumers > 0 { 1.0 } else { 0.0 },
         "consumer_utilisation": if consumers > 0 { 1.0 } else { 0.0 },
         "exclusive_consumer_tag": null, "single_active_consumer_tag": null,
@@ -98,12 +153,19 @@ pub fn queue(q: &Value, rates: &Rates) -> Value {
 }
 
 pub fn exchange(ex: &Value) -> Value {
-    json!({
+    let mut out = json!({
         "name": ex["name"], "vhost": ex["vhost"], "type": ex["type"],
         "durable": ex["durable"], "auto_delete": ex["auto_delete"],
-        "internal": ex["internal"], "arguments": ex["arguments"], "policy": ex["policy"],
+        "internal": ex["internal"], "arguments": ex["arguments"],
         "user_who_performed_action": "rmq-internal",
-    })
+    });
+    if !ex["policy"].is_null() {
+        out["policy"] = ex["policy"].clone();
+    }
+    if ex["stats"].is_object() {
+        out["message_stats"] = message_stats(&ex["stats"], &["publish_in", "publish_out"], |_| 0.0);
+    }
+    out
 }
 
 /// A binding with its `properties_key` (the routing key, `~` plus a hash when it has
@@ -142,9 +204,12 @@ fn quote_key(key: &str) -> String {
         .collect()
 }
 
-pub fn connection(c: &Value, config_port: u16) -> Value {
+/// A connection; `one` is the single-connection answer, where RabbitMQ writes the TLS
+/// fields of a plain connection as empty strings (null in listings).
+pub fn connection(c: &Value, config_port: u16, one: bool) -> Value {
     let props = &c["client_properties"];
-    json!({
+    let none = if one { json!("") } else { Value::Null };
+    let mut out = json!({
         "name": c["name"], "node": node_name(), "type": "network", "protocol": "AMQP 0-9-1",
         "user": c["user"], "user_who_performed_action": c["user"], "vhost": c["vhost"],
         "host": "127.0.0.1", "port": config_port,
@@ -153,12 +218,23 @@ pub fn connection(c: &Value, config_port: u16) -> Value {
         "frame_max": c["frame_max"], "timeout": c["timeout"],
         "client_properties": props, "user_provided_name": props["connection_name"],
         "connected_at": c["connected_at"], "auth_mechanism": "PLAIN",
-        "ssl": false, "ssl_protocol": null, "ssl_cipher": null, "ssl_hash": null,
-        "ssl_key_exchange": null, "peer_cert_issuer": null, "peer_cert_subject": null,
-        "peer_cert_validity": null,
-        "recv_oct": 0, "recv_oct_details": details(0.0), "recv_cnt": 0,
-        "send_oct": 0, "send_oct_details": details(0.0), "send_cnt": 0, "send_pend": 0,
-    })
+        "ssl": false,
+        "recv_oct": c["recv_oct"], "recv_oct_details": details(0.0), "recv_cnt": c["recv_cnt"],
+        "send_oct": c["send_oct"], "send_oct_details": details(0.0), "send_cnt": c["send_cnt"],
+        "send_pend": 0,
+    });
+    for key in [
+        "ssl_protocol",
+        "ssl_cipher",
+        "ssl_hash",
+        "ssl_key_exchange",
+        "peer_cert_issuer",
+        "peer_cert_subject",
+        "peer_cert_validity",
+    ] {
+        out[key] = none.clone();
+    }
+    out
 }
 
 /// `name (number)`, RabbitMQ's channel name.
@@ -171,6 +247,7 @@ pub fn channel(conn: &Value, ch: &Value) -> Value {
         "name": channel_name(conn, &ch["number"]), "number": ch["number"],
         "node": node_name(), "user": conn["user"], "user_who_performed_action": conn["user"],
         "vhost": conn["vhost"], "state": "running",
+        "idle_since": iso_time(u64_of(&conn["idle_since"])),
         "connection_details": {"name": conn["name"], "peer_host": conn["peer_host"],
             "peer_port": conn["peer_port"]},
         "prefetch_count": ch["prefetch_count"],
@@ -228,19 +305,43 @@ pub fn consumers(snapshot: &Value) -> Vec<Value> {
 pub fn vhost(v: &Value, snapshot: &Value) -> Value {
     let name = str_of(&v["name"]);
     let (mut ready, mut unacked) = (0, 0);
+    let mut counts = Map::new();
+    let mut add = |key: &str, n: u64| {
+        let sum = counts.entry(key.to_string()).or_insert(json!(0));
+        *sum = json!(u64_of(sum) + n);
+    };
     for q in items(snapshot, "queues").filter(|q| q["vhost"] == name) {
         ready += u64_of(&q["messages_ready"]);
         unacked += u64_of(&q["messages_unacknowledged"]);
+        for key in DELIVER_GROUP {
+            add(key, u64_of(&q["stats"][*key]));
+        }
     }
+    for ex in items(snapshot, "exchanges").filter(|e| e["vhost"] == name) {
+        add("publish", u64_of(&ex["stats"]["publish_in"]));
+    }
+    let (mut recv, mut send) = (0, 0);
+    for c in items(snapshot, "connections").filter(|c| c["vhost"] == name) {
+        recv += u64_of(&c["recv_oct"]);
+        send += u64_of(&c["send_oct"]);
+    }
+    let groups: [&[&str]; 2] = [PUBLISH_GROUP, DELIVER_GROUP];
+    let stats = lazy_stats(&Value::Object(counts), &groups, &[], |_| 0.0);
     let meta = &v["metadata"];
-    json!({
+    let mut out = json!({
         "name": name, "description": meta["description"], "tags": meta["tags"],
         "metadata": meta, "tracing": false, "default_queue_type": "undefined",
         "cluster_state": {node_name(): "running"},
         "messages": ready + unacked, "messages_details": details(0.0),
         "messages_ready": ready, "messages_ready_details": details(0.0),
         "messages_unacknowledged": unacked, "messages_unacknowledged_details": details(0.0),
-    })
+        "recv_oct": recv, "recv_oct_details": details(0.0),
+        "send_oct": send, "send_oct_details": details(0.0),
+    });
+    if stats.as_object().is_some_and(|s| !s.is_empty()) {
+        out["message_stats"] = stats;
+    }
+    out
 }
 
 pub fn user(u: &Value) -> Value {
@@ -275,6 +376,23 @@ mod tests {
         );
         let with_args = properties_key(&json!({"routing_key": "k", "arguments": {"x": 1}}));
         assert!(with_args.starts_with("k~"), "{with_args}");
+    }
+
+    #[test]
+    fn times_are_written_as_rabbitmq_writes_them() {
+        assert_eq!(iso_time(0), "1970-01-01T00:00:00.000+00:00");
+        assert_eq!(iso_time(1_796_688_305_703), "2026-12-08T00:05:05.703+00:00");
+        assert_eq!(iso_time(951_782_400_001), "2000-02-29T00:00:00.001+00:00");
+    }
+
+    #[test]
+    fn message_stats_groups_show_once_something_happened() {
+        let groups: [&[&str]; 2] = [PUBLISH_GROUP, DELIVER_GROUP];
+        let stats = lazy_stats(&json!({"publish": 2}), &groups, DISK_GROUP, |_| 0.0);
+        assert_eq!(stats["publish"], 2);
+        assert_eq!(stats["confirm"], 0);
+        assert!(stats.get("deliver").is_none());
+        assert_eq!(stats["disk_reads"], 0);
     }
 
     #[test]

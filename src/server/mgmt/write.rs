@@ -18,13 +18,7 @@ use crate::shard::control::{ApiOp, Control, GetSettle, Query};
 pub async fn write(api: &Api, req: &Req, who: &Who, snap: &Value) -> ApiResult {
     let s: Vec<&str> = req.segments.iter().skip(1).map(String::as_str).collect();
     let m = &req.method;
-    let configure_in = |v: &str| -> Result<(), Reply> {
-        if who.is_admin() || (who.sees_vhost(snap, v) && !who.is_monitoring()) {
-            Ok(())
-        } else {
-            Err(Reply::unauthorised("Not authorised to access this vhost"))
-        }
-    };
+    let configure_in = |v: &str| who.enter(snap, v);
     match (m, s.as_slice()) {
         (&Method::PUT, ["queues", v, name]) => {
             configure_in(v)?;
@@ -55,20 +49,23 @@ pub async fn write(api: &Api, req: &Req, who: &Who, snap: &Value) -> ApiResult {
         }
         (&Method::POST, ["queues", v, name, "get"]) => {
             configure_in(v)?;
-            exists_queue(snap, v, name)?;
+            exists_queue(snap, v, name).map_err(|_| Reply::no_queue())?;
             super::messages::get(api, req, v, name).await
         }
         (&Method::POST, ["exchanges", v, name, "publish"]) => {
             configure_in(v)?;
             if !items(snap, "exchanges").any(|e| e["vhost"] == *v && e["name"] == *name) {
-                return Err(Reply::not_found());
+                return Err(Reply::bad_request("not_found"));
             }
             super::messages::publish(api, req, snap, v, name).await
         }
         (&Method::PUT, ["exchanges", v, name]) => {
             configure_in(v)?;
             let exists = items(snap, "exchanges").any(|e| e["vhost"] == *v && e["name"] == *name);
-            let item = with_names(req.json()?, v, name);
+            let mut item = with_names(req.json()?, v, name);
+            if item.get("type").is_none() {
+                item["type"] = json!("direct");
+            }
             let what = definition(&item, "exchanges")?;
             created(api.ask(what).await, exists)
         }
@@ -101,6 +98,15 @@ pub async fn write(api: &Api, req: &Req, who: &Who, snap: &Value) -> ApiResult {
                 return Err(Reply::bad_request("invalid binding"));
             };
             done(api.ask(Control::Query(Query::Unbind(def))).await)
+        }
+        (&Method::POST, ["queues", v, name, "actions"]) => {
+            configure_in(v)?;
+            exists_queue(snap, v, name)?;
+            // sync and cancel_sync concern mirrored queues: a classic queue has nothing to do.
+            match req.json()?["action"].as_str() {
+                Some("sync" | "cancel_sync") => Ok(Reply::empty(StatusCode::NO_CONTENT)),
+                _ => Err(Reply::bad_request("unknown action")),
+            }
         }
         (&Method::DELETE, ["connections", name]) => {
             let mine = items(snap, "connections")

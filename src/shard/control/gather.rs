@@ -13,6 +13,17 @@ impl Shard {
             Inspect::Queues => Inspected::Queues(self.broker.borrow().queue_infos()),
             Inspect::Connections => Inspected::Connections(self.connection_infos()),
             Inspect::Stats => Inspected::Stats(crate::stats::snapshot()),
+            Inspect::ExchangeStats => Inspected::ExchangeStats(
+                self.topology
+                    .borrow()
+                    .exchanges()
+                    .filter(|ex| ex.publish_in.get() > 0)
+                    .map(|ex| {
+                        let (i, o) = (ex.publish_in.get(), ex.publish_out.get());
+                        (ex.vhost.clone(), ex.name.clone(), i, o)
+                    })
+                    .collect(),
+            ),
             Inspect::CloseConnection { name, explanation } => {
                 let mut closed = 0;
                 for conn in self.conns_snapshot() {

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::definitions;
@@ -25,6 +26,7 @@ pub async fn snapshot(shard: &Shard) -> String {
     let queues = shard.all_queues().await;
     let connections = shard.all_connections().await;
     let shards = shard_totals(shard).await;
+    let routed = exchange_totals(shard).await;
     let topology = shard.topology.borrow();
     let mut all = Totals::default();
     for t in &shards {
@@ -38,7 +40,7 @@ pub async fn snapshot(shard: &Shard) -> String {
         "policies": definitions::policies(&topology, false),
         "operator_policies": definitions::policies(&topology, true),
         "vhost_limits": definitions::vhost_limits(&topology),
-        "exchanges": exchanges(&topology),
+        "exchanges": exchanges(&topology, &routed),
         "bindings": all_bindings(&topology, &queues),
         "queues": queues.iter().map(|q| queue(&topology, q)).collect::<Vec<_>>(),
         "connections": connections_json(&connections, &queues),
@@ -54,6 +56,21 @@ async fn shard_totals(shard: &Shard) -> Vec<Totals> {
     for answer in shard.gather(Inspect::Stats).await {
         if let Inspected::Stats(t) = answer {
             out.push(t);
+        }
+    }
+    out
+}
+
+/// Messages in and out of each exchange, summed over the shards that routed them.
+async fn exchange_totals(shard: &Shard) -> HashMap<(Bytes, Bytes), (u64, u64)> {
+    let mut out: HashMap<(Bytes, Bytes), (u64, u64)> = HashMap::new();
+    for answer in shard.gather(Inspect::ExchangeStats).await {
+        if let Inspected::ExchangeStats(all) = answer {
+            for (vhost, name, i, o) in all {
+                let sum = out.entry((vhost, name)).or_default();
+                sum.0 += i;
+                sum.1 += o;
+            }
         }
     }
     out
@@ -78,11 +95,20 @@ fn totals(t: &Totals) -> Value {
         "confirm": t.get(Counter::Confirm),
         "return_unroutable": t.get(Counter::ReturnUnroutable),
         "drop_unroutable": t.get(Counter::DropUnroutable),
+        "disk_writes": t.get(Counter::DiskWrites),
+        "disk_reads": t.get(Counter::DiskReads),
+        "connection_created": t.get(Counter::ConnectionCreated),
+        "connection_closed": t.get(Counter::ConnectionClosed),
+        "channel_created": t.get(Counter::ChannelCreated),
+        "channel_closed": t.get(Counter::ChannelClosed),
+        "queue_created": t.get(Counter::QueueCreated),
+        "queue_declared": t.get(Counter::QueueDeclared),
+        "queue_deleted": t.get(Counter::QueueDeleted),
     })
 }
 
 /// Every exchange of every vhost, the default one (named "") included, by vhost and name.
-fn exchanges(topology: &Topology) -> Value {
+fn exchanges(topology: &Topology, routed: &HashMap<(Bytes, Bytes), (u64, u64)>) -> Value {
     let mut all: Vec<Value> = topology
         .vhosts()
         .map(|v| {
@@ -100,6 +126,11 @@ fn exchanges(topology: &Topology) -> Value {
             "type": ex.kind.as_str(), "durable": ex.durable, "auto_delete": ex.auto_delete,
             "internal": ex.internal, "arguments": definition_to_json(&ex.arguments),
             "policy": policy}));
+        if let Some((i, o)) = routed.get(&(ex.vhost.clone(), ex.name.clone())) {
+            if let Some(last) = all.last_mut() {
+                last["stats"] = json!({"publish_in": i, "publish_out": o});
+            }
+        }
     }
     all.sort_by(|a, b| {
         let key = |v: &Value| (v["vhost"].to_string(), v["name"].to_string());
@@ -137,7 +168,23 @@ fn queue(topology: &Topology, q: &QueueInfo) -> Value {
         "messages_ready": q.messages_ready, "messages_unacknowledged": q.messages_unacknowledged,
         "consumers": q.consumers, "message_bytes": q.message_bytes,
         "policy": name(policy), "operator_policy": name(operator),
+        "effective_policy_definition": effective_definition(policy, operator),
+        "idle_since": crate::io::time::unix_ms().saturating_sub(q.idle_ms),
         "stats": queue_stats(&q.stats)})
+}
+
+/// The keys the queue's policy and operator policy set (the operator's where both do).
+fn effective_definition(
+    policy: Option<&crate::broker::policy::Policy>,
+    operator: Option<&crate::broker::policy::Policy>,
+) -> Value {
+    let mut out = serde_json::Map::new();
+    for p in [policy, operator].into_iter().flatten() {
+        if let Value::Object(keys) = definition_to_json(&p.def.definition) {
+            out.extend(keys);
+        }
+    }
+    Value::Object(out)
 }
 
 /// A queue's counters under RabbitMQ's `message_stats` names.
@@ -184,5 +231,8 @@ fn connection(c: &ConnectionInfo, names: &HashMap<QueueRef, (&[u8], &[u8])>) -> 
         "channels": c.channels, "client_properties": definition_to_json(&c.client_properties),
         "connected_at": c.connected_at_ms, "frame_max": c.frame_max,
         "channel_max": c.channel_max, "timeout": c.heartbeat_secs,
+        "idle_since": crate::io::time::unix_ms().saturating_sub(c.idle_ms),
+        "recv_oct": c.io_counts[0], "recv_cnt": c.io_counts[1],
+        "send_oct": c.io_counts[2], "send_cnt": c.io_counts[3],
         "channel_details": channels})
 }

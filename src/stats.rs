@@ -59,6 +59,32 @@ pub fn add(counter: Counter, n: u64) {
     });
 }
 
+thread_local! {
+    /// Publishes to the default exchange by connections of this thread that closed, per vhost.
+    static DEFAULT_EXCHANGE: std::cell::RefCell<Vec<(Vec<u8>, u64)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A closing connection of `vhost` had published `n` messages to the default exchange
+/// (counted on the connection while it lived: no lookup per message).
+pub fn add_default_exchange(vhost: &[u8], n: u64) {
+    if n == 0 {
+        return;
+    }
+    DEFAULT_EXCHANGE.with(|all| {
+        let mut all = all.borrow_mut();
+        match all.iter_mut().find(|(v, _)| v == vhost) {
+            Some((_, sum)) => *sum += n,
+            None => all.push((vhost.to_vec(), n)),
+        }
+    });
+}
+
+/// This thread's closed connections' default-exchange publishes, per vhost.
+pub fn default_exchange() -> Vec<(Vec<u8>, u64)> {
+    DEFAULT_EXCHANGE.with(|all| all.borrow().clone())
+}
+
 /// This thread's counters so far.
 pub fn snapshot() -> Totals {
     Totals(COUNTS.with(|c| std::array::from_fn(|i| c[i].get())))

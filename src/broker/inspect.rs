@@ -52,8 +52,8 @@ pub struct QueueInfo {
     pub messages_ready: u64,
     pub messages_unacknowledged: u64,
     pub consumers: u64,
-    /// Bytes of the bodies of its messages (ready and unacknowledged).
-    pub message_bytes: u64,
+    /// Bytes of the bodies of its ready and of its unacknowledged messages.
+    pub message_bytes: (u64, u64),
     pub stats: QueueStats,
     /// Milliseconds since it was last used.
     pub idle_ms: u64,
@@ -82,6 +82,8 @@ pub struct ConnectionInfo {
     pub io_counts: [u64; 4],
     /// Milliseconds since it last read or wrote.
     pub idle_ms: u64,
+    /// Messages it published to the default exchange.
+    pub default_published: u64,
 }
 
 /// A channel in the management API's terms.

@@ -138,6 +138,8 @@ fn release(shard: &Shard, conn: &Conn) {
     };
     if opened {
         crate::stats::add(crate::stats::Counter::ConnectionClosed, 1);
+        let vhost = conn.state.borrow().vhost.clone();
+        crate::stats::add_default_exchange(&vhost, conn.default_published.get());
     }
     crate::stats::add(crate::stats::Counter::ChannelClosed, channels.len() as u64);
     for mut ch in channels {

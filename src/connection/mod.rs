@@ -147,6 +147,8 @@ pub struct Conn {
     cert_user: Option<String>,
     /// Bytes and reads/writes on the socket, for the management API.
     pub(crate) io_counts: IoCounts,
+    /// Messages it published to the default exchange (the exchange's `publish_in`).
+    pub(crate) default_published: Cell<u64>,
 }
 
 /// A connection's socket traffic: RabbitMQ's `recv_oct`, `recv_cnt`, `send_oct`, `send_cnt`.
@@ -218,6 +220,7 @@ impl Conn {
             queue_shards: RefCell::new(SmallVec::new()),
             cert_user,
             io_counts: IoCounts::default(),
+            default_published: Cell::new(0),
         }
     }
 

@@ -102,6 +102,7 @@ impl Client for Conn {
             heartbeat_secs: state.heartbeat_secs,
             channel_details: channel_infos(&state.channels),
             io_counts: self.io_counts.get(),
+            default_published: self.default_published.get(),
             idle_ms: self
                 .last_read
                 .get()

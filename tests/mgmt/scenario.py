@@ -494,7 +494,9 @@ def import_definitions(r, n):
                       "destination_type": "queue", "routing_key": "a.#", "arguments": {}}],
     }
     r.call("import definitions", "POST", "/api/definitions", body=definitions)
-    r.call("imported queue", "GET", "/api/queues/%2F/{q}", q=n.imported,
+    # Shape not compared: RabbitMQ shows a queue's counts only once its statistics come in,
+    # seconds after the import; Warren shows them at once.
+    r.call("imported queue", "GET", "/api/queues/%2F/{q}", q=n.imported, status_only=True,
            values=lambda d: {"name": d["name"], "arguments": d["arguments"], "durable": d["durable"]})
     r.call("imported binding", "GET", "/api/bindings/%2F/e/{e}/q/{q}", e=n.imported_exchange, q=n.imported,
            values=lambda d: [b["routing_key"] for b in d])

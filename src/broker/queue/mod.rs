@@ -213,10 +213,11 @@ impl Queue {
     }
 
     /// Deliveries waiting for an ack.
-    /// Body bytes of its ready and unacknowledged messages (walks the unacked: listings only).
-    pub fn message_bytes(&self) -> u64 {
+    /// Body bytes of its ready and of its unacknowledged messages (walks the unacked:
+    /// listings only).
+    pub fn message_bytes(&self) -> (u64, u64) {
         let unacked: u64 = self.unacked.values().map(|u| u.msg.body.len() as u64).sum();
-        self.ready.bytes() + unacked
+        (self.ready.bytes(), unacked)
     }
 
     pub fn unacked_count(&self) -> usize {

@@ -285,6 +285,8 @@ pub fn route(ctx: &Ctx, incoming: Incoming) -> Result<(), AmqpError> {
         persistent,
     );
     if is_default_exchange(&msg.exchange) {
+        let published = &ctx.conn.default_published;
+        published.set(published.get() + 1);
         if let Some(token) = msg.routing_key.strip_prefix(reply_to::REPLY_TO_PREFIX) {
             // A reply to a direct reply-to requester: straight to its channel, no queue.
             if let Some(to) = reply_to::parse_token(ctx.shard.count, token) {

@@ -55,7 +55,7 @@ pub fn render(api: &Api, snap: &Value, per_object: bool) -> String {
     let node = node_name();
     f.start(
         "rabbitmq_identity_info",
-        "gauge",
+        "untyped",
         "RabbitMQ node & cluster identity info",
     );
     let identity = [
@@ -272,19 +272,19 @@ fn resources(f: &mut Family, api: &Api, per_object: bool) {
         let flag = |bit: u8| if state & bit != 0 { 1.0 } else { 0.0 };
         f.one(
             "rabbitmq_alarms_memory_used_watermark",
-            "gauge",
+            "untyped",
             "is 1 if VM memory watermark alarm is in effect",
             flag(MEMORY),
         );
         f.one(
             "rabbitmq_alarms_free_disk_space_watermark",
-            "gauge",
+            "untyped",
             "is 1 if free disk space watermark alarm is in effect",
             flag(DISK),
         );
         f.one(
             "rabbitmq_alarms_file_descriptor_limit",
-            "gauge",
+            "untyped",
             "is 1 if file descriptor limit alarm is in effect",
             0.0,
         );

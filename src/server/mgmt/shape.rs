@@ -124,11 +124,13 @@ pub fn queue(q: &Value, rates: &Rates) -> Value {
     let (vhost, name) = (str_of(&q["vhost"]), str_of(&q["name"]));
     let ready = u64_of(&q["messages_ready"]);
     let unacked = u64_of(&q["messages_unacknowledged"]);
-    let bytes = u64_of(&q["message_bytes"]);
+    let ready_bytes = u64_of(&q["message_bytes_ready"]);
+    let unacked_bytes = u64_of(&q["message_bytes_unacknowledged"]);
+    let bytes = ready_bytes + unacked_bytes;
     let groups: [&[&str]; 2] = [&["publish"], DELIVER_GROUP];
     let stats = lazy_stats(&q["stats"], &groups, &[], |c| rates.queue(vhost, name, c));
     let consumers = u64_of(&q["consumers"]);
-    json!({
+    let mut out = json!({
         "name": name, "vhost": vhost, "node": node_name(), "type": "classic",
         "state": "running", "durable": q["durable"], "auto_delete": q["auto_delete"],
         "exclusive": q["exclusive"], "arguments": q["arguments"],
@@ -145,11 +147,15 @@ pub fn queue(q: &Value, rates: &Rates) -> Value {
         "messages_ram": ready + unacked, "messages_ready_ram": ready,
         "messages_unacknowledged_ram": unacked, "messages_persistent": 0,
         "messages_paged_out": 0,
-        "message_bytes": bytes, "message_bytes_ready": bytes,
-        "message_bytes_unacknowledged": 0, "message_bytes_ram": bytes,
+        "message_bytes": bytes, "message_bytes_ready": ready_bytes,
+        "message_bytes_unacknowledged": unacked_bytes, "message_bytes_ram": bytes,
         "message_bytes_persistent": 0, "message_bytes_paged_out": 0,
-        "memory": bytes, "message_stats": stats,
-    })
+        "memory": bytes,
+    });
+    if stats.as_object().is_some_and(|s| !s.is_empty()) {
+        out["message_stats"] = stats;
+    }
+    out
 }
 
 pub fn exchange(ex: &Value) -> Value {
@@ -335,9 +341,14 @@ pub fn vhost(v: &Value, snapshot: &Value) -> Value {
         "messages": ready + unacked, "messages_details": details(0.0),
         "messages_ready": ready, "messages_ready_details": details(0.0),
         "messages_unacknowledged": unacked, "messages_unacknowledged_details": details(0.0),
-        "recv_oct": recv, "recv_oct_details": details(0.0),
-        "send_oct": send, "send_oct_details": details(0.0),
     });
+    // Shown once clients have talked in the vhost, as RabbitMQ's.
+    if recv + send > 0 {
+        out["recv_oct"] = json!(recv);
+        out["recv_oct_details"] = details(0.0);
+        out["send_oct"] = json!(send);
+        out["send_oct_details"] = details(0.0);
+    }
     if stats.as_object().is_some_and(|s| !s.is_empty()) {
         out["message_stats"] = stats;
     }

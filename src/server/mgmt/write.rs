@@ -18,7 +18,13 @@ use crate::shard::control::{ApiOp, Control, GetSettle, Query};
 pub async fn write(api: &Api, req: &Req, who: &Who, snap: &Value) -> ApiResult {
     let s: Vec<&str> = req.segments.iter().skip(1).map(String::as_str).collect();
     let m = &req.method;
-    let configure_in = |v: &str| who.enter(snap, v);
+    // A write names a missing vhost with RabbitMQ's other 404 wording.
+    let configure_in = |v: &str| {
+        who.enter(snap, v).map_err(|e| match e.status {
+            StatusCode::NOT_FOUND => Reply::error(StatusCode::NOT_FOUND, "not_found", "no vhost"),
+            _ => e,
+        })
+    };
     match (m, s.as_slice()) {
         (&Method::PUT, ["queues", v, name]) => {
             configure_in(v)?;

@@ -22,6 +22,7 @@ impl Shard {
                         let (i, o) = (ex.publish_in.get(), ex.publish_out.get());
                         (ex.vhost.clone(), ex.name.clone(), i, o)
                     })
+                    .chain(self.default_exchange_stats())
                     .collect(),
             ),
             Inspect::CloseConnection { name, explanation } => {
@@ -38,6 +39,23 @@ impl Shard {
                 Inspected::Closed(closed)
             }
         }
+    }
+
+    /// The default exchange's `publish_in` per vhost on this shard: its closed connections'
+    /// publishes and its open ones'. Everything published to it goes out to a queue name.
+    fn default_exchange_stats(&self) -> Vec<(bytes::Bytes, bytes::Bytes, u64, u64)> {
+        let mut sums = crate::stats::default_exchange();
+        for info in self.conns_snapshot().iter().filter_map(|c| c.info()) {
+            let vhost = info.vhost.as_bytes();
+            match sums.iter_mut().find(|(v, _)| v == vhost) {
+                Some((_, n)) => *n += info.default_published,
+                None => sums.push((vhost.to_vec(), info.default_published)),
+            }
+        }
+        sums.into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(v, n)| (bytes::Bytes::from(v), bytes::Bytes::new(), n, n))
+            .collect()
     }
 
     /// Every shard's answer to `what`, this shard's included.

@@ -109,11 +109,16 @@ fn totals(t: &Totals) -> Value {
 
 /// Every exchange of every vhost, the default one (named "") included, by vhost and name.
 fn exchanges(topology: &Topology, routed: &HashMap<(Bytes, Bytes), (u64, u64)>) -> Value {
+    let stats = |vhost: &Bytes, name: &Bytes| {
+        let (i, o) = routed.get(&(vhost.clone(), name.clone()))?;
+        Some(json!({"publish_in": i, "publish_out": o}))
+    };
     let mut all: Vec<Value> = topology
         .vhosts()
         .map(|v| {
             json!({"name": "", "vhost": text(&v.def.name), "type": "direct", "durable": true,
-                "auto_delete": false, "internal": false, "arguments": {}, "policy": null})
+                "auto_delete": false, "internal": false, "arguments": {}, "policy": null,
+                "stats": stats(&v.def.name, &Bytes::new())})
         })
         .collect();
     for ex in topology.exchanges() {
@@ -125,12 +130,7 @@ fn exchanges(topology: &Topology, routed: &HashMap<(Bytes, Bytes), (u64, u64)>) 
         all.push(json!({"name": text(&ex.name), "vhost": text(&ex.vhost),
             "type": ex.kind.as_str(), "durable": ex.durable, "auto_delete": ex.auto_delete,
             "internal": ex.internal, "arguments": definition_to_json(&ex.arguments),
-            "policy": policy}));
-        if let Some((i, o)) = routed.get(&(ex.vhost.clone(), ex.name.clone())) {
-            if let Some(last) = all.last_mut() {
-                last["stats"] = json!({"publish_in": i, "publish_out": o});
-            }
-        }
+            "policy": policy, "stats": stats(&ex.vhost, &ex.name)}));
     }
     all.sort_by(|a, b| {
         let key = |v: &Value| (v["vhost"].to_string(), v["name"].to_string());
@@ -166,7 +166,8 @@ fn queue(topology: &Topology, q: &QueueInfo) -> Value {
         "auto_delete": q.auto_delete, "exclusive": q.exclusive,
         "arguments": definition_to_json(&q.arguments),
         "messages_ready": q.messages_ready, "messages_unacknowledged": q.messages_unacknowledged,
-        "consumers": q.consumers, "message_bytes": q.message_bytes,
+        "consumers": q.consumers, "message_bytes_ready": q.message_bytes.0,
+        "message_bytes_unacknowledged": q.message_bytes.1,
         "policy": name(policy), "operator_policy": name(operator),
         "effective_policy_definition": effective_definition(policy, operator),
         "idle_since": crate::io::time::unix_ms().saturating_sub(q.idle_ms),

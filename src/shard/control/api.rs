@@ -199,7 +199,10 @@ fn publish(
     // API answers from the names the owner holds, as RabbitMQ's routed flag does.
     let routed = match &route {
         Route::Queues(queues) => !queues.is_empty(),
-        Route::Named { .. } => true,
+        Route::Named { .. } => {
+            crate::stats::add_default_exchange(&vhost, 1);
+            true
+        }
     };
     let origin = Origin {
         conn: no_connection(),

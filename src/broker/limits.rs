@@ -46,6 +46,10 @@ pub fn from_json(text: &str) -> Result<FieldTable, String> {
 
 /// A limits table from a JSON object (as definitions files hold them).
 pub fn from_value(value: &serde_json::Value) -> Result<FieldTable, String> {
+    // RabbitMQ exports a vhost whose last limit was cleared with `"value": []`.
+    if value.as_array().is_some_and(Vec::is_empty) {
+        return Ok(FieldTable::default());
+    }
     let Some(object) = value.as_object() else {
         return Err("limits must be a JSON object".to_string());
     };
@@ -132,6 +136,13 @@ mod tests {
             name: Bytes::from_static(b"alice"),
             limits: from_json(json).expect("valid JSON"),
         }
+    }
+
+    #[test]
+    fn an_empty_list_is_no_limits() {
+        let none = from_value(&serde_json::json!([]));
+        assert_eq!(none.map(|t| t.0.len()), Ok(0));
+        assert!(from_value(&serde_json::json!([1])).is_err());
     }
 
     #[test]

@@ -13,66 +13,11 @@ use super::ApiResult;
 use crate::shard::control::{Control, Query};
 
 pub async fn get(api: &Api, req: &Req, who: &Who, snap: &Value, s: &[&str]) -> ApiResult {
+    if matches!(s.first(), Some(&"vhosts" | &"users")) {
+        return vhosts_and_users(req, who, snap, s);
+    }
     let all = |section: &str| -> Vec<Value> { items(snap, section).cloned().collect() };
-    let of_vhost = |section: &str, v: &str| -> Vec<Value> {
-        items(snap, section)
-            .filter(|i| i["vhost"] == v)
-            .cloned()
-            .collect()
-    };
     let reply = match s {
-        ["vhosts"] => {
-            let vhosts = items(snap, "vhosts")
-                .filter(|v| who.sees_vhost(snap, v["name"].as_str().unwrap_or_default()))
-                .map(|v| shape::vhost(v, snap))
-                .collect();
-            list(&req.query, vhosts)
-        }
-        ["vhosts", v] if who.sees_vhost(snap, v) => {
-            let vhosts = items(snap, "vhosts")
-                .map(|x| shape::vhost(x, snap))
-                .collect();
-            find(vhosts, |x| x["name"] == *v)?
-        }
-        ["vhosts", v, "permissions"] => {
-            admin_list(who, req, vhost_exists(snap, v), of_vhost("permissions", v))?
-        }
-        ["vhosts", v, "topic-permissions"] => admin_list(
-            who,
-            req,
-            vhost_exists(snap, v),
-            of_vhost("topic_permissions", v),
-        )?,
-        ["users"] => admin_list(
-            who,
-            req,
-            true,
-            all("users").iter().map(shape::user).collect(),
-        )?,
-        ["users", "without-permissions"] => {
-            let with: Vec<Value> = all("permissions");
-            let users = all("users")
-                .iter()
-                .filter(|u| !with.iter().any(|p| p["user"] == u["name"]))
-                .map(shape::user)
-                .collect();
-            admin_list(who, req, true, users)?
-        }
-        ["users", u] => {
-            who.require_admin()?;
-            find(all("users").iter().map(shape::user).collect(), |x| {
-                x["name"] == *u
-            })?
-        }
-        ["users", u, section @ ("permissions" | "topic-permissions")] => {
-            let section = section.replace('-', "_");
-            let exists = items(snap, "users").any(|x| x["name"] == *u);
-            let mine = items(snap, &section)
-                .filter(|p| p["user"] == *u)
-                .cloned()
-                .collect();
-            admin_list(who, req, exists, mine)?
-        }
         ["permissions"] => admin_list(who, req, true, all("permissions"))?,
         ["permissions", v, u] => {
             who.require_admin()?;
@@ -162,6 +107,73 @@ fn one_vhost(defs: &Value, vhost: &str) -> Value {
         out[section] = Value::Array(picked);
     }
     out
+}
+
+/// GETs of vhosts and users (and their permissions).
+fn vhosts_and_users(req: &Req, who: &Who, snap: &Value, s: &[&str]) -> ApiResult {
+    let all = |section: &str| -> Vec<Value> { items(snap, section).cloned().collect() };
+    let of_vhost = |section: &str, v: &str| -> Vec<Value> {
+        items(snap, section)
+            .filter(|i| i["vhost"] == v)
+            .cloned()
+            .collect()
+    };
+    let reply = match s {
+        ["vhosts"] => {
+            let vhosts = items(snap, "vhosts")
+                .filter(|v| who.sees_vhost(snap, v["name"].as_str().unwrap_or_default()))
+                .map(|v| shape::vhost(v, snap))
+                .collect();
+            list(&req.query, vhosts)
+        }
+        ["vhosts", v] if who.sees_vhost(snap, v) => {
+            let vhosts = items(snap, "vhosts")
+                .map(|x| shape::vhost(x, snap))
+                .collect();
+            find(vhosts, |x| x["name"] == *v)?
+        }
+        ["vhosts", v, "permissions"] => {
+            admin_list(who, req, vhost_exists(snap, v), of_vhost("permissions", v))?
+        }
+        ["vhosts", v, "topic-permissions"] => admin_list(
+            who,
+            req,
+            vhost_exists(snap, v),
+            of_vhost("topic_permissions", v),
+        )?,
+        ["users"] => admin_list(
+            who,
+            req,
+            true,
+            all("users").iter().map(shape::user).collect(),
+        )?,
+        ["users", "without-permissions"] => {
+            let with: Vec<Value> = all("permissions");
+            let users = all("users")
+                .iter()
+                .filter(|u| !with.iter().any(|p| p["user"] == u["name"]))
+                .map(shape::user)
+                .collect();
+            admin_list(who, req, true, users)?
+        }
+        ["users", u] => {
+            who.require_admin()?;
+            find(all("users").iter().map(shape::user).collect(), |x| {
+                x["name"] == *u
+            })?
+        }
+        ["users", u, section @ ("permissions" | "topic-permissions")] => {
+            let section = section.replace('-', "_");
+            let exists = items(snap, "users").any(|x| x["name"] == *u);
+            let mine = items(snap, &section)
+                .filter(|p| p["user"] == *u)
+                .cloned()
+                .collect();
+            admin_list(who, req, exists, mine)?
+        }
+        _ => return Err(Reply::not_found()),
+    };
+    Ok(reply)
 }
 
 /// An administrator-only listing; 404 when what it belongs to does not exist.

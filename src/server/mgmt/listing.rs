@@ -89,7 +89,10 @@ fn page_of(
     Ok((page, size, count))
 }
 
-fn name_filter(name: &str, regex: bool) -> Result<Box<dyn Fn(&str) -> bool>, Reply> {
+/// Whether a name passes the `name` filter.
+type NameFilter = Box<dyn Fn(&str) -> bool>;
+
+fn name_filter(name: &str, regex: bool) -> Result<NameFilter, Reply> {
     if regex {
         let re = regex::Regex::new(name).map_err(|e| Reply::bad_request(&e.to_string()))?;
         return Ok(Box::new(move |s| re.is_match(s)));

@@ -127,7 +127,7 @@ pub async fn publish(api: &Api, req: &Req, snap: &Value, v: &str, exchange: &str
         vhost: bytes_of(v),
         exchange: bytes_of(exchange),
         routing_key: bytes_of(key),
-        properties,
+        properties: Box::new(properties),
         body: payload,
     };
     let text = api

@@ -49,17 +49,21 @@ pub async fn get(api: &Api, req: &Req, who: &Who, snap: &Value) -> ApiResult {
         ["channels", name] => {
             let found = find(channels(snap, who, None), |c| c["name"] == *name)?;
             with_details(found, |ch| {
-                let mine = |k: &&Value| k["channel_details"]["name"] == ch["name"];
-                let consumers: Vec<Value> = shape::consumers(snap)
-                    .iter()
-                    .filter(mine)
-                    .cloned()
-                    .collect();
+                let consumers =
+                    consumers_where(snap, |k| k["channel_details"]["name"] == ch["name"]);
                 json!({"consumer_details": consumers, "deliveries": [], "publishes": []})
             })
         }
         ["consumers"] => list(&req.query, consumers(snap, who, None)),
         ["consumers", v] => list(&req.query, consumers(snap, who, Some(v))),
+        rest => return objects(api, req, who, snap, rest).await,
+    };
+    Ok(reply)
+}
+
+/// GETs of exchanges, queues and bindings; the rest goes on to [`super::admin_routes`].
+async fn objects(api: &Api, req: &Req, who: &Who, snap: &Value, s: &[&str]) -> ApiResult {
+    let reply = match s {
         ["exchanges"] => list(&req.query, exchanges(snap, who, None)),
         ["exchanges", v] => in_vhost(snap, who, v, || exchanges(snap, who, Some(v)), req)?,
         ["exchanges", v, name] => {
@@ -76,14 +80,9 @@ pub async fn get(api: &Api, req: &Req, who: &Who, snap: &Value) -> ApiResult {
             who.enter(snap, v)?;
             let found = find(queues(api, snap, who, Some(v)), |q| q["name"] == *name)?;
             with_details(found, |q| {
-                let mine = |k: &&Value| {
+                let consumers = consumers_where(snap, |k| {
                     k["queue"]["name"] == q["name"] && k["queue"]["vhost"] == q["vhost"]
-                };
-                let consumers: Vec<Value> = shape::consumers(snap)
-                    .iter()
-                    .filter(mine)
-                    .cloned()
-                    .collect();
+                });
                 json!({"consumer_details": consumers, "deliveries": [], "incoming": []})
             })
         }
@@ -109,6 +108,14 @@ pub async fn get(api: &Api, req: &Req, who: &Who, snap: &Value) -> ApiResult {
         rest => return super::admin_routes::get(api, req, who, snap, rest).await,
     };
     Ok(reply)
+}
+
+/// The consumers `mine` picks.
+fn consumers_where(snap: &Value, mine: impl Fn(&Value) -> bool) -> Vec<Value> {
+    shape::consumers(snap)
+        .into_iter()
+        .filter(|k| mine(k))
+        .collect()
 }
 
 /// The single-object answer `found`, with the fields only that answer has.

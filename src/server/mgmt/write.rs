@@ -17,47 +17,11 @@ use crate::shard::control::{ApiOp, Control, GetSettle, Query};
 
 pub async fn write(api: &Api, req: &Req, who: &Who, snap: &Value) -> ApiResult {
     let s: Vec<&str> = req.segments.iter().skip(1).map(String::as_str).collect();
-    let m = &req.method;
-    // A write names a missing vhost with RabbitMQ's other 404 wording.
-    let configure_in = |v: &str| {
-        who.enter(snap, v).map_err(|e| match e.status {
-            StatusCode::NOT_FOUND => Reply::error(StatusCode::NOT_FOUND, "not_found", "no vhost"),
-            _ => e,
-        })
-    };
-    match (m, s.as_slice()) {
-        (&Method::PUT, ["queues", v, name]) => {
-            configure_in(v)?;
-            let exists = items(snap, "queues").any(|q| q["vhost"] == *v && q["name"] == *name);
-            let item = with_names(req.json()?, v, name);
-            let what = definition(&item, "queues")?;
-            created(api.ask(what).await, exists)
-        }
-        (&Method::DELETE, ["queues", v, name]) => {
-            configure_in(v)?;
-            exists_queue(snap, v, name)?;
-            let op = ApiOp::DeleteQueue {
-                vhost: bytes_of(v),
-                name: bytes_of(name),
-                if_unused: req.query.contains_key("if-unused"),
-                if_empty: req.query.contains_key("if-empty"),
-            };
-            done(api.ask(Control::Api(op)).await)
-        }
-        (&Method::DELETE, ["queues", v, name, "contents"]) => {
-            configure_in(v)?;
-            exists_queue(snap, v, name)?;
-            let op = ApiOp::PurgeQueue {
-                vhost: bytes_of(v),
-                name: bytes_of(name),
-            };
-            done(api.ask(Control::Api(op)).await)
-        }
-        (&Method::POST, ["queues", v, name, "get"]) => {
-            configure_in(v)?;
-            exists_queue(snap, v, name).map_err(|_| Reply::no_queue())?;
-            super::messages::get(api, req, v, name).await
-        }
+    if s.first() == Some(&"queues") {
+        return queue_write(api, req, who, snap, &s).await;
+    }
+    let configure_in = |v: &str| configure_in(who, snap, v);
+    match (&req.method, s.as_slice()) {
         (&Method::POST, ["exchanges", v, name, "publish"]) => {
             configure_in(v)?;
             if !items(snap, "exchanges").any(|e| e["vhost"] == *v && e["name"] == *name) {
@@ -105,15 +69,6 @@ pub async fn write(api: &Api, req: &Req, who: &Who, snap: &Value) -> ApiResult {
             };
             done(api.ask(Control::Query(Query::Unbind(def))).await)
         }
-        (&Method::POST, ["queues", v, name, "actions"]) => {
-            configure_in(v)?;
-            exists_queue(snap, v, name)?;
-            // sync and cancel_sync concern mirrored queues: a classic queue has nothing to do.
-            match req.json()?["action"].as_str() {
-                Some("sync" | "cancel_sync") => Ok(Reply::empty(StatusCode::NO_CONTENT)),
-                _ => Err(Reply::bad_request("unknown action")),
-            }
-        }
         (&Method::DELETE, ["connections", name]) => {
             let mine = items(snap, "connections")
                 .any(|c| c["name"] == *name && (who.is_admin() || c["user"] == who.name.as_str()));
@@ -127,6 +82,63 @@ pub async fn write(api: &Api, req: &Req, who: &Who, snap: &Value) -> ApiResult {
             done(api.ask(Control::Query(query)).await)
         }
         _ => super::admin_write::write(api, req, who, snap, &s).await,
+    }
+}
+
+/// The vhost may be written to: a missing one is named with RabbitMQ's other 404 wording.
+fn configure_in(who: &Who, snap: &Value, v: &str) -> Result<(), Reply> {
+    who.enter(snap, v).map_err(|e| match e.status {
+        StatusCode::NOT_FOUND => Reply::error(StatusCode::NOT_FOUND, "not_found", "no vhost"),
+        _ => e,
+    })
+}
+
+/// PUT, DELETE and POST on a queue.
+async fn queue_write(api: &Api, req: &Req, who: &Who, snap: &Value, s: &[&str]) -> ApiResult {
+    let configure_in = |v: &str| configure_in(who, snap, v);
+    match (&req.method, s) {
+        (&Method::PUT, ["queues", v, name]) => {
+            configure_in(v)?;
+            let exists = items(snap, "queues").any(|q| q["vhost"] == *v && q["name"] == *name);
+            let item = with_names(req.json()?, v, name);
+            let what = definition(&item, "queues")?;
+            created(api.ask(what).await, exists)
+        }
+        (&Method::DELETE, ["queues", v, name]) => {
+            configure_in(v)?;
+            exists_queue(snap, v, name)?;
+            let op = ApiOp::DeleteQueue {
+                vhost: bytes_of(v),
+                name: bytes_of(name),
+                if_unused: req.query.contains_key("if-unused"),
+                if_empty: req.query.contains_key("if-empty"),
+            };
+            done(api.ask(Control::Api(op)).await)
+        }
+        (&Method::DELETE, ["queues", v, name, "contents"]) => {
+            configure_in(v)?;
+            exists_queue(snap, v, name)?;
+            let op = ApiOp::PurgeQueue {
+                vhost: bytes_of(v),
+                name: bytes_of(name),
+            };
+            done(api.ask(Control::Api(op)).await)
+        }
+        (&Method::POST, ["queues", v, name, "get"]) => {
+            configure_in(v)?;
+            exists_queue(snap, v, name).map_err(|_| Reply::no_queue())?;
+            super::messages::get(api, req, v, name).await
+        }
+        (&Method::POST, ["queues", v, name, "actions"]) => {
+            configure_in(v)?;
+            exists_queue(snap, v, name)?;
+            // sync and cancel_sync concern mirrored queues: a classic queue has nothing to do.
+            match req.json()?["action"].as_str() {
+                Some("sync" | "cancel_sync") => Ok(Reply::empty(StatusCode::NO_CONTENT)),
+                _ => Err(Reply::bad_request("unknown action")),
+            }
+        }
+        _ => Err(Reply::method_not_allowed()),
     }
 }
 

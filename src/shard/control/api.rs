@@ -46,7 +46,7 @@ pub enum ApiOp {
         vhost: Bytes,
         exchange: Bytes,
         routing_key: Bytes,
-        properties: BasicProperties,
+        properties: Box<BasicProperties>,
         body: Bytes,
     },
 }

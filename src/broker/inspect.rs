@@ -18,6 +18,8 @@ pub enum Inspect {
     /// The shard's message counters.
     Stats,
     Connections,
+    /// The shard's engine metrics (rings, io_uring, fsync, group commit) for Prometheus.
+    ShardMetrics,
     /// connection.close 320 CONNECTION_FORCED to the connection of that name, if it is here.
     CloseConnection {
         name: String,
@@ -31,6 +33,8 @@ pub enum Inspected {
     Queues(Vec<QueueInfo>),
     Connections(Vec<ConnectionInfo>),
     Stats(crate::stats::Totals),
+    /// Boxed: two histograms would make every answer as large.
+    ShardMetrics(Box<crate::stats::shard_metrics::ShardMetrics>),
     /// How many connections were told to close.
     Closed(usize),
 }

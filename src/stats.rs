@@ -1,7 +1,12 @@
 //! Message counters of one shard thread, for the management API's rates and Prometheus:
 //! plain `Cell`s in a thread-local (each shard is one thread), bumped where a channel
 //! publishes, delivers, gets, acknowledges and confirms. No atomics, no locks: the counters
-//! are read only on that thread, when shard 0 gathers them ([`snapshot`]).
+//! are read only on that thread, when shard 0 gathers them ([`snapshot`]). The engine's own
+//! counts (io_uring submissions, fsync latency, group-commit size) follow the same pattern in
+//! [`shard_metrics`].
+
+pub mod histogram;
+pub mod shard_metrics;
 
 use std::cell::Cell;
 

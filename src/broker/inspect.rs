@@ -20,6 +20,8 @@ pub enum Inspect {
     /// Messages in and out of each exchange, as routed on this shard.
     ExchangeStats,
     Connections,
+    /// The shard's engine metrics (rings, io_uring, fsync, group commit) for Prometheus.
+    ShardMetrics,
     /// connection.close 320 CONNECTION_FORCED to the connection of that name, if it is here.
     CloseConnection {
         name: String,
@@ -35,6 +37,8 @@ pub enum Inspected {
     Stats(crate::stats::Totals),
     /// (vhost, name, publish_in, publish_out) of each exchange that routed something.
     ExchangeStats(Vec<(Bytes, Bytes, u64, u64)>),
+    /// Boxed: two histograms would make every answer as large.
+    ShardMetrics(Box<crate::stats::shard_metrics::ShardMetrics>),
     /// How many connections were told to close.
     Closed(usize),
 }

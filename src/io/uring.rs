@@ -93,7 +93,10 @@ impl Driver {
         }
         loop {
             match self.ring.submit() {
-                Ok(_) => break,
+                Ok(sqes) => {
+                    crate::stats::shard_metrics::uring_submitted(sqes);
+                    break;
+                }
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EAGAIN)) => {
                     // The completion queue is full: drain it, then try again.

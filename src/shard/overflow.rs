@@ -46,6 +46,11 @@ impl<T> Overflow<T> {
         self.total == 0
     }
 
+    /// Messages held for all targets.
+    pub fn held(&self) -> usize {
+        self.total
+    }
+
     pub fn len(&self, target: usize) -> usize {
         self.queues.get(target).map_or(0, VecDeque::len)
     }
@@ -125,6 +130,7 @@ mod tests {
         o.send(1, 1, Err); // ring full
         o.send(1, 2, |_| panic!("must queue behind the held message"));
         assert_eq!(o.len(1), 2);
+        assert_eq!(o.held(), 2, "expected both held messages counted");
         assert!(!o.is_empty());
         let mut got = Vec::new();
         o.retry(|_, m| {

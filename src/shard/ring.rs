@@ -107,6 +107,17 @@ impl<T> Endpoint<T> {
         self.wakers[self.id].eventfd
     }
 
+    /// Messages pushed into this shard's outgoing rings that their targets have not taken
+    /// yet. Reads each target's read index (one atomic load per ring), so it is for metrics,
+    /// never for the message path; the targets drain meanwhile, so it is a moment's view.
+    pub fn outgoing_len(&self) -> usize {
+        self.outgoing
+            .iter()
+            .flatten()
+            .map(|p| p.buffer().capacity() - p.slots())
+            .sum()
+    }
+
     /// Pushes to `target`'s ring, or hands the message back if the ring is full.
     pub fn try_push(&mut self, target: usize, msg: T) -> Result<(), T> {
         let Some(producer) = self.outgoing.get_mut(target).and_then(Option::as_mut) else {
@@ -279,6 +290,22 @@ mod tests {
         let mut got = Vec::new();
         assert_eq!(b[0].drain(10, |m| got.push(m)), 4);
         assert_eq!(got, vec![0, 1, 2, 3], "ring must keep order");
+    }
+
+    #[test]
+    fn outgoing_len_counts_what_targets_have_not_taken() {
+        let mut eps = mesh::<u32>(3, 4).expect("eventfd");
+        eps[0].try_push(1, 1).expect("space");
+        eps[0].try_push(2, 2).expect("space");
+        eps[0].try_push(2, 3).expect("space");
+        assert_eq!(eps[0].outgoing_len(), 3);
+        eps[2].drain(1, |_| {});
+        assert_eq!(
+            eps[0].outgoing_len(),
+            2,
+            "expected one fewer after shard 2 took one"
+        );
+        assert_eq!(eps[1].outgoing_len(), 0, "shard 1 sent nothing");
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub async fn run<H: WriterHost>(host: Rc<H>, wake: Arc<Notify>, dir: PathBuf) {
         open: FxHashMap::default(),
         dirty: FxHashSet::default(),
     };
+    // Records are numbered by ticket: a group commit made durable those after this one.
+    let mut synced_ticket = 0;
     loop {
         let Some(batch) = host.take_batch() else {
             wake.notified().await;
@@ -53,6 +55,9 @@ pub async fn run<H: WriterHost>(host: Rc<H>, wake: Arc<Notify>, dir: PathBuf) {
         let mut ok = files.write(chunks).await;
         if sync && ok {
             ok = files.sync().await;
+            if ok {
+                commit_done(&mut synced_ticket, ticket);
+            }
         }
         files.forget_old();
         files.delete(delete).await;
@@ -62,6 +67,16 @@ pub async fn run<H: WriterHost>(host: Rc<H>, wake: Arc<Notify>, dir: PathBuf) {
             time::sleep(RETRY_AFTER).await;
         }
     }
+}
+
+/// Counts a group commit's records for the shard's metrics; a sync that made no new record
+/// durable (after a failed write was retried) is not one.
+fn commit_done(synced_ticket: &mut u64, ticket: u64) {
+    let records = ticket.saturating_sub(*synced_ticket);
+    if records > 0 {
+        crate::stats::shard_metrics::group_commit(records);
+    }
+    *synced_ticket = ticket.max(*synced_ticket);
 }
 
 impl Files {

@@ -101,6 +101,7 @@ pub fn render(api: &Api, snap: &Value, per_object: bool) -> String {
     global_counters(&mut f, &snap["totals"]);
     resources(&mut f, api, per_object);
     shards(&mut f, snap);
+    super::shard_metrics::render(&mut out, snap);
     out
 }
 

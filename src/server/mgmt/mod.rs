@@ -13,6 +13,7 @@ mod metrics;
 mod node;
 mod routes;
 mod shape;
+mod shard_metrics;
 mod state;
 pub mod ui;
 mod write;

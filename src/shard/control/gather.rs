@@ -5,6 +5,7 @@
 use crate::broker::inspect::{ConnectionInfo, Inspect, Inspected, QueueInfo};
 use crate::broker::{OpOk, ShardMsg};
 use crate::shard::Shard;
+use crate::stats::shard_metrics::ShardMetrics;
 
 impl Shard {
     /// What this shard holds (or did) for `what`.
@@ -25,6 +26,7 @@ impl Shard {
                     .chain(self.default_exchange_stats())
                     .collect(),
             ),
+            Inspect::ShardMetrics => Inspected::ShardMetrics(Box::new(self.shard_metrics())),
             Inspect::CloseConnection { name, explanation } => {
                 let mut closed = 0;
                 for conn in self.conns_snapshot() {
@@ -102,6 +104,27 @@ impl Shard {
             }
         }
         conns
+    }
+
+    /// Every shard's engine metrics as JSON objects, in shard order.
+    pub(super) async fn all_shard_metrics(&self) -> Vec<serde_json::Value> {
+        let mut all = Vec::with_capacity(self.count);
+        for answer in self.gather(Inspect::ShardMetrics).await {
+            if let Inspected::ShardMetrics(m) = answer {
+                all.push(m.to_json());
+            }
+        }
+        all
+    }
+
+    /// This thread's engine counters, with the gauges read from the shard's own state now.
+    fn shard_metrics(&self) -> ShardMetrics {
+        let mut m = crate::stats::shard_metrics::snapshot();
+        m.ring_depth_msgs = self.endpoint.borrow().outgoing_len() as u64;
+        m.overflow_msgs = self.overflow.borrow().held() as u64;
+        m.queues = self.broker.borrow().queue_count() as u64;
+        m.connections = self.conns.borrow().len() as u64;
+        m
     }
 
     pub(in crate::shard) fn conns_snapshot(&self) -> Vec<std::rc::Rc<dyn crate::shard::Client>> {

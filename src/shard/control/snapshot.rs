@@ -27,6 +27,7 @@ pub async fn snapshot(shard: &Shard) -> String {
     let connections = shard.all_connections().await;
     let shards = shard_totals(shard).await;
     let routed = exchange_totals(shard).await;
+    let shard_metrics = shard.all_shard_metrics().await;
     let topology = shard.topology.borrow();
     let mut all = Totals::default();
     for t in &shards {
@@ -46,6 +47,7 @@ pub async fn snapshot(shard: &Shard) -> String {
         "connections": connections_json(&connections, &queues),
         "totals": totals(&all),
         "shards": shards.iter().map(totals).collect::<Vec<_>>(),
+        "shard_metrics": shard_metrics,
     })
     .to_string()
 }

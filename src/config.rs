@@ -525,4 +525,22 @@ mod tests {
         let unknown = parse_config_file("log.console.level = info\n");
         assert!(unknown.is_err_and(|e| e.contains("unknown setting \"log.console.level\"")));
     }
+
+    #[test]
+    fn the_format_is_chosen_with_log_format() {
+        use clap::Parser;
+        let parse = |args: &[&str]| Config::try_parse_from(args).map(|c| c.log_format);
+        assert_eq!(
+            parse(&["warren", "--log-format", "json"]).ok(),
+            Some(crate::log::LogFormat::Json)
+        );
+        assert_eq!(
+            parse(&["warren", "--log-format", "text"]).ok(),
+            Some(crate::log::LogFormat::Text)
+        );
+        assert!(parse(&["warren", "--log-format", "xml"]).is_err());
+        if std::env::var_os("WARREN_LOG_FORMAT").is_none() {
+            assert_eq!(parse(&["warren"]).ok(), Some(crate::log::LogFormat::Text));
+        }
+    }
 }

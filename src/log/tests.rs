@@ -125,21 +125,3 @@ fn levels_are_chosen_per_module() {
     let out = capture(LogFormat::Text, "warn", || crate::info!("hidden"));
     assert!(out.is_empty(), "{out}");
 }
-
-#[test]
-fn the_format_is_chosen_with_log_format() {
-    use clap::Parser;
-    let parse = |args: &[&str]| crate::config::Config::try_parse_from(args).map(|c| c.log_format);
-    assert_eq!(
-        parse(&["warren", "--log-format", "json"]).ok(),
-        Some(LogFormat::Json)
-    );
-    assert_eq!(
-        parse(&["warren", "--log-format", "text"]).ok(),
-        Some(LogFormat::Text)
-    );
-    assert!(parse(&["warren", "--log-format", "xml"]).is_err());
-    if std::env::var_os("WARREN_LOG_FORMAT").is_none() {
-        assert_eq!(parse(&["warren"]).ok(), Some(LogFormat::Text));
-    }
-}

@@ -249,6 +249,15 @@ pub struct Config {
     )]
     pub management_ip: std::net::IpAddr,
 
+    /// Port of the management API over HTTPS (`management.ssl.port`), with the certificate
+    /// and key of `--tls-cert` / `--tls-key`; 0 (the default) turns it off.
+    #[arg(
+        long = "management-tls-port",
+        env = "WARREN_MANAGEMENT_TLS_PORT",
+        default_value_t = 0
+    )]
+    pub management_tls_port: u16,
+
     /// Port of the Prometheus endpoint `/metrics` (`prometheus.tcp.port`); 0 turns it off.
     #[arg(
         long = "prometheus-port",
@@ -381,6 +390,7 @@ const FILE_KEYS: &[&str] = &[
     "ssl-cert-login-from",
     "management-port",
     "management-ip",
+    "management-tls-port",
     "prometheus-port",
     "prometheus-ip",
     "log-format",

@@ -481,3 +481,49 @@ fn sighup_reloads_the_certificate_and_keeps_connections() {
         close_quietly(connection).await;
     });
 }
+
+/// The management API over HTTPS (`--management-tls-port`, RabbitMQ's `management.ssl.port`)
+/// with the AMQPS certificate: a client that trusts the CA gets the overview; the plain
+/// port answers too.
+#[test]
+fn management_api_over_https() {
+    let certs = Certs::new();
+    let (https, plain) = (free_port(), free_port());
+    let (https_s, plain_s) = (https.to_string(), plain.to_string());
+    let extra = [
+        "--management-tls-port",
+        &https_s,
+        "--management-port",
+        &plain_s,
+    ];
+    let Some((_broker, _tls_port)) = tls_broker(&certs, &extra) else {
+        return;
+    };
+    let script = r#"
+import base64, json, ssl, sys, time, urllib.request
+port, ca = sys.argv[1], sys.argv[2]
+ctx = ssl.create_default_context(cafile=ca)
+auth = "Basic " + base64.b64encode(b"guest:guest").decode()
+url = f"https://127.0.0.1:{port}/api/overview"
+for attempt in range(50):
+    try:
+        req = urllib.request.Request(url, headers={"Authorization": auth})
+        with urllib.request.urlopen(req, context=ctx, timeout=5) as r:
+            print(json.load(r)["management_version"])
+            break
+    except OSError as e:
+        if attempt == 49:
+            raise
+        time.sleep(0.1)
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &https_s, &certs.arg("ca.pem")])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "expected an HTTPS answer, got {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3.10.8");
+}

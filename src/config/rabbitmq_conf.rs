@@ -21,6 +21,7 @@ pub fn translate(key: &str, value: &str) -> Option<Result<(&'static str, String)
         "default_vhost" => same("default-vhost"),
         "management.tcp.port" => same("management-port"),
         "management.tcp.ip" => same("management-ip"),
+        "management.ssl.port" => same("management-tls-port"),
         "prometheus.tcp.port" => same("prometheus-port"),
         "prometheus.tcp.ip" => same("prometheus-ip"),
         // RabbitMQ counts milliseconds; Warren, seconds.

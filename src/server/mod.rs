@@ -145,10 +145,12 @@ pub fn start(mut config: Config) -> std::io::Result<Option<Arc<ServerTls>>> {
     if let Some(path) = &boot.config.definitions {
         ctl::load_definitions(path, &control)?;
     }
+    let https = tls.as_ref().map(|t| t.config.clone());
     mgmt::start(
         boot.config.clone(),
         control.clone(),
         Some(boot.alarms.clone()),
+        https,
     )?;
     // Without it the broker still serves clients; only `warren ctl` cannot reach it (a
     // socket path longer than 107 bytes, say).

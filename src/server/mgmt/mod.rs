@@ -39,12 +39,27 @@ type ApiResult = Result<Reply, Reply>;
 
 /// Largest request body (a definitions import).
 const MAX_BODY_BYTES: usize = 64 << 20;
+/// HTTP connections served at once per listener; more wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 256;
+/// How long a client may take to send a request's headers (or the next request).
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a client may take over its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One listener of the thread: what it serves, and over TLS or not.
+struct Listener {
+    socket: std::net::TcpListener,
+    prometheus: bool,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
 
 /// Binds the listeners now (so a taken port fails the start) and serves them on a thread.
+/// `https`: the AMQPS listener's TLS settings, for `--management-tls-port`.
 pub fn start(
     config: Arc<Config>,
     control: ControlSender,
     alarms: Option<Arc<Alarms>>,
+    https: Option<Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<()> {
     let bind = |ip, port: u16| -> std::io::Result<Option<std::net::TcpListener>> {
         if port == 0 {
@@ -56,23 +71,46 @@ pub fn start(
         listener.set_nonblocking(true)?;
         Ok(Some(listener))
     };
-    let management = bind(config.management_ip, config.management_port)?;
-    let prometheus = bind(config.prometheus_ip, config.prometheus_port)?;
-    if management.is_none() && prometheus.is_none() {
+    let mut listeners = Vec::new();
+    let plain = [
+        (config.management_ip, config.management_port, false),
+        (config.prometheus_ip, config.prometheus_port, true),
+    ];
+    for (ip, port, prometheus) in plain {
+        if let Some(socket) = bind(ip, port)? {
+            listeners.push(Listener {
+                socket,
+                prometheus,
+                tls: None,
+            });
+        }
+    }
+    if config.management_tls_port != 0 {
+        let Some(tls) = https else {
+            return Err(std::io::Error::other(
+                "--management-tls-port needs --tls-cert and --tls-key",
+            ));
+        };
+        if let Some(socket) = bind(config.management_ip, config.management_tls_port)? {
+            let tls = Some(tokio_rustls::TlsAcceptor::from(tls));
+            listeners.push(Listener {
+                socket,
+                prometheus: false,
+                tls,
+            });
+        }
+    }
+    if listeners.is_empty() {
         return Ok(());
     }
     let api = Arc::new(Api::new(control, config, alarms));
     std::thread::Builder::new()
         .name("warren-mgmt".to_string())
-        .spawn(move || run(api, management, prometheus))?;
+        .spawn(move || run(api, listeners))?;
     Ok(())
 }
 
-fn run(
-    api: Arc<Api>,
-    management: Option<std::net::TcpListener>,
-    prometheus: Option<std::net::TcpListener>,
-) {
+fn run(api: Arc<Api>, listeners: Vec<Listener>) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -85,34 +123,50 @@ fn run(
     };
     runtime.block_on(async move {
         tokio::spawn(api.clone().sample_forever());
-        if let Some(l) = management {
-            tokio::spawn(accept(api.clone(), l, false));
-        }
-        if let Some(l) = prometheus {
-            tokio::spawn(accept(api.clone(), l, true));
+        for listener in listeners {
+            tokio::spawn(accept(api.clone(), listener));
         }
         std::future::pending::<()>().await;
     });
 }
 
-async fn accept(api: Arc<Api>, listener: std::net::TcpListener, prometheus: bool) {
-    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+async fn accept(api: Arc<Api>, listener: Listener) {
+    let Ok(socket) = tokio::net::TcpListener::from_std(listener.socket) else {
         return;
     };
+    let prometheus = listener.prometheus;
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok((stream, peer)) = listener.accept().await else {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let Ok((stream, peer)) = socket.accept().await else {
             continue;
         };
         let api = api.clone();
+        let tls = listener.tls.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |request| {
                 let api = api.clone();
                 async move { Ok::<_, Infallible>(serve(&api, request, peer, prometheus).await) }
             });
-            let io = TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await;
+            // A client that sends no request for this long loses its connection (and slot).
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            match tls {
+                None => {
+                    let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                }
+                Some(tls) => {
+                    // A failed handshake only ends this connection.
+                    let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream));
+                    if let Ok(Ok(stream)) = handshake.await {
+                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                }
+            }
         });
     }
 }

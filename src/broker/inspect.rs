@@ -15,13 +15,9 @@ use crate::protocol::FieldTable;
 #[derive(Debug, Clone)]
 pub enum Inspect {
     Queues,
-    /// The shard's message counters.
-    Stats,
-    /// Messages in and out of each exchange, as routed on this shard.
-    ExchangeStats,
     Connections,
-    /// The shard's engine metrics (rings, io_uring, fsync, group commit) for Prometheus.
-    ShardMetrics,
+    /// Everything the management API shows of the shard, in one answer ([`ShardReport`]).
+    Report,
     /// connection.close 320 CONNECTION_FORCED to the connection of that name, if it is here.
     CloseConnection {
         name: String,
@@ -34,13 +30,23 @@ pub enum Inspect {
 pub enum Inspected {
     Queues(Vec<QueueInfo>),
     Connections(Vec<ConnectionInfo>),
-    Stats(crate::stats::Totals),
-    /// (vhost, name, publish_in, publish_out) of each exchange that routed something.
-    ExchangeStats(Vec<(Bytes, Bytes, u64, u64)>),
-    /// Boxed: two histograms would make every answer as large.
-    ShardMetrics(Box<crate::stats::shard_metrics::ShardMetrics>),
+    /// Boxed: its histograms would make every answer as large.
+    Report(Box<ShardReport>),
     /// How many connections were told to close.
     Closed(usize),
+}
+
+/// One shard's part of the management API's snapshot.
+#[derive(Debug)]
+pub struct ShardReport {
+    pub queues: Vec<QueueInfo>,
+    pub connections: Vec<ConnectionInfo>,
+    /// Its message counters.
+    pub stats: crate::stats::Totals,
+    /// (vhost, name, publish_in, publish_out) of each exchange that routed something here.
+    pub exchanges: Vec<(Bytes, Bytes, u64, u64)>,
+    /// Its engine metrics (rings, io_uring, fsync, group commit) for Prometheus.
+    pub metrics: crate::stats::shard_metrics::ShardMetrics,
 }
 
 /// A queue in `rabbitmqctl list_queues`' terms.

@@ -2,7 +2,7 @@
 //! ([`ShardMsg::Inspect`]) and waits for all answers. Each shard answers from its own state
 //! between two messages, so nothing is locked and publishes never wait for a listing.
 
-use crate::broker::inspect::{ConnectionInfo, Inspect, Inspected, QueueInfo};
+use crate::broker::inspect::{ConnectionInfo, Inspect, Inspected, QueueInfo, ShardReport};
 use crate::broker::{OpOk, ShardMsg};
 use crate::shard::Shard;
 use crate::stats::shard_metrics::ShardMetrics;
@@ -13,20 +13,13 @@ impl Shard {
         match what {
             Inspect::Queues => Inspected::Queues(self.broker.borrow().queue_infos()),
             Inspect::Connections => Inspected::Connections(self.connection_infos()),
-            Inspect::Stats => Inspected::Stats(crate::stats::snapshot()),
-            Inspect::ExchangeStats => Inspected::ExchangeStats(
-                self.topology
-                    .borrow()
-                    .exchanges()
-                    .filter(|ex| ex.publish_in.get() > 0)
-                    .map(|ex| {
-                        let (i, o) = (ex.publish_in.get(), ex.publish_out.get());
-                        (ex.vhost.clone(), ex.name.clone(), i, o)
-                    })
-                    .chain(self.default_exchange_stats())
-                    .collect(),
-            ),
-            Inspect::ShardMetrics => Inspected::ShardMetrics(Box::new(self.shard_metrics())),
+            Inspect::Report => Inspected::Report(Box::new(ShardReport {
+                queues: self.broker.borrow().queue_infos(),
+                connections: self.connection_infos(),
+                stats: crate::stats::snapshot(),
+                exchanges: self.exchange_stats(),
+                metrics: self.shard_metrics(),
+            })),
             Inspect::CloseConnection { name, explanation } => {
                 let mut closed = 0;
                 for conn in self.conns_snapshot() {
@@ -41,6 +34,31 @@ impl Shard {
                 Inspected::Closed(closed)
             }
         }
+    }
+
+    /// (vhost, name, publish_in, publish_out) of every exchange that routed here.
+    fn exchange_stats(&self) -> Vec<(bytes::Bytes, bytes::Bytes, u64, u64)> {
+        self.topology
+            .borrow()
+            .exchanges()
+            .filter(|ex| ex.publish_in.get() > 0)
+            .map(|ex| {
+                let (i, o) = (ex.publish_in.get(), ex.publish_out.get());
+                (ex.vhost.clone(), ex.name.clone(), i, o)
+            })
+            .chain(self.default_exchange_stats())
+            .collect()
+    }
+
+    /// Every shard's report, in shard order.
+    pub(super) async fn all_reports(&self) -> Vec<ShardReport> {
+        let mut all = Vec::with_capacity(self.count);
+        for answer in self.gather(Inspect::Report).await {
+            if let Inspected::Report(r) = answer {
+                all.push(*r);
+            }
+        }
+        all
     }
 
     /// The default exchange's `publish_in` per vhost on this shard: its closed connections'
@@ -107,16 +125,6 @@ impl Shard {
     }
 
     /// Every shard's engine metrics as JSON objects, in shard order.
-    pub(super) async fn all_shard_metrics(&self) -> Vec<serde_json::Value> {
-        let mut all = Vec::with_capacity(self.count);
-        for answer in self.gather(Inspect::ShardMetrics).await {
-            if let Inspected::ShardMetrics(m) = answer {
-                all.push(m.to_json());
-            }
-        }
-        all
-    }
-
     /// This thread's engine counters, with the gauges read from the shard's own state now.
     fn shard_metrics(&self) -> ShardMetrics {
         let mut m = crate::stats::shard_metrics::snapshot();

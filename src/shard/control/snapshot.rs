@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::definitions;
 use super::listing::bindings;
-use crate::broker::inspect::{ConnectionInfo, Inspect, Inspected, QueueInfo};
+use crate::broker::inspect::{ConnectionInfo, QueueInfo};
 use crate::broker::policy::{definition_to_json, Target};
 use crate::broker::topology::Topology;
 use crate::ids::QueueRef;
@@ -23,16 +23,22 @@ fn text(b: &[u8]) -> String {
 
 /// The JSON document (see the module doc).
 pub async fn snapshot(shard: &Shard) -> String {
-    let queues = shard.all_queues().await;
-    let connections = shard.all_connections().await;
-    let shards = shard_totals(shard).await;
-    let routed = exchange_totals(shard).await;
-    let shard_metrics = shard.all_shard_metrics().await;
-    let topology = shard.topology.borrow();
+    let reports = shard.all_reports().await;
+    let mut queues = Vec::new();
+    let mut connections = Vec::new();
+    let mut routed: HashMap<(Bytes, Bytes), (u64, u64)> = HashMap::new();
     let mut all = Totals::default();
-    for t in &shards {
-        all.add(t);
+    for r in &reports {
+        queues.extend(r.queues.iter().cloned());
+        connections.extend(r.connections.iter().cloned());
+        all.add(&r.stats);
+        for (vhost, name, i, o) in &r.exchanges {
+            let sum = routed.entry((vhost.clone(), name.clone())).or_default();
+            sum.0 += i;
+            sum.1 += o;
+        }
     }
+    let topology = shard.topology.borrow();
     json!({
         "vhosts": definitions::vhosts(&topology),
         "users": definitions::users(&topology),
@@ -46,36 +52,10 @@ pub async fn snapshot(shard: &Shard) -> String {
         "queues": queues.iter().map(|q| queue(&topology, q)).collect::<Vec<_>>(),
         "connections": connections_json(&connections, &queues),
         "totals": totals(&all),
-        "shards": shards.iter().map(totals).collect::<Vec<_>>(),
-        "shard_metrics": shard_metrics,
+        "shards": reports.iter().map(|r| totals(&r.stats)).collect::<Vec<_>>(),
+        "shard_metrics": reports.iter().map(|r| r.metrics.to_json()).collect::<Vec<_>>(),
     })
     .to_string()
-}
-
-/// Each shard's message counters, in shard order.
-async fn shard_totals(shard: &Shard) -> Vec<Totals> {
-    let mut out = Vec::new();
-    for answer in shard.gather(Inspect::Stats).await {
-        if let Inspected::Stats(t) = answer {
-            out.push(t);
-        }
-    }
-    out
-}
-
-/// Messages in and out of each exchange, summed over the shards that routed them.
-async fn exchange_totals(shard: &Shard) -> HashMap<(Bytes, Bytes), (u64, u64)> {
-    let mut out: HashMap<(Bytes, Bytes), (u64, u64)> = HashMap::new();
-    for answer in shard.gather(Inspect::ExchangeStats).await {
-        if let Inspected::ExchangeStats(all) = answer {
-            for (vhost, name, i, o) in all {
-                let sum = out.entry((vhost, name)).or_default();
-                sum.0 += i;
-                sum.1 += o;
-            }
-        }
-    }
-    out
 }
 
 /// Counters under RabbitMQ's `message_stats` names.

@@ -39,6 +39,21 @@ pub async fn get(api: &Api, req: &Req, who: &Who, snap: &Value, s: &[&str]) -> A
             policies(who, req, snap, kind, rest)?
         }
         ["vhost-limits"] => list(&req.query, vhost_limits(snap, None)),
+        // Runtime parameters: Warren's only component is the vhost limits.
+        ["parameters"] | ["parameters", "vhost-limits"] => {
+            who.require_monitoring()?;
+            list(&req.query, items(snap, "vhost_limits").cloned().collect())
+        }
+        ["global-parameters"] => {
+            who.require_admin()?;
+            let id = format!("warren-cluster-id-{}", shape::node_name());
+            list(
+                &req.query,
+                vec![json!({"name": "internal_cluster_id", "value": id})],
+            )
+        }
+        // No OAuth 2: the web UI logs in with basic auth.
+        ["auth"] => Reply::json(&json!({"oauth_enabled": false})),
         ["vhost-limits", v] => list(&req.query, vhost_limits(snap, Some(v))),
         ["user-limits"] => admin_list(who, req, true, user_limits(snap, None))?,
         ["user-limits", u] => admin_list(who, req, true, user_limits(snap, Some(u)))?,

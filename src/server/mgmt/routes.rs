@@ -164,11 +164,12 @@ pub fn vhost_exists(snap: &Value, vhost: &str) -> bool {
 }
 
 fn connections(api: &Api, snap: &Value, who: &Who, vhost: Option<&str>, one: bool) -> Vec<Value> {
-    let port = api.config.listen.first().map_or(5672, |a| a.port());
+    let any = std::net::SocketAddr::from(([0, 0, 0, 0], 5672));
+    let local = api.config.listen.first().copied().unwrap_or(any);
     items(snap, "connections")
         .filter(|c| who.is_monitoring() || c["user"] == who.name.as_str())
         .filter(|c| vhost.is_none_or(|v| c["vhost"] == v))
-        .map(|c| shape::connection(c, port, one))
+        .map(|c| shape::connection(c, local, one))
         .collect()
 }
 

@@ -212,13 +212,14 @@ fn quote_key(key: &str) -> String {
 
 /// A connection; `one` is the single-connection answer, where RabbitMQ writes the TLS
 /// fields of a plain connection as empty strings (null in listings).
-pub fn connection(c: &Value, config_port: u16, one: bool) -> Value {
+/// `local` is the listener's address (host and port of the connection's server side).
+pub fn connection(c: &Value, local: std::net::SocketAddr, one: bool) -> Value {
     let props = &c["client_properties"];
     let none = if one { json!("") } else { Value::Null };
     let mut out = json!({
         "name": c["name"], "node": node_name(), "type": "network", "protocol": "AMQP 0-9-1",
         "user": c["user"], "user_who_performed_action": c["user"], "vhost": c["vhost"],
-        "host": "127.0.0.1", "port": config_port,
+        "host": local.ip().to_string(), "port": local.port(),
         "peer_host": c["peer_host"], "peer_port": c["peer_port"], "state": c["state"],
         "channels": c["channels"], "channel_max": c["channel_max"],
         "frame_max": c["frame_max"], "timeout": c["timeout"],

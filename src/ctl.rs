@@ -1,6 +1,8 @@
 //! `warren ctl`: the operator's command line, talking to a running broker over its control
 //! socket (`<data-dir>/warren.sock`), as `rabbitmqctl` talks to a RabbitMQ node. Commands
-//! and their options follow rabbitmqctl's (`set_policy` spelled either way).
+//! and their options follow rabbitmqctl's (`set_policy` spelled either way). With `--api
+//! URL` the same requests go to a broker's management API instead ([`remote`]), so a broker
+//! on another host is managed the same way.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -10,6 +12,8 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
 mod access;
+mod remote;
+mod trace;
 
 #[derive(Parser, Debug)]
 #[command(name = "warren ctl", about = "Manage a running Warren broker")]
@@ -22,8 +26,37 @@ struct Ctl {
         global = true
     )]
     data_dir: PathBuf,
+    /// Manage the broker through its management API at this URL
+    /// (http://HOST:PORT) instead of its control socket; needs an administrator.
+    #[arg(long, env = "WARREN_API", global = true)]
+    api: Option<String>,
+    /// The management API user (with --api).
+    #[arg(
+        long = "username",
+        env = "WARREN_API_USER",
+        default_value = "guest",
+        global = true
+    )]
+    api_user: String,
+    /// The management API user's password (with --api).
+    // Named apart from the `password` of add_user and change_password: a global option
+    // shares its id with a verb's argument of the same name, and would take its value.
+    #[arg(
+        long = "password",
+        env = "WARREN_API_PASSWORD",
+        default_value = "guest",
+        global = true,
+        hide_env_values = true
+    )]
+    api_password: String,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where requests go.
+enum Target {
+    Socket(PathBuf),
+    Api(remote::Api),
 }
 
 #[derive(Subcommand, Debug)]
@@ -115,6 +148,10 @@ enum Command {
     /// Loads a definitions file (RabbitMQ's JSON export) into the running broker.
     #[command(alias = "import_definitions")]
     ImportDefinitions { path: PathBuf },
+    /// Prints every publish and delivery in a vhost as one JSON line each, until
+    /// interrupted (RabbitMQ's firehose tracer, without its exchange); tracing is off again
+    /// once this stops. Over the control socket only.
+    Trace(VhostArgs),
     #[command(flatten)]
     Access(access::AccessCommand),
 }
@@ -177,14 +214,25 @@ pub fn main(args: &[String]) -> i32 {
         Command::ExportDefinitions { path } if path != "-" => Some(PathBuf::from(path)),
         _ => None,
     };
-    let request = match request(ctl.command) {
-        Ok(request) => request,
-        Err(err) => {
-            eprintln!("warren ctl: {err}");
-            return 64;
-        }
+    let target = match &ctl.api {
+        Some(url) => match remote::Api::parse(url, &ctl.api_user, &ctl.api_password) {
+            Ok(api) => Target::Api(api),
+            Err(err) => return usage_error(&err),
+        },
+        None => Target::Socket(crate::config::ctl_socket(&ctl.data_dir)),
     };
-    match send(&crate::config::ctl_socket(&ctl.data_dir), &request) {
+    if let Command::Trace(v) = &ctl.command {
+        return match &target {
+            Target::Socket(socket) => trace::run(socket, &v.vhost),
+            Target::Api(_) => usage_error(trace::NOT_OVER_API),
+        };
+    }
+    let inline = matches!(target, Target::Api(_));
+    let request = match request(ctl.command, inline) {
+        Ok(request) => request,
+        Err(err) => return usage_error(&err),
+    };
+    match send(&target, &request) {
         Ok(output) if export_to.is_some() => write_definitions(export_to, &output),
         Ok(output) => {
             if !output.is_empty() {
@@ -199,7 +247,14 @@ pub fn main(args: &[String]) -> i32 {
     }
 }
 
-fn request(command: Command) -> Result<Value, String> {
+fn usage_error(err: &str) -> i32 {
+    eprintln!("warren ctl: {err}");
+    64
+}
+
+/// The request line for `command`; `inline`: a definitions file travels as its content
+/// (for a broker that may be on another host) rather than as its path.
+fn request(command: Command, inline: bool) -> Result<Value, String> {
     let policy = |p: PolicyArgs, operator: bool| -> Result<Value, String> {
         let definition: Value = serde_json::from_str(&p.definition)
             .map_err(|e| format!("the definition is not valid JSON: {e}"))?;
@@ -248,12 +303,12 @@ fn request(command: Command) -> Result<Value, String> {
         }
         Command::ListPermissions(v) => json!({"command": "list-permissions", "vhost": v.vhost}),
         Command::Access(a) => a.request(),
-        other => query(other)?,
+        other => query(other, inline)?,
     })
 }
 
 /// The listing, status and definitions requests.
-fn query(command: Command) -> Result<Value, String> {
+fn query(command: Command, inline: bool) -> Result<Value, String> {
     let listing = |command: &str, c: ColumnArgs| json!({"command": command, "vhost": c.vhost, "columns": column_list(&c.columns)});
     Ok(match command {
         Command::ListQueues(c) => listing("list-queues", c),
@@ -267,6 +322,13 @@ fn query(command: Command) -> Result<Value, String> {
         }
         Command::Status => json!({"command": "status"}),
         Command::ExportDefinitions { .. } => json!({"command": "export-definitions"}),
+        Command::ImportDefinitions { path } if inline => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let definitions: Value = serde_json::from_str(&text)
+                .map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
+            json!({"command": "import-definitions", "definitions": definitions})
+        }
         Command::ImportDefinitions { path } => {
             let path = std::fs::canonicalize(&path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -290,24 +352,37 @@ fn write_definitions(path: Option<PathBuf>, json: &str) -> i32 {
     }
 }
 
-/// Sends one request and returns the broker's output, or its refusal.
-fn send(socket: &std::path::Path, request: &Value) -> Result<String, String> {
-    let mut stream = UnixStream::connect(socket).map_err(|e| {
+/// The control socket, or why it cannot be reached.
+fn connect(socket: &std::path::Path) -> Result<UnixStream, String> {
+    UnixStream::connect(socket).map_err(|e| {
         format!(
-            "cannot reach a broker at {} ({e}); is it running with this --data-dir?",
+            "cannot reach a broker at {} ({e}); is it running with this --data-dir? \
+             (or manage it through its management API with --api URL)",
             socket.display()
         )
-    })?;
-    writeln!(stream, "{request}").map_err(|e| format!("cannot send the request: {e}"))?;
-    let mut line = String::new();
-    BufReader::new(stream)
-        .read_line(&mut line)
-        .map_err(|e| format!("no answer from the broker: {e}"))?;
-    let reply: Value =
-        serde_json::from_str(&line).map_err(|_| format!("unexpected answer: {line:?}"))?;
+    })
+}
+
+/// Sends one request and returns the broker's output, or its refusal.
+fn send(target: &Target, request: &Value) -> Result<String, String> {
+    let reply = match target {
+        Target::Socket(socket) => ask_socket(socket, request)?,
+        Target::Api(api) => api.send(request)?,
+    };
     if reply["ok"].as_bool() == Some(true) {
         Ok(reply["output"].as_str().unwrap_or_default().to_string())
     } else {
         Err(reply["error"].as_str().unwrap_or("refused").to_string())
     }
+}
+
+/// One request line over the control socket; the answer line.
+fn ask_socket(socket: &std::path::Path, request: &Value) -> Result<Value, String> {
+    let mut stream = connect(socket)?;
+    writeln!(stream, "{request}").map_err(|e| format!("cannot send the request: {e}"))?;
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .map_err(|e| format!("no answer from the broker: {e}"))?;
+    serde_json::from_str(&line).map_err(|_| format!("unexpected answer: {line:?}"))
 }

@@ -15,7 +15,7 @@
 //! routing     bindings of one exchange: direct, fanout, topic trie, headers
 //! io          sockets, files, timers, fsync: io_uring or epoll backend
 //! protocol    wire, frames, methods, tables, properties
-//! ids message counter stats log
+//! ids message counter stats log trace
 //! ```
 //!
 //! The message path reads top to bottom: [`connection`] reads frames from a socket and parses
@@ -41,3 +41,4 @@ pub mod server;
 pub mod shard;
 pub mod stats;
 pub mod store;
+pub mod trace;

@@ -14,7 +14,7 @@
 //! 3 store
 //! 2 io routing
 //! 1 protocol ids message
-//! 0 log counter stats
+//! 0 log counter stats trace
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -24,6 +24,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("log", 0),
     ("counter", 0),
     ("stats", 0),
+    ("trace", 0),
     ("protocol", 1),
     ("ids", 1),
     ("message", 1),

@@ -36,6 +36,13 @@ impl ClientInfo {
     }
 }
 
+impl ClientInfo {
+    /// The `connection_name` the client gave, if any.
+    pub fn connection_name(&self) -> Option<&str> {
+        self.connection_name.as_deref()
+    }
+}
+
 /// `text` cut to `MAX_TEXT_CHARS` characters.
 fn bounded(text: &str) -> String {
     match text.char_indices().nth(MAX_TEXT_CHARS) {

@@ -18,6 +18,7 @@ mod lifecycle_log;
 mod listener;
 mod output;
 mod reader;
+mod traced;
 mod tracking;
 mod writer;
 

@@ -174,6 +174,10 @@ impl Client for Conn {
         encode_body(&mut out, d.channel, &d.msg.body, frame_max);
         drop(out);
         self.writable.notify_one();
+        if crate::trace::on() {
+            let (tag, msg) = (&d.consumer_tag, &d.msg);
+            super::traced::delivered_to_consumer(self, d.channel, tag, d.redelivered, msg);
+        }
         None
     }
 

@@ -5,10 +5,15 @@
 //! The socket speaks one JSON object per line each way: a request such as
 //! `{"command": "set-policy", "operator": false, "policy": {...}}` (a policy in RabbitMQ's
 //! export format), and `{"ok": true, "output": "..."}` or `{"ok": false, "error": "..."}`.
+//! The management API takes the same lines at `POST /api/warren/ctl` ([`remote_reply`]),
+//! which is how `warren ctl --api URL` manages a broker on another host. `trace` is the one
+//! request answered with more than one line (see [`trace`]).
 
+mod trace;
 mod verbs;
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -22,6 +27,7 @@ use crate::broker::permissions::Permission;
 use crate::broker::policy::definition_from_json;
 use crate::broker::topology::TopologyChange;
 use crate::broker::users::{imported_user, new_user, KNOWN_TAGS};
+use crate::config::Config;
 use crate::shard::control::{Control, ControlReply, ControlRequest, ControlSender, Query};
 use crate::store::record::{PermissionDef, PolicyDef, VhostDef};
 
@@ -32,8 +38,10 @@ const MAX_REQUEST_BYTES: u64 = 1 << 20;
 
 /// Listens on the control socket on a thread of its own. The data directory is locked by
 /// this broker, so a socket file left there is a dead broker's and is replaced.
-pub fn start(data_dir: &Path, control: ControlSender) -> std::io::Result<()> {
-    let path = crate::config::ctl_socket(data_dir);
+pub fn start(config: &Config, control: ControlSender) -> std::io::Result<()> {
+    let path = crate::config::ctl_socket(&config.data_dir);
+    // Traced connections are named as list_connections names them.
+    let listen = config.listen.first().copied();
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).map_err(|e| {
         std::io::Error::new(
@@ -46,28 +54,60 @@ pub fn start(data_dir: &Path, control: ControlSender) -> std::io::Result<()> {
         .name("warren-ctl".to_string())
         .spawn(move || {
             for stream in listener.incoming().flatten() {
-                serve(stream, &control);
+                serve(stream, &control, listen);
             }
         })?;
     Ok(())
 }
 
-/// One client: requests until it hangs up (or stays silent too long).
-fn serve(stream: UnixStream, control: &ControlSender) {
+/// One client: requests until it hangs up (or stays silent too long). A trace takes the
+/// connection over.
+fn serve(stream: UnixStream, control: &ControlSender, listen: Option<SocketAddr>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
     let mut lines = BufReader::new(stream.take(MAX_REQUEST_BYTES)).lines();
     while let Some(Ok(line)) = lines.next() {
-        let answer = answer(&line, control);
-        let reply = match answer {
-            Ok(output) => json!({"ok": true, "output": output}),
-            Err(error) => json!({"ok": false, "error": error}),
-        };
-        if writeln!(writer, "{reply}").is_err() {
+        if trace::is_trace(&line) {
+            trace::start(writer, &line, control, listen);
             return;
         }
+        if writeln!(writer, "{}", reply(&line, control)).is_err() {
+            return;
+        }
+    }
+}
+
+/// The answer line to a request line.
+fn reply(line: &str, control: &ControlSender) -> Value {
+    match answer(line, control) {
+        Ok(output) => json!({"ok": true, "output": output}),
+        Err(error) => json!({"ok": false, "error": error}),
+    }
+}
+
+/// The answer to a request line that came through the management API (`POST
+/// /api/warren/ctl`, from an administrator), exactly as the socket would answer it. It blocks
+/// on shard 0: call it off the API's runtime. Two requests are the socket's only: a trace
+/// (a stream, not one answer), and a definitions import by path (a file on the broker's
+/// host; over the API the document comes inline).
+pub(super) fn remote_reply(line: &str, control: &ControlSender) -> Value {
+    let request = serde_json::from_str::<Value>(line).unwrap_or_default();
+    let refusal = match request["command"].as_str() {
+        Some("trace") => Some(
+            "trace streams over the control socket only: run `warren ctl trace` on the \
+             broker's host",
+        ),
+        Some("import-definitions") if request.get("path").is_some() => Some(
+            "over the management API, import-definitions takes the document inline \
+             ('definitions'), not a path on the broker's host",
+        ),
+        _ => None,
+    };
+    match refusal {
+        Some(error) => json!({"ok": false, "error": error}),
+        None => reply(line, control),
     }
 }
 
@@ -76,6 +116,13 @@ fn serve(stream: UnixStream, control: &ControlSender) {
 fn answer(line: &str, control: &ControlSender) -> ControlReply {
     if let Ok(request) = serde_json::from_str::<Value>(line) {
         if request["command"] == "import-definitions" {
+            // The document itself (from `warren ctl --api`, whose file is on another host),
+            // or the path of a file on this host.
+            if let Some(defs) = request.get("definitions") {
+                let count = import_document(defs, control)?;
+                crate::info!("Loaded {count} definition(s) sent by warren ctl");
+                return Ok(String::new());
+            }
             let path = request["path"].as_str().ok_or("path must be a string")?;
             load_definitions(Path::new(path), control).map_err(|e| e.to_string())?;
             return Ok(String::new());

@@ -154,7 +154,7 @@ pub fn start(mut config: Config) -> std::io::Result<Option<Arc<ServerTls>>> {
     )?;
     // Without it the broker still serves clients; only `warren ctl` cannot reach it (a
     // socket path longer than 107 bytes, say).
-    if let Err(err) = ctl::start(&boot.config.data_dir, control) {
+    if let Err(err) = ctl::start(&boot.config, control) {
         crate::warn!("warren ctl cannot reach this broker: {err}");
     }
     crate::info!("Server startup complete; {count} shard(s) accepting connections");

@@ -59,7 +59,8 @@ pub async fn consume(ctx: &Ctx<'_>, m: &BasicConsume) -> Result<(), Fail> {
     let priority = consumer_priority(&vhost, &name, &m.arguments)?;
     let tag = consumer_tag(&m.consumer_tag);
     let id = ctx.shard.next_consumer_id();
-    let Some((prefetch_count, channel_prefetch_count)) = register(ctx, &tag, id, m.no_ack)? else {
+    let Some((prefetch_count, channel_prefetch_count)) = register(ctx, &tag, &name, id, m.no_ack)?
+    else {
         return Ok(());
     };
     let spec = ConsumerSpec {
@@ -118,6 +119,7 @@ pub fn consumer_tag(asked: &Bytes) -> Bytes {
 fn register(
     ctx: &Ctx,
     tag: &Bytes,
+    queue: &[u8],
     id: u64,
     no_ack: bool,
 ) -> Result<Option<(u16, u16)>, HardError> {
@@ -137,6 +139,7 @@ fn register(
             id,
             no_ack,
             queue: None,
+            queue_name: Bytes::copy_from_slice(queue),
         });
         Ok((ch.prefetch_count, ch.channel_prefetch_count))
     });

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::broker::permissions::Access;
 use crate::broker::{Got, OpOk, QueueOp};
+use crate::connection::traced;
 use crate::io::time;
 use crate::protocol::method::*;
 use crate::protocol::Method;
@@ -51,6 +52,16 @@ pub async fn get(ctx: &Ctx<'_>, m: &BasicGet) -> Result<(), Fail> {
         message_count: got.message_count,
     });
     ctx.conn.write_content(ctx.channel, &method, &got.msg);
+    if crate::trace::on() {
+        let delivered = traced::Delivered {
+            channel: ctx.channel,
+            queue: &name,
+            consumer_tag: None,
+            redelivered: got.redelivered,
+            msg: &got.msg,
+        };
+        traced::delivered(ctx.conn, &delivered);
+    }
     Ok(())
 }
 

@@ -76,6 +76,8 @@ struct ChannelConsumer {
     no_ack: bool,
     /// None until the queue accepted the consumer.
     queue: Option<QueueRef>,
+    /// The queue's name (for traces: a delivery names only the queue's reference).
+    queue_name: Bytes,
 }
 
 impl Channel {
@@ -133,6 +135,12 @@ impl Channel {
         let tag = self.next_delivery_tag;
         self.next_delivery_tag += 1;
         tag
+    }
+
+    /// The name of the queue consumer `tag` reads.
+    pub fn consumer_queue(&self, tag: &Bytes) -> Option<Bytes> {
+        let consumer = self.consumers.iter().find(|c| c.tag == *tag)?;
+        Some(consumer.queue_name.clone())
     }
 
     pub fn is_pending_consumer(&self, tag: &Bytes) -> bool {

@@ -11,6 +11,7 @@ use crate::broker::publish::{fan_out, is_default_exchange, route as route_messag
 use crate::broker::topology::{internal_exchange, no_exchange};
 use crate::broker::{AmqpError, Origin, ShardMsg};
 use crate::connection::error::method_error;
+use crate::connection::traced;
 use crate::connection::{Conn, HardError};
 use crate::message::Message;
 use crate::protocol::constants::*;
@@ -289,6 +290,10 @@ pub fn route(ctx: &Ctx, incoming: Incoming) -> Result<(), AmqpError> {
         published.set(published.get() + 1);
         if let Some(token) = msg.routing_key.strip_prefix(reply_to::REPLY_TO_PREFIX) {
             // A reply to a direct reply-to requester: straight to its channel, no queue.
+            if crate::trace::on() {
+                // A direct reply goes to a channel, not to a queue.
+                traced::published(ctx.conn, ctx.channel, &ctx.vhost(), &msg, 0);
+            }
             if let Some(to) = reply_to::parse_token(ctx.shard.count, token) {
                 let reply = ShardMsg::DirectReply {
                     conn: to.conn,
@@ -304,6 +309,9 @@ pub fn route(ctx: &Ctx, incoming: Incoming) -> Result<(), AmqpError> {
     }
     let vhost = ctx.vhost();
     let route = route_message(&ctx.shard.topology.borrow(), ctx.shard.count, &vhost, &msg);
+    if crate::trace::on() {
+        traced::published(ctx.conn, ctx.channel, &vhost, &msg, route.targets());
+    }
     if let Route::Queues(queues) = &route {
         if queues.is_empty() {
             if incoming.mandatory {

@@ -6,6 +6,7 @@
 mod admin_routes;
 mod admin_write;
 mod auth;
+mod ctl_route;
 mod http;
 mod listing;
 mod messages;

@@ -81,6 +81,7 @@ pub async fn write(api: &Api, req: &Req, who: &Who, snap: &Value) -> ApiResult {
             };
             done(api.ask(Control::Query(query)).await)
         }
+        (&Method::POST, ["warren", "ctl"]) => super::ctl_route::ctl(api, req, who).await,
         _ => super::admin_write::write(api, req, who, snap, &s).await,
     }
 }

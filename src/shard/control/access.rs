@@ -46,7 +46,8 @@ pub fn list_vhosts(shard: &Shard, asked: &[String]) -> Result<String, String> {
                 "name" => text(&v.def.name).into_owned(),
                 "description" => text(&v.def.description).into_owned(),
                 "tags" => format!("[{}]", text(&v.def.tags)),
-                _ => "false".to_string(),
+                // `warren ctl trace` is running on it (see `crate::trace`).
+                _ => crate::trace::is_traced(&v.def.name).to_string(),
             })
             .collect();
         out.push_str(&format!("\n{}", row.join("\t")));

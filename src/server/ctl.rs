@@ -10,6 +10,7 @@
 //! request answered with more than one line (see [`trace`]).
 
 mod trace;
+pub(super) use trace::properties_json;
 mod verbs;
 
 use std::io::{BufRead, BufReader, Read, Write};

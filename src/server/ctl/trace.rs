@@ -166,7 +166,7 @@ fn add_party(line: &mut Value, party: &Party, listen: Option<SocketAddr>) {
 
 /// The properties that are set, under RabbitMQ's names (as the management API shows a
 /// message's); `{}` for a header that does not decode.
-fn properties_json(raw: &[u8]) -> Value {
+pub(in crate::server) fn properties_json(raw: &[u8]) -> Value {
     let Ok(p) = BasicProperties::decode(raw) else {
         return json!({});
     };

@@ -58,9 +58,7 @@ fn message(m: &Value, encoding: &str, truncate: Option<usize>) -> Value {
         _ => (engine.encode(shown), "base64"),
     };
     let raw = hex_bytes(m["properties"].as_str().unwrap_or_default());
-    let properties = BasicProperties::decode(&raw)
-        .map(|p| properties_json(&p))
-        .unwrap_or(json!({}));
+    let properties = crate::server::ctl::properties_json(&raw);
     json!({"payload_bytes": m["payload_bytes"], "redelivered": m["redelivered"],
         "exchange": m["exchange"], "routing_key": m["routing_key"],
         "message_count": m["message_count"], "properties": properties,
@@ -71,35 +69,6 @@ fn hex_bytes(hex: &str) -> Vec<u8> {
     (0..hex.len() / 2)
         .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
         .collect()
-}
-
-fn properties_json(p: &BasicProperties) -> Value {
-    let mut out = serde_json::Map::new();
-    let mut put = |k: &str, v: Option<Value>| {
-        if let Some(v) = v {
-            out.insert(k.to_string(), v);
-        }
-    };
-    let s = |b: &Option<Bytes>| b.as_ref().map(|b| json!(String::from_utf8_lossy(b)));
-    put("content_type", s(&p.content_type));
-    put("content_encoding", s(&p.content_encoding));
-    put(
-        "headers",
-        p.headers
-            .as_ref()
-            .map(crate::broker::policy::definition_to_json),
-    );
-    put("delivery_mode", p.delivery_mode.map(|d| json!(d)));
-    put("priority", p.priority.map(|d| json!(d)));
-    put("correlation_id", s(&p.correlation_id));
-    put("reply_to", s(&p.reply_to));
-    put("expiration", s(&p.expiration));
-    put("message_id", s(&p.message_id));
-    put("timestamp", p.timestamp.map(|t| json!(t)));
-    put("type", s(&p.kind));
-    put("user_id", s(&p.user_id));
-    put("app_id", s(&p.app_id));
-    Value::Object(out)
 }
 
 pub async fn publish(api: &Api, req: &Req, snap: &Value, v: &str, exchange: &str) -> ApiResult {

@@ -337,7 +337,7 @@ pub fn vhost(v: &Value, snapshot: &Value) -> Value {
     let meta = &v["metadata"];
     let mut out = json!({
         "name": name, "description": meta["description"], "tags": meta["tags"],
-        "metadata": meta, "tracing": false, "default_queue_type": "undefined",
+        "metadata": meta, "tracing": crate::trace::is_traced(name.as_bytes()), "default_queue_type": "undefined",
         "cluster_state": {node_name(): "running"},
         "messages": ready + unacked, "messages_details": details(0.0),
         "messages_ready": ready, "messages_ready_details": details(0.0),

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
-use super::queue::QueueStats;
+use super::queue::stats::QueueStats;
 use super::Broker;
 use crate::ids::QueueRef;
 use crate::protocol::FieldTable;

@@ -17,6 +17,8 @@ mod dispatch;
 mod invariants;
 mod paging;
 mod redelivery;
+pub mod stats;
+pub use stats::QueueStats;
 #[cfg(test)]
 mod tests;
 mod turns;
@@ -123,21 +125,6 @@ pub struct Queue {
     /// Consumers dispatch looked at (tests measure the cost of a delivery with it).
     #[cfg(test)]
     examined: usize,
-}
-
-/// A queue's message counts since it was created (RabbitMQ's queue `message_stats`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct QueueStats {
-    pub publish: u64,
-    /// Deliveries to consumers that acknowledge, and to no-ack consumers.
-    pub deliver: u64,
-    pub deliver_no_ack: u64,
-    /// basic.get answered with a message (acknowledgement required, or not), or empty.
-    pub get: u64,
-    pub get_no_ack: u64,
-    pub get_empty: u64,
-    pub ack: u64,
-    pub redeliver: u64,
 }
 
 impl Queue {

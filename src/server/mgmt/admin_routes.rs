@@ -3,10 +3,10 @@
 
 use serde_json::{json, Value};
 
+use super::answers::{find, one, vhost_exists};
 use super::auth::Who;
 use super::http::{Reply, Req};
 use super::listing::list;
-use super::routes::{find, one, vhost_exists};
 use super::shape::{self, items};
 use super::state::Api;
 use super::ApiResult;

@@ -4,12 +4,11 @@
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use super::answers::{created, definition, done, vhost_exists, with_names};
 use super::auth::Who;
 use super::http::{Reply, Req};
-use super::routes::vhost_exists;
 use super::shape::items;
 use super::state::Api;
-use super::write::{created, definition, done, with_names};
 use super::ApiResult;
 use crate::server::ctl;
 

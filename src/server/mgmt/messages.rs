@@ -5,13 +5,13 @@ use base64::Engine;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use super::answers::bytes_of;
 use super::http::{Reply, Req};
 use super::shape::items;
 use super::state::Api;
-use super::write::{bytes_of, settle_of};
 use super::ApiResult;
 use crate::protocol::{BasicProperties, FieldTable};
-use crate::shard::control::{ApiOp, Control};
+use crate::shard::control::{ApiOp, Control, GetSettle};
 
 pub async fn get(api: &Api, req: &Req, v: &str, name: &str) -> ApiResult {
     let body = req.json()?;
@@ -138,4 +138,14 @@ fn properties_from(p: &Value) -> Result<BasicProperties, Reply> {
         app_id: text("app_id"),
         cluster_id: None,
     })
+}
+
+/// Which settlement `ackmode` asks for.
+fn settle_of(ackmode: &str) -> Result<GetSettle, Reply> {
+    match ackmode {
+        "ack_requeue_true" | "reject_requeue_true" => Ok(GetSettle::Requeue),
+        "ack_requeue_false" => Ok(GetSettle::Ack),
+        "reject_requeue_false" => Ok(GetSettle::Reject),
+        other => Err(Reply::bad_request(&format!("unknown ackmode '{other}'"))),
+    }
 }

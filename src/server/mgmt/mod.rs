@@ -5,6 +5,7 @@
 
 mod admin_routes;
 mod admin_write;
+mod answers;
 mod auth;
 mod ctl_route;
 mod http;

@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 
+use super::answers::{find, one};
 use super::auth::Who;
 use super::http::{Reply, Req};
 use super::listing::list;
@@ -130,23 +131,6 @@ fn with_details(found: Reply, extra: impl FnOnce(&Value) -> Value) -> Reply {
     Reply::json(&object)
 }
 
-/// 200 with `value()` when `found`, else 404.
-pub fn one(found: bool, value: impl FnOnce() -> Value) -> ApiResult {
-    if found {
-        Ok(Reply::json(&value()))
-    } else {
-        Err(Reply::not_found())
-    }
-}
-
-/// The first item `is` picks, or 404.
-pub fn find(all: Vec<Value>, is: impl Fn(&Value) -> bool) -> ApiResult {
-    all.into_iter()
-        .find(|i| is(i))
-        .map(|i| Reply::json(&i))
-        .ok_or_else(Reply::not_found)
-}
-
 /// A listing of one vhost: 404 when the vhost does not exist.
 fn in_vhost(
     snap: &Value,
@@ -157,10 +141,6 @@ fn in_vhost(
 ) -> ApiResult {
     who.enter(snap, vhost)?;
     Ok(list(&req.query, all()))
-}
-
-pub fn vhost_exists(snap: &Value, vhost: &str) -> bool {
-    items(snap, "vhosts").any(|v| v["name"] == vhost)
 }
 
 fn connections(api: &Api, snap: &Value, who: &Who, vhost: Option<&str>, one: bool) -> Vec<Value> {

@@ -2,10 +2,10 @@
 //! users, permissions, policies, limits, connections and definitions. Each becomes the
 //! request `warren ctl` would send (or a queue operation), served by shard 0.
 
-use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use super::answers::{bytes_of, created, definition, done, with_names};
 use super::auth::Who;
 use super::http::{Reply, Req};
 use super::routes::between;
@@ -13,7 +13,7 @@ use super::shape::items;
 use super::state::Api;
 use super::ApiResult;
 use crate::server::ctl;
-use crate::shard::control::{ApiOp, Control, GetSettle, Query};
+use crate::shard::control::{ApiOp, Control, Query};
 
 pub async fn write(api: &Api, req: &Req, who: &Who, snap: &Value) -> ApiResult {
     let s: Vec<&str> = req.segments.iter().skip(1).map(String::as_str).collect();
@@ -143,51 +143,12 @@ async fn queue_write(api: &Api, req: &Req, who: &Who, snap: &Value, s: &[&str]) 
     }
 }
 
-pub fn bytes_of(s: &str) -> Bytes {
-    Bytes::copy_from_slice(s.as_bytes())
-}
-
-/// The body with the `vhost` and `name` of the URL, as a definitions item.
-pub fn with_names(mut body: Value, vhost: &str, name: &str) -> Value {
-    if !body.is_object() {
-        body = json!({});
-    }
-    body["vhost"] = json!(vhost);
-    body["name"] = json!(name);
-    body
-}
-
-/// The request that loads `item` as a definitions section would.
-pub fn definition(item: &Value, section: &str) -> Result<Control, Reply> {
-    match ctl::definition_request(section, item) {
-        Some(Ok(what)) => Ok(what),
-        Some(Err(e)) => Err(Reply::bad_request(&e)),
-        None => Err(Reply::bad_request("nothing to do")),
-    }
-}
-
 fn exists_queue(snap: &Value, v: &str, name: &str) -> Result<(), Reply> {
     if items(snap, "queues").any(|q| q["vhost"] == v && q["name"] == name) {
         Ok(())
     } else {
         Err(Reply::not_found())
     }
-}
-
-/// 201 for something new, 204 for something that was there, 400 with the broker's reason.
-pub fn created(answer: Result<String, String>, existed: bool) -> ApiResult {
-    match answer {
-        Ok(_) if existed => Ok(Reply::empty(StatusCode::NO_CONTENT)),
-        Ok(_) => Ok(Reply::empty(StatusCode::CREATED)),
-        Err(e) => Err(Reply::bad_request(&e)),
-    }
-}
-
-/// 204, or 400 with the broker's reason.
-pub fn done(answer: Result<String, String>) -> ApiResult {
-    answer
-        .map(|_| Reply::empty(StatusCode::NO_CONTENT))
-        .map_err(|e| Reply::bad_request(&e))
 }
 
 fn ctl_binding(b: &Value) -> Option<Result<Control, String>> {
@@ -205,14 +166,4 @@ async fn bind(api: &Api, req: &Req, v: &str, src: &str, kind: &str, dest: &str) 
     let mut reply = Reply::empty(StatusCode::CREATED);
     reply.location = Some(super::shape::properties_key(&item));
     Ok(reply)
-}
-
-/// Which settlement `ackmode` asks for.
-pub fn settle_of(ackmode: &str) -> Result<GetSettle, Reply> {
-    match ackmode {
-        "ack_requeue_true" | "reject_requeue_true" => Ok(GetSettle::Requeue),
-        "ack_requeue_false" => Ok(GetSettle::Ack),
-        "reject_requeue_false" => Ok(GetSettle::Reject),
-        other => Err(Reply::bad_request(&format!("unknown ackmode '{other}'"))),
-    }
 }

@@ -21,6 +21,8 @@ pub struct Req {
     /// From the `Authorization: Basic` header.
     pub credentials: Option<(String, String)>,
     pub peer: SocketAddr,
+    /// `X-Reason`: why an operator closes a connection.
+    pub reason: Option<String>,
     /// Sent by the web UI (`X-Requested-With: XMLHttpRequest`): a 401 then carries no
     /// `WWW-Authenticate`, so the browser leaves the login to the page.
     pub from_script: bool,
@@ -50,6 +52,12 @@ impl Req {
             credentials,
             peer,
             from_script: parts.headers.contains_key("x-requested-with"),
+            reason: parts
+                .headers
+                .get("x-reason")
+                .and_then(|v| v.to_str().ok())
+                // It ends up in a reply text, a short string.
+                .map(|r| r.chars().take(200).collect()),
         }
     }
 

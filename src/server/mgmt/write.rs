@@ -77,7 +77,12 @@ pub async fn write(api: &Api, req: &Req, who: &Who, snap: &Value) -> ApiResult {
             }
             let query = Query::CloseConnection {
                 name: (*name).to_string(),
-                explanation: "CONNECTION_FORCED - Closed via management plugin".to_string(),
+                explanation: format!(
+                    "CONNECTION_FORCED - {}",
+                    req.reason
+                        .as_deref()
+                        .unwrap_or("Closed via management plugin")
+                ),
             };
             done(api.ask(Control::Query(query)).await)
         }

@@ -64,11 +64,23 @@ pub fn render(api: &Api, snap: &Value, per_object: bool) -> String {
         ("rabbitmq_cluster_permanent_id", node.as_str()),
     ];
     f.sample("rabbitmq_identity_info", &identity, 1.0);
-    f.one(
+    f.start(
         "rabbitmq_build_info",
         "untyped",
         "RabbitMQ & Erlang/OTP version info",
-        1.0,
+    );
+    let build = [
+        ("rabbitmq_version", super::node::MANAGEMENT_VERSION),
+        ("product_name", "Warren"),
+        ("product_version", env!("CARGO_PKG_VERSION")),
+    ];
+    f.sample("rabbitmq_build_info", &build, 1.0);
+    let tcp_sockets = items(snap, "connections").count() as f64;
+    f.one(
+        "rabbitmq_process_open_tcp_sockets",
+        "gauge",
+        "Open TCP sockets",
+        tcp_sockets,
     );
     let connections = items(snap, "connections").count() as f64;
     f.one(
@@ -99,6 +111,7 @@ pub fn render(api: &Api, snap: &Value, per_object: bool) -> String {
     );
     queue_totals(&mut f, snap, per_object);
     global_counters(&mut f, &snap["totals"]);
+    channel_totals(&mut f, snap);
     resources(&mut f, api, per_object);
     shards(&mut f, snap);
     super::shard_metrics::render(&mut out, snap);
@@ -263,6 +276,19 @@ fn resources(f: &mut Family, api: &Api, per_object: bool) {
         disk_limit,
     );
     let fds = std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count) as f64;
+    let max_fds = super::node::fd_limit() as f64;
+    f.one(
+        "rabbitmq_process_max_fds",
+        "gauge",
+        "Limit of open file descriptors",
+        max_fds,
+    );
+    f.one(
+        "rabbitmq_process_max_tcp_sockets",
+        "gauge",
+        "Limit of open TCP sockets",
+        max_fds,
+    );
     f.one(
         "rabbitmq_process_open_fds",
         "gauge",
@@ -296,6 +322,86 @@ fn resources(f: &mut Family, api: &Api, per_object: bool) {
         "gauge",
         "Node uptime",
         uptime,
+    );
+}
+
+/// RabbitMQ's aggregated per-channel and per-connection families, which its Grafana
+/// dashboards read: the node's counters, and sums over open channels and connections.
+fn channel_totals(f: &mut Family, snap: &Value) {
+    let totals = &snap["totals"];
+    let counters = [
+        ("rabbitmq_channel_messages_published_total", "publish", "Total number of messages published into an exchange on a channel"),
+        ("rabbitmq_channel_messages_confirmed_total", "confirm", "Total number of messages published into an exchange and confirmed on the channel"),
+        ("rabbitmq_channel_messages_unroutable_dropped_total", "drop_unroutable", "Total number of messages published as non-mandatory into an exchange and dropped as unroutable"),
+        ("rabbitmq_channel_messages_unroutable_returned_total", "return_unroutable", "Total number of messages published as mandatory into an exchange and returned to the publisher as unroutable"),
+        ("rabbitmq_channel_messages_delivered_total", "deliver_no_ack", "Total number of messages delivered to consumers in automatic acknowledgement mode"),
+        ("rabbitmq_channel_messages_delivered_ack_total", "deliver", "Total number of messages delivered to consumers in manual acknowledgement mode"),
+        ("rabbitmq_channel_messages_redelivered_total", "redeliver", "Total number of messages redelivered to consumers"),
+        ("rabbitmq_channel_messages_acked_total", "ack", "Total number of messages acknowledged by consumers"),
+        ("rabbitmq_channel_get_total", "get_no_ack", "Total number of messages fetched with basic.get in automatic acknowledgement mode"),
+        ("rabbitmq_channel_get_ack_total", "get", "Total number of messages fetched with basic.get in manual acknowledgement mode"),
+        ("rabbitmq_channel_get_empty_total", "get_empty", "Total number of times basic.get operations fetched no message"),
+    ];
+    for (name, field, help) in counters {
+        f.one(name, "counter", help, num(&totals[field]));
+    }
+    let channels = shape::channels(snap);
+    let sum = |key: &str| channels.iter().map(|(_, ch)| num(&ch[key])).sum::<f64>();
+    let consumers = shape::consumers(snap).len() as f64;
+    f.one(
+        "rabbitmq_channel_consumers",
+        "gauge",
+        "Consumers on a channel",
+        consumers,
+    );
+    let unacked = sum("messages_unacknowledged");
+    f.one(
+        "rabbitmq_channel_messages_unacked",
+        "gauge",
+        "Delivered but not yet acknowledged messages",
+        unacked,
+    );
+    let prefetch = sum("global_prefetch_count");
+    f.one(
+        "rabbitmq_channel_prefetch",
+        "gauge",
+        "Total limit of unacknowledged messages for all consumers on a channel",
+        prefetch,
+    );
+    let conns = items(snap, "connections");
+    let (recv, send): (f64, f64) = conns.fold((0.0, 0.0), |(r, s), c| {
+        (r + num(&c["recv_oct"]), s + num(&c["send_oct"]))
+    });
+    f.one(
+        "rabbitmq_connection_incoming_bytes_total",
+        "counter",
+        "Total number of bytes received on a connection",
+        recv,
+    );
+    f.one(
+        "rabbitmq_connection_outgoing_bytes_total",
+        "counter",
+        "Total number of bytes sent on a connection",
+        send,
+    );
+    let published: f64 = items(snap, "queues")
+        .map(|q| num(&q["stats"]["publish"]))
+        .sum();
+    f.one(
+        "rabbitmq_queue_messages_published_total",
+        "counter",
+        "Total number of messages published to queues",
+        published,
+    );
+    f.start(
+        "rabbitmq_global_consumers",
+        "gauge",
+        "Current number of consumers",
+    );
+    f.sample(
+        "rabbitmq_global_consumers",
+        &[("protocol", "amqp091")],
+        consumers,
     );
 }
 

@@ -145,7 +145,7 @@ fn auth_mechanisms() -> Value {
         {"name": "EXTERNAL", "description": "TLS client certificate", "enabled": true}])
 }
 
-fn fd_limit() -> u64 {
+pub fn fd_limit() -> u64 {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

@@ -483,8 +483,8 @@ fn sighup_reloads_the_certificate_and_keeps_connections() {
 }
 
 /// The management API over HTTPS (`--management-tls-port`, RabbitMQ's `management.ssl.port`)
-/// with the AMQPS certificate: a client that trusts the CA gets the overview; the plain
-/// port answers too.
+/// with the AMQPS certificate: a client that trusts the CA gets the overview, and an AMQPS
+/// connection shows as `ssl` with its protocol and cipher.
 #[test]
 fn management_api_over_https() {
     let certs = Certs::new();
@@ -496,28 +496,45 @@ fn management_api_over_https() {
         "--management-port",
         &plain_s,
     ];
-    let Some((_broker, _tls_port)) = tls_broker(&certs, &extra) else {
+    let Some((_broker, tls_port)) = tls_broker(&certs, &extra) else {
         return;
     };
     let script = r#"
 import base64, json, ssl, sys, time, urllib.request
-port, ca = sys.argv[1], sys.argv[2]
+import socket
+port, ca, amqps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 ctx = ssl.create_default_context(cafile=ca)
 auth = "Basic " + base64.b64encode(b"guest:guest").decode()
-url = f"https://127.0.0.1:{port}/api/overview"
+def get(path):
+    req = urllib.request.Request(f"https://127.0.0.1:{port}{path}", headers={"Authorization": auth})
+    with urllib.request.urlopen(req, context=ctx, timeout=5) as r:
+        return json.load(r)
 for attempt in range(50):
     try:
-        req = urllib.request.Request(url, headers={"Authorization": auth})
-        with urllib.request.urlopen(req, context=ctx, timeout=5) as r:
-            print(json.load(r)["management_version"])
-            break
+        print(get("/api/overview")["management_version"])
+        break
     except OSError as e:
         if attempt == 49:
             raise
         time.sleep(0.1)
+# An AMQPS client that has sent its protocol header and got connection.start.
+amqp = ctx.wrap_socket(socket.create_connection(("127.0.0.1", amqps)), server_hostname="localhost")
+amqp.sendall(b"AMQP\x00\x00\x09\x01")
+amqp.recv(7)
+conns = get("/api/connections")
+tls = [c for c in conns if c["ssl"]]
+assert tls and tls[0]["ssl_protocol"].startswith("tlsv1."), conns
+assert tls[0]["ssl_cipher"] and tls[0]["ssl_hash"], tls
+print("ssl", tls[0]["ssl_protocol"])
 "#;
     let out = Command::new("python3")
-        .args(["-c", script, &https_s, &certs.arg("ca.pem")])
+        .args([
+            "-c",
+            script,
+            &https_s,
+            &certs.arg("ca.pem"),
+            &tls_port.to_string(),
+        ])
         .output()
         .expect("python3 runs");
     assert!(
@@ -525,5 +542,6 @@ for attempt in range(50):
         "expected an HTTPS answer, got {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3.10.8");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("3.10.8\nssl tlsv1."), "{stdout}");
 }

@@ -94,6 +94,10 @@ pub struct ConnectionInfo {
     pub idle_ms: u64,
     /// Messages it published to the default exchange.
     pub default_published: u64,
+    /// The SASL mechanism it logged in with (`PLAIN`, `AMQPLAIN`, `EXTERNAL`).
+    pub auth_mechanism: String,
+    /// Over TLS: the negotiated version and cipher suite, by rustls' names.
+    pub tls: Option<(&'static str, &'static str)>,
 }
 
 /// A channel in the management API's terms.

@@ -222,6 +222,7 @@ fn start_ok(shard: &Shard, conn: &Conn, m: ConnectionStartOk) -> Result<(), Hard
             state.capabilities.connection_blocked = flag("connection.blocked");
             state.phase = Phase::TuneOk;
             state.client_properties = m.client_properties;
+            state.mechanism = String::from_utf8_lossy(&m.mechanism).into_owned();
         }
         Err(AuthError::UnknownMechanism(mech)) => {
             return Err(HardError::new(

@@ -39,12 +39,12 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, tls: Option<Tl
 /// Serves one connection until it closes, then releases everything it held.
 async fn serve(shard: Rc<Shard>, tcp: TcpStream, peer: SocketAddr, tls: Option<TlsConfig>) {
     let _ = tcp.set_nodelay(true);
-    let Some((stream, cert_user)) = secure(&shard, tcp, peer, tls).await else {
+    let Some((stream, cert_user, tls)) = secure(&shard, tcp, peer, tls).await else {
         shard.connection_gone();
         return;
     };
     let stream = Rc::new(stream);
-    let conn = shard.register(|cref| Conn::new(cref, peer, cert_user));
+    let conn = shard.register(|cref| Conn::new(cref, peer, cert_user, tls));
     let writer = io::spawn(writer::write_loop(
         shard.clone(),
         conn.clone(),
@@ -73,16 +73,17 @@ async fn serve(shard: Rc<Shard>, tcp: TcpStream, peer: SocketAddr, tls: Option<T
 }
 
 /// The connection's stream: plain, or TLS once the handshake completed. With a verified
-/// client certificate, also the user name it stands for (EXTERNAL is offered then). `None`
-/// when the handshake failed; that is logged.
+/// client certificate, also the user name it stands for (EXTERNAL is offered then), and for
+/// TLS the negotiated version and cipher suite. `None` when the handshake failed; that is
+/// logged.
 async fn secure(
     shard: &Shard,
     tcp: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsConfig>,
-) -> Option<(Stream, Option<String>)> {
+) -> Option<(Stream, Option<String>, Option<(&'static str, &'static str)>)> {
     let Some(config) = tls else {
-        return Some((Stream::Plain(tcp), None));
+        return Some((Stream::Plain(tcp), None, None));
     };
     let limit = Duration::from_secs(shard.config.handshake_timeout_secs);
     let stream = match tls::accept(tcp, config, limit).await {
@@ -107,7 +108,8 @@ async fn secure(
         name
     });
     crate::info!("TLS connection from {peer}: {}", stream.describe());
-    Some((Stream::Tls(Box::new(stream)), cert_user))
+    let negotiated = stream.negotiated();
+    Some((Stream::Tls(Box::new(stream)), cert_user, Some(negotiated)))
 }
 
 /// Waits (bounded) for the peer to close first, as RabbitMQ does after close-ok: a client may

@@ -104,6 +104,8 @@ struct ConnState {
     client_properties: FieldTable,
     /// When it was accepted, in milliseconds since the Unix epoch.
     connected_at_ms: u64,
+    /// The SASL mechanism it logged in with.
+    mechanism: String,
     /// The client's product, version and connection name, for the log.
     client: lifecycle_log::ClientInfo,
 }
@@ -150,6 +152,8 @@ pub struct Conn {
     pub(crate) io_counts: IoCounts,
     /// Messages it published to the default exchange (the exchange's `publish_in`).
     pub(crate) default_published: Cell<u64>,
+    /// Over TLS: the negotiated version and cipher suite (rustls' names).
+    tls: Option<(&'static str, &'static str)>,
 }
 
 /// A connection's socket traffic: RabbitMQ's `recv_oct`, `recv_cnt`, `send_oct`, `send_cnt`.
@@ -184,7 +188,12 @@ impl IoCounts {
 }
 
 impl Conn {
-    fn new(cref: ConnRef, peer: SocketAddr, cert_user: Option<String>) -> Self {
+    fn new(
+        cref: ConnRef,
+        peer: SocketAddr,
+        cert_user: Option<String>,
+        tls: Option<(&'static str, &'static str)>,
+    ) -> Self {
         let now = Instant::now();
         Conn {
             cref,
@@ -208,6 +217,7 @@ impl Conn {
                 vhost: Bytes::new(),
                 client_properties: FieldTable::default(),
                 connected_at_ms: crate::io::time::unix_ms(),
+                mechanism: String::new(),
                 client: lifecycle_log::ClientInfo::default(),
             }),
             done: Cell::new(false),
@@ -221,6 +231,7 @@ impl Conn {
             queue_shards: RefCell::new(SmallVec::new()),
             cert_user,
             io_counts: IoCounts::default(),
+            tls,
             default_published: Cell::new(0),
         }
     }

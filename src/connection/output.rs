@@ -103,6 +103,8 @@ impl Client for Conn {
             channel_details: channel_infos(&state.channels),
             io_counts: self.io_counts.get(),
             default_published: self.default_published.get(),
+            auth_mechanism: state.mechanism.clone(),
+            tls: self.tls,
             idle_ms: self
                 .last_read
                 .get()

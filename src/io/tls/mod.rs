@@ -195,6 +195,12 @@ impl TlsStream {
 
     /// The negotiated protocol version and cipher suite, for the log.
     pub fn describe(&self) -> String {
+        let (version, suite) = self.negotiated();
+        format!("{version} {suite}")
+    }
+
+    /// The negotiated protocol version (`TLSv1_3`) and cipher suite, by rustls' names.
+    pub fn negotiated(&self) -> (&'static str, &'static str) {
         let session = self.session.borrow();
         let version = session
             .protocol_version()
@@ -204,7 +210,7 @@ impl TlsStream {
             .negotiated_cipher_suite()
             .and_then(|s| s.suite().as_str())
             .unwrap_or("?");
-        format!("{version} {suite}")
+        (version, suite)
     }
 }
 

@@ -224,8 +224,8 @@ pub fn connection(c: &Value, local: std::net::SocketAddr, one: bool) -> Value {
         "channels": c["channels"], "channel_max": c["channel_max"],
         "frame_max": c["frame_max"], "timeout": c["timeout"],
         "client_properties": props, "user_provided_name": props["connection_name"],
-        "connected_at": c["connected_at"], "auth_mechanism": "PLAIN",
-        "ssl": false,
+        "connected_at": c["connected_at"], "auth_mechanism": c["auth_mechanism"],
+        "ssl": c["tls"].is_array(),
         "recv_oct": c["recv_oct"], "recv_oct_details": details(0.0), "recv_cnt": c["recv_cnt"],
         "send_oct": c["send_oct"], "send_oct_details": details(0.0), "send_cnt": c["send_cnt"],
         "send_pend": 0,
@@ -241,7 +241,38 @@ pub fn connection(c: &Value, local: std::net::SocketAddr, one: bool) -> Value {
     ] {
         out[key] = none.clone();
     }
+    if let (Some(version), Some(suite)) = (c["tls"][0].as_str(), c["tls"][1].as_str()) {
+        let (key_exchange, cipher, hash) = suite_parts(suite);
+        out["ssl_protocol"] = json!(tls_version(version));
+        out["ssl_key_exchange"] = json!(key_exchange);
+        out["ssl_cipher"] = json!(cipher);
+        out["ssl_hash"] = json!(hash);
+    }
     out
+}
+
+/// rustls' `TLSv1_3` as RabbitMQ (Erlang) writes it: `tlsv1.3`.
+fn tls_version(version: &str) -> String {
+    version.to_lowercase().replace('_', ".")
+}
+
+/// A cipher suite's key exchange, cipher and hash in RabbitMQ's (Erlang's) words:
+/// `TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256` is `ecdhe_rsa`, `aes_128_gcm`, `sha256`; a TLS 1.3
+/// suite (`TLS13_AES_256_GCM_SHA384`) negotiates its key exchange apart: `any`.
+fn suite_parts(suite: &str) -> (String, String, String) {
+    let lower = suite.to_lowercase();
+    let rest = lower
+        .strip_prefix("tls13_")
+        .or_else(|| lower.strip_prefix("tls_"))
+        .unwrap_or(&lower);
+    let (key_exchange, rest) = match rest.split_once("_with_") {
+        Some((kx, rest)) => (kx.to_string(), rest),
+        None => ("any".to_string(), rest),
+    };
+    match rest.rsplit_once('_') {
+        Some((cipher, hash)) => (key_exchange, cipher.to_string(), hash.to_string()),
+        None => (key_exchange, rest.to_string(), String::new()),
+    }
 }
 
 /// `name (number)`, RabbitMQ's channel name.
@@ -388,6 +419,20 @@ mod tests {
         );
         let with_args = properties_key(&json!({"routing_key": "k", "arguments": {"x": 1}}));
         assert!(with_args.starts_with("k~"), "{with_args}");
+    }
+
+    #[test]
+    fn tls_names_as_rabbitmq_writes_them() {
+        assert_eq!(tls_version("TLSv1_3"), "tlsv1.3");
+        let parts = |s: &str| suite_parts(s);
+        assert_eq!(
+            parts("TLS13_AES_256_GCM_SHA384"),
+            ("any".into(), "aes_256_gcm".into(), "sha384".into())
+        );
+        assert_eq!(
+            parts("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"),
+            ("ecdhe_rsa".into(), "aes_128_gcm".into(), "sha256".into())
+        );
     }
 
     #[test]

@@ -215,6 +215,7 @@ fn connection(c: &ConnectionInfo, names: &HashMap<QueueRef, (&[u8], &[u8])>) -> 
         "connected_at": c.connected_at_ms, "frame_max": c.frame_max,
         "channel_max": c.channel_max, "timeout": c.heartbeat_secs,
         "idle_since": crate::io::time::unix_ms().saturating_sub(c.idle_ms),
+        "auth_mechanism": c.auth_mechanism, "tls": c.tls.map(|(v, s)| json!([v, s])),
         "recv_oct": c.io_counts[0], "recv_cnt": c.io_counts[1],
         "send_oct": c.io_counts[2], "send_cnt": c.io_counts[3],
         "channel_details": channels})

@@ -6,6 +6,7 @@
 #
 #   benches/management-under-load.sh                 # RUNS=5 DURATION=6
 #   RUNS=3 DURATION=5 PORT=35690 benches/management-under-load.sh
+#   WARREN_BIN=/other/warren PERF_BIN=/other/warren-perf ...   # binaries built elsewhere
 #
 # The broker runs on its own ports and data directory and is stopped by PID on exit.
 # Output: a table on stdout and in target/management-under-load.md.
@@ -35,9 +36,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release --bins >&2
-warren="$root/target/release/warren"
-perf="$root/target/release/warren-perf"
+warren=${WARREN_BIN:-$root/target/release/warren}
+perf=${PERF_BIN:-$root/target/release/warren-perf}
+if [ -z "${WARREN_BIN:-}" ]; then
+    cargo build --release --bins >&2
+fi
 
 "$warren" --listen "127.0.0.1:$PORT" --data-dir "$work/data" \
     --management-port "$MGMT_PORT" --management-ip 127.0.0.1 \

@@ -5,8 +5,8 @@
 //!
 //! ```text
 //! main
-//! ctl         `warren ctl`: the operator's command line, over the control socket
-//! server      boot, listeners, signals, control socket
+//! ctl         `warren ctl`: the operator's command line, over the control socket or the API
+//! server      boot, listeners, signals, control socket, management API and Prometheus (mgmt)
 //! connection  handshake, channels (one file per method family), framing out
 //! shard       threads, rings, mailbox, request/reply, metadata broadcast
 //! config alarm auth

@@ -276,6 +276,12 @@ impl Utc {
     }
 }
 
+/// Milliseconds since the epoch as the management API writes times, RabbitMQ's way:
+/// `2026-12-08T00:05:05.703+00:00`.
+pub fn api_time(ms: u64) -> String {
+    Utc::from_unix(ms / 1000, (ms % 1000) as u32).with_separator('T', "+00:00")
+}
+
 /// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
